@@ -1,0 +1,182 @@
+"""``tracking-local``: the local stack (``run``) and tools that read it (``events``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devstack import dynamodb
+from devstack.template import ROOT, Template
+
+DEFAULT_STATE_DIR = ROOT / ".local"
+STATE_FILE = "stack.json"
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir or os.environ.get("LOCAL_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def admin_key(state_dir: Path) -> str:
+    """``TRACKING_ADMIN_KEY``, else one generated once and kept in the state folder."""
+    if os.environ.get("TRACKING_ADMIN_KEY"):
+        return os.environ["TRACKING_ADMIN_KEY"]
+    path = state_dir / "admin-key"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = "adm_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from devstack.apigw import ApiServer  # noqa: PLC0415
+    from devstack.lambdas import FunctionPool, apply_environment  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=os.environ.get("LOCAL_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    state_dir = _state_dir(args)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = admin_key(state_dir)
+    parameters = {"AdminKey": key, "StageName": "local"}
+    if os.environ.get("RATE_LIMIT_PER_MINUTE"):
+        parameters["RateLimitPerMinute"] = os.environ["RATE_LIMIT_PER_MINUTE"]
+    template = Template.load(parameters)
+
+    data_dir = None if args.in_memory else state_dir / "dynamodb"
+    database = dynamodb.start(data_dir, args.dynamodb_port, log=state_dir / "dynamodb.log")
+    stop = threading.Event()
+    server: ApiServer | None = None
+    try:
+        dynamodb.ensure_tables(database, template)
+        functions = template.functions()
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        apply_environment(functions, dynamodb.local_environment(database.endpoint))
+        os.environ["TRACKING_ADMIN_KEY"] = key
+        pools = {name: FunctionPool(function, args.concurrency) for name, function in functions.items()}
+        server = ApiServer((args.host, args.port), template.routes(), pools, stage="local")
+        url = f"http://{args.host}:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
+        (state_dir / STATE_FILE).write_text(
+            json.dumps(
+                {"url": url, "dynamodb": database.endpoint, "database": database.kind, "pid": os.getpid()}
+            )
+        )
+        _banner(url, key, database)
+
+        def _stop(*_: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        while not stop.wait(0.5):
+            pass
+        print("\nStopping the local stack ...", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        database.stop()
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def _banner(url: str, key: str, database: dynamodb.Database) -> None:
+    storage = "DynamoDB Local" if database.kind == "dynamodb-local" else "moto (fallback)"
+    print(
+        f"""
+Local event-tracking stack is up.
+  API        {url}   (health: {url}/health)
+  DynamoDB   {database.endpoint}   ({storage})
+  Admin key  {key}   (x-api-key header; set TRACKING_ADMIN_KEY to choose it)
+
+Try it:
+  curl -s -X POST {url}/api/analytics/track -H 'Content-Type: application/json' \\
+    -d '{{"event":"visitor","token":"user_abc123def456","data":{{"chatbot_id":"demo-bot"}}}}'
+  make events     # list what was stored
+
+Press Ctrl-C to stop.
+""",
+        flush=True,
+    )
+
+
+def _stack(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        raise SystemExit(f"No local stack is running (no {path}); start one with `make run`.")
+    state: dict[str, Any] = json.loads(path.read_text())
+    return state
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Print the canonical events stored in the running stack's events table."""
+    from tracking.models.canonical import CanonicalEvent  # noqa: PLC0415
+    from tracking.storage.events import event_from_item  # noqa: PLC0415
+
+    state = _stack(_state_dir(args))
+    client = dynamodb.Database(state["dynamodb"], state["database"]).client()
+    events: list[CanonicalEvent] = []
+    for page in client.get_paginator("scan").paginate(TableName="EventsTable"):
+        events.extend(event_from_item(item) for item in page["Items"])
+    events = [e for e in events if (not args.plugin or e.plugin_id == args.plugin)]
+    events.sort(key=lambda e: e.received_at)
+    events = events[-args.limit :] if args.limit else events
+    if args.json:
+        for event in events:
+            print(event.model_dump_json())
+        return 0
+    print(f"{'received (UTC)':<24} {'plugin':<18} {'user':<20} {'dialect':<8} {'key':<20} value / EUR")
+    for e in events:
+        when = datetime.fromtimestamp(e.received_at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        shown = "" if e.value is None else str(e.value)
+        if e.total_value_base is not None or e.items:
+            shown += f" {e.total_value_base} EUR" if e.total_value_base is not None else " (unknown currency)"
+        print(
+            f"{when:<24} {e.plugin_id[:18]:<18} {e.user_id[:20]:<20} {e.dialect:<8} {e.key[:20]:<20} {shown}"
+        )
+    print(f"{len(events)} event(s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tracking-local", description=__doc__)
+    parser.add_argument("--state-dir", help="where data and the stack's address live (default .local/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start DynamoDB Local, the API and stream processing")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    run.add_argument("--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", "0")) or None)
+    run.add_argument("--in-memory", action="store_true", help="keep no data on disk")
+    run.add_argument("--concurrency", type=int, default=4, help="warm containers per function")
+    run.set_defaults(func=cmd_run)
+
+    events = sub.add_parser("events", help="list stored canonical events")
+    events.add_argument("--plugin")
+    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--json", action="store_true", help="one canonical event per line, as JSON")
+    events.set_defaults(func=cmd_events)
+
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    code: int = args.func(args)
+    logging.getLogger("devstack").debug("done in %.1f s", time.monotonic() - started)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

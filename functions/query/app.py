@@ -1,0 +1,28 @@
+"""Query function: health, plugin config (admin) and the dashboard read routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tracking.api.query import create_query_app
+from tracking.observability import route_package_logs
+from tracking.settings import get_settings
+from tracking.wiring import control_store
+
+logger = Logger()
+route_package_logs(logger)
+
+_settings = get_settings()
+app = create_query_app(
+    control_store(_settings),
+    _settings.admin_key.get_secret_value() if _settings.admin_key else None,
+)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

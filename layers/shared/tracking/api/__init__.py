@@ -1,0 +1,1 @@
+"""HTTP adapters: Powertools resolvers whose routes only translate between HTTP and the domain."""

@@ -1,0 +1,80 @@
+"""The one canonical event every dialect is normalized into; nothing after ingest knows dialects."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Kind = Literal["track", "identify", "page", "screen", "group", "alias"]
+Dialect = Literal["widget", "plugin", "segment"]
+AbGroup = Literal["control", "test"]
+# The ecommerce role of an event, whatever its dialect called it; revenue counts only "purchase".
+Commerce = Literal[
+    "product_viewed",
+    "product_clicked",
+    "add_to_cart",
+    "remove_from_cart",
+    "cart_viewed",
+    "checkout",
+    "purchase",
+    "order_updated",
+    "refund",
+    "cancel",
+]
+Scalar = str | bool | Decimal
+
+# Identifiers become parts of DynamoDB keys joined by a control character, so they may hold none.
+IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+Identifier = Annotated[str, Field(min_length=1, max_length=512, pattern=IDENTIFIER_PATTERN)]
+
+
+def is_identifier(text: str, max_length: int = 512) -> bool:
+    return 0 < len(text) <= max_length and _IDENTIFIER.match(text) is not None
+
+
+class Item(BaseModel):
+    """A product line: unit ``value`` in ``currency`` times ``quantity``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str | None = None
+    value: Decimal | None = None
+    quantity: int = 1
+    currency: str | None = None
+
+
+class CanonicalEvent(BaseModel):
+    """One accepted tracking call.
+
+    ``event_id`` is unique within (plugin, user): a retried call (same Segment ``messageId``, same widget
+    ``orderNum``) gets the same id, so storing it again changes nothing that counts.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    plugin_id: Identifier
+    user_id: Identifier
+    key: str = Field(min_length=1, max_length=256)
+    kind: Kind = "track"
+    dialect: Dialect
+    event_id: str = Field(min_length=1, max_length=700)
+    value: Scalar | None = None
+    event_time: int  # epoch milliseconds, the time the event happened (skew-corrected where possible)
+    received_at: int  # epoch milliseconds, this service's clock
+    ab_group: AbGroup | None = None
+    commerce: Commerce | None = None
+    items: tuple[Item, ...] = ()
+    currency: str | None = None
+    total_value_base: Decimal | None = None  # in EUR; None when unknown (never a guess)
+    order_id: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def counts_once_per_order(self) -> bool:
+        """A purchase carrying an order number is counted once per (plugin, order), whoever sends it."""
+        return self.commerce == "purchase" and self.order_id is not None

@@ -1,0 +1,25 @@
+"""Logging and metrics plumbing for handlers: the domain logs through stdlib ``logging``; its records
+are emitted by the function's Powertools Logger as structured JSON."""
+
+from __future__ import annotations
+
+import logging
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+
+def route_package_logs(logger: Logger) -> None:
+    logging.getLogger("tracking")
+    copy_config_to_registered_loggers(source_logger=logger, include={"tracking"})
+
+
+def outcome_metric(status: int) -> str:
+    """The metric a response counts toward: what operators alarm on is named for what happened."""
+    if status == 429:
+        return "RequestsRateLimited"
+    if status >= 500:
+        return "RequestsFailed" if status != 503 else "StorageUnavailable"
+    if status >= 400:
+        return "RequestsRejected"
+    return "RequestsServed"

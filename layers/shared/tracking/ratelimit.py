@@ -1,0 +1,98 @@
+"""Per-client-IP rate limit shared by every Lambda container, cheap on DynamoDB writes.
+
+State lives in the control table (see :meth:`ControlStore.reserve`), not in memory, so the limit holds
+however many containers serve an IP. To keep a chatty IP from costing one write per request, a
+container takes a *lease* of several requests from the IP's budget at once and spends it locally:
+the first lease of a window is one request, each following one doubles, up to ``max_lease``. Leases
+never exceed the budget, so the limit is exact for one container and can only err on the strict side
+when several containers hold unspent leases of the same IP.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tracking.errors import RateLimited
+from tracking.storage.control import Grant
+
+WINDOW_MS = 60_000
+_MAX_TRACKED_IPS = 10_000
+
+
+class RateStore(Protocol):
+    def reserve(self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int) -> Grant: ...
+
+
+@dataclass(slots=True)
+class _Lease:
+    window_start: int
+    remaining: int
+    next_size: int
+    exhausted: bool = False
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        store: RateStore,
+        limit: int,
+        *,
+        max_lease: int = 8,
+        window_ms: int = WINDOW_MS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._limit = limit
+        self._max_lease = max(1, min(max_lease, limit or 1))
+        self._window_ms = window_ms
+        self._clock = clock
+        self._leases: dict[str, _Lease] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self._limit > 0
+
+    def check(self, client_ip: str) -> None:
+        """Count one request from ``client_ip``; raise :class:`RateLimited` if it is over the limit."""
+        if not self.enabled:
+            return
+        now = int(self._clock() * 1000)
+        with self._lock:
+            lease = self._leases.get(client_ip)
+            if lease is not None and now < lease.window_start + self._window_ms:
+                if lease.exhausted:
+                    raise self._limited(lease.window_start, now)
+                if lease.remaining > 0:
+                    lease.remaining -= 1
+                    return
+                want = lease.next_size
+            else:
+                want = 1
+        grant = self._store.reserve(client_ip, want, self._limit, self._window_ms, now)
+        with self._lock:
+            if len(self._leases) >= _MAX_TRACKED_IPS:
+                self._forget_stale(now)
+            self._leases[client_ip] = _Lease(
+                window_start=grant.window_start,
+                remaining=max(grant.granted - 1, 0),
+                next_size=min(want * 2, self._max_lease),
+                exhausted=grant.granted == 0,
+            )
+        if grant.granted == 0:
+            raise self._limited(grant.window_start, now)
+
+    def _limited(self, window_start: int, now: int) -> RateLimited:
+        return RateLimited(retry_after=max(1, math.ceil((window_start + self._window_ms - now) / 1000)))
+
+    def _forget_stale(self, now: int) -> None:
+        stale = [ip for ip, lease in self._leases.items() if now >= lease.window_start + self._window_ms]
+        for ip in stale:
+            del self._leases[ip]
+        if len(self._leases) >= _MAX_TRACKED_IPS:
+            self._leases.clear()

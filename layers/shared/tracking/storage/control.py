@@ -1,0 +1,207 @@
+"""The control table: published plugin configs, write keys, rate-limit windows (and order markers,
+written by :mod:`tracking.storage.events`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tracking.errors import Unavailable, ValidationFailed
+from tracking.jsonutil import dumps_compact
+from tracking.models.config import PluginConfig, PublishedConfig
+from tracking.storage.dynamo import cancellation_codes, error_code, from_item, storage_errors, to_item
+from tracking.storage.events import SEP
+
+logger = logging.getLogger(__name__)
+
+
+def config_pk(plugin_id: str) -> str:
+    return f"plugin{SEP}{plugin_id}"
+
+
+def write_key_pk(write_key: str) -> str:
+    return f"writekey{SEP}{write_key}"
+
+
+def rate_pk(client_ip: str) -> str:
+    return f"ratelimit{SEP}{client_ip}"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Requests granted from an IP's shared budget, and the window they belong to."""
+
+    window_start: int  # epoch ms
+    granted: int
+
+
+class ControlStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    # -- plugin configs -------------------------------------------------------------------------
+
+    def get_config(self, plugin_id: str) -> PublishedConfig | None:
+        with storage_errors("read config"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": config_pk(plugin_id), "sk": "config"}),
+                ConsistentRead=True,
+            )
+        if "Item" not in answer:
+            return None
+        values = from_item(answer["Item"])
+        return PublishedConfig(
+            plugin_id=plugin_id,
+            config=PluginConfig.model_validate(json.loads(values["config"])),
+            version=int(values["version"]),
+            published_at=int(values["published_at"]),
+            resets={key: int(at) for key, at in values.get("resets", {}).items()},
+        )
+
+    def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None:
+        """Store a new version and its write keys in one transaction.
+
+        Fails with 422 if a write key already belongs to another plugin, and with 503 if someone else
+        published in between (the caller may publish again).
+        """
+        plugin_id = published.plugin_id
+        config_item = to_item(
+            {
+                "pk": config_pk(plugin_id),
+                "sk": "config",
+                "config": dumps_compact(published.config.model_dump(mode="json")),
+                "version": published.version,
+                "published_at": published.published_at,
+                "resets": published.resets,
+            }
+        )
+        if previous is None:
+            config_put: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            config_put = {
+                "ConditionExpression": "version = :previous",
+                "ExpressionAttributeValues": to_item({":previous": previous.version}),
+            }
+        actions: list[dict[str, Any]] = [
+            {"Put": {"TableName": self._table, "Item": config_item, **config_put}}
+        ]
+        owner = to_item({":plugin": plugin_id})
+        for key in published.config.write_keys:
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"pk": write_key_pk(key), "sk": "writekey", "plugin_id": plugin_id}),
+                        "ConditionExpression": "attribute_not_exists(pk) OR plugin_id = :plugin",
+                        "ExpressionAttributeValues": owner,
+                    }
+                }
+            )
+        dropped = set(previous.config.write_keys if previous else ()) - set(published.config.write_keys)
+        for key in sorted(dropped):
+            actions.append(
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": to_item({"pk": write_key_pk(key), "sk": "writekey"}),
+                        "ConditionExpression": "attribute_not_exists(pk) OR plugin_id = :plugin",
+                        "ExpressionAttributeValues": owner,
+                    }
+                }
+            )
+        try:
+            with storage_errors("publish config"):
+                self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise Unavailable("The config was published concurrently; publish again") from exc
+            taken = [
+                {
+                    "field": f"write_keys[{published.config.write_keys.index(key)}]",
+                    "message": "already in use",
+                }
+                for key, reason in zip(published.config.write_keys, reasons[1:], strict=False)
+                if reason.get("Code") == "ConditionalCheckFailed"
+            ]
+            if taken:
+                raise ValidationFailed("A write key belongs to another plugin", taken) from exc
+            logger.error("publish cancelled", extra={"codes": sorted(cancellation_codes(exc))})
+            raise
+
+    def plugin_for_write_key(self, write_key: str) -> str | None:
+        with storage_errors("read write key"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": write_key_pk(write_key), "sk": "writekey"}),
+            )
+        item = answer.get("Item")
+        return None if item is None else str(item["plugin_id"]["S"])
+
+    # -- rate limiting ----------------------------------------------------------------------------
+
+    def reserve(self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int) -> Grant:
+        """Take up to ``want`` requests from the IP's budget of ``limit`` per window.
+
+        The window starts with the IP's first request and lasts ``window_ms``; all Lambda containers
+        share it. One conditional write normally; more only when the window rolls over or the budget
+        runs out. A grant of 0 means the IP is over its limit until ``window_start + window_ms``.
+        """
+        key = to_item({"pk": rate_pk(client_ip), "sk": "window"})
+        stale = now_ms - window_ms
+        for _ in range(4):
+            try:
+                with storage_errors("rate limit"):
+                    answer = self._client.update_item(
+                        TableName=self._table,
+                        Key=key,
+                        UpdateExpression="ADD n :want",
+                        ConditionExpression="ws > :stale AND n <= :room",
+                        ExpressionAttributeValues=to_item(
+                            {":want": want, ":stale": stale, ":room": limit - want}
+                        ),
+                        ReturnValues="ALL_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+                return Grant(int(answer["Attributes"]["ws"]["N"]), want)
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                old = exc.response.get("Item")
+            if old is None or int(old["ws"]["N"]) <= stale:
+                if self._open_window(key, want, window_ms, now_ms):
+                    return Grant(now_ms, want)
+                continue
+            room = limit - int(old["n"]["N"])
+            if room <= 0:
+                return Grant(int(old["ws"]["N"]), 0)
+            want = min(want, room)
+        # Heavy contention on one IP's counter: let the request through rather than fail it.
+        logger.warning("rate limiter contention, request allowed", extra={"ip": client_ip})
+        return Grant(now_ms, 1)
+
+    def _open_window(self, key: dict[str, Any], want: int, window_ms: int, now_ms: int) -> bool:
+        try:
+            with storage_errors("rate limit"):
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={
+                        **key,
+                        **to_item({"ws": now_ms, "n": want, "expires_at": (now_ms + window_ms) // 1000 + 60}),
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR ws <= :stale",
+                    ExpressionAttributeValues=to_item({":stale": now_ms - window_ms}),
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

@@ -1,0 +1,138 @@
+"""A DynamoDB client and the plumbing every store shares: attribute (de)serialization, error mapping.
+
+The client is botocore's: boto3's resource layer and s3transfer are not needed and cost cold start.
+``AWS_ENDPOINT_URL_DYNAMODB`` points it at DynamoDB Local, so nothing here knows it runs locally.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tracking.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+AttributeValue = dict[str, Any]
+Item = dict[str, AttributeValue]
+
+# Errors after which the same request may succeed later: answered 503, never 500.
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "LimitExceededException",
+        "ResourceNotFoundException",  # a table not yet created (local start-up) or being replaced
+    }
+)
+
+# Standard retry mode: exponential backoff with jitter on throttling and 5xx, then the error surfaces.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=5,
+    tcp_keepalive=True,
+)
+
+
+@lru_cache(maxsize=1)
+def client() -> Any:
+    return botocore.session.get_session().create_client("dynamodb", config=CLIENT_CONFIG)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Turn throttling, outages and timeouts into :class:`Unavailable` (503)."""
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) in RETRYABLE_CODES or _cancelled_for_capacity(exc):
+            logger.warning("storage unavailable", extra={"action": action, "error": error_code(exc)})
+            raise Unavailable(f"Storage is unavailable ({action}); retry later") from exc
+        raise
+    except BotoCoreError as exc:
+        logger.warning("storage unreachable", extra={"action": action, "error": repr(exc)})
+        raise Unavailable(f"Storage is unreachable ({action}); retry later") from exc
+
+
+def cancellation_codes(exc: ClientError) -> set[str]:
+    """Why a transaction was cancelled, one code per item that had a reason."""
+    reasons = exc.response.get("CancellationReasons") or []
+    return {str(reason.get("Code")) for reason in reasons} - {"None"}
+
+
+def _cancelled_for_capacity(exc: ClientError) -> bool:
+    """A transaction cancelled by throttling or a conflict, not by one of its conditions."""
+    return error_code(exc) == "TransactionCanceledException" and (
+        "ConditionalCheckFailed" not in cancellation_codes(exc)
+    )
+
+
+def to_attr(value: Any) -> AttributeValue:
+    """Python value -> DynamoDB attribute value (numbers are exact decimals)."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, (int, Decimal)):
+        return {"N": str(value)}
+    if isinstance(value, float):
+        return {"N": repr(value)}
+    if isinstance(value, bytes):
+        return {"B": value}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): to_attr(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [to_attr(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def from_attr(attr: AttributeValue) -> Any:
+    """DynamoDB attribute value -> Python value (numbers come back as ``Decimal``)."""
+    ((kind, value),) = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return Decimal(value)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attr(v) for v in value]
+    if kind == "B":
+        return value
+    if kind == "SS":
+        return set(value)
+    if kind == "NS":
+        return {Decimal(v) for v in value}
+    raise TypeError(f"unknown attribute type {kind}")
+
+
+def to_item(values: Mapping[str, Any]) -> Item:
+    return {name: to_attr(value) for name, value in values.items() if value is not None}
+
+
+def from_item(item: Mapping[str, AttributeValue]) -> dict[str, Any]:
+    return {name: from_attr(attr) for name, attr in item.items()}

@@ -1,0 +1,34 @@
+"""Composition root: builds each function's services from settings (handlers call only this)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tracking.settings import Settings
+
+if TYPE_CHECKING:
+    from tracking.ingest import IngestService
+    from tracking.storage.control import ControlStore
+
+
+def control_store(settings: Settings) -> ControlStore:
+    from tracking.storage.control import ControlStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    return ControlStore(client(), settings.control_table)
+
+
+def ingest_service(settings: Settings) -> IngestService:
+    from tracking.ingest import IngestService  # noqa: PLC0415
+    from tracking.plugins import PluginDirectory  # noqa: PLC0415
+    from tracking.ratelimit import RateLimiter  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.events import EventStore  # noqa: PLC0415
+
+    control = control_store(settings)
+    return IngestService(
+        directory=PluginDirectory(control, settings.config_cache_seconds),
+        sink=EventStore(client(), settings.events_table, settings.control_table, settings.retention_days),
+        limiter=RateLimiter(control, settings.rate_limit_per_minute, max_lease=settings.rate_limit_max_lease),
+        default_plugin_id=settings.default_plugin_id,
+    )

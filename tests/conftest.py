@@ -1,0 +1,34 @@
+"""Test-wide environment: dummy AWS credentials, no local endpoint (moto intercepts), and the sample
+events' admin key. Set before anything creates a botocore session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = ROOT / "events"
+SAMPLE_ADMIN_KEY = "local-admin-key-for-sample-events-0001"
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "event-tracking",
+        "POWERTOOLS_METRICS_NAMESPACE": "EventTracking",
+        "TRACKING_ADMIN_KEY": SAMPLE_ADMIN_KEY,
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("RATE_LIMIT_PER_MINUTE", None)
+
+
+def sample_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS_DIR / f"{name}.json").read_text())
+    return event

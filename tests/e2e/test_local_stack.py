@@ -1,0 +1,173 @@
+"""`make run`'s stack over HTTP, on DynamoDB Local: the issue's "done when", as a user would check it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = {
+    "tracking": {
+        "events": [
+            {
+                "name": {"en": "Emoji reactions"},
+                "key": "emoji-reactions",
+                "aggregations": ["group_array"],
+                "value_type": "string",
+            },
+            {
+                "name": {"en": "Handouts"},
+                "key": "handouts",
+                "aggregations": ["array", "increment"],
+                "value_type": "string",
+            },
+        ]
+    },
+    "allowed_origins": ["https://app.example.com"],
+    "write_keys": ["wk_e2e_live_1"],
+}
+SEGMENT = {"Authorization": "Basic " + base64.b64encode(b"wk_e2e_live_1:").decode()}
+
+
+@pytest.fixture(scope="module")
+def published(stack: Stack) -> None:
+    assert stack.admin("PUT", "/v1/plugins/e2e-plugin/config", CONFIG).status == 200
+
+
+def test_health(stack: Stack) -> None:
+    reply = stack.request("GET", "/health")
+    assert (reply.status, reply.json) == (200, {"status": "ok"})
+
+
+def test_widget_purchase_plugin_track_and_segment_batch_are_stored(stack: Stack, published: None) -> None:
+    purchase = {
+        "event": "purchase",
+        "token": "user_e2e_buyer_0",
+        "data": {
+            "chatbot_id": "e2e-bot",
+            "orderNum": "E2E-1",
+            "items": [{"item_id": "SKU-1", "value": 49.99, "quantity": 2, "currency": "USD"}],
+        },
+        "ab_test": True,
+    }
+    track = {"key": "emoji-reactions", "value": "😍", "user_id": "participant-42"}
+    batch = {
+        "batch": [
+            {
+                "type": "track",
+                "event": "handouts",
+                "userId": "seg-user",
+                "properties": {"value": "slides.pdf"},
+                "messageId": "e2e-m1",
+            },
+            {"type": "identify", "userId": "seg-user", "traits": {"plan": "pro"}, "messageId": "e2e-m2"},
+        ]
+    }
+    replies = [
+        stack.request("POST", "/api/analytics/track", purchase, headers={"Origin": "https://shop.example"}),
+        stack.request(
+            "POST", "/v1/plugins/e2e-plugin/track", track, headers={"Origin": "https://app.example.com"}
+        ),
+        stack.request("POST", "/v1/batch", batch, headers=SEGMENT),
+    ]
+    assert [(r.status, r.json) for r in replies] == [(200, {"success": True})] * 3
+    stored = {(e["plugin_id"], e["user_id"], e["key"]): e for e in stack.stored()}
+    assert stored[("e2e-bot", "user_e2e_buyer_0", "purchase")]["total_value_base"] == "91.98"
+    assert stored[("e2e-bot", "user_e2e_buyer_0", "purchase")]["ab_group"] == "control"
+    assert stored[("e2e-plugin", "participant-42", "emoji-reactions")]["value"] == "😍"
+    assert stored[("e2e-plugin", "seg-user", "handouts")]["value"] == "slides.pdf"
+    assert stored[("e2e-plugin", "seg-user", "identify")]["kind"] == "identify"
+
+
+def test_repeated_message_id_and_order_number_leave_one_event_each(stack: Stack, published: None) -> None:
+    call = {"event": "Signed Up", "userId": "dup-user", "messageId": "e2e-dup-1"}
+    purchase = {
+        "event": "purchase",
+        "token": "user_e2e_dup_01",
+        "data": {"chatbot_id": "e2e-dup-bot", "orderNum": "DUP-1"},
+    }
+    for _ in range(3):
+        assert stack.request("POST", "/v1/track", call, headers=SEGMENT).status == 200
+        assert stack.request("POST", "/api/analytics/track", purchase).status == 200
+    stored = stack.stored()
+    assert [e["event_id"] for e in stored if e["user_id"] == "dup-user"] == ["m:e2e-dup-1"]
+    assert [e["event_id"] for e in stored if e["plugin_id"] == "e2e-dup-bot"] == ["o:DUP-1"]
+
+
+def test_the_121st_widget_call_from_one_ip_within_a_minute_gets_429(stack: Stack) -> None:
+    visitor = {"event": "visitor", "token": "user_e2e_rate_01", "data": {"chatbot_id": "e2e-rate-bot"}}
+    codes = [
+        stack.request("POST", "/api/analytics/track", visitor, source_ip="127.0.0.77").status
+        for _ in range(121)
+    ]
+    assert codes[:120] == [200] * 120
+    assert codes[120] == 429
+    limited = stack.request("POST", "/api/analytics/track", visitor, source_ip="127.0.0.77")
+    assert limited.json["error"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    # Another client is not affected.
+    assert stack.request("POST", "/api/analytics/track", visitor, source_ip="127.0.0.78").status == 200
+
+
+def test_a_50001_byte_body_gets_analytics_002(stack: Stack) -> None:
+    reply = stack.request("POST", "/api/analytics/track", raw=b"[" * 50_001)
+    assert (reply.status, reply.json["error"]["code"]) == (400, "ANALYTICS_002")
+
+
+def test_errors_have_the_contract_shape(stack: Stack, published: None) -> None:
+    bad = stack.request("POST", "/api/analytics/track", {"event": "visitor", "token": "x"})
+    assert bad.status == 422
+    assert bad.json["error"]["details"] == [
+        {"field": "token", "message": "token must be 8-128 characters of A-Z, a-z, 0-9, '_' and '-'"}
+    ]
+    assert (
+        stack.request("POST", "/api/analytics/track", raw=b"{oops").json["error"]["code"] == "ANALYTICS_001"
+    )
+    assert stack.request("GET", "/no/such/route").status == 404
+    denied = stack.request(
+        "POST",
+        "/v1/plugins/e2e-plugin/track",
+        {"key": "handouts", "value": "a", "user_id": "u"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert (denied.status, denied.json["error"]["code"]) == (403, "FORBIDDEN")
+
+
+def test_cors_preflight(stack: Stack, published: None) -> None:
+    headers = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    reply = stack.request("OPTIONS", "/v1/plugins/e2e-plugin/track", headers=headers)
+    assert reply.status == 204
+    assert reply.headers["Access-Control-Allow-Origin"] == "*"
+    widget = stack.request("OPTIONS", "/api/analytics/track", headers=headers)
+    assert widget.status == 204
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_data_survives_a_restart_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    first = start_stack(tmp_path, in_memory=False)
+    call = {"event": "visitor", "token": "user_e2e_persist", "data": {"chatbot_id": "persist-bot"}}
+    assert first.request("POST", "/api/analytics/track", call).status == 200
+    state: dict[str, Any] = json.loads((tmp_path / "stack.json").read_text())
+    dynamodb_port = int(state["dynamodb"].rsplit(":", 1)[1])
+    assert stop_stack(first) == 0
+    assert not _answers(first.port)
+    assert not _answers(dynamodb_port)
+    assert not (tmp_path / "stack.json").exists()
+
+    second = start_stack(tmp_path, in_memory=False)
+    try:
+        assert [e["user_id"] for e in second.stored()] == ["user_e2e_persist"]
+    finally:
+        stop_stack(second)

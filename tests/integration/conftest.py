@@ -1,0 +1,71 @@
+"""Handlers and stores on moto: tables created from template.yaml's definitions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack.lambdas import FunctionPool
+from devstack.template import Template
+from tests.conftest import sample_event
+from tracking.storage.events import event_from_item
+
+TEMPLATE = Template.load()
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    """A fresh moto account with every table of the template; yields a boto3 DynamoDB client."""
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        for definition in TEMPLATE.table_definitions().values():
+            client.create_table(**definition["create"])
+        yield client
+
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def new_container(function: str) -> Invoke:
+    """A fresh container of ``function``: its own module globals, caches and limiter leases."""
+    pool = FunctionPool(TEMPLATE.functions()[function], size=1)  # one fresh container per test
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = pool.invoke(event)
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def ingest(aws: Any) -> Invoke:
+    return new_container("IngestFunction")
+
+
+@pytest.fixture
+def query(aws: Any) -> Invoke:
+    return new_container("QueryFunction")
+
+
+@pytest.fixture
+def demo_config(query: Invoke) -> dict[str, Any]:
+    """The sample config published for ``demo-plugin`` (write key ``wk_live_123``)."""
+    event = sample_event("config-put")
+    answer = query(event)
+    assert answer["statusCode"] == 200, answer["body"]
+    config: dict[str, Any] = json.loads(event["body"])
+    return config
+
+
+def body(answer: dict[str, Any]) -> Any:
+    return json.loads(answer["body"]) if answer.get("body") else None
+
+
+def stored_events(client: Any) -> list[dict[str, Any]]:
+    items = client.scan(TableName="EventsTable")["Items"]
+    return [event_from_item(item).model_dump() for item in items]

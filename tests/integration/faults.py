@@ -1,0 +1,33 @@
+"""Fault injection on the functions' DynamoDB client through botocore's own event hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tracking.storage.dynamo import client
+
+
+@contextmanager
+def dynamodb_fails(
+    operation: str, code: str = "ThrottlingException", *, after: int = 0
+) -> Iterator[dict[str, int]]:
+    """Every ``operation`` call after the first ``after`` fails with ``code`` (as after botocore's
+    own retries gave up)."""
+    calls = {"seen": 0, "failed": 0}
+
+    def fail(**_: Any) -> None:
+        calls["seen"] += 1
+        if calls["seen"] > after:
+            calls["failed"] += 1
+            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+
+    event = f"before-call.dynamodb.{operation}"
+    client().meta.events.register(event, fail)
+    try:
+        yield calls
+    finally:
+        client().meta.events.unregister(event, fail)

@@ -1,0 +1,65 @@
+"""The stores against moto's DynamoDB: rate-limit windows, event keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracking.dialects import RequestInfo
+from tracking.dialects.widget import parse_request, to_canonical
+from tracking.models.canonical import CanonicalEvent
+from tracking.storage.control import ControlStore
+from tracking.storage.dynamo import client
+from tracking.storage.events import EventStore, event_from_item, event_to_item
+
+NOW = 1_764_016_800_000
+
+
+def test_reserve_grants_up_to_the_limit_then_none_until_the_window_ends(aws: Any) -> None:
+    store = ControlStore(client(), "ControlTable")
+    assert store.reserve("ip", 100, 120, 60_000, NOW).granted == 100
+    assert store.reserve("ip", 50, 120, 60_000, NOW + 1).granted == 20
+    denied = store.reserve("ip", 1, 120, 60_000, NOW + 2)
+    assert (denied.granted, denied.window_start) == (0, NOW)
+    fresh = store.reserve("ip", 1, 120, 60_000, NOW + 60_000)
+    assert (fresh.granted, fresh.window_start) == (1, NOW + 60_000)
+
+
+def test_reserve_sets_a_ttl_so_windows_clean_themselves_up(aws: Any) -> None:
+    ControlStore(client(), "ControlTable").reserve("ip", 1, 120, 60_000, NOW)
+    (item,) = aws.scan(TableName="ControlTable")["Items"]
+    assert int(item["expires_at"]["N"]) == (NOW + 60_000) // 1000 + 60
+
+
+def test_a_canonical_event_survives_storage_unchanged(aws: Any) -> None:
+    request = parse_request(
+        {
+            "event": "purchase",
+            "token": "user_abc123def451",
+            "ab_test": True,
+            "data": {
+                "chatbot_id": "bot",
+                "orderNum": "9",
+                "items": [{"id": "a", "price": 2.5, "quantity": 3, "currency": "CHF"}],
+            },
+        }
+    )
+    event = to_canonical(request, "bot", None, RequestInfo(received_at=NOW, ip="192.0.2.1", user_agent="UA"))
+    assert event_from_item(event_to_item(event, 0)) == event
+    assert EventStore(client(), "EventsTable", "ControlTable", 30).put(event) is True
+    (item,) = aws.scan(TableName="EventsTable")["Items"]
+    assert event_from_item(item) == event
+    assert int(item["expires_at"]["N"]) == NOW // 1000 + 30 * 86_400
+
+
+def test_numbers_come_back_as_they_were_sent(aws: Any) -> None:
+    event = CanonicalEvent(
+        plugin_id="p",
+        user_id="u",
+        key="k",
+        dialect="plugin",
+        event_id="g:1",
+        value=7.5,
+        event_time=NOW,
+        received_at=NOW,
+    )
+    assert event_from_item(event_to_item(event, 0)).value == event.value

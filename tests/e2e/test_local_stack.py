@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devstack.dynamodb import free_port
+from tests.conftest import ROOT
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +177,28 @@ def test_data_survives_a_restart_and_ctrl_c_stops_everything(tmp_path: Path) -> 
         assert [e["user_id"] for e in second.stored()] == ["user_e2e_persist"]
     finally:
         stop_stack(second)
+
+
+def test_without_java_the_stack_falls_back_to_moto_and_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL_DYNAMODB"}
+    env["PATH"] = str(Path(sys.executable).parent)  # a PATH with no java on it
+    env["LOCAL_LOG_LEVEL"] = "WARNING"
+    port = free_port()
+    args = [sys.executable, "-m", "devstack.cli", "--state-dir", str(tmp_path), "run", "--port", str(port)]
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fallback = Stack(port, tmp_path, process, tmp_path / "none.log")
+    try:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if fallback.request("GET", "/health").status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        visitor = {"event": "visitor", "token": "user_no_java_01", "data": {"chatbot_id": "moto-bot"}}
+        assert fallback.request("POST", "/api/analytics/track", visitor).status == 200
+        assert [e["plugin_id"] for e in fallback.stored()] == ["moto-bot"]
+    finally:
+        assert stop_stack(fallback) == 0
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    assert "WARNING: Java not found: falling back to moto's DynamoDB server" in stderr

@@ -43,6 +43,7 @@ def admin_key(state_dir: Path) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from devstack.apigw import ApiServer  # noqa: PLC0415
     from devstack.lambdas import FunctionPool, apply_environment  # noqa: PLC0415
+    from devstack.poller import StreamPoller  # noqa: PLC0415
 
     logging.basicConfig(
         level=os.environ.get("LOCAL_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
@@ -68,6 +69,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["TRACKING_ADMIN_KEY"] = key
         pools = {name: FunctionPool(function, args.concurrency) for name, function in functions.items()}
         server = ApiServer((args.host, args.port), template.routes(), pools, stage="local")
+        for mapping in template.stream_mappings():
+            StreamPoller(
+                database.client("dynamodbstreams"),
+                database.client(),
+                mapping,
+                pools[mapping.function].invoke,
+                state_dir=state_dir,
+                stop=stop,
+            ).start()
         url = f"http://{args.host}:{server.server_address[1]}"
         threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
         (state_dir / STATE_FILE).write_text(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,9 @@ class StreamMapping:
     report_batch_item_failures: bool = False
     starting_position: str = "TRIM_HORIZON"
     on_failure: str | None = None  # logical id of the on-failure destination
+    tumbling_window_s: int = 0
+    maximum_record_age_s: int = -1
+    filter_patterns: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,12 @@ class Template:
                         in props.get("FunctionResponseTypes", []),
                         starting_position=str(props.get("StartingPosition", "TRIM_HORIZON")),
                         on_failure=on_failure,
+                        tumbling_window_s=int(self.resolve(props.get("TumblingWindowInSeconds", 0))),
+                        maximum_record_age_s=int(self.resolve(props.get("MaximumRecordAgeInSeconds", -1))),
+                        filter_patterns=tuple(
+                            json.loads(f["Pattern"])
+                            for f in props.get("FilterCriteria", {}).get("Filters", [])
+                        ),
                     )
                 )
         return mappings

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracking.api.query import create_query_app
 from tracking.observability import route_package_logs
 from tracking.settings import get_settings
-from tracking.wiring import control_store
+from tracking.wiring import aggregate_store, control_store
 
 logger = Logger()
 route_package_logs(logger)
@@ -19,6 +19,7 @@ route_package_logs(logger)
 _settings = get_settings()
 app = create_query_app(
     control_store(_settings),
+    aggregate_store(_settings),
     _settings.admin_key.get_secret_value() if _settings.admin_key else None,
 )
 

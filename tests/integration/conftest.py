@@ -53,6 +53,11 @@ def query(aws: Any) -> Invoke:
 
 
 @pytest.fixture
+def aggregate(aws: Any) -> Invoke:
+    return new_container("AggregateFunction")
+
+
+@pytest.fixture
 def demo_config(query: Invoke) -> dict[str, Any]:
     """The sample config published for ``demo-plugin`` (write key ``wk_live_123``)."""
     event = sample_event("config-put")

@@ -1,5 +1,5 @@
-"""Every file in events/ is a real API Gateway REST proxy event of one route; each runs through the
-function template.yaml routes it to."""
+"""Every file in events/ is a real event of one route (API Gateway REST proxy) or of the stream
+(a DynamoDB Streams tumbling-window batch); each runs through the function template.yaml gives it."""
 
 from __future__ import annotations
 
@@ -13,18 +13,30 @@ from tests.conftest import EVENTS_DIR, sample_event
 from tests.integration.conftest import TEMPLATE, Invoke, stored_events
 
 SAMPLES = sorted(path.stem for path in EVENTS_DIR.glob("*.json"))
+API_SAMPLES = [name for name in SAMPLES if "httpMethod" in sample_event(name)]
 ROUTES = TEMPLATE.routes()
 
 
-def test_there_is_a_sample_event_for_every_route() -> None:
-    covered = {(sample_event(name)["httpMethod"], sample_event(name)["resource"]) for name in SAMPLES}
+def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:
+    covered = {(sample_event(name)["httpMethod"], sample_event(name)["resource"]) for name in API_SAMPLES}
     assert {(route.method, route.path) for route in ROUTES} <= covered
+    assert set(SAMPLES) - set(API_SAMPLES) == {"aggregate-stream"}
 
 
-@pytest.mark.parametrize("name", SAMPLES)
-def test_sample_event_runs_through_its_function(
-    name: str, ingest: Invoke, query: Invoke, aws: Any, demo_config: Any
+def test_the_stream_sample_runs_through_the_aggregate_function(
+    aggregate: Invoke, aws: Any, demo_config: Any
 ) -> None:
+    answer = aggregate(sample_event("aggregate-stream"))
+    assert answer == {"batchItemFailures": [], "state": {}}
+    assert aws.scan(TableName="AggregatesTable")["Count"] > 0
+
+
+@pytest.mark.parametrize("name", API_SAMPLES)
+def test_sample_event_runs_through_its_function(
+    name: str, ingest: Invoke, query: Invoke, aggregate: Invoke, aws: Any, demo_config: Any
+) -> None:
+    if name == "user-get":  # a user's row exists once the stream has been aggregated
+        aggregate(sample_event("aggregate-stream"))
     event = sample_event(name)
     found = match(ROUTES, event["httpMethod"], event["path"])
     assert found is not None

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 from tracking.settings import Settings
 
 if TYPE_CHECKING:
+    from tracking.aggregator import Aggregator
     from tracking.ingest import IngestService
+    from tracking.storage.aggregates import AggregateStore
     from tracking.storage.control import ControlStore
 
 
@@ -32,3 +34,16 @@ def ingest_service(settings: Settings) -> IngestService:
         limiter=RateLimiter(control, settings.rate_limit_per_minute, max_lease=settings.rate_limit_max_lease),
         default_plugin_id=settings.default_plugin_id,
     )
+
+
+def aggregate_store(settings: Settings) -> AggregateStore:
+    from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    return AggregateStore(client(), settings.aggregates_table)
+
+
+def aggregator(settings: Settings) -> Aggregator:
+    from tracking.aggregator import Aggregator  # noqa: PLC0415
+
+    return Aggregator(aggregate_store(settings), control_store(settings))

@@ -43,7 +43,14 @@ class RequestInfo:
 
 def new_event_id(now_ms: int) -> str:
     """A fresh id for a call that carries none of its own: time-ordered, 64 random bits."""
-    return f"g:{now_ms:011x}{secrets.token_hex(8)}"
+    return new_event_ids(now_ms, 1)[0]
+
+
+def new_event_ids(now_ms: int, count: int) -> list[str]:
+    """Fresh ids for the events of one request, ordered as the request lists them (so that among
+    events of the same instant, "latest" is the one sent last)."""
+    request = secrets.token_hex(8)
+    return [f"g:{now_ms:011x}{request}{index:04x}" for index in range(count)]
 
 
 def validate(model: type[M], payload: Any, prefix: str = "") -> M:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracking.commerce import MAX_AMOUNT
-from tracking.dialects import URL_MAX, RequestInfo, decimal_of, new_event_id, validate
+from tracking.dialects import URL_MAX, RequestInfo, decimal_of, new_event_ids, validate
 from tracking.errors import ValidationFailed
 from tracking.models.canonical import CanonicalEvent, Identifier, Scalar
 from tracking.models.config import PluginConfig, TrackedKey
@@ -97,7 +97,8 @@ def to_canonical(
         raw_events, prefixes = [payload], [""]
 
     events, problems = [], []
-    for raw, prefix in zip(raw_events, prefixes, strict=True):
+    ids = new_event_ids(info.received_at, len(raw_events))
+    for raw, prefix, event_id in zip(raw_events, prefixes, ids, strict=True):
         try:
             call = validate(PluginTrack, raw, prefix)
         except ValidationFailed as exc:
@@ -122,7 +123,7 @@ def to_canonical(
                 user_id=call.user_id,
                 key=call.key,
                 dialect="plugin",
-                event_id=new_event_id(info.received_at),
+                event_id=event_id,
                 value=value,
                 event_time=info.received_at,
                 received_at=info.received_at,

@@ -74,9 +74,14 @@ def event_to_item(event: CanonicalEvent, expires_at: int) -> dict[str, Attribute
 
 def event_from_item(item: Mapping[str, AttributeValue]) -> CanonicalEvent:
     """The canonical event back from a stored item or a stream record's ``NewImage``."""
+    return event_from_values(from_item(item))
+
+
+def event_from_values(values: dict[str, Any]) -> CanonicalEvent:
+    """The canonical event from an item already turned into Python values (numbers as ``Decimal``)."""
     import json  # noqa: PLC0415
 
-    values = from_item(item)
+    values = dict(values)
     for name in ("properties", "context"):
         values[name] = json.loads(values[name]) if name in values else {}
     values["items"] = tuple(Item.model_validate(raw) for raw in values.get("items", ()))

@@ -1,0 +1,155 @@
+"""Reads the events table's stream from DynamoDB Local and feeds the aggregate function, as Lambda's
+event source mapping does on AWS (batch size, batching window, filters, partial batch responses,
+bisect, retries and the on-failure destination come from template.yaml). Checkpoints are kept on
+disk, so a restarted stack resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devstack.esm import ShardConsumer, passes_filters
+from devstack.template import StreamMapping
+
+logger = logging.getLogger("devstack.poller")
+
+POLL_INTERVAL_S = 0.2
+
+
+def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A GetRecords record in the shape Lambda hands to a function."""
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if created is not None and not isinstance(created, (int, float)):
+        dynamodb["ApproximateCreationDateTime"] = created.timestamp()
+    return {
+        "eventID": record.get("eventID"),
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion", "us-east-1"),
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }
+
+
+class Checkpoints:
+    """The last sequence number delivered per shard, persisted (atomically) to a JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._data: dict[str, dict[str, str]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, stream_arn: str, shard_id: str) -> str | None:
+        return self._data.get(stream_arn, {}).get(shard_id)
+
+    def set(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+        self._data.setdefault(stream_arn, {})[shard_id] = sequence_number
+        temporary = self._path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self._data))
+        temporary.replace(self._path)
+
+
+class StreamPoller(threading.Thread):
+    def __init__(
+        self,
+        streams_client: Any,
+        dynamodb_client: Any,
+        mapping: StreamMapping,
+        invoke: Callable[[dict[str, Any]], Any],
+        *,
+        state_dir: Path,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"poller-{mapping.function}", daemon=True)
+        self._streams = streams_client
+        self._dynamodb = dynamodb_client
+        self._mapping = mapping
+        self._invoke = invoke
+        self._stop = stop
+        self._checkpoints = Checkpoints(state_dir / "stream-checkpoints.json")
+        self._failures = state_dir / "on-failure.jsonl"
+        self._finished: set[str] = set()  # closed shards read to their end
+        self.delivered = 0
+
+    def _on_failure(self, message: dict[str, Any]) -> None:
+        with self._failures.open("a") as handle:
+            handle.write(json.dumps(message) + "\n")
+
+    def run(self) -> None:
+        stream_arn = self._dynamodb.describe_table(TableName=self._mapping.table)["Table"]["LatestStreamArn"]
+        while not self._stop.is_set():
+            try:
+                busy = self._poll_once(stream_arn)
+            except Exception:
+                logger.exception("stream poll failed; retrying")
+                busy = False
+            if not busy:
+                self._stop.wait(POLL_INTERVAL_S)
+
+    def _shards(self, stream_arn: str) -> list[dict[str, Any]]:
+        shards: list[dict[str, Any]] = []
+        start: dict[str, str] = {}
+        while True:
+            description = self._streams.describe_stream(StreamArn=stream_arn, **start)["StreamDescription"]
+            shards.extend(description["Shards"])
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            start = {"ExclusiveStartShardId": last}
+
+    def _poll_once(self, stream_arn: str) -> bool:
+        """Read every shard whose parent is done; True when records were delivered."""
+        shards = self._shards(stream_arn)
+        known = {shard["ShardId"] for shard in shards}
+        busy = False
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            parent = shard.get("ParentShardId")
+            if shard_id in self._finished or (parent in known and parent not in self._finished):
+                continue  # a child waits for its parent: one user's events stay in order
+            busy |= self._read_shard(stream_arn, shard)
+        return busy
+
+    def _read_shard(self, stream_arn: str, shard: dict[str, Any]) -> bool:
+        shard_id = shard["ShardId"]
+        checkpoint = self._checkpoints.get(stream_arn, shard_id)
+        position = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
+            if checkpoint
+            else {"ShardIteratorType": self._mapping.starting_position}
+        )
+        iterator = self._streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **position)[
+            "ShardIterator"
+        ]
+        gathered: list[dict[str, Any]] = []
+        window_ends = None
+        while iterator and not self._stop.is_set():
+            answer = self._streams.get_records(ShardIterator=iterator, Limit=self._mapping.batch_size)
+            iterator = answer.get("NextShardIterator")
+            gathered.extend(answer["Records"])
+            if gathered and window_ends is None:
+                window_ends = time.monotonic() + self._mapping.batching_window_s
+            if len(gathered) >= self._mapping.batch_size or (window_ends and time.monotonic() >= window_ends):
+                break
+            if not answer["Records"]:
+                if window_ends is None or iterator is None:
+                    break
+                self._stop.wait(min(POLL_INTERVAL_S, max(0.0, window_ends - time.monotonic())))
+        if iterator is None and not gathered:
+            self._finished.add(shard_id)
+        if not gathered:
+            return False
+        gathered = gathered[: self._mapping.batch_size]
+        records = [lambda_record(r, stream_arn) for r in gathered]
+        wanted = [r for r in records if passes_filters(self._mapping, r)]
+        if wanted:
+            ShardConsumer(self._mapping, self._invoke, shard_id, stream_arn, self._on_failure).deliver(wanted)
+            self.delivered += len(wanted)
+        self._checkpoints.set(stream_arn, shard_id, gathered[-1]["dynamodb"]["SequenceNumber"])
+        return True

@@ -1,0 +1,273 @@
+"""Aggregates per (plugin, key, user) and daily rollups, folded from stream records exactly once.
+
+Pure logic: no AWS. A state remembers, per stream shard, the highest sequence number it has applied,
+so a record Lambda delivers again (a retried batch, a batch whose success was lost) is recognised and
+skipped. Sequence numbers only compare within one shard; one user's events can sit on several shards
+(shards roll over every few hours and split with their partition), hence a map, pruned once a shard is
+older than the stream's 24-hour retention.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from tracking.models.canonical import CanonicalEvent, Scalar
+from tracking.models.config import Aggregation, PublishedConfig
+
+# A stream keeps records 24 h; a shard last applied longer ago than this can never be re-delivered.
+SHARD_MEMORY_MS = 26 * 3600 * 1000
+# Bounds that keep an aggregate item small (it is rewritten on every update, and billed per KB).
+ARRAY_MAX_VALUES = 50
+ARRAY_MAX_CHARS = 4000
+GROUP_MAX_DISTINCT = 50
+GROUP_KEY_MAX_CHARS = 200
+COUNTED_KINDS = frozenset({"track", "page", "screen"})
+
+AggregateKey = tuple[str, str, str]  # plugin, key, user
+RollupKey = tuple[str, str, str, str]  # plugin, day, key, group
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One stream record as the aggregator sees it."""
+
+    seq: int
+    event_name: str  # INSERT, MODIFY, REMOVE
+    event: CanonicalEvent | None
+
+    @property
+    def counts(self) -> bool:
+        """Only a newly inserted event counts; overwrites (MODIFY) and TTL expiry (REMOVE) do not."""
+        return self.event_name == "INSERT" and self.event is not None and self.event.kind in COUNTED_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """What to maintain for a key: its listed aggregations, and the time of its last reset."""
+
+    aggregations: tuple[Aggregation, ...] = ("increment",)
+    reset_at: int = 0
+
+    @classmethod
+    def of(cls, published: PublishedConfig | None, key: str) -> KeySpec:
+        tracked = published.config.tracked_key(key) if published else None
+        if tracked is None:  # undeclared keys (widget events, free Segment events) are counted
+            return cls(("increment",), published.reset_at(key) if published else 0)
+        return cls(tracked.aggregations, published.reset_at(key) if published else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    value: Scalar
+    at: int  # event time, ms
+    event_id: str
+
+    def rank(self) -> tuple[int, str]:
+        """Later event time wins; equal times are ordered by event id, so every replay agrees."""
+        return (self.at, self.event_id)
+
+
+def group_key(value: Scalar) -> str:
+    """The map key a value is counted under in ``group_array`` (any Unicode, emoji included)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, Decimal):
+        text = decimal_text(value)
+    else:
+        text = value
+    return text[:GROUP_KEY_MAX_CHARS]
+
+
+def decimal_text(value: Decimal) -> str:
+    """``7.50`` -> ``7.5``, ``1E+1`` -> ``10``: plain notation, no trailing zeros."""
+    return format(value.normalize(), "f")
+
+
+@dataclass
+class AggregateState:
+    plugin_id: str
+    user_id: str
+    key: str
+    version: int = 0  # 0: not stored yet
+    reset_at: int = 0
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)  # shard -> (seq, when, ms)
+    first: tuple[str, int] | None = None  # the record that created the aggregate (since its reset)
+    count: int = 0
+    total: Decimal = Decimal(0)
+    numeric: int = 0
+    latest: Latest | None = None
+    values: list[Scalar] = field(default_factory=list)
+    values_total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    other: int = 0
+    updated_at: int = 0
+
+    @classmethod
+    def start(cls, key: AggregateKey) -> AggregateState:
+        plugin_id, name, user_id = key
+        return cls(plugin_id=plugin_id, user_id=user_id, key=name)
+
+    @property
+    def identity(self) -> AggregateKey:
+        return (self.plugin_id, self.key, self.user_id)
+
+    @property
+    def empty(self) -> bool:
+        return self.count == 0
+
+    def is_first(self, shard: str, seq: int) -> bool:
+        return self.first == (shard, seq)
+
+
+@dataclass
+class RollupState:
+    """Counts of one (plugin, key, day, A/B group) from one shard: one writer, no contention."""
+
+    plugin_id: str
+    day: str  # YYYY-MM-DD (UTC, event time)
+    key: str
+    group: str  # "control", "test" or "none"
+    shard: str
+    version: int = 0
+    reset_at: int = 0
+    seq: int = -1
+    count: int = 0
+    users: int = 0
+    revenue: Decimal = Decimal(0)
+
+
+def day_of(event_time_ms: int) -> str:
+    return datetime.fromtimestamp(event_time_ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def group_of(event: CanonicalEvent) -> str:
+    return event.ab_group or "none"
+
+
+def _reset(state: AggregateState, reset_at: int) -> None:
+    fresh = AggregateState.start(state.identity)
+    for name in ("count", "total", "numeric", "latest", "values", "values_total", "counts", "other", "first"):
+        setattr(state, name, getattr(fresh, name))
+    state.reset_at = reset_at
+
+
+def fold(
+    state: AggregateState, shard: str, records: Sequence[StreamEvent], spec: KeySpec, now_ms: int
+) -> tuple[AggregateState, bool]:
+    """Apply the records of one shard (in sequence order) that the state has not applied yet.
+
+    Returns the new state and whether anything counted (nothing to write otherwise).
+    """
+    new = copy.deepcopy(state)
+    if spec.reset_at > new.reset_at:
+        _reset(new, spec.reset_at)
+    last = new.applied.get(shard, (-1, 0))[0]
+    changed = False
+    for record in records:
+        if record.seq <= last:
+            continue  # applied before: a redelivery
+        last = record.seq
+        event = record.event
+        if not record.counts or event is None or event.received_at < new.reset_at:
+            continue
+        changed = True
+        if new.first is None:
+            new.first = (shard, record.seq)
+        _count(new, event, spec.aggregations)
+    if changed:
+        new.applied[shard] = (last, now_ms)
+        new.applied = {
+            s: (seq, when)
+            for s, (seq, when) in new.applied.items()
+            if s == shard or now_ms - when < SHARD_MEMORY_MS
+        }
+        new.updated_at = now_ms
+    return new, changed
+
+
+def _count(state: AggregateState, event: CanonicalEvent, aggregations: Iterable[Aggregation]) -> None:
+    state.count += 1
+    value = event.value
+    if value is None:
+        return
+    for aggregation in aggregations:
+        if aggregation == "average":
+            if isinstance(value, Decimal):
+                state.total += value
+                state.numeric += 1
+        elif aggregation == "string":
+            candidate = Latest(value, event.event_time, event.event_id)
+            if state.latest is None or candidate.rank() > state.latest.rank():
+                state.latest = candidate
+        elif aggregation == "array":
+            state.values.append(value)
+            state.values_total += 1
+            _bound_values(state)
+        elif aggregation == "group_array":
+            name = group_key(value)
+            if name in state.counts or len(state.counts) < GROUP_MAX_DISTINCT:
+                state.counts[name] = state.counts.get(name, 0) + 1
+            else:
+                state.other += 1
+
+
+def _bound_values(state: AggregateState) -> None:
+    """Keep the most recent values, at most ARRAY_MAX_VALUES and ARRAY_MAX_CHARS of them."""
+    while len(state.values) > ARRAY_MAX_VALUES:
+        state.values.pop(0)
+    while len(state.values) > 1 and sum(len(str(v)) for v in state.values) > ARRAY_MAX_CHARS:
+        state.values.pop(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A record as a rollup sees it: did it create its user's aggregate (a new distinct user)?"""
+
+    record: StreamEvent
+    new_user: bool
+
+
+def fold_rollup(state: RollupState, records: Sequence[Counted], reset_at: int) -> tuple[RollupState, bool]:
+    new = copy.copy(state)
+    if reset_at > new.reset_at:
+        new.count, new.users, new.revenue, new.reset_at = 0, 0, Decimal(0), reset_at
+    changed = False
+    for counted in records:
+        record = counted.record
+        if record.seq <= new.seq:
+            continue
+        new.seq = record.seq
+        event = record.event
+        if not record.counts or event is None or event.received_at < new.reset_at:
+            continue
+        changed = True
+        new.count += 1
+        new.users += 1 if counted.new_user else 0
+        if event.commerce == "purchase" and event.total_value_base is not None:
+            new.revenue += event.total_value_base
+    return new, changed
+
+
+def aggregate_key(event: CanonicalEvent) -> AggregateKey:
+    return (event.plugin_id, event.key, event.user_id)
+
+
+def rollup_key(event: CanonicalEvent) -> RollupKey:
+    return (event.plugin_id, day_of(event.event_time), event.key, group_of(event))
+
+
+def group_records(
+    records: Iterable[StreamEvent],
+) -> tuple[dict[AggregateKey, list[StreamEvent]], dict[RollupKey, list[StreamEvent]]]:
+    """Records that count, grouped by the aggregate and the rollup they update (order kept)."""
+    aggregates: dict[AggregateKey, list[StreamEvent]] = {}
+    rollups: dict[RollupKey, list[StreamEvent]] = {}
+    for record in records:
+        if record.counts and record.event is not None:
+            aggregates.setdefault(aggregate_key(record.event), []).append(record)
+            rollups.setdefault(rollup_key(record.event), []).append(record)
+    return aggregates, rollups

@@ -1,0 +1,210 @@
+"""The aggregator: applies one shard's batch of stream records to aggregates and rollups, one write
+per (plugin, key, user) group and per rollup, and says which records must be retried."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tracking.aggregation import (
+    AggregateKey,
+    AggregateState,
+    Counted,
+    KeySpec,
+    RollupKey,
+    RollupState,
+    StreamEvent,
+    aggregate_key,
+    fold,
+    fold_rollup,
+    group_records,
+)
+from tracking.models.config import PublishedConfig
+from tracking.storage.aggregates import Conflict
+from tracking.storage.events import event_from_item
+
+logger = logging.getLogger(__name__)
+
+CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A stream record as the event source delivers it (image in DynamoDB's attribute-value form)."""
+
+    sequence_number: str
+    event_name: str
+    new_image: Mapping[str, Any] | None
+
+
+class Store(Protocol):
+    def load(
+        self, aggregates: Sequence[AggregateKey], rollups: Sequence[RollupKey], shard: str
+    ) -> tuple[dict[AggregateKey, AggregateState], dict[RollupKey, RollupState]]: ...
+    def get_aggregate(self, key: AggregateKey) -> AggregateState | None: ...
+    def save(self, state: AggregateState | RollupState) -> None: ...
+
+
+class Configs(Protocol):
+    def get_config(self, plugin_id: str) -> PublishedConfig | None: ...
+
+
+class BlockedByEarlierFailure(Exception):
+    """A record held back because an earlier record of the same rollup failed: applying it first
+    would let the rollup's sequence guard skip the earlier one on retry."""
+
+
+@dataclass
+class _Run:
+    """One batch being applied: its shard and which of its records failed."""
+
+    shard: str
+    text_of: dict[int, str]
+    failures: dict[str, BaseException] = field(default_factory=dict)
+
+    def fail(self, records: Sequence[StreamEvent], error: BaseException) -> None:
+        for record in records:
+            self.failures.setdefault(self.text_of[record.seq], error)
+
+    def failed(self, record: StreamEvent) -> bool:
+        return self.text_of[record.seq] in self.failures
+
+
+class Aggregator:
+    def __init__(
+        self, store: Store, configs: Configs, clock: Callable[[], float] = time.time, workers: int = 8
+    ) -> None:
+        self._store = store
+        self._configs = configs
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+
+    def process(self, shard: str, batch: Sequence[RawRecord]) -> dict[str, BaseException]:
+        """Apply a batch from ``shard``; returns the records (by sequence number) that failed."""
+        run = _Run(shard, {int(raw.sequence_number): raw.sequence_number for raw in batch})
+        records = []
+        for raw in batch:
+            try:
+                records.append(_parse(raw))
+            except Exception as exc:
+                logger.error(
+                    "unreadable stream record",
+                    extra={"sequence_number": raw.sequence_number, "error": repr(exc)},
+                )
+                run.failures[raw.sequence_number] = exc
+        aggregates, rollups = group_records(records)
+        if not aggregates:
+            return run.failures
+        try:
+            configs = {plugin: self._configs.get_config(plugin) for plugin in {key[0] for key in aggregates}}
+            stored, stored_rollups = self._store.load(list(aggregates), list(rollups), shard)
+        except Exception as exc:
+            logger.warning("batch not applied", extra={"shard": shard, "error": repr(exc)})
+            run.fail(records, exc)
+            return run.failures
+        now = int(self._clock() * 1000)
+        states = self._apply_aggregates(run, aggregates, stored, configs, now)
+        self._apply_rollups(run, rollups, stored_rollups, states, configs)
+        return run.failures
+
+    def _apply_aggregates(
+        self,
+        run: _Run,
+        groups: dict[AggregateKey, list[StreamEvent]],
+        stored: dict[AggregateKey, AggregateState],
+        configs: Mapping[str, PublishedConfig | None],
+        now: int,
+    ) -> dict[AggregateKey, AggregateState]:
+        """One write per (plugin, key, user), in parallel; failed groups fail their records."""
+
+        def apply(item: tuple[AggregateKey, list[StreamEvent]]) -> AggregateState:
+            key, group = item
+            spec = KeySpec.of(configs[key[0]], key[1])
+            return self._apply(stored.get(key) or AggregateState.start(key), run.shard, group, spec, now)
+
+        items = list(groups.items())
+        outcomes = self._pool.map(_capture(apply), items) if self._pool else map(_capture(apply), items)
+        states: dict[AggregateKey, AggregateState] = {}
+        for (key, group), (state, error) in zip(items, outcomes, strict=True):
+            if state is None:
+                run.fail(group, error or RuntimeError("aggregate not applied"))
+            else:
+                states[key] = state
+        return states
+
+    def _apply_rollups(
+        self,
+        run: _Run,
+        groups: dict[RollupKey, list[StreamEvent]],
+        stored: dict[RollupKey, RollupState],
+        states: dict[AggregateKey, AggregateState],
+        configs: Mapping[str, PublishedConfig | None],
+    ) -> None:
+        """One write per rollup, each applying its records only up to the first that failed."""
+        for rollup, group in groups.items():
+            counted: list[Counted] = []
+            for record in group:
+                if run.failed(record):
+                    break
+                assert record.event is not None
+                state = states[aggregate_key(record.event)]
+                counted.append(Counted(record, new_user=state.is_first(run.shard, record.seq)))
+            held = group[len(counted) :]
+            if held:
+                run.fail(held, BlockedByEarlierFailure(f"held back behind sequence number {held[0].seq}"))
+            if not counted:
+                continue
+            plugin, day, name, ab_group = rollup
+            reset_at = KeySpec.of(configs[plugin], name).reset_at
+            base = stored.get(rollup) or RollupState(plugin, day, name, ab_group, run.shard)
+            new, changed = fold_rollup(base, counted, reset_at)
+            if changed:
+                try:
+                    self._store.save(new)
+                except Exception as exc:
+                    logger.warning("rollup not written", extra={"rollup": rollup, "error": repr(exc)})
+                    run.fail(group, exc)
+
+    def _apply(
+        self, state: AggregateState, shard: str, group: Sequence[StreamEvent], spec: KeySpec, now: int
+    ) -> AggregateState:
+        """Fold the group into the aggregate and write it once; re-read and fold again if another
+        shard's invocation wrote the item in between (a user's events on two shards after a split)."""
+        for _ in range(CONFLICT_RETRIES):
+            new, changed = fold(state, shard, group, spec, now)
+            if not changed:
+                return new
+            try:
+                self._store.save(new)
+                return new
+            except Conflict:
+                state = self._store.get_aggregate(state.identity) or AggregateState.start(state.identity)
+        raise Conflict(f"aggregate {state.identity} kept changing")
+
+
+def _parse(raw: RawRecord) -> StreamEvent:
+    event = None
+    if raw.event_name == "INSERT":
+        if raw.new_image is None:
+            raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
+        event = event_from_item(raw.new_image)
+    return StreamEvent(int(raw.sequence_number), raw.event_name, event)
+
+
+def _capture(
+    apply: Callable[[tuple[AggregateKey, list[StreamEvent]]], AggregateState],
+) -> Callable[[tuple[AggregateKey, list[StreamEvent]]], tuple[AggregateState | None, BaseException | None]]:
+    def run(
+        item: tuple[AggregateKey, list[StreamEvent]],
+    ) -> tuple[AggregateState | None, BaseException | None]:
+        try:
+            return apply(item), None
+        except Exception as exc:
+            logger.warning("aggregate not written", extra={"aggregate": item[0], "error": repr(exc)})
+            return None, exc
+
+    return run

@@ -1,0 +1,205 @@
+"""The five aggregations and the exactly-once guard, as pure folds (tracking.aggregation)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tracking.aggregation import (
+    ARRAY_MAX_VALUES,
+    GROUP_MAX_DISTINCT,
+    SHARD_MEMORY_MS,
+    AggregateState,
+    Counted,
+    KeySpec,
+    RollupState,
+    StreamEvent,
+    fold,
+    fold_rollup,
+)
+from tracking.models.canonical import CanonicalEvent
+from tracking.models.config import Aggregation
+from tracking.views import cell
+
+NOW = 1_764_016_800_000
+ALL: tuple[Aggregation, ...] = ("increment", "array", "average", "string", "group_array")
+
+
+def event(
+    value: Any = None, *, at: int = NOW, event_id: str = "g:1", received: int = NOW, **extra: Any
+) -> CanonicalEvent:
+    return CanonicalEvent(
+        plugin_id="p",
+        user_id="u",
+        key="k",
+        dialect="plugin",
+        event_id=event_id,
+        value=value,
+        event_time=at,
+        received_at=received,
+        **extra,
+    )
+
+
+def records(*values: Any, start: int = 1) -> list[StreamEvent]:
+    return [
+        StreamEvent(start + i, "INSERT", event(v, event_id=f"g:{start + i:04d}"))
+        for i, v in enumerate(values)
+    ]
+
+
+def applied(
+    recs: list[StreamEvent], aggregations: tuple[Aggregation, ...] = ALL, shard: str = "s1"
+) -> AggregateState:
+    state, _ = fold(AggregateState("p", "u", "k"), shard, recs, KeySpec(aggregations), NOW)
+    return state
+
+
+def shown(state: AggregateState, aggregation: Aggregation) -> dict[str, Any] | None:
+    return cell(state, aggregation)
+
+
+def test_increment_counts_events_with_or_without_value() -> None:
+    state = applied(records(None, None))
+    assert shown(state, "increment") == {"value": 2, "display": "2"}
+
+
+def test_array_lists_values_in_arrival_order() -> None:
+    assert shown(applied(records("apples", "oranges")), "array") == {
+        "value": ["apples", "oranges"],
+        "display": "apples, oranges",
+    }
+
+
+def test_average_of_numeric_values_only() -> None:
+    state = applied(records(Decimal(10), Decimal(5), "not a number", True))
+    assert shown(state, "average") == {"value": 7.5, "display": "7.5"}
+    assert shown(applied(records("a")), "average") is None
+
+
+def test_string_is_the_latest_value_by_event_time() -> None:
+    assert shown(applied(records("Michael", "John")), "string") == {"value": "John", "display": "John"}
+
+
+def test_a_late_arriving_older_event_does_not_win() -> None:
+    late = [
+        StreamEvent(1, "INSERT", event("John", at=NOW + 1000, event_id="g:b")),
+        StreamEvent(2, "INSERT", event("Michael", at=NOW, event_id="g:a")),
+    ]
+    assert shown(applied(late), "string")["value"] == "John"  # type: ignore[index]
+
+
+def test_equal_event_times_are_ordered_by_event_id_whatever_the_arrival_order() -> None:
+    first = StreamEvent(1, "INSERT", event("A", event_id="g:0001"))
+    second = StreamEvent(2, "INSERT", event("B", event_id="g:0002"))
+    assert (
+        applied([first, second]).latest
+        == applied([StreamEvent(1, "INSERT", second.event), StreamEvent(2, "INSERT", first.event)]).latest
+    )
+    assert applied([first, second]).latest.value == "B"  # type: ignore[union-attr]
+
+
+def test_group_array_counts_each_value_and_emoji_are_fine() -> None:
+    state = applied(records(*(["😍"] * 7 + ["😱"] * 2)))
+    assert shown(state, "group_array") == {
+        "value": {"total": 9, "counts": {"😍": 7, "😱": 2}},
+        "display": "9 (😍 7, 😱 2)",
+    }
+
+
+def test_group_array_bounds_distinct_values_with_an_overflow_bucket() -> None:
+    values = [f"v{i}" for i in range(GROUP_MAX_DISTINCT + 5)] + ["v0"]
+    state = applied(records(*values))
+    assert len(state.counts) == GROUP_MAX_DISTINCT
+    assert (state.counts["v0"], state.other) == (2, 5)
+    result = shown(state, "group_array")
+    assert result is not None
+    assert result["value"]["total"] == len(values)
+    assert result["display"].endswith("other 5)")
+
+
+def test_array_keeps_the_most_recent_values_and_says_when_it_was_cut() -> None:
+    state = applied(records(*[f"v{i}" for i in range(ARRAY_MAX_VALUES + 10)]))
+    result = shown(state, "array")
+    assert result is not None
+    assert result["value"][0] == "v10"
+    assert (result["total"], result["truncated"]) == (ARRAY_MAX_VALUES + 10, True)
+    assert result["display"].startswith("…, v10,")
+
+
+def test_only_the_listed_aggregations_are_kept() -> None:
+    state = applied(records("a", "b"), ("increment",))
+    assert (state.count, state.values, state.counts, state.latest) == (2, [], {}, None)
+
+
+def test_only_inserts_of_tracked_kinds_count() -> None:
+    recs = [
+        StreamEvent(1, "MODIFY", event("a")),
+        StreamEvent(2, "REMOVE", None),
+        StreamEvent(3, "INSERT", event("b", kind="identify")),
+        StreamEvent(4, "INSERT", event("c", kind="page")),
+    ]
+    state, changed = fold(AggregateState("p", "u", "k"), "s1", recs, KeySpec(ALL), NOW)
+    assert changed
+    assert (state.count, state.values) == (1, ["c"])
+
+
+def test_records_already_applied_on_a_shard_are_skipped() -> None:
+    once = applied(records("a", "b", "c"))
+    again, changed = fold(once, "s1", records("a", "b", "c"), KeySpec(ALL), NOW)
+    assert not changed
+    assert again.count == 3
+    overlap, changed = fold(once, "s1", records("b", "c", "d", start=2), KeySpec(ALL), NOW)
+    assert changed
+    assert (overlap.count, overlap.values) == (4, ["a", "b", "c", "d"])
+
+
+def test_sequence_numbers_of_another_shard_are_not_compared() -> None:
+    state = applied(records("a", "b", start=100), shard="parent")
+    child, changed = fold(state, "child", records("c", start=1), KeySpec(ALL), NOW)
+    assert changed
+    assert (child.count, set(child.applied)) == (3, {"parent", "child"})
+
+
+def test_shards_older_than_the_stream_retention_are_forgotten() -> None:
+    state = applied(records("a"), shard="old")
+    later, _ = fold(state, "new", records("b"), KeySpec(ALL), NOW + SHARD_MEMORY_MS)
+    assert set(later.applied) == {"new"}
+
+
+def test_the_first_counted_record_is_remembered() -> None:
+    state = applied(records("a", "b", start=7))
+    assert state.first == ("s1", 7)
+    assert state.is_first("s1", 7)
+    assert not state.is_first("s1", 8)
+
+
+def test_a_reset_drops_what_was_counted_and_events_received_before_it() -> None:
+    state = applied(records("a", "b"))
+    reset = KeySpec(ALL, reset_at=NOW + 10)
+    older = StreamEvent(3, "INSERT", event("old", received=NOW + 5))
+    newer = StreamEvent(4, "INSERT", event("new", received=NOW + 20))
+    after, _ = fold(state, "s1", [older, newer], reset, NOW + 30)
+    assert (after.count, after.values, after.reset_at, after.first) == (1, ["new"], NOW + 10, ("s1", 4))
+
+
+def test_rollups_count_events_new_users_and_purchase_revenue() -> None:
+    purchase = StreamEvent(1, "INSERT", event(commerce="purchase", total_value_base=Decimal("91.98")))
+    cart = StreamEvent(2, "INSERT", event(commerce="add_to_cart", total_value_base=Decimal("5.00")))
+    base = RollupState("p", "2025-11-24", "k", "none", "s1")
+    state, changed = fold_rollup(base, [Counted(purchase, True), Counted(cart, False)], 0)
+    assert changed
+    assert (state.count, state.users, state.revenue, state.seq) == (2, 1, Decimal("91.98"), 2)
+    again, changed = fold_rollup(state, [Counted(purchase, True)], 0)
+    assert not changed
+    assert again.count == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "display"),
+    [(Decimal("7.50"), "7.5"), (Decimal("1E+1"), "10"), (True, "true"), ("text", "text")],
+)
+def test_values_display_plainly(value: Any, display: str) -> None:
+    assert shown(applied(records(value)), "string")["display"] == display  # type: ignore[index]

@@ -6,13 +6,15 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := devstack/node_modules/.installed
 
-.PHONY: help deps run test unit integration e2e lint format events clean
+.PHONY: help deps run test unit integration e2e lint format events demo openapi clean
 
 help:
 	@echo "make run          start the local stack (DynamoDB Local, API on 127.0.0.1:\$${PORT:-3000})"
 	@echo "make test         lint, type-check and run every test (unit, integration on moto, e2e on DynamoDB Local)"
 	@echo "make events       list the events stored by a running local stack"
+	@echo "make demo         send a realistic mix of traffic to a running local stack"
 	@echo "make lint         ruff and mypy only"
+	@echo "make openapi      regenerate the OpenAPI document served at /openapi.json"
 	@echo "make format       apply ruff's formatting and safe fixes"
 
 $(PY_STAMP): pyproject.toml
@@ -34,6 +36,8 @@ run: deps
 	$(BIN)/tracking-local run
 
 test: deps lint
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		echo "NOTE: no Chromium on PATH: the dashboard's browser test will be SKIPPED (apt-get install chromium)"
 	$(BIN)/pytest
 
 unit: $(PY_STAMP)
@@ -57,6 +61,12 @@ format: $(PY_STAMP)
 
 events: $(PY_STAMP)
 	$(BIN)/tracking-local events
+
+demo: $(PY_STAMP)
+	$(BIN)/tracking-local demo
+
+openapi: $(PY_STAMP)
+	$(BIN)/python -m devstack.openapi
 
 clean:
 	rm -rf $(VENV) devstack/node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

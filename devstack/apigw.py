@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from devstack.lambdas import FunctionPool
+from devstack.lambdas import Invoker
 from devstack.template import Route
 
 logger = logging.getLogger("devstack.api")
@@ -115,7 +115,7 @@ class ApiServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         routes: list[Route],
-        pools: Mapping[str, FunctionPool],
+        pools: Mapping[str, Invoker],
         stage: str = "local",
     ) -> None:
         super().__init__(address, _Handler)

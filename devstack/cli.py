@@ -42,7 +42,7 @@ def admin_key(state_dir: Path) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from devstack.apigw import ApiServer  # noqa: PLC0415
-    from devstack.lambdas import FunctionPool, apply_environment  # noqa: PLC0415
+    from devstack.lambdas import ProcessPool, function_environment  # noqa: PLC0415
     from devstack.poller import StreamPoller  # noqa: PLC0415
 
     logging.basicConfig(
@@ -61,13 +61,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     database = dynamodb.start(data_dir, args.dynamodb_port, log=state_dir / "dynamodb.log")
     stop = threading.Event()
     server: ApiServer | None = None
+    pools: dict[str, ProcessPool] = {}
     try:
         dynamodb.ensure_tables(database, template)
         functions = template.functions()
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        apply_environment(functions, dynamodb.local_environment(database.endpoint))
-        os.environ["TRACKING_ADMIN_KEY"] = key
-        pools = {name: FunctionPool(function, args.concurrency) for name, function in functions.items()}
+        local = {
+            **dynamodb.local_environment(database.endpoint),
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+        }
+        pools = {
+            name: ProcessPool(function, function_environment(function, local), args.concurrency)
+            for name, function in functions.items()
+        }
+        warming = [threading.Thread(target=pool.warm, daemon=True) for pool in pools.values()]
+        for thread in warming:
+            thread.start()
+        for thread in warming:
+            thread.join()
         server = ApiServer((args.host, args.port), template.routes(), pools, stage="local")
         for mapping in template.stream_mappings():
             StreamPoller(
@@ -96,9 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             pass
         print("\nStopping the local stack ...", file=sys.stderr)
     finally:
+        stop.set()
         if server is not None:
             server.shutdown()
             server.server_close()
+        for pool in pools.values():
+            pool.stop()
         database.stop()
         (state_dir / STATE_FILE).unlink(missing_ok=True)
     return 0
@@ -162,6 +175,23 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Send the demo traffic to the running stack."""
+    from devstack import demo  # noqa: PLC0415
+
+    state_dir = _state_dir(args)
+    stack = _stack(state_dir)
+    client = demo.run(stack["url"], admin_key(state_dir), seed=args.seed)
+    print(f"Sent {client.sent} calls ({len(client.failed)} refused).")
+    for failure in client.failed[:10]:
+        print("  refused:", failure)
+    print(
+        f"Open {stack['url']}/dashboard with the admin key and pick {demo.PLUGIN} or {demo.CHATBOT}"
+        " (aggregates appear within a second or two)."
+    )
+    return 1 if client.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracking-local", description=__doc__)
     parser.add_argument("--state-dir", help="where data and the stack's address live (default .local/)")
@@ -180,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--limit", type=int, default=50)
     events.add_argument("--json", action="store_true", help="one canonical event per line, as JSON")
     events.set_defaults(func=cmd_events)
+
+    demo_parser = sub.add_parser("demo", help="send a realistic mix of traffic to the running stack")
+    demo_parser.add_argument("--seed", type=int, default=7)
+    demo_parser.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -1,19 +1,28 @@
-"""Runs the template's handlers in-process the way Lambda does: each "container" imports the handler
-module once (its cold start) and serves one invocation at a time; a pool gives concurrency."""
+"""Runs the template's handlers the way Lambda does.
+
+On AWS each container is its own process: it imports the handler once (its cold start), serves one
+invocation at a time, and shares no memory with the others. Powertools relies on that (it keeps the
+current event in class attributes), so the local stack runs each container as a worker process
+(:class:`ProcessPool`). Tests that need the function in their own process (moto, fault hooks) use
+:class:`FunctionPool`, whose containers are modules imported in-process.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+import multiprocessing
 import os
 import queue
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 from devstack.template import Function
 
@@ -43,13 +52,12 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def apply_environment(functions: Mapping[str, Function], extra: Mapping[str, str]) -> None:
-    """One process hosts every function, so their environments are merged into ``os.environ``
-    (the template gives each name one value); ``extra`` (local endpoint, credentials) wins."""
-    for function in functions.values():
-        for name, value in function.environment.items():
-            os.environ.setdefault(name, value)
-    os.environ.update(extra)
+class Invoker(Protocol):
+    def invoke(self, event: dict[str, Any]) -> Any: ...
+
+
+class FunctionError(Exception):
+    """The handler raised (what Lambda reports as an unhandled function error)."""
 
 
 def load_handler(function: Function) -> Handler:
@@ -66,42 +74,133 @@ def load_handler(function: Function) -> Handler:
     return handler
 
 
-class FunctionPool:
-    """Up to ``size`` warm containers of one function; an invocation waits for a free one."""
+def _context(function: Function) -> LambdaContext:
+    return LambdaContext(function.logical_id, function.memory_mb, function.timeout_s)
 
-    def __init__(self, function: Function, size: int = 4) -> None:
+
+class _Pool:
+    """Up to ``size`` warm containers; an invocation waits for a free one."""
+
+    def __init__(self, function: Function, size: int, start: Callable[[], Any]) -> None:
         self.function = function
         self._size = size
-        self._idle: queue.SimpleQueue[Handler] = queue.SimpleQueue()
-        self._created = 0
+        self._start = start
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._all: list[Any] = []
         self._lock = threading.Lock()
 
-    def _acquire(self) -> Handler:
+    def _acquire(self) -> Any:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
         with self._lock:
-            grow = self._created < self._size
+            grow = len(self._all) < self._size
             if grow:
-                self._created += 1
-        if grow:
-            try:
-                return load_handler(self.function)
-            except BaseException:
-                with self._lock:
-                    self._created -= 1
-                raise
-        return self._idle.get()
+                self._all.append(None)  # a place, taken before the slow start
+        if not grow:
+            return self._idle.get()
+        try:
+            container = self._start()
+        except BaseException:
+            with self._lock:
+                self._all.remove(None)
+            raise
+        with self._lock:
+            self._all[self._all.index(None)] = container
+        return container
+
+    def warm(self) -> None:
+        self._idle.put(self._acquire())
+
+
+class FunctionPool(_Pool):
+    """Containers as in-process modules (for tests: moto and botocore hooks live in this process)."""
+
+    def __init__(self, function: Function, size: int = 4) -> None:
+        super().__init__(function, size, lambda: load_handler(function))
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self._acquire()
         try:
-            context = LambdaContext(
-                function_name=self.function.logical_id,
-                memory_limit_in_mb=self.function.memory_mb,
-                timeout_s=self.function.timeout_s,
-            )
-            return handler(event, context)
+            return handler(event, _context(self.function))
         finally:
             self._idle.put(handler)
+
+
+def _serve(connection: Connection, function: Function, environment: Mapping[str, str]) -> None:
+    """A container's process: import the handler once, then answer invocations one at a time."""
+    os.environ.update(environment)
+    handler = load_handler(function)
+    connection.send(("ready", None))
+    while True:
+        try:
+            event = connection.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        try:
+            connection.send(("ok", handler(event, _context(function))))
+        except BaseException as exc:  # the invocation failed, the container lives on
+            connection.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+class ProcessContainer:
+    def __init__(self, function: Function, environment: Mapping[str, str]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve,
+            args=(child, function, dict(environment)),
+            name=f"lambda-{function.logical_id}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        status, detail = self._connection.recv()
+        if status != "ready":
+            raise FunctionError(str(detail))
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        self._connection.send(event)
+        status, payload = self._connection.recv()
+        if status == "error":
+            raise FunctionError(payload)
+        return payload
+
+    def stop(self) -> None:
+        self._connection.close()
+        self.process.terminate()
+        self.process.join(timeout=5)
+
+
+class ProcessPool(_Pool):
+    """Containers as worker processes, each with only its own function's environment."""
+
+    def __init__(self, function: Function, environment: Mapping[str, str], size: int = 4) -> None:
+        super().__init__(function, size, lambda: ProcessContainer(function, environment))
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        container: ProcessContainer = self._acquire()
+        try:
+            return container.invoke(event)
+        finally:
+            self._idle.put(container)
+
+    def stop(self) -> None:
+        with self._lock:
+            containers = [c for c in self._all if c is not None]
+        for container in containers:
+            container.stop()
+
+
+def function_environment(function: Function, local: Mapping[str, str]) -> dict[str, str]:
+    """What a function's container sees: its template environment, the process's values for the
+    same names (``RATE_LIMIT_PER_MINUTE=0 make run``), and the local endpoint and credentials."""
+    environment = dict(os.environ)
+    for name, value in function.environment.items():
+        environment[name] = os.environ.get(name, value) if name in _OVERRIDABLE else value
+    environment.update(local)
+    return environment
+
+
+_OVERRIDABLE = frozenset({"LOG_LEVEL", "RATE_LIMIT_PER_MINUTE", "CONFIG_CACHE_SECONDS", "RETENTION_DAYS"})

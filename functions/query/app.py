@@ -1,4 +1,5 @@
-"""Query function: health, plugin config (admin) and the dashboard read routes."""
+"""Query function: health, plugins and their configs and keys (admin), the dashboard read routes,
+the dashboard page and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -11,17 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracking.api.query import create_query_app
 from tracking.observability import route_package_logs
 from tracking.settings import get_settings
-from tracking.wiring import aggregate_store, control_store
+from tracking.wiring import access, aggregate_store, control_store
 
 logger = Logger()
 route_package_logs(logger)
 
 _settings = get_settings()
-app = create_query_app(
-    control_store(_settings),
-    aggregate_store(_settings),
-    _settings.admin_key.get_secret_value() if _settings.admin_key else None,
-)
+app = create_query_app(control_store(_settings), aggregate_store(_settings), access(_settings))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,16 @@ def stop_stack(stack: Stack) -> int:
             stack.process.kill()
             stack.process.wait()
     return stack.process.returncode
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 20) -> Any:
+    """Poll until ``check`` answers something truthy (the stream is asynchronous); its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")

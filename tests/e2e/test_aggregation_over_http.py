@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from devstack.dynamodb import Database
-from tests.e2e.conftest import Reply, Stack
+from tests.e2e.conftest import Reply, Stack, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -30,16 +28,6 @@ CONFIG = {
         ]
     }
 }
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 15) -> Any:
-    """Poll until ``check`` returns something truthy (the stream is asynchronous)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.2)
 
 
 def track(stack: Stack, plugin: str, user: str, key: str, value: Any = None) -> None:

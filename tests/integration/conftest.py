@@ -13,6 +13,7 @@ from moto import mock_aws
 from devstack.lambdas import FunctionPool
 from devstack.template import Template
 from tests.conftest import sample_event
+from tests.streams import invocation
 from tracking.storage.events import event_from_item
 
 TEMPLATE = Template.load()
@@ -74,3 +75,19 @@ def body(answer: dict[str, Any]) -> Any:
 def stored_events(client: Any) -> list[dict[str, Any]]:
     items = client.scan(TableName="EventsTable")["Items"]
     return [event_from_item(item).model_dump() for item in items]
+
+
+def aggregate_stored_events(dynamodb: Any, aggregate: Invoke, shard: str = "shard-1") -> None:
+    """What the stream would deliver for every event stored so far (moto has no stream to poll)."""
+    items = sorted(dynamodb.scan(TableName="EventsTable")["Items"], key=lambda i: int(i["received_at"]["N"]))
+    records = [
+        {
+            "eventID": f"evt-{n}",
+            "eventName": "INSERT",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {"SequenceNumber": f"{n:021d}", "NewImage": item, "StreamViewType": "NEW_IMAGE"},
+        }
+        for n, item in enumerate(items, start=1)
+    ]
+    answer = aggregate(invocation(shard, records))
+    assert answer["batchItemFailures"] == [], answer

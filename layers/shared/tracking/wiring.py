@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tracking.settings import Settings
 
 if TYPE_CHECKING:
+    from tracking.access import Access
     from tracking.aggregator import Aggregator
     from tracking.ingest import IngestService
     from tracking.storage.aggregates import AggregateStore
@@ -47,3 +48,10 @@ def aggregator(settings: Settings) -> Aggregator:
     from tracking.aggregator import Aggregator  # noqa: PLC0415
 
     return Aggregator(aggregate_store(settings), control_store(settings))
+
+
+def access(settings: Settings) -> Access:
+    from tracking.access import Access  # noqa: PLC0415
+
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    return Access(admin_key, control_store(settings))

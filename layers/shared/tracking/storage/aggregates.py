@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,12 @@ from tracking.storage.events import SEP
 
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
+
+
+@dataclass
+class UsersPage:
+    users: dict[str, list[AggregateState]]  # in user order
+    more: bool  # the plugin has users after these
 
 
 class Conflict(Exception):
@@ -229,13 +236,91 @@ class AggregateStore:
             raise
 
     def user_aggregates(self, plugin_id: str, user_id: str) -> list[AggregateState]:
-        """Every aggregate of one user of a plugin (one query)."""
+        """Every aggregate of one user of a plugin (one query, more only past 1 MB)."""
+        condition = "pk = :pk AND begins_with(sk, :user)"
+        values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
+        return [aggregate_from_item(item) for item in self._query_all(condition, values)]
+
+    def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage:
+        """Aggregates of the users after ``after_user``, in user order: one query of at most
+        ``max_items`` items. Users whose items the query cut off are left for the next page."""
+        condition = "pk = :pk"
+        values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
+        if after_user is not None:
+            # Every sort key of a user is "user␟key" and identifiers hold no control character, so
+            # the next user's items all sort at or after "user" followed by a space.
+            condition += " AND sk >= :next"
+            values[":next"] = f"{after_user} "
         with storage_errors("read aggregates"):
             answer = self._client.query(
                 TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :user)",
-                ExpressionAttributeValues=to_item(
-                    {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
-                ),
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=to_item(values),
+                Limit=max_items,
             )
-        return [aggregate_from_item(item) for item in answer.get("Items", [])]
+        users: dict[str, list[AggregateState]] = {}
+        for item in answer.get("Items", []):
+            state = aggregate_from_item(item)
+            users.setdefault(state.user_id, []).append(state)
+        more = "LastEvaluatedKey" in answer
+        if more and users:
+            last = next(reversed(users))
+            if len(users) > 1:
+                del users[last]  # possibly cut short: it comes first on the next page
+            else:
+                # One user with more items than a page holds: read the rest of that user.
+                users[last] = self.user_aggregates(plugin_id, last)
+        return UsersPage(users=users, more=more)
+
+    def users(
+        self, plugin_id: str, after_user: str | None = None
+    ) -> Iterator[tuple[str, list[AggregateState]]]:
+        """Every user after ``after_user`` with their aggregates, in user order, reading each item once."""
+        condition = "pk = :pk"
+        values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
+        if after_user is not None:
+            condition += " AND sk >= :next"
+            values[":next"] = f"{after_user} "
+        current: tuple[str, list[AggregateState]] | None = None
+        for item in self._query_all(condition, values):
+            state = aggregate_from_item(item)
+            if current is not None and current[0] != state.user_id:
+                yield current
+                current = None
+            if current is None:
+                current = (state.user_id, [])
+            current[1].append(state)
+        if current is not None:
+            yield current
+
+    def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]:
+        """Every rollup of the plugin for the days ``first_day``..``last_day`` (YYYY-MM-DD)."""
+        condition = "pk = :pk AND sk BETWEEN :first AND :last"
+        # "day␟key␟group␟shard" of the last day sorts before "day ", and after every earlier day.
+        values = {":pk": rollup_pk(plugin_id), ":first": first_day, ":last": f"{last_day} "}
+        return [rollup_from_item(item) for item in self._query_all(condition, values)]
+
+    def has_rollups(self, plugin_id: str) -> bool:
+        with storage_errors("read aggregates"):
+            answer = self._client.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=to_item({":pk": rollup_pk(plugin_id)}),
+                Limit=1,
+            )
+        return bool(answer.get("Items"))
+
+    def _query_all(self, condition: str, values: dict[str, Any]) -> Iterator[dict[str, AttributeValue]]:
+        start: dict[str, Any] = {}
+        while True:
+            with storage_errors("read aggregates"):
+                answer = self._client.query(
+                    TableName=self._table,
+                    KeyConditionExpression=condition,
+                    ExpressionAttributeValues=to_item(values),
+                    **start,
+                )
+            yield from answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return
+            start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}

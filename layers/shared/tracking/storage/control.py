@@ -31,6 +31,22 @@ def rate_pk(client_ip: str) -> str:
     return f"ratelimit{SEP}{client_ip}"
 
 
+def api_key_pk(key_hash: str) -> str:
+    return f"apikey{SEP}{key_hash}"
+
+
+# Every plugin with a config or a dashboard key, under one partition key: listing them is one query.
+PLUGIN_INDEX_PK = "plugins"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardKey:
+    plugin_id: str
+    key_hash: str
+    created_at: int
+    label: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """Requests granted from an IP's shared budget, and the window they belong to."""
@@ -89,7 +105,8 @@ class ControlStore:
                 "ExpressionAttributeValues": to_item({":previous": previous.version}),
             }
         actions: list[dict[str, Any]] = [
-            {"Put": {"TableName": self._table, "Item": config_item, **config_put}}
+            {"Put": {"TableName": self._table, "Item": config_item, **config_put}},
+            {"Put": {"TableName": self._table, "Item": self._index_item(plugin_id, published.published_at)}},
         ]
         owner = to_item({":plugin": plugin_id})
         for key in published.config.write_keys:
@@ -124,18 +141,80 @@ class ControlStore:
             reasons = exc.response.get("CancellationReasons") or []
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
                 raise Unavailable("The config was published concurrently; publish again") from exc
+            first_key = 2  # after the config and the plugin index entry
             taken = [
-                {
-                    "field": f"write_keys[{published.config.write_keys.index(key)}]",
-                    "message": "already in use",
-                }
-                for key, reason in zip(published.config.write_keys, reasons[1:], strict=False)
+                {"field": f"write_keys[{index}]", "message": "already in use"}
+                for index, reason in enumerate(
+                    reasons[first_key : first_key + len(published.config.write_keys)]
+                )
                 if reason.get("Code") == "ConditionalCheckFailed"
             ]
             if taken:
                 raise ValidationFailed("A write key belongs to another plugin", taken) from exc
             logger.error("publish cancelled", extra={"codes": sorted(cancellation_codes(exc))})
             raise
+
+    def _index_item(self, plugin_id: str, at: int) -> dict[str, Any]:
+        return to_item({"pk": PLUGIN_INDEX_PK, "sk": plugin_id, "plugin_id": plugin_id, "updated_at": at})
+
+    def list_plugins(self) -> list[str]:
+        plugins: list[str] = []
+        start: dict[str, Any] = {}
+        while True:
+            with storage_errors("list plugins"):
+                answer = self._client.query(
+                    TableName=self._table,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues=to_item({":pk": PLUGIN_INDEX_PK}),
+                    ProjectionExpression="sk",
+                    **start,
+                )
+            plugins.extend(item["sk"]["S"] for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return plugins
+            start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+
+    # -- dashboard keys -----------------------------------------------------------------------------
+
+    def save_dashboard_key(self, key: DashboardKey) -> None:
+        """Store a key (only its hash) and list its plugin, in one transaction."""
+        item = to_item(
+            {
+                "pk": api_key_pk(key.key_hash),
+                "sk": "apikey",
+                "plugin_id": key.plugin_id,
+                "created_at": key.created_at,
+                "label": key.label or None,
+            }
+        )
+        with storage_errors("create key"):
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": self._index_item(key.plugin_id, key.created_at),
+                        }
+                    },
+                ]
+            )
+
+    def dashboard_key(self, key_hash: str) -> DashboardKey | None:
+        with storage_errors("read key"):
+            answer = self._client.get_item(
+                TableName=self._table, Key=to_item({"pk": api_key_pk(key_hash), "sk": "apikey"})
+            )
+        if "Item" not in answer:
+            return None
+        values = from_item(answer["Item"])
+        return DashboardKey(values["plugin_id"], key_hash, int(values["created_at"]), values.get("label", ""))
 
     def plugin_for_write_key(self, write_key: str) -> str | None:
         with storage_errors("read write key"):

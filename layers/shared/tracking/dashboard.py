@@ -1,0 +1,287 @@
+"""The dashboard read model: columns, pages of rows, CSV export, and the chatbot summary."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from tracking.aggregation import AggregateState, RollupState
+from tracking.errors import ValidationFailed
+from tracking.models.canonical import is_identifier
+from tracking.models.config import Aggregation, PublishedConfig, TrackedKey
+from tracking.storage.aggregates import UsersPage
+from tracking.views import cell, current, json_number
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+# Items a page query reads per user beyond the declared keys (undeclared keys, such as widget events
+# a chatbot does not show). A user with more makes a page shorter, never wrong.
+ITEM_SLACK_PER_USER = 4
+FUNNEL = ("visitor", "bot_open", "convo_started", "message_sent", "added_to_cart", "purchase")
+GROUPS = ("control", "test")
+MAX_SUMMARY_DAYS = 366
+CSV_BUDGET_BYTES = 5_000_000  # under Lambda's 6 MB response, with room for the headers
+
+
+class Reader(Protocol):
+    def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage: ...
+    def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]: ...
+    def has_rollups(self, plugin_id: str) -> bool: ...
+    def users(
+        self, plugin_id: str, after_user: str | None = None
+    ) -> Iterator[tuple[str, list[AggregateState]]]: ...
+
+
+def columns(published: PublishedConfig, lang: str | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": tracked.key,
+            "name": tracked.label(lang),
+            "aggregation": tracked.aggregations[0],
+            "aggregations": list(tracked.aggregations),
+            "value_type": tracked.value_type,
+        }
+        for tracked in published.config.tracking.events
+    ]
+
+
+def chosen_aggregations(published: PublishedConfig, params: Mapping[str, str]) -> dict[str, Aggregation]:
+    """``aggregation.<key>=<name>`` picks another of a key's listed aggregations (422 otherwise)."""
+    chosen: dict[str, Aggregation] = {}
+    problems = []
+    for name, value in params.items():
+        if not name.startswith("aggregation."):
+            continue
+        key = name.removeprefix("aggregation.")
+        tracked = published.config.tracked_key(key)
+        listed: tuple[Aggregation, ...] = tracked.aggregations if tracked else ("increment",)
+        match = next((aggregation for aggregation in listed if aggregation == value), None)
+        if match is None:
+            problems.append({"field": name, "message": f"must be one of {', '.join(listed)}"})
+        else:
+            chosen[key] = match
+    if problems:
+        raise ValidationFailed("Unknown aggregation", problems)
+    return chosen
+
+
+def aggregation_for(published: PublishedConfig, key: str, chosen: Mapping[str, Aggregation]) -> Aggregation:
+    """The chosen aggregation, else the key's first listed one; undeclared keys are counters."""
+    if key in chosen:
+        return chosen[key]
+    tracked = published.config.tracked_key(key)
+    return tracked.aggregations[0] if tracked else "increment"
+
+
+def row_values(
+    states: list[AggregateState],
+    published: PublishedConfig,
+    chosen: Mapping[str, Aggregation],
+    *,
+    declared_only: bool,
+) -> dict[str, dict[str, Any]]:
+    values = {}
+    for state in states:
+        if declared_only and published.config.tracked_key(state.key) is None:
+            continue
+        if current(state, published):
+            shown = cell(state, aggregation_for(published, state.key, chosen))
+            if shown is not None:
+                values[state.key] = shown
+    return values
+
+
+def encode_cursor(user_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": user_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        after = None
+    if not isinstance(after, str) or not is_identifier(after):
+        raise ValidationFailed(
+            "Invalid cursor", [{"field": "cursor", "message": "not a cursor this API gave"}]
+        )
+    return after
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationFailed(
+            "Invalid limit", [{"field": "limit", "message": f"a whole number from 1 to {MAX_LIMIT}"}]
+        )
+    return int(raw)
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def rows(
+    reader: Reader,
+    published: PublishedConfig,
+    cursor: str | None,
+    limit: int,
+    chosen: Mapping[str, Aggregation],
+) -> Page:
+    """One page of users: one DynamoDB query (the plugin's aggregates sort by user)."""
+    plugin_id = published.plugin_id
+    per_user = len(published.config.tracking.events) + ITEM_SLACK_PER_USER
+    page = reader.page_of_users(plugin_id, decode_cursor(cursor), (limit + 1) * per_user)
+    result: list[dict[str, Any]] = []
+    last_seen: str | None = None
+    users = list(page.users.items())
+    for user_id, states in users:
+        if len(result) == limit:
+            break
+        last_seen = user_id
+        values = row_values(states, published, chosen, declared_only=True)
+        if values:
+            result.append({"user_id": user_id, "values": values})
+    more = page.more or (last_seen is not None and users[-1][0] != last_seen)
+    return Page(result, encode_cursor(last_seen) if more and last_seen is not None else None)
+
+
+def _csv_cell(text: str) -> str:
+    """Spreadsheets run cells that start like a formula; tracked values are untrusted."""
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            Decimal(text)
+        except ArithmeticError:
+            return "'" + text
+    return text
+
+
+def export_csv(
+    reader: Reader,
+    published: PublishedConfig,
+    *,
+    lang: str | None,
+    chosen: Mapping[str, Aggregation],
+    cursor: str | None = None,
+    budget_bytes: int = CSV_BUDGET_BYTES,
+) -> tuple[str, str | None]:
+    """Every user as an RFC 4180 CSV row (CRLF, quoted where needed), one column per key, reading
+    the plugin's aggregates once; past the response budget the rest is one request away (the
+    returned cursor)."""
+    keys: list[TrackedKey] = list(published.config.tracking.events)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if cursor is None:
+        out.write("\ufeff")  # lets spreadsheet programs read UTF-8 (emoji included)
+        writer.writerow(["user_id", *(_csv_cell(k.label(lang)) for k in keys)])
+    for user_id, states in reader.users(published.plugin_id, decode_cursor(cursor)):
+        values = row_values(states, published, chosen, declared_only=True)
+        if values:
+            cells = (_csv_cell(values.get(k.key, {}).get("display", "")) for k in keys)
+            writer.writerow([_csv_cell(user_id), *cells])
+        if out.tell() > budget_bytes:
+            return out.getvalue(), encode_cursor(user_id)
+    return out.getvalue(), None
+
+
+def parse_day(raw: str | None, field: str, default: date) -> date:
+    if raw is None or raw == "":
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(
+            "Invalid date", [{"field": field, "message": "a date as YYYY-MM-DD"}]
+        ) from None
+
+
+def summary(
+    reader: Reader,
+    plugin_id: str,
+    published: PublishedConfig | None,
+    *,
+    first: str | None,
+    last: str | None,
+    today: date | None = None,
+) -> dict[str, Any] | None:
+    """Counts per event type, the visitor funnel, A/B groups and revenue in EUR, from the rollups
+    of the days asked (UTC). None when the chatbot has neither a config nor ever an event."""
+    last_day = parse_day(last, "to", today or datetime.now(UTC).date())
+    first_day = parse_day(first, "from", last_day - timedelta(days=29))
+    if first_day > last_day:
+        raise ValidationFailed("Invalid range", [{"field": "from", "message": "after 'to'"}])
+    if (last_day - first_day).days >= MAX_SUMMARY_DAYS:
+        raise ValidationFailed(
+            "Invalid range", [{"field": "from", "message": f"at most {MAX_SUMMARY_DAYS} days"}]
+        )
+    rollups = [
+        r
+        for r in reader.rollups(plugin_id, first_day.isoformat(), last_day.isoformat())
+        if published is None or r.reset_at >= published.reset_at(r.key)
+    ]
+    if not rollups and published is None and not reader.has_rollups(plugin_id):
+        return None
+    counts: dict[str, int] = {}
+    users: dict[tuple[str, str], int] = {}
+    revenue: dict[str, Decimal] = {}
+    for rollup in rollups:
+        counts[rollup.key] = counts.get(rollup.key, 0) + rollup.count
+        users[(rollup.key, rollup.group)] = users.get((rollup.key, rollup.group), 0) + rollup.users
+        revenue[rollup.group] = revenue.get(rollup.group, Decimal(0)) + rollup.revenue
+
+    def step_users(key: str, group: str | None = None) -> int:
+        return sum(n for (k, g), n in users.items() if k == key and (group is None or g == group))
+
+    funnel = []
+    first_step = step_users(FUNNEL[0])
+    previous: int | None = None
+    for step in FUNNEL:
+        reached = step_users(step)
+        funnel.append(
+            {
+                "step": step,
+                "users": reached,
+                "conversion_from_previous": _ratio(reached, previous) if previous is not None else None,
+                "conversion_overall": _ratio(reached, first_step),
+            }
+        )
+        previous = reached
+    ab_test = {}
+    for group in GROUPS:
+        visitors, buyers = step_users("visitor", group), step_users("purchase", group)
+        ab_test[group] = {
+            "users": visitors,
+            "conversions": buyers,
+            "conversion_rate": _ratio(buyers, visitors),
+            "revenue_eur": _money(revenue.get(group, Decimal(0))),
+        }
+    return {
+        "chatbot_id": plugin_id,
+        "from": first_day.isoformat(),
+        "to": last_day.isoformat(),
+        "counts": dict(sorted(counts.items())),
+        "funnel": funnel,
+        "ab_test": ab_test,
+        "revenue_eur": _money(sum(revenue.values(), Decimal(0))),
+    }
+
+
+def _ratio(part: int, whole: int | None) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _money(amount: Decimal) -> int | float:
+    return json_number(amount.quantize(Decimal("0.01")))

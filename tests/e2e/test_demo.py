@@ -1,0 +1,47 @@
+"""`make demo` fills a fresh stack's dashboards through the HTTP API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_traffic_fills_the_plugin_and_the_chatbot(stack: Stack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.cli", "--state-dir", str(stack.state_dir), "demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "TRACKING_ADMIN_KEY": "e2e-admin-key-0123456789abcdef"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "100% (" in done.stderr  # the progress bar got to the end
+    assert "(0 refused)" in done.stdout
+
+    def filled() -> dict[str, object] | None:
+        summary = stack.admin("GET", "/api/analytics/summary?chatbot_id=demo-shop-bot")
+        rows = stack.admin("GET", "/v1/plugins/webinar-reactions/rows?limit=200")
+        if summary.status != 200 or rows.status != 200 or len(rows.json["rows"]) < 60:
+            return None
+        return summary.json if summary.json["counts"].get("visitor") == 150 else None
+
+    deadline = time.monotonic() + 30
+    result = filled()
+    while result is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        result = filled()
+    assert result is not None, "the demo's events were not all aggregated"
+    assert result["counts"]["purchase"] > 0
+    assert result["revenue_eur"] > 0
+    assert result["ab_test"]["control"]["users"] > 0
+    assert result["ab_test"]["test"]["users"] > 0

@@ -1,0 +1,187 @@
+"""The dashboard read model on an in-memory reader: paging, CSV parts, summary arithmetic."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from tracking import dashboard
+from tracking.aggregation import AggregateState, RollupState
+from tracking.errors import ValidationFailed
+from tracking.models.config import PluginConfig, PublishedConfig
+from tracking.storage.aggregates import UsersPage
+
+CONFIG = PublishedConfig(
+    plugin_id="p",
+    config=PluginConfig.model_validate(
+        {"tracking": {"events": [{"key": "k", "name": {"en": "K"}, "aggregations": ["increment"]}]}}
+    ),
+    version=1,
+    published_at=0,
+)
+
+
+class MemoryReader:
+    def __init__(
+        self, users: dict[str, list[AggregateState]], rollups: list[RollupState] | None = None
+    ) -> None:
+        self._users = dict(sorted(users.items()))
+        self._rollups = rollups or []
+        self.queries = 0
+
+    def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage:
+        self.queries += 1
+        items = [
+            (u, s)
+            for u, states in self._users.items()
+            if after_user is None or u > after_user
+            for s in states
+        ]
+        taken = items[:max_items]
+        page: dict[str, list[AggregateState]] = {}
+        for user, state in taken:
+            page.setdefault(user, []).append(state)
+        more = len(items) > max_items
+        if more and len(page) > 1:
+            page.pop(next(reversed(page)))
+        return UsersPage(page, more)
+
+    def users(
+        self, plugin_id: str, after_user: str | None = None
+    ) -> Iterator[tuple[str, list[AggregateState]]]:
+        for user, states in self._users.items():
+            if after_user is None or user > after_user:
+                yield user, states
+
+    def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]:
+        return [r for r in self._rollups if first_day <= r.day <= last_day]
+
+    def has_rollups(self, plugin_id: str) -> bool:
+        return bool(self._rollups)
+
+
+def user(name: str, count: int = 1, key: str = "k") -> list[AggregateState]:
+    return [AggregateState(plugin_id="p", user_id=name, key=key, version=1, count=count)]
+
+
+def test_pages_skip_users_with_nothing_to_show_and_lose_no_one() -> None:
+    users = {f"u{i}": user(f"u{i}") for i in range(7)}
+    users["u3"] = user("u3", key="undeclared")
+    reader = MemoryReader(users)
+    seen, cursor = [], None
+    while True:
+        page = dashboard.rows(reader, CONFIG, cursor, 2, {})
+        seen += [row["user_id"] for row in page.rows]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == ["u0", "u1", "u2", "u4", "u5", "u6"]
+
+
+def test_a_cursor_round_trips_and_a_forged_one_is_rejected() -> None:
+    assert dashboard.decode_cursor(dashboard.encode_cursor("user 😍")) == "user 😍"
+    with pytest.raises(ValidationFailed):
+        dashboard.decode_cursor(dashboard.encode_cursor("bad\x1fuser"))
+    with pytest.raises(ValidationFailed):
+        dashboard.decode_cursor("not-base64-json")
+
+
+def test_csv_parts_continue_where_the_budget_stopped() -> None:
+    reader = MemoryReader({f"user-{i:04d}": user(f"user-{i:04d}", i + 1) for i in range(500)})
+    first, cursor = dashboard.export_csv(reader, CONFIG, lang=None, chosen={}, budget_bytes=2_000)
+    assert cursor is not None
+    second, rest = dashboard.export_csv(reader, CONFIG, lang=None, chosen={}, cursor=cursor)
+    assert rest is None
+    rows = list(csv.reader(io.StringIO(first.removeprefix("\ufeff") + second)))
+    assert rows[0] == ["user_id", "K"]
+    assert [r[0] for r in rows[1:]] == [f"user-{i:04d}" for i in range(500)]
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"), [("=1+2", "'=1+2"), ("-5", "-5"), ("@cmd", "'@cmd"), ("plain", "plain")]
+)
+def test_csv_cells_that_look_like_formulas_are_defused(value: str, cell: str) -> None:
+    assert dashboard._csv_cell(value) == cell
+
+
+def rollup(
+    day: str, key: str, group: str, count: int, users: int, revenue: str = "0", reset_at: int = 0
+) -> RollupState:
+    return RollupState(
+        "bot", day, key, group, "s", count=count, users=users, revenue=Decimal(revenue), reset_at=reset_at
+    )
+
+
+def test_summary_sums_days_groups_and_shards() -> None:
+    reader = MemoryReader(
+        {},
+        [
+            rollup("2025-11-24", "visitor", "control", 5, 4),
+            rollup("2025-11-25", "visitor", "control", 2, 1),
+            rollup("2025-11-24", "visitor", "test", 3, 5),
+            rollup("2025-11-24", "purchase", "control", 1, 1, "91.98"),
+            rollup("2025-11-24", "purchase", "none", 1, 1, "0.01"),
+            rollup("2025-12-01", "visitor", "control", 9, 9),  # outside the range
+        ],
+    )
+    result = dashboard.summary(reader, "bot", None, first="2025-11-24", last="2025-11-30")
+    assert result is not None
+    assert result["counts"] == {"purchase": 2, "visitor": 10}
+    assert result["revenue_eur"] == 91.99
+    assert result["ab_test"]["control"] == {
+        "users": 5,
+        "conversions": 1,
+        "conversion_rate": 0.2,
+        "revenue_eur": 91.98,
+    }
+    assert result["ab_test"]["test"]["conversion_rate"] == 0.0
+    assert result["funnel"][0]["conversion_overall"] == 1.0
+
+
+def test_summary_without_visitors_has_no_rates_rather_than_a_division_by_zero() -> None:
+    result = dashboard.summary(
+        MemoryReader({}, [rollup("2025-11-24", "purchase", "test", 1, 1)]),
+        "bot",
+        None,
+        first="2025-11-24",
+        last="2025-11-24",
+    )
+    assert result is not None
+    assert [step["conversion_overall"] for step in result["funnel"]] == [None] * 6
+    assert result["ab_test"]["test"]["conversion_rate"] is None
+
+
+def test_summary_ignores_rollups_from_before_a_reset() -> None:
+    published = CONFIG.model_copy(update={"resets": {"visitor": 100}})
+    reader = MemoryReader(
+        {},
+        [
+            rollup("2025-11-24", "visitor", "none", 5, 5, reset_at=0),
+            rollup("2025-11-24", "visitor", "none", 1, 1, reset_at=100),
+        ],
+    )
+    result = dashboard.summary(reader, "bot", published, first="2025-11-24", last="2025-11-24")
+    assert result is not None
+    assert result["counts"] == {"visitor": 1}
+
+
+def test_summary_defaults_to_the_last_30_days() -> None:
+    result = dashboard.summary(
+        MemoryReader({}, [rollup("2025-11-01", "visitor", "none", 1, 1)]),
+        "bot",
+        None,
+        first=None,
+        last=None,
+        today=date(2025, 11, 30),
+    )
+    assert result is not None
+    assert (result["from"], result["to"], result["counts"]) == ("2025-11-01", "2025-11-30", {"visitor": 1})
+
+
+def test_summary_of_an_unknown_chatbot_is_none() -> None:
+    assert dashboard.summary(MemoryReader({}), "nobody", None, first=None, last=None) is None

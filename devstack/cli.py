@@ -92,9 +92,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
         (state_dir / STATE_FILE).write_text(
             json.dumps(
-                {"url": url, "dynamodb": database.endpoint, "database": database.kind, "pid": os.getpid()}
+                {
+                    "url": url,
+                    "dynamodb": database.endpoint,
+                    "database": database.kind,
+                    "pid": os.getpid(),
+                    "admin_key": key,
+                }
             )
         )
+        (state_dir / STATE_FILE).chmod(0o600)  # it holds the admin key
         _banner(url, key, database)
 
         def _stop(*_: Any) -> None:
@@ -175,13 +182,48 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invoke(args: argparse.Namespace) -> int:
+    """What ``sam local invoke`` does, without Docker: one handler, one event, the function's
+    environment and handler from template.yaml, against the running local stack's DynamoDB."""
+    import contextlib  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    from devstack.lambdas import LambdaContext, function_environment, load_handler  # noqa: PLC0415
+
+    state_dir = _state_dir(args)
+    stack = _stack(state_dir)
+    template = Template.load({"AdminKey": stack["admin_key"], "StageName": "local"})
+    functions = template.functions()
+    if args.function not in functions:
+        raise SystemExit(
+            f"No function {args.function!r} in template.yaml; there are {', '.join(sorted(functions))}."
+        )
+    function = functions[args.function]
+    text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+    event = json.loads(text)
+    os.environ.clear()
+    os.environ.update(function_environment(function, dynamodb.local_environment(stack["dynamodb"])))
+    # Like sam local invoke: the function's own output (its logs) on stderr, its result on stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            handler = load_handler(function)
+            result = handler(
+                event, LambdaContext(function.logical_id, function.memory_mb, function.timeout_s)
+            )
+        except Exception:
+            traceback.print_exc()
+            return 1
+    print(json.dumps(result, ensure_ascii=False, default=str))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Send the demo traffic to the running stack."""
     from devstack import demo  # noqa: PLC0415
 
     state_dir = _state_dir(args)
     stack = _stack(state_dir)
-    client = demo.run(stack["url"], admin_key(state_dir), seed=args.seed)
+    client = demo.run(stack["url"], stack["admin_key"], seed=args.seed)
     print(f"Sent {client.sent} calls ({len(client.failed)} refused).")
     for failure in client.failed[:10]:
         print("  refused:", failure)
@@ -210,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--limit", type=int, default=50)
     events.add_argument("--json", action="store_true", help="one canonical event per line, as JSON")
     events.set_defaults(func=cmd_events)
+
+    invoke = sub.add_parser("invoke", help="run one function on one event (sam local invoke, without Docker)")
+    invoke.add_argument("function", help="logical id in template.yaml, e.g. IngestFunction")
+    invoke.add_argument("event", help="a JSON event file (events/*.json), or - for standard input")
+    invoke.set_defaults(func=cmd_invoke)
 
     demo_parser = sub.add_parser("demo", help="send a realistic mix of traffic to the running stack")
     demo_parser.add_argument("--seed", type=int, default=7)

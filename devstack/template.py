@@ -35,6 +35,9 @@ _INTRINSICS = {
 }
 
 
+_LOCAL_TYPES = frozenset({"AWS::DynamoDB::Table", "AWS::Serverless::Function", "AWS::SQS::Queue"})
+
+
 class _Loader(yaml.SafeLoader):
     """YAML with CloudFormation's short-form intrinsic functions read as their long form."""
 
@@ -140,7 +143,9 @@ class Template:
                 if arg in self.parameters:
                     return self.parameters[arg]
                 if arg in self.resources:
-                    return arg
+                    # Tables, functions and queues exist locally under their logical id; the
+                    # gateway's own parts (usage plans, API keys, the WAF) do not exist at all.
+                    return arg if self.resources[arg].get("Type") in _LOCAL_TYPES else ""
                 if arg == "AWS::Region":
                     return "us-east-1"
                 return arg

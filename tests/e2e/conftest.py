@@ -85,12 +85,14 @@ class Stack:
         return [json.loads(line) for line in self.cli("events", "--json", "--limit", "0").splitlines()]
 
 
-def start_stack(state_dir: Path, *, rate_limit: int | None = None, in_memory: bool = True) -> Stack:
+def start_stack(
+    state_dir: Path, *, rate_limit: int | None = None, in_memory: bool = True, admin_key: str = ADMIN_KEY
+) -> Stack:
     """Start ``tracking-local run`` and wait for /health; a port lost to another process between
     choosing and binding it means another try on another port."""
     if find_jar() is None:
         pytest.fail("DynamoDB Local is not installed: run `make deps` (make test does it)")
-    env = {**os.environ, "TRACKING_ADMIN_KEY": ADMIN_KEY, "LOCAL_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "TRACKING_ADMIN_KEY": admin_key, "LOCAL_LOG_LEVEL": "WARNING"}
     env.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
     if rate_limit is not None:
         env["RATE_LIMIT_PER_MINUTE"] = str(rate_limit)

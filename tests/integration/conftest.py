@@ -14,6 +14,7 @@ from devstack.lambdas import FunctionPool
 from devstack.template import Template
 from tests.conftest import sample_event
 from tests.streams import invocation
+from tracking.settings import get_settings
 from tracking.storage.events import event_from_item
 
 TEMPLATE = Template.load()
@@ -51,6 +52,20 @@ def ingest(aws: Any) -> Invoke:
 @pytest.fixture
 def query(aws: Any) -> Invoke:
     return new_container("QueryFunction")
+
+
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Changes the functions' environment; containers started afterwards read it."""
+
+    def apply(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -6,15 +6,18 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
-from tests.integration.conftest import Invoke, aggregate_stored_events, body
+from tests.integration.conftest import Invoke, aggregate_stored_events, body, new_container
+from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
 from tracking.aggregation import AggregateState
 from tracking.storage.aggregates import aggregate_to_item
@@ -337,3 +340,32 @@ def test_money_in_the_summary_is_rounded_to_cents(query: Invoke, aggregate: Invo
         )["revenue_eur"]
         == 1.0
     )
+
+
+def test_on_aws_a_new_dashboard_key_is_also_a_key_of_the_gateways_usage_plan(
+    function_env: Callable[..., None], aws: Any, plugin: None
+) -> None:
+    gateway = boto3.client("apigateway")
+    api = gateway.create_rest_api(name="event-tracking-api")["id"]
+    plan = gateway.create_usage_plan(name="keys", apiStages=[{"apiId": api, "stage": "v1"}])["id"]
+    function_env(API_USAGE_PLAN_ID=plan)
+    query = new_container("QueryFunction")
+    created = body(query(api_event("POST", "/v1/plugins/p1/keys", {"label": "ops"}, headers=ADMIN)))
+    (registered,) = gateway.get_usage_plan_keys(usagePlanId=plan)["items"]
+    assert registered["value"] == created["key"]
+    assert gateway.get_api_key(apiKey=registered["id"], includeValue=True)["enabled"] is True
+    # And the key works with the app as well.
+    assert get(query, "/v1/plugins/p1/columns", headers={"x-api-key": created["key"]})["statusCode"] == 200
+
+
+def test_if_the_key_cannot_be_stored_its_gateway_twin_is_removed(
+    function_env: Callable[..., None], aws: Any, plugin: None
+) -> None:
+    gateway = boto3.client("apigateway")
+    plan = gateway.create_usage_plan(name="keys")["id"]
+    function_env(API_USAGE_PLAN_ID=plan)
+    query = new_container("QueryFunction")
+    with dynamodb_fails("TransactWriteItems"):
+        answer = query(api_event("POST", "/v1/plugins/p1/keys", {}, headers=ADMIN))
+    assert answer["statusCode"] == 503
+    assert gateway.get_api_keys()["items"] == []

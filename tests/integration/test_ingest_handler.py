@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,6 @@ from tests.conftest import SAMPLE_ADMIN_KEY, sample_event
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, body, new_container, stored_events
 from tests.integration.faults import dynamodb_fails
-from tracking.settings import get_settings
 from tracking.storage.dynamo import client
 
 WRITE_KEY_AUTH = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}
@@ -35,20 +34,6 @@ def post(invoke: Invoke, path: str, payload: Any, **kwargs: Any) -> dict[str, An
 def error_code(answer: dict[str, Any]) -> str:
     code: str = body(answer)["error"]["code"]
     return code
-
-
-@pytest.fixture
-def function_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """Changes the functions' environment; containers started afterwards read it."""
-
-    def apply(**variables: str) -> None:
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-
-    yield apply
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 # -- widget dialect -----------------------------------------------------------------------------------

@@ -83,6 +83,12 @@ def test_tables_are_created_as_the_template_defines_them() -> None:
     assert "ControlTable" in tables
 
 
+def test_gateway_parts_that_do_not_exist_locally_resolve_to_nothing() -> None:
+    query = Template.load().functions()["QueryFunction"]
+    assert query.environment["API_USAGE_PLAN_ID"] == ""
+    assert query.environment["AGGREGATES_TABLE"] == "AggregatesTable"
+
+
 def test_function_environment_resolves_tables_and_parameters() -> None:
     ingest = Template.load({"RateLimitPerMinute": "7"}).functions()["IngestFunction"]
     assert ingest.environment["EVENTS_TABLE"] == "EventsTable"

@@ -21,6 +21,8 @@ class Settings(BaseModel):
     retention_days: int = Field(400, ge=1, alias="RETENTION_DAYS")
     config_cache_seconds: float = Field(5.0, ge=0, alias="CONFIG_CACHE_SECONDS")
     admin_key: SecretStr | None = Field(None, alias="TRACKING_ADMIN_KEY")
+    # The deployed API's usage plan: dashboard keys are registered there too (unset locally).
+    api_usage_plan_id: str | None = Field(None, alias="API_USAGE_PLAN_ID")
     # Plugin that widget calls without ``data.chatbot_id`` are recorded under.
     default_plugin_id: str = Field("default", alias="DEFAULT_PLUGIN_ID")
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from tracking.ingest import IngestService
     from tracking.storage.aggregates import AggregateStore
     from tracking.storage.control import ControlStore
+    from tracking.storage.gateway import GatewayKeys
 
 
 def control_store(settings: Settings) -> ControlStore:
@@ -55,3 +56,9 @@ def access(settings: Settings) -> Access:
 
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     return Access(admin_key, control_store(settings))
+
+
+def gateway_keys(settings: Settings) -> GatewayKeys | None:
+    from tracking.storage.gateway import GatewayKeys  # noqa: PLC0415
+
+    return GatewayKeys(settings.api_usage_plan_id) if settings.api_usage_plan_id else None

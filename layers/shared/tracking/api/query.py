@@ -18,6 +18,7 @@ from tracking.models.config import PublishedConfig
 from tracking.plugins import ConfigStore, publish
 from tracking.storage.aggregates import AggregateStore
 from tracking.storage.control import DashboardKey
+from tracking.storage.gateway import GatewayKeys
 
 CONFIG_MAX_BYTES = 256 * 1024
 KEY_REQUEST_MAX_BYTES = 4 * 1024
@@ -34,10 +35,10 @@ def static_text(name: str) -> str:
 
 
 def create_query_app(
-    control: ControlReads, aggregates: AggregateStore, access: Access
+    control: ControlReads, aggregates: AggregateStore, access: Access, gateway: GatewayKeys | None = None
 ) -> APIGatewayRestResolver:
     app = new_resolver()
-    _admin_routes(app, control, access)
+    _admin_routes(app, control, access, gateway)
     _dashboard_routes(app, control, aggregates, access)
     _public_routes(app)
     return app
@@ -54,7 +55,9 @@ def _plugin(raw: str) -> str:
     return plugin_id
 
 
-def _admin_routes(app: APIGatewayRestResolver, control: ControlReads, access: Access) -> None:
+def _admin_routes(
+    app: APIGatewayRestResolver, control: ControlReads, access: Access, gateway: GatewayKeys | None
+) -> None:
     @app.get("/v1/plugins")
     def list_plugins() -> Response[str]:
         caller = access.caller(_api_key(app))
@@ -94,8 +97,16 @@ def _admin_routes(app: APIGatewayRestResolver, control: ControlReads, access: Ac
         raw = read_body(app, KEY_REQUEST_MAX_BYTES)
         request = parse_json(raw) if raw.strip() else {}
         label = request.get("label", "") if isinstance(request, dict) else ""
-        key = new_dashboard_key()
-        control.save_dashboard_key(DashboardKey(plugin_id, key_hash(key), now_ms(), str(label)[:100]))
+        key, label = new_dashboard_key(), str(label)[:100]
+        gateway_key_id = gateway.register(key, plugin_id, label) if gateway else None
+        try:
+            control.save_dashboard_key(
+                DashboardKey(plugin_id, key_hash(key), now_ms(), label, gateway_key_id)
+            )
+        except Exception:
+            if gateway and gateway_key_id:
+                gateway.unregister(gateway_key_id)  # nothing half-made: no key the app would not know
+            raise
         # The key is shown once; only its hash is stored.
         return json_response(201, {"key": key, "plugin_id": plugin_id})
 

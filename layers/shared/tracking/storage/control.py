@@ -45,6 +45,7 @@ class DashboardKey:
     key_hash: str
     created_at: int
     label: str = ""
+    gateway_key_id: str | None = None  # the API Gateway API key of the same value, when deployed
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,7 @@ class ControlStore:
                 "plugin_id": key.plugin_id,
                 "created_at": key.created_at,
                 "label": key.label or None,
+                "gateway_key_id": key.gateway_key_id,
             }
         )
         with storage_errors("create key"):
@@ -214,7 +216,13 @@ class ControlStore:
         if "Item" not in answer:
             return None
         values = from_item(answer["Item"])
-        return DashboardKey(values["plugin_id"], key_hash, int(values["created_at"]), values.get("label", ""))
+        return DashboardKey(
+            values["plugin_id"],
+            key_hash,
+            int(values["created_at"]),
+            values.get("label", ""),
+            values.get("gateway_key_id"),
+        )
 
     def plugin_for_write_key(self, write_key: str) -> str | None:
         with storage_errors("read write key"):

@@ -36,6 +36,7 @@ RETRYABLE_CODES = frozenset(
         "TransactionInProgressException",
         "LimitExceededException",
         "ResourceNotFoundException",  # a table not yet created (local start-up) or being replaced
+        "TooManyRequestsException",  # API Gateway's management API throttling
     }
 )
 

@@ -3,9 +3,10 @@
 State lives in the control table (see :meth:`ControlStore.reserve`), not in memory, so the limit holds
 however many containers serve an IP. To keep a chatty IP from costing one write per request, a
 container takes a *lease* of several requests from the IP's budget at once and spends it locally:
-the first lease of a window is one request, each following one doubles, up to ``max_lease``. Leases
-never exceed the budget, so the limit is exact for one container and can only err on the strict side
-when several containers hold unspent leases of the same IP.
+the first lease of a window is half of ``max_lease`` (a visitor's session of a few calls costs one
+write), each following one doubles, up to ``max_lease``. Leases never exceed the budget, so the limit
+is exact for one container and can only err on the strict side when several containers hold unspent
+leases of the same IP.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ class RateLimiter:
         store: RateStore,
         limit: int,
         *,
-        max_lease: int = 8,
+        max_lease: int = 16,
         window_ms: int = WINDOW_MS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._limit = limit
         self._max_lease = max(1, min(max_lease, limit or 1))
+        self._first_lease = max(1, self._max_lease // 2)
         self._window_ms = window_ms
         self._clock = clock
         self._leases: dict[str, _Lease] = {}
@@ -73,7 +75,7 @@ class RateLimiter:
                     return
                 want = lease.next_size
             else:
-                want = 1
+                want = self._first_lease
         grant = self._store.reserve(client_ip, want, self._limit, self._window_ms, now)
         with self._lock:
             if len(self._leases) >= _MAX_TRACKED_IPS:

@@ -15,9 +15,10 @@ class Settings(BaseModel):
     aggregates_table: str = Field("AggregatesTable", alias="AGGREGATES_TABLE")
     # Requests per minute per client IP on ingest routes; 0 disables the app's own limiter.
     rate_limit_per_minute: int = Field(120, ge=0, alias="RATE_LIMIT_PER_MINUTE")
-    # Requests one container may take from the shared per-IP budget in one DynamoDB write (grows
-    # from 1 up to this for busy IPs), so a chatty IP costs far fewer than one write per request.
-    rate_limit_max_lease: int = Field(8, ge=1, le=120, alias="RATE_LIMIT_MAX_LEASE")
+    # Requests one container may take from the shared per-IP budget in one DynamoDB write (half of
+    # it at first, growing to all of it for busy IPs), so an IP costs far fewer than one write per
+    # request.
+    rate_limit_max_lease: int = Field(16, ge=1, le=120, alias="RATE_LIMIT_MAX_LEASE")
     retention_days: int = Field(400, ge=1, alias="RETENTION_DAYS")
     config_cache_seconds: float = Field(5.0, ge=0, alias="CONFIG_CACHE_SECONDS")
     admin_key: SecretStr | None = Field(None, alias="TRACKING_ADMIN_KEY")

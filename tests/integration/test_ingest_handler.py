@@ -408,12 +408,15 @@ def test_unknown_route_is_404(ingest: Invoke) -> None:
     assert (answer["statusCode"], error_code(answer)) == (404, "NOT_FOUND")
 
 
-def test_every_response_is_counted_in_cloudwatch_metrics(
+def test_failed_requests_are_counted_in_cloudwatch_metrics_and_successes_are_not(
     ingest: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
     post(ingest, "/api/analytics/track", widget())
     post(ingest, "/api/analytics/track", {"event": "nope", "token": "user_abc123def456"})
+    with dynamodb_fails("PutItem"):
+        post(ingest, "/api/analytics/track", widget())
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     names = [[m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]] for blob in emitted]
-    assert names == [["WidgetEventsStored", "RequestsServed"], ["RequestsRejected"]]
-    assert emitted[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EventTracking"
+    assert names == [["RequestsRejected"], ["StorageUnavailable"]]
+    assert emitted[1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EventTracking"
+    assert emitted[1]["service"] == "event-tracking"

@@ -4,6 +4,7 @@ are emitted by the function's Powertools Logger as structured JSON."""
 from __future__ import annotations
 
 import logging
+import os
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -14,12 +15,17 @@ def route_package_logs(logger: Logger) -> None:
     copy_config_to_registered_loggers(source_logger=logger, include={"tracking"})
 
 
-def outcome_metric(status: int) -> str:
-    """The metric a response counts toward: what operators alarm on is named for what happened."""
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "event-tracking")
+
+
+def outcome_metric(status: int) -> str | None:
+    """The metric a failed response counts toward, named for what happened; None for a success."""
     if status == 429:
         return "RequestsRateLimited"
+    if status == 503:
+        return "StorageUnavailable"
     if status >= 500:
-        return "RequestsFailed" if status != 503 else "StorageUnavailable"
+        return "RequestsFailed"
     if status >= 400:
         return "RequestsRejected"
-    return "RequestsServed"
+    return None

@@ -14,7 +14,7 @@ OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_ACCESS_KEY_
 	AWS_SECRET_ACCESS_KEY=offline SAM_CLI_TELEMETRY=0
 
 .PHONY: help deps run test unit integration e2e lint template-lint build-check build deploy format events \
-	demo invoke openapi clean
+	demo invoke openapi bench clean
 
 help:
 	@echo "make run          start the local stack (DynamoDB Local, API on 127.0.0.1:\$${PORT:-3000})"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint         ruff and mypy only"
 	@echo "make openapi      regenerate the OpenAPI document served at /openapi.json"
 	@echo "make deploy       sam build + sam deploy (GUIDED=1 the first time)"
+	@echo "make bench        benchmarks and the cost model -> bench/results.json (see docs/PERFORMANCE.md)"
 	@echo "make format       apply ruff's formatting and safe fixes"
 
 $(PY_STAMP): pyproject.toml
@@ -105,6 +106,10 @@ invoke: $(PY_STAMP)
 
 demo: $(PY_STAMP)
 	$(BIN)/tracking-local demo
+
+# Ratios measured side by side on this machine -> bench/results.json, bench/results.md (several minutes).
+bench: deps
+	$(BIN)/python -m devstack.bench
 
 openapi: $(PY_STAMP)
 	$(BIN)/python -m devstack.openapi

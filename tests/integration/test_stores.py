@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from devstack.capacity import metered
 from tracking.dialects import RequestInfo
 from tracking.dialects.widget import parse_request, to_canonical
 from tracking.models.canonical import CanonicalEvent
@@ -63,3 +64,44 @@ def test_numbers_come_back_as_they_were_sent(aws: Any) -> None:
         received_at=NOW,
     )
     assert event_from_item(event_to_item(event, 0)).value == event.value
+
+
+def test_a_new_ip_costs_one_write(aws: Any) -> None:
+    with metered(client()) as usage:
+        grant = ControlStore(client(), "ControlTable").reserve("new-ip", 8, 120, 60_000, NOW)
+    assert grant.granted == 8
+    assert usage.requests == {"UpdateItem": 1}
+    assert usage.total_writes() == 1
+
+
+def test_a_retried_call_with_the_clients_id_leaves_the_stored_event_alone(aws: Any) -> None:
+    store = EventStore(client(), "EventsTable", "ControlTable", 30)
+    first = CanonicalEvent(
+        plugin_id="p",
+        user_id="u",
+        key="k",
+        dialect="segment",
+        event_id="m:abc",
+        value="first",
+        event_time=NOW,
+        received_at=NOW,
+    )
+    assert store.put(first) is True
+    assert store.put(first.model_copy(update={"value": "second", "received_at": NOW + 5})) is False
+    (item,) = aws.scan(TableName="EventsTable")["Items"]
+    assert event_from_item(item) == first
+
+
+def test_a_generated_id_is_written_without_a_condition(aws: Any) -> None:
+    event = CanonicalEvent(
+        plugin_id="p",
+        user_id="u",
+        key="k",
+        dialect="plugin",
+        event_id="g:0001",
+        event_time=NOW,
+        received_at=NOW,
+    )
+    with metered(client()) as usage:
+        assert EventStore(client(), "EventsTable", "ControlTable", 30).put(event) is True
+    assert usage.requests == {"PutItem": 1}

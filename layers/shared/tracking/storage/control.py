@@ -239,8 +239,9 @@ class ControlStore:
         """Take up to ``want`` requests from the IP's budget of ``limit`` per window.
 
         The window starts with the IP's first request and lasts ``window_ms``; all Lambda containers
-        share it. One conditional write normally; more only when the window rolls over or the budget
-        runs out. A grant of 0 means the IP is over its limit until ``window_start + window_ms``.
+        share it. One conditional write, whether the IP is new or inside its window; a second only
+        when a window has ended (to start the next) or the budget runs short. A grant of 0 means the
+        IP is over its limit until ``window_start + window_ms``.
         """
         key = to_item({"pk": rate_pk(client_ip), "sk": "window"})
         stale = now_ms - window_ms
@@ -250,10 +251,19 @@ class ControlStore:
                     answer = self._client.update_item(
                         TableName=self._table,
                         Key=key,
-                        UpdateExpression="ADD n :want",
-                        ConditionExpression="ws > :stale AND n <= :room",
+                        UpdateExpression=(
+                            "SET ws = if_not_exists(ws, :now),"
+                            " expires_at = if_not_exists(expires_at, :expires) ADD n :want"
+                        ),
+                        ConditionExpression="attribute_not_exists(pk) OR (ws > :stale AND n <= :room)",
                         ExpressionAttributeValues=to_item(
-                            {":want": want, ":stale": stale, ":room": limit - want}
+                            {
+                                ":want": want,
+                                ":now": now_ms,
+                                ":expires": (now_ms + window_ms) // 1000 + 60,
+                                ":stale": stale,
+                                ":room": limit - want,
+                            }
                         ),
                         ReturnValues="ALL_NEW",
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",

@@ -41,11 +41,14 @@ RETRYABLE_CODES = frozenset(
 )
 
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx, then the error surfaces.
+# Parameters are built by this package, never by clients: checking them against the service model
+# again on every call costs CPU for nothing (DynamoDB validates them anyway).
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
     connect_timeout=2,
     read_timeout=5,
     tcp_keepalive=True,
+    parameter_validation=False,
 )
 
 

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # Keys join identifiers with a control character, which identifiers may not contain.
 SEP = "\x1f"
+# Event ids this service generates (tracking.dialects.new_event_ids) start so.
+GENERATED_PREFIX = "g:"
 BATCH_WRITE_MAX = 25
 TRANSACTION_MAX = 100
 UNPROCESSED_RETRIES = 6
@@ -119,13 +121,16 @@ class EventStore:
         item = event_to_item(event, self._expires_at(event))
         if event.counts_once_per_order:
             return self._put_order(event, item)
+        # An id this service just generated is new by construction; an id the client chose (a
+        # Segment messageId) may be a retry, which must leave the stored event as it was.
+        condition = (
+            {}
+            if event.event_id.startswith(GENERATED_PREFIX)
+            else {"ConditionExpression": "attribute_not_exists(pk)"}
+        )
         try:
             with storage_errors("put event"):
-                self._client.put_item(
-                    TableName=self._events_table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
+                self._client.put_item(TableName=self._events_table, Item=item, **condition)
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

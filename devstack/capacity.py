@@ -1,0 +1,136 @@
+"""DynamoDB capacity a botocore client consumes, counted from the requests and answers themselves
+(DynamoDB Local does not bill): write units per item written, read units per item read, as
+on-demand tables charge them."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+KB = 1024
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for an attribute value (its documented item-size rules)."""
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(str(data).encode())
+    if kind == "N":
+        digits = len(str(data).lstrip("-").replace(".", "").lstrip("0")) or 1
+        return 1 + math.ceil(digits / 2)
+    if kind == "B":
+        return len(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(v) for v in data)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + attribute_size(v) for k, v in data.items())
+    if kind in ("SS", "NS", "BS"):
+        return sum(attribute_size({kind[0]: v}) for v in data)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
+
+
+def write_units(size: int) -> int:
+    return max(1, math.ceil(size / KB))
+
+
+def read_units(size: int, consistent: bool) -> float:
+    units = max(1, math.ceil(size / (4 * KB)))
+    return float(units) if consistent else units / 2
+
+
+@dataclass
+class Usage:
+    requests: Counter[str] = field(default_factory=Counter)  # by operation
+    write_units: Counter[str] = field(default_factory=Counter)  # by table
+    read_units: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # by table
+    items_written: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (table, pk, sk)
+
+    def total_writes(self) -> float:
+        return float(sum(self.write_units.values()))
+
+    def total_reads(self) -> float:
+        return float(sum(self.read_units.values()))
+
+
+class _Meter:
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self._lock = threading.Lock()
+        self._pending = threading.local()
+
+    def before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        operation = model.name
+        with self._lock:
+            self.usage.requests[operation] += 1
+            self._pending.params = params
+            if operation == "PutItem":
+                self._write(params["TableName"], params["Item"])
+            elif operation == "BatchWriteItem":
+                for table, requests in params["RequestItems"].items():
+                    for request in requests:
+                        if "PutRequest" in request:
+                            self._write(table, request["PutRequest"]["Item"])
+                        else:
+                            self._write(table, request["DeleteRequest"]["Key"])
+            elif operation == "TransactWriteItems":
+                for action in params["TransactItems"]:
+                    ((_, body),) = action.items()
+                    item = body.get("Item") or body.get("Key") or {}
+                    self._write(body["TableName"], item, factor=2)  # transactions bill twice
+            elif operation in ("UpdateItem", "DeleteItem"):
+                self._write(params["TableName"], params["Key"], minimum_only=True)
+
+    def _write(
+        self, table: str, item: Mapping[str, Any], factor: int = 1, minimum_only: bool = False
+    ) -> None:
+        size = 0 if minimum_only else item_size(item)
+        self.usage.write_units[table] += factor * write_units(size)
+        pk, sk = item.get("pk", {}).get("S", ""), item.get("sk", {}).get("S", "")
+        self.usage.items_written[(table, pk, sk)] += 1
+
+    def after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        params = getattr(self._pending, "params", {})
+        operation = model.name
+        with self._lock:
+            if operation == "GetItem" and "Item" in parsed:
+                self.usage.read_units[params["TableName"]] += read_units(
+                    item_size(parsed["Item"]), bool(params.get("ConsistentRead"))
+                )
+            elif operation == "GetItem":
+                self.usage.read_units[params["TableName"]] += read_units(
+                    0, bool(params.get("ConsistentRead"))
+                )
+            elif operation == "BatchGetItem":
+                for table, items in parsed.get("Responses", {}).items():
+                    consistent = bool(params["RequestItems"].get(table, {}).get("ConsistentRead"))
+                    for item in items:
+                        self.usage.read_units[table] += read_units(item_size(item), consistent)
+            elif operation == "Query":
+                size = sum(item_size(item) for item in parsed.get("Items", []))
+                self.usage.read_units[params["TableName"]] += read_units(
+                    size, bool(params.get("ConsistentRead"))
+                )
+
+
+@contextmanager
+def metered(client: Any) -> Iterator[Usage]:
+    """Count what ``client`` asks of DynamoDB while the block runs."""
+    meter = _Meter()
+    client.meta.events.register("before-parameter-build.dynamodb.*", meter.before)
+    client.meta.events.register("after-call.dynamodb.*", meter.after)
+    try:
+        yield meter.usage
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.*", meter.before)
+        client.meta.events.unregister("after-call.dynamodb.*", meter.after)

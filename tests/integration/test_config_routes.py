@@ -64,7 +64,10 @@ def test_invalid_configs_are_422_naming_the_field(query: Invoke, change: dict[st
     assert query(api_event("GET", "/v1/plugins/p1/config", headers=ADMIN))["statusCode"] == 404
 
 
-@pytest.mark.parametrize("headers", [{}, {"x-api-key": "not-the-admin-key"}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"x-api-key": "not-the-admin-key"}, {"x-api-key": "\ud800"}, {"x-api-key": "dk_\u00e9\n"}],
+)
 def test_config_routes_need_the_admin_key(query: Invoke, headers: dict[str, str]) -> None:
     for answer in (
         put(query, "p1", {}, headers),

@@ -57,6 +57,9 @@ class Access:
     def caller(self, presented: str | None) -> Caller:
         if not presented:
             raise Unauthorized("An x-api-key header is required")
+        # Keys are printable ASCII; anything else (a lone surrogate, say) can match none of them.
+        if not presented.isascii() or not presented.isprintable():
+            raise Unauthorized("Unknown API key")
         if self._admin_key and hmac.compare_digest(presented.encode(), self._admin_key.encode()):
             return Caller(admin=True)
         if not presented.startswith(KEY_PREFIX) or len(presented) > 200:

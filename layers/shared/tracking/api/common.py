@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 import time
 from typing import Any
@@ -14,7 +13,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from tracking.dialects import RequestInfo
-from tracking.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from tracking.errors import (
+    INTERNAL_ERROR_CODE,
+    ApiError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+)
 from tracking.jsonutil import dumps_compact
 
 logger = logging.getLogger(__name__)
@@ -48,7 +53,9 @@ def error_response(error: ApiError) -> Response[str]:
 
 def _unexpected(error: Exception) -> Response[str]:
     logger.exception("unhandled error", exc_info=error)
-    return json_response(500, {"success": False, "error": {"code": "INTERNAL", "message": "Internal error"}})
+    return json_response(
+        500, {"success": False, "error": {"code": INTERNAL_ERROR_CODE, "message": "Internal error"}}
+    )
 
 
 def new_resolver() -> APIGatewayRestResolver:
@@ -114,11 +121,3 @@ def request_info(app: APIGatewayRestResolver) -> RequestInfo:
 def path_param(value: str) -> str:
     """REST API Gateway keeps the path percent-encoded; route arguments are decoded here."""
     return unquote(value) if "%" in value else value
-
-
-def require_admin(app: APIGatewayRestResolver, admin_key: str | None) -> None:
-    given = header(app, "X-Api-Key")
-    if not given:
-        raise Unauthorized("An x-api-key header is required")
-    if not admin_key or not hmac.compare_digest(given.encode(), admin_key.encode()):
-        raise Unauthorized("Unknown API key")

@@ -472,9 +472,9 @@ def _run_workload(
     with environment_of("IngestFunction", database):
         ingest = Function("IngestFunction")
         db = client()
-        before = {
-            item["sk"]["S"] for item in db.scan(TableName="EventsTable", ProjectionExpression="sk")["Items"]
-        }
+        scan = db.get_paginator("scan")
+        pages = scan.paginate(TableName="EventsTable", ProjectionExpression="sk")
+        before = {item["sk"]["S"] for page in pages for item in page["Items"]}
         started = time.perf_counter()
         with metered(db) as ingest_usage:
             for path, body, ip in calls:

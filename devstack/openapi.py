@@ -20,9 +20,11 @@ from tracking.api.query import create_query_app
 from tracking.dialects.plugin import PluginBatch, PluginTrack
 from tracking.dialects.segment import SegmentBatch, SegmentCall
 from tracking.dialects.widget import WidgetTrack
+from tracking.errors import CLIENT_ERROR_CODES, INTERNAL_ERROR_CODE
 from tracking.models.config import PluginConfig
 
 TARGET = Path(__file__).resolve().parent.parent / "layers" / "shared" / "tracking" / "api" / "openapi.json"
+ERROR_CODE_ENUM = [*CLIENT_ERROR_CODES, INTERNAL_ERROR_CODE]
 ERRORS = {
     "400": "Malformed JSON or payload shape (ANALYTICS_001), or too large (ANALYTICS_002)",
     "401": "Missing or unknown key (UNAUTHORIZED)",
@@ -43,19 +45,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {
-                        "enum": [
-                            "ANALYTICS_001",
-                            "ANALYTICS_002",
-                            "UNAUTHORIZED",
-                            "FORBIDDEN",
-                            "NOT_FOUND",
-                            "VALIDATION",
-                            "RATE_LIMITED",
-                            "UNAVAILABLE",
-                            "INTERNAL",
-                        ]
-                    },
+                    "code": {"enum": ERROR_CODE_ENUM},
                     "message": {"type": "string"},
                     "details": {
                         "type": "array",

@@ -74,6 +74,24 @@ class Unavailable(ApiError):
     code = "UNAVAILABLE"
 
 
+# Every code a client can be answered with; ``INTERNAL`` (500) is only ever a defect of ours.
+# A tuple, in declaration order, so the OpenAPI document built from it is stable.
+CLIENT_ERROR_CODES = tuple(
+    error.code
+    for error in (
+        BadRequest,
+        PayloadTooLarge,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        ValidationFailed,
+        RateLimited,
+        Unavailable,
+    )
+)
+INTERNAL_ERROR_CODE = "INTERNAL"
+
+
 def field_path(loc: Iterable[int | str], prefix: str = "") -> str:
     """Render a pydantic location as ``data.items[3].currency``."""
     path = prefix

@@ -14,17 +14,21 @@ import io
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from devstack import dynamodb
+from devstack import dynamodb, load
 from devstack.capacity import Usage, metered
 from devstack.lambdas import LambdaContext, function_environment, load_handler
+from devstack.stack import start_stack, stop_stack
 from devstack.template import ROOT, Template
 
 RESULTS = ROOT / "bench"
@@ -39,6 +43,7 @@ TARGETS = {
     "query_requests_per_page": ("<=", 2),
     "cost_overhead_ratio.single": ("<=", 1.3),
     "cost_overhead_ratio.batched": ("<=", 1.5),
+    "load_aggregates_exact": ("==", 1.0),
 }
 
 # us-east-1 list prices (USD), per million unless said otherwise.
@@ -49,7 +54,32 @@ PRICES = {
     "lambda_arm64_gb_second": 13.3334,  # $0.0000133334 per GB-second
     "dynamodb_write_unit": 0.625,
     "dynamodb_read_unit": 0.125,
+    "cloudwatch_logs_ingested_gb": 0.50,  # per GB, not per million
 }
+# CloudWatch Logs bills each log event's bytes plus 26 bytes of overhead.
+LOG_EVENT_OVERHEAD_BYTES = 26
+# What a typical ingest request puts into the access log's ``$context`` variables.
+ACCESS_LOG_SAMPLE = {
+    "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+    "identity.sourceIp": "203.0.113.42",
+    "requestTime": "25/Nov/2026:07:13:14 +0000",
+    "httpMethod": "POST",
+    "resourcePath": "/api/analytics/track",
+    "status": "200",
+    "responseLength": "16",
+    "responseLatency": "12",
+    "integrationLatency": "11",
+}
+
+
+def access_log_bytes() -> int:
+    """Bytes one request adds to the API's access log, from the format in template.yaml."""
+    api = TEMPLATE.of_type("AWS::Serverless::Api")["TrackingApi"]
+    line: str = api["Properties"]["AccessLogSetting"]["Format"]
+    for name, value in ACCESS_LOG_SAMPLE.items():
+        line = line.replace(f"$context.{name}", value)
+    line = re.sub(r"\$context\.[A-Za-z.]+", "-", line)
+    return len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES
 
 
 # -- cold start -----------------------------------------------------------------------------------
@@ -631,7 +661,8 @@ def cost(database: dynamodb.Database, sessions: int, batches: int, events_per_se
         )
     memory_gb = TEMPLATE.functions()["IngestFunction"].memory_mb / 1024
     aggregate_gb = TEMPLATE.functions()["AggregateFunction"].memory_mb / 1024
-    results: dict[str, Any] = {}
+    log_bytes = access_log_bytes()
+    results: dict[str, Any] = {"access_log_bytes_per_request": log_bytes}
     for workload in (
         _run_workload(database, "single", _single_calls(sessions), events_per_second),
         _run_workload(database, "batched", _batched_calls(batches), events_per_second),
@@ -655,6 +686,8 @@ def cost(database: dynamodb.Database, sessions: int, batches: int, events_per_se
             ),
             "aggregate_writes": workload.aggregate.total_writes() * per_event * PRICES["dynamodb_write_unit"],
             "aggregate_reads": workload.aggregate.total_reads() * per_event * PRICES["dynamodb_read_unit"],
+            # A million events log requests x 10^6 lines of log_bytes; priced per 10^9 bytes.
+            "access_logs": requests * 1e6 * log_bytes / 1e9 * PRICES["cloudwatch_logs_ingested_gb"],
         }
         total = sum(lines.values())
         floor = (
@@ -679,6 +712,24 @@ def cost(database: dynamodb.Database, sessions: int, batches: int, events_per_se
     return results
 
 
+# -- load ------------------------------------------------------------------------------------------------
+
+
+def load_run(events: int, clients: int) -> dict[str, Any]:
+    """``make run`` on a scratch directory, ``clients`` concurrent HTTP clients sending mixed dialects
+    on loopback, then every aggregate compared with what was sent."""
+    with tempfile.TemporaryDirectory(prefix="tracking-load-") as scratch:
+        stack = start_stack(Path(scratch))
+        try:
+            result = load.run(stack, events=events, clients=clients, drain_timeout_s=900)
+        finally:
+            stop_stack(stack)
+    summary = result.summary()
+    summary["exact"] = not result.failures and not result.mismatches
+    summary["first_failures"] = result.failures[:5] + result.mismatches[:5]
+    return summary
+
+
 # -- report ----------------------------------------------------------------------------------------------
 
 
@@ -695,6 +746,10 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "cost_per_million_batched_usd": results["cost"]["batched"]["cost_per_million_usd"],
         "cost_overhead_ratio.single": results["cost"]["single"]["cost_overhead_ratio"],
         "cost_overhead_ratio.batched": results["cost"]["batched"]["cost_overhead_ratio"],
+        "load_events_per_s": results["load"]["events_per_s"],
+        "load_latency_p50_ms": results["load"]["latency_p50_ms"],
+        "load_latency_p99_ms": results["load"]["latency_p99_ms"],
+        "load_aggregates_exact": 1.0 if results["load"]["exact"] else 0.0,
     }
 
 
@@ -716,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="fewer runs and events (a smoke test, not figures)"
     )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results.json goes (default: bench/)")
     args = parser.parse_args(argv)
     quick = args.quick
     step: Callable[[str], None] = lambda what: print(f"bench: {what} ...", file=sys.stderr, flush=True)  # noqa: E731
@@ -738,15 +794,19 @@ def main(argv: list[str] | None = None) -> int:
         results["cost"] = cost(
             database, sessions=50 if quick else 500, batches=10 if quick else 100, events_per_second=100
         )
+    events, clients = (2_000, 8) if quick else (20_000, 16)
+    step(f"load run: {events} events over {clients} clients on the local stack")
+    results["load"] = load_run(events, clients)
     results["figures"] = flatten(results)
-    RESULTS.mkdir(exist_ok=True)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     name = "results.quick" if quick else "results"
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     report = (
         f"# Benchmark results\n\nGenerated {results['generated_at']} by `make bench`;"
         f" see docs/PERFORMANCE.md.\n\n{table(results['figures'])}\n"
     )
-    (RESULTS / f"{name}.md").write_text(report)
+    (out / f"{name}.md").write_text(report)
     print(report)
     return 0
 

@@ -1,0 +1,60 @@
+"""``make bench`` keeps working: its quick mode runs every step (cold starts, DynamoDB Local, the cost
+model, a load run on the local stack) and reports every figure the issue asks for. Figures are not
+asserted here: they are measurements, and targets live in the benchmark's report, not in tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack.bench import TARGETS
+from devstack.template import ROOT
+
+pytestmark = pytest.mark.e2e
+
+FIGURES = {
+    "cold_start_ratio.ingest",
+    "cold_start_ratio.aggregate",
+    "cold_start_ratio.query",
+    "ingest_overhead_ratio",
+    "aggregate_records_per_s",
+    "aggregate_writes_per_group",
+    "query_requests_per_page",
+    "cost_per_million_single_usd",
+    "cost_per_million_batched_usd",
+    "cost_overhead_ratio.single",
+    "cost_overhead_ratio.batched",
+    "load_events_per_s",
+    "load_latency_p50_ms",
+    "load_latency_p99_ms",
+    "load_aggregates_exact",
+}
+
+
+def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.quick.json").read_text())
+    assert set(results["figures"]) == FIGURES
+    assert set(TARGETS) <= FIGURES
+    # Counting facts, not timings: these hold on any machine.
+    assert results["figures"]["aggregate_writes_per_group"] == 1.0
+    assert results["figures"]["query_requests_per_page"] <= 2
+    assert results["load"]["exact"], results["load"]["first_failures"]
+    costs = results["cost"]["single"]
+    assert costs["cost_per_million_usd"] == pytest.approx(
+        sum(costs["usd_per_million_events"].values()), abs=1e-3
+    )
+    report = (tmp_path / "results.quick.md").read_text()
+    assert all(f"`{name}`" in report for name in FIGURES)

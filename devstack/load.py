@@ -6,8 +6,6 @@ Used by ``make bench`` (20,000 events over 16 clients) and by a smaller end-to-e
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import random
 import statistics
 import threading
@@ -131,23 +129,6 @@ class Result:
         }
 
 
-def _send(port: int, call: Call) -> tuple[int, float]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(call.source, 0))
-    started = time.perf_counter()
-    try:
-        connection.request(
-            "POST",
-            call.path,
-            body=json.dumps(call.body).encode(),
-            headers={"Content-Type": "application/json", **call.headers},
-        )
-        response = connection.getresponse()
-        response.read()
-        return response.status, (time.perf_counter() - started) * 1000
-    finally:
-        connection.close()
-
-
 def aggregate_counts(database: dynamodb.Database) -> Counter[tuple[str, str, str]]:
     """The ``count`` of every (plugin, key, user) aggregate stored."""
     counts: Counter[tuple[str, str, str]] = Counter()
@@ -181,9 +162,12 @@ def run(
                 if not queue:
                     return
                 call = queue.pop()
-            status, elapsed = _send(stack.port, call)
+            sent = time.perf_counter()
+            status = stack.request(
+                "POST", call.path, call.body, headers=call.headers, source_ip=call.source
+            ).status
             with lock:
-                latencies.append(elapsed)
+                latencies.append((time.perf_counter() - sent) * 1000)
                 if status != 200:
                     failures.append(f"{call.path} -> {status}")
                 if progress:
@@ -197,8 +181,7 @@ def run(
         thread.join()
     seconds = time.perf_counter() - started
 
-    state = json.loads((stack.state_dir / "stack.json").read_text())
-    database = dynamodb.Database(state["dynamodb"], state["database"])
+    database = stack.database()
     drain_started = time.perf_counter()
     deadline = drain_started + drain_timeout_s
     while True:

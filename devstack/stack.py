@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.dynamodb import find_jar, free_port
+from devstack.dynamodb import Database, find_jar, free_port
 from devstack.template import ROOT
 
 
@@ -83,6 +83,11 @@ class Stack:
             cwd=ROOT,
         )
         return done.stdout
+
+    def database(self) -> Database:
+        """The stack's DynamoDB, from the state file ``tracking-local run`` writes."""
+        state: dict[str, Any] = json.loads((self.state_dir / "stack.json").read_text())
+        return Database(state["dynamodb"], state["database"])
 
     def stored(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.cli("events", "--json", "--limit", "0").splitlines()]

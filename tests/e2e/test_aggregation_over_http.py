@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from devstack.dynamodb import Database
 from tests.e2e.conftest import Reply, Stack, eventually
 
 pytestmark = pytest.mark.e2e
@@ -79,8 +78,7 @@ def test_a_poison_record_goes_to_the_on_failure_file_without_blocking_the_ones_b
     stack: Stack,
 ) -> None:
     assert stack.admin("PUT", "/v1/plugins/poison-plugin/config", CONFIG).status == 200
-    state = json.loads((stack.state_dir / "stack.json").read_text())
-    dynamodb = Database(state["dynamodb"], state["database"]).client()
+    dynamodb = stack.database().client()
     # An item no canonical event can be read from, written straight into the events table.
     dynamodb.put_item(
         TableName="EventsTable",

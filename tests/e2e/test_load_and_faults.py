@@ -3,15 +3,13 @@ was sent, and a stack killed mid-stream and restarted that loses no event and co
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from devstack import dynamodb, load
-from devstack.stack import Stack, StackError, crash_stack, eventually, start_stack, stop_stack
+from devstack import load
+from devstack.stack import StackError, crash_stack, eventually, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -27,11 +25,6 @@ def test_a_bounded_load_run_aggregates_exactly_what_was_sent(tmp_path: Path) -> 
     assert result.mismatches == [], result.mismatches[:5]
     assert summary["events"] >= 2_000
     assert summary["latency_p50_ms"] > 0
-
-
-def _database(stack: Stack) -> dynamodb.Database:
-    state: dict[str, Any] = json.loads((stack.state_dir / "stack.json").read_text())
-    return dynamodb.Database(state["dynamodb"], state["database"])
 
 
 def test_a_stack_killed_mid_stream_and_restarted_loses_nothing_and_counts_nothing_twice(
@@ -55,7 +48,7 @@ def test_a_stack_killed_mid_stream_and_restarted_loses_nothing_and_counts_nothin
         assert reply.status == 200
         sent[(load.PLUGIN, "emoji", participant)] += 10
         sent[(load.PLUGIN, "handouts", participant)] += 10
-    before_crash = load.aggregate_counts(_database(first))
+    before_crash = load.aggregate_counts(first.database())
     crash_stack(first)  # kill -9 to the stack, DynamoDB Local and the function processes
     assert before_crash != sent, "the stream was already drained: the crash did not land mid-stream"
 
@@ -63,11 +56,11 @@ def test_a_stack_killed_mid_stream_and_restarted_loses_nothing_and_counts_nothin
     try:
 
         def drained() -> Counter[tuple[str, str, str]] | None:
-            counts = load.aggregate_counts(_database(second))
+            counts = load.aggregate_counts(second.database())
             return counts if counts == sent else None
 
         assert eventually(drained, timeout_s=120) == sent
         # Redeliveries after the restart were skipped, not added: nothing more arrives.
-        assert load.aggregate_counts(_database(second)) == sent
+        assert load.aggregate_counts(second.database()) == sent
     finally:
         stop_stack(second)

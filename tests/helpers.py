@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,3 +39,12 @@ def api_event(
         path_parameters=params,
         stage="test",
     )
+
+
+def assert_contract_error(body: dict[str, Any], codes: Iterable[str]) -> None:
+    """``body`` is the contract's error shape, with one of ``codes``."""
+    assert body["success"] is False, body
+    assert body["error"]["code"] in set(codes), body
+    assert isinstance(body["error"]["message"], str), body
+    for detail in body["error"].get("details", []):
+        assert set(detail) == {"field", "message"}, detail

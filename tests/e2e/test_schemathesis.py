@@ -15,6 +15,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from devstack.stack import ADMIN_KEY, Stack, start_stack, stop_stack
+from tests.helpers import assert_contract_error
 from tracking.errors import CLIENT_ERROR_CODES
 
 pytestmark = pytest.mark.e2e
@@ -49,12 +50,7 @@ def check_reply(response: Any) -> None:
     assert response.status_code != 500, response.text
     assert response.status_code < 500 or response.status_code == 503, response.text
     if response.status_code >= 400:
-        body = json.loads(response.text)
-        assert body["success"] is False, body
-        assert body["error"]["code"] in CLIENT_ERROR_CODES, body
-        assert isinstance(body["error"]["message"], str)
-        for detail in body["error"].get("details", []):
-            assert set(detail) == {"field", "message"}, detail
+        assert_contract_error(json.loads(response.text), CLIENT_ERROR_CODES)
 
 
 # schemathesis's pytest plugin does not run on pytest 9 yet: each operation's strategy is driven by

@@ -18,8 +18,8 @@ def problems(build: Path = BUILD) -> list[str]:
     layer = build / "SharedLayer" / "python"
     for part in (
         "tracking/__init__.py",
-        "tracking/api/dashboard.html",
-        "tracking/api/openapi.json",
+        "tracking/query/dashboard.html",
+        "tracking/query/openapi.json",
         "pydantic",
         "aws_lambda_powertools",
     ):

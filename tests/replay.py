@@ -17,19 +17,16 @@ from hypothesis import strategies as st
 from devstack.esm import ShardConsumer
 from devstack.template import Template
 from tests.streams import STREAM_ARN, canonical, stream_record
-from tracking.aggregation import (
-    AggregateKey,
-    AggregateState,
+from tracking.aggregate.fold import (
     Counted,
     KeySpec,
-    RollupKey,
-    RollupState,
     StreamEvent,
     aggregate_key,
     fold,
     fold_rollup,
     rollup_key,
 )
+from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.storage.aggregates import aggregate_from_item, rollup_from_item

@@ -8,9 +8,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tracking.aggregate.stream import GroupedBatchProcessor, handle
 from tracking.observability import route_package_logs
 from tracking.settings import get_settings
-from tracking.streams import GroupedBatchProcessor, handle
 from tracking.wiring import aggregator
 
 logger = Logger()

@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tracking.api.ingest import create_ingest_app
+from tracking.ingest.routes import create_ingest_app
 from tracking.observability import SERVICE, outcome_metric, route_package_logs
 from tracking.settings import get_settings
 from tracking.wiring import ingest_service

@@ -9,18 +9,15 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tracking.api.query import create_query_app
 from tracking.observability import route_package_logs
+from tracking.query.routes import create_query_app
 from tracking.settings import get_settings
-from tracking.wiring import access, aggregate_store, control_store, gateway_keys
+from tracking.wiring import query_service
 
 logger = Logger()
 route_package_logs(logger)
 
-_settings = get_settings()
-app = create_query_app(
-    control_store(_settings), aggregate_store(_settings), access(_settings), gateway_keys(_settings)
-)
+app = create_query_app(query_service(get_settings()))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

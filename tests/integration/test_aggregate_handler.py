@@ -17,8 +17,8 @@ from tests.helpers import api_event
 from tests.integration.conftest import Invoke, body
 from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
+from tracking.aggregate.stream import MissingShardId
 from tracking.storage.dynamo import client
-from tracking.streams import MissingShardId
 
 CONFIG = {
     "tracking": {

@@ -19,7 +19,7 @@ from tests.helpers import api_event
 from tests.integration.conftest import Invoke, aggregate_stored_events, body, new_container
 from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
-from tracking.aggregation import AggregateState
+from tracking.models.aggregates import AggregateState
 from tracking.storage.aggregates import aggregate_to_item
 from tracking.storage.dynamo import client
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from devstack.capacity import metered
-from tracking.dialects import RequestInfo
-from tracking.dialects.widget import parse_request, to_canonical
+from tracking.ingest.dialects.widget import parse, to_canonical
 from tracking.models.canonical import CanonicalEvent
+from tracking.models.request import RequestInfo
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
 from tracking.storage.events import EventStore, event_from_item, event_to_item
@@ -32,7 +32,7 @@ def test_reserve_sets_a_ttl_so_windows_clean_themselves_up(aws: Any) -> None:
 
 
 def test_a_canonical_event_survives_storage_unchanged(aws: Any) -> None:
-    request = parse_request(
+    request = parse(
         {
             "event": "purchase",
             "token": "user_abc123def451",
@@ -44,7 +44,9 @@ def test_a_canonical_event_survives_storage_unchanged(aws: Any) -> None:
             },
         }
     )
-    event = to_canonical(request, "bot", None, RequestInfo(received_at=NOW, ip="192.0.2.1", user_agent="UA"))
+    (event,) = to_canonical(
+        request, "bot", None, RequestInfo(received_at=NOW, ip="192.0.2.1", user_agent="UA")
+    )
     assert event_from_item(event_to_item(event, 0)) == event
     assert EventStore(client(), "EventsTable", "ControlTable", 30).put(event) is True
     (item,) = aws.scan(TableName="EventsTable")["Items"]

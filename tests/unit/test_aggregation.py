@@ -1,4 +1,4 @@
-"""The five aggregations and the exactly-once guard, as pure folds (tracking.aggregation)."""
+"""The five aggregations and the exactly-once guard, as pure folds (tracking.aggregate.fold)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,20 @@ from typing import Any
 
 import pytest
 
-from tracking.aggregation import (
+from tracking.aggregate.fold import (
     ARRAY_MAX_VALUES,
     GROUP_MAX_DISTINCT,
     SHARD_MEMORY_MS,
-    AggregateState,
     Counted,
     KeySpec,
-    RollupState,
     StreamEvent,
     fold,
     fold_rollup,
 )
+from tracking.models.aggregates import AggregateState, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import Aggregation
-from tracking.views import cell
+from tracking.query.cells import cell
 
 NOW = 1_764_016_800_000
 ALL: tuple[Aggregation, ...] = ("increment", "array", "average", "string", "group_array")

@@ -16,12 +16,12 @@ def fake_build(
     root: Path, native: str = SO, runtime: str = "python3.13", architecture: str = "arm64"
 ) -> Path:
     layer = root / "SharedLayer" / "python"
-    for part in ("tracking/api", "pydantic", "aws_lambda_powertools", "pydantic_core"):
+    for part in ("tracking/query", "pydantic", "aws_lambda_powertools", "pydantic_core"):
         (layer / part).mkdir(parents=True, exist_ok=True)
     for part in (
         "tracking/__init__.py",
-        "tracking/api/dashboard.html",
-        "tracking/api/openapi.json",
+        "tracking/query/dashboard.html",
+        "tracking/query/openapi.json",
         f"pydantic_core/{native}",
     ):
         (layer / part).write_text("")
@@ -53,5 +53,5 @@ def test_a_build_for_another_platform_fails(tmp_path: Path, change: dict[str, st
 
 def test_a_layer_without_the_package_fails(tmp_path: Path) -> None:
     build = fake_build(tmp_path)
-    (build / "SharedLayer" / "python" / "tracking" / "api" / "dashboard.html").unlink()
-    assert problems(build) == ["layer lacks tracking/api/dashboard.html"]
+    (build / "SharedLayer" / "python" / "tracking" / "query" / "dashboard.html").unlink()
+    assert problems(build) == ["layer lacks tracking/query/dashboard.html"]

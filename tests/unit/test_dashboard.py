@@ -10,11 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from tracking import dashboard
-from tracking.aggregation import AggregateState, RollupState
 from tracking.errors import ValidationFailed
+from tracking.models.aggregates import AggregateState, RollupState, UsersPage
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.storage.aggregates import UsersPage
+from tracking.query import dashboard
 
 CONFIG = PublishedConfig(
     plugin_id="p",

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import api_event
-from tracking.api.common import new_resolver, read_body
 from tracking.errors import BadRequest, PayloadTooLarge, ValidationFailed, validation_details
-from tracking.jsonutil import parse_json, parse_json_object
+from tracking.http import new_resolver, read_body
+from tracking.payloads import parse_json, parse_json_object
 
 
 def resolver_with_body(event: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -7,6 +7,18 @@ from typing import Any
 
 from devstack.openapi import TARGET, render
 from devstack.template import Template
+from tracking.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from tracking.http import OK_BODY
+from tracking.models.responses import Error, Success
 
 
 def document() -> dict[str, Any]:
@@ -55,3 +67,33 @@ def test_errors_are_documented_in_the_contracts_shape() -> None:
     rows = document()["paths"]["/v1/plugins/{plugin_id}/rows"]["get"]
     assert {p["name"] for p in rows["parameters"]} == {"plugin_id", "limit", "cursor", "aggregation.<key>"}
     assert rows["security"] == [{"apiKey": []}]
+
+
+def test_every_error_a_client_can_get_is_the_documented_error_reply() -> None:
+    # Given every contract error, with and without field details
+    errors = [cls("message") for cls in (BadRequest, PayloadTooLarge, Unauthorized, Forbidden, NotFound)]
+    errors += [ValidationFailed("bad", [{"field": "data.items[3].currency", "message": "too long"}])]
+    errors += [RateLimited(retry_after=3), Unavailable("down")]
+    for error in errors:
+        # When its body is read as the documented reply model
+        body = error.body()
+        # Then it is that model, field for field (details only when there are some)
+        assert Error.model_validate(body).body() == body
+    assert "details" not in Error.model_validate(BadRequest("x").body()).body()
+
+
+def test_ingest_answers_the_documented_success_reply() -> None:
+    assert Success().body() == OK_BODY
+
+
+def test_the_document_is_built_from_what_the_routes_declare() -> None:
+    # Every operation names a success reply and the contract's error replies, and nothing else.
+    for path, methods in document()["paths"].items():
+        for method, operation in methods.items():
+            assert operation["summary"], (method, path)
+            assert operation["tags"], (method, path)
+            codes = set(operation["responses"])
+            assert {"400", "401", "403", "404", "422", "429", "503"} < codes, (method, path)
+            assert len(codes) == 8, (method, path)
+    rows = document()["components"]["schemas"]["Rows"]
+    assert set(rows["required"]) == {"rows", "next_cursor"}

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tracking.dialects import RequestInfo
-from tracking.dialects.plugin import to_canonical
 from tracking.errors import ValidationFailed
+from tracking.ingest.dialects.plugin import parse, to_canonical
 from tracking.models.config import PluginConfig
+from tracking.models.request import RequestInfo
 
 INFO = RequestInfo(received_at=1_700_000_000_000)
 CONFIG = PluginConfig.model_validate(
@@ -42,7 +42,7 @@ CONFIG = PluginConfig.model_validate(
 
 
 def track(payload: dict[str, Any]):  # type: ignore[no-untyped-def]
-    return to_canonical(payload, "plug", CONFIG, INFO)
+    return to_canonical(parse(payload), "plug", CONFIG, INFO)
 
 
 def one(key: str, value: Any = None, **extra: Any):  # type: ignore[no-untyped-def]

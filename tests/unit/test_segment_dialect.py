@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 
-from tracking.dialects import RequestInfo
-from tracking.dialects.segment import (
+from tracking.errors import PayloadTooLarge, Unauthorized, ValidationFailed
+from tracking.ingest.dialects.segment import (
+    Route,
     SegmentCall,
-    batch_to_canonical,
     event_time,
+    parse,
     to_canonical,
     write_key_from,
 )
-from tracking.errors import PayloadTooLarge, Unauthorized, ValidationFailed
+from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig
+from tracking.models.request import RequestInfo
 
 RECEIVED = 1_764_016_800_000  # 2025-11-24T20:40:00Z
 INFO = RequestInfo(received_at=RECEIVED)
@@ -38,9 +40,24 @@ CONFIG = PluginConfig.model_validate(
 )
 
 
+def single(
+    raw: dict[str, Any], route: Route, config: PluginConfig, plugin_id: str, info: RequestInfo
+) -> CanonicalEvent:
+    """One call of ``/v1/track`` or ``/v1/identify``, parsed and normalized."""
+    (event,) = to_canonical(parse(raw, route), plugin_id, config, info)
+    return event
+
+
+def batch(
+    payload: dict[str, Any], config: PluginConfig, plugin_id: str, info: RequestInfo
+) -> list[CanonicalEvent]:
+    """A ``/v1/batch`` payload, parsed and normalized."""
+    return to_canonical(parse(payload, "batch"), plugin_id, config, info)
+
+
 def track(properties: dict[str, Any] | None = None, **fields: Any):  # type: ignore[no-untyped-def]
     call = {"event": "Signed Up", "userId": "u-1", "properties": properties or {}, **fields}
-    return to_canonical(call, "track", CONFIG, "plug", INFO)
+    return single(call, "track", CONFIG, "plug", INFO)
 
 
 def basic(user: str) -> str:
@@ -68,13 +85,13 @@ def test_no_write_key_is_unauthorized() -> None:
 
 def test_user_id_or_anonymous_id_is_required() -> None:
     with pytest.raises(ValidationFailed) as exc:
-        to_canonical({"event": "x"}, "track", CONFIG, "plug", INFO)
+        single({"event": "x"}, "track", CONFIG, "plug", INFO)
     assert "userId or anonymousId" in exc.value.details[0]["message"]
     assert track(userId=None, anonymousId="anon-1").user_id == "anon-1"
 
 
 def test_the_stored_key_is_the_event_and_its_value_the_configured_property() -> None:
-    event = to_canonical(
+    event = single(
         {"event": "Rated", "userId": "u", "properties": {"stars": 4, "value": 1}}, "track", CONFIG, "p", INFO
     )
     assert (event.key, event.value) == ("Rated", Decimal(4))
@@ -119,7 +136,7 @@ def test_batch_sent_at_applies_to_its_calls() -> None:
         ],
         "sentAt": "2025-11-24T20:00:10Z",
     }
-    (event,) = batch_to_canonical(payload, CONFIG, "plug", INFO)
+    (event,) = batch(payload, CONFIG, "plug", INFO)
     assert event.event_time == RECEIVED - 10_000
 
 
@@ -165,18 +182,16 @@ def test_ecommerce_event_with_unknown_currency_has_a_null_total() -> None:
 
 
 def test_identify_and_page_calls_are_stored_with_their_kind() -> None:
-    identify = to_canonical({"userId": "u", "traits": {"plan": "pro"}}, "identify", CONFIG, "p", INFO)
+    identify = single({"userId": "u", "traits": {"plan": "pro"}}, "identify", CONFIG, "p", INFO)
     assert (identify.kind, identify.key, identify.properties) == ("identify", "identify", {"plan": "pro"})
-    (page,) = batch_to_canonical(
-        {"batch": [{"type": "page", "name": "Home", "anonymousId": "a"}]}, CONFIG, "p", INFO
-    )
+    (page,) = batch({"batch": [{"type": "page", "name": "Home", "anonymousId": "a"}]}, CONFIG, "p", INFO)
     assert (page.kind, page.key) == ("page", "page")
 
 
 def test_a_call_over_32_kb_in_a_batch_is_too_large() -> None:
     big = {"type": "track", "event": "e", "userId": "u", "properties": {"blob": "x" * 33_000}}
     with pytest.raises(PayloadTooLarge):
-        batch_to_canonical({"batch": [big]}, CONFIG, "p", INFO)
+        batch({"batch": [big]}, CONFIG, "p", INFO)
 
 
 def test_a_batch_names_every_bad_call() -> None:
@@ -188,5 +203,5 @@ def test_a_batch_names_every_bad_call() -> None:
         ]
     }
     with pytest.raises(ValidationFailed) as exc:
-        batch_to_canonical(payload, CONFIG, "p", INFO)
+        batch(payload, CONFIG, "p", INFO)
     assert [d["field"] for d in exc.value.details] == ["batch[0]", "batch[1].type"]

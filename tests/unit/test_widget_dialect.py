@@ -1,4 +1,4 @@
-"""The widget dialect's published rules, one test each (tracking.dialects.widget)."""
+"""The widget dialect's published rules, one test each (tracking.ingest.dialects.widget)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tracking.dialects import RequestInfo
-from tracking.dialects.widget import ab_group, parse_request, payload_from_query, to_canonical
 from tracking.errors import BadRequest, ValidationFailed
+from tracking.ingest.dialects.widget import ab_group, parse, payload_from_query, to_canonical
 from tracking.models.config import PluginConfig
+from tracking.models.request import RequestInfo
 
 INFO = RequestInfo(received_at=1_700_000_000_000, ip="203.0.113.9", origin="https://shop.example")
 TOKEN = "user_abc123def456"
@@ -28,8 +28,9 @@ def fields(exc: pytest.ExceptionInfo[ValidationFailed]) -> list[str]:
 
 
 def canonical(payload: dict[str, Any], config: PluginConfig | None = None):  # type: ignore[no-untyped-def]
-    request = parse_request(payload)
-    return to_canonical(request, request.data.chatbot_id or "default", config, INFO)
+    request = parse(payload)
+    (event,) = to_canonical(request, request.data.chatbot_id or "default", config, INFO)
+    return event
 
 
 @pytest.mark.parametrize(
@@ -51,12 +52,12 @@ def canonical(payload: dict[str, Any], config: PluginConfig | None = None):  # t
     ],
 )
 def test_every_allowed_event_type_is_accepted(event: str) -> None:
-    assert parse_request(call(event=event)).event == event
+    assert parse(call(event=event)).event == event
 
 
 def test_an_unknown_event_type_is_a_validation_error() -> None:
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(event="signup"))
+        parse(call(event="signup"))
     assert fields(exc) == ["event"]
     assert "unknown event type 'signup'" in exc.value.details[0]["message"]
 
@@ -67,7 +68,7 @@ def test_tracktrans_is_stored_as_purchase() -> None:
 
 def test_event_longer_than_50_characters_is_rejected() -> None:
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(event="x" * 51))
+        parse(call(event="x" * 51))
     assert fields(exc) == ["event"]
 
 
@@ -76,32 +77,32 @@ def test_event_and_token_are_required(missing: str) -> None:
     payload = call()
     del payload[missing]
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(payload)
+        parse(payload)
     assert fields(exc) == [missing]
 
 
 @pytest.mark.parametrize("token", ["abcdefgh", "A" * 128, "user-abc_DEF-123"])
 def test_valid_tokens(token: str) -> None:
-    assert parse_request(call(token=token)).token == token
+    assert parse(call(token=token)).token == token
 
 
 @pytest.mark.parametrize("token", ["abcdefg", "A" * 129, "user abc123", "user@abc123", "üser_abc123", ""])
 def test_token_must_be_8_to_128_safe_characters(token: str) -> None:
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(token=token))
+        parse(call(token=token))
     assert fields(exc) == ["token"]
 
 
 def test_data_that_is_not_an_object_is_a_bad_request_not_a_validation_error() -> None:
     with pytest.raises(BadRequest) as exc:
-        parse_request(call(data=["chatbot_id"]))
+        parse(call(data=["chatbot_id"]))
     assert exc.value.code == "ANALYTICS_001"
 
 
 def test_chatbot_id_is_the_plugin_and_at_most_512_characters() -> None:
     assert canonical(call(data={"chatbot_id": "c" * 512})).plugin_id == "c" * 512
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(data={"chatbot_id": "c" * 513}))
+        parse(call(data={"chatbot_id": "c" * 513}))
     assert fields(exc) == ["data.chatbot_id"]
 
 
@@ -109,7 +110,7 @@ def test_at_most_50_items() -> None:
     items = [{"item_id": f"sku-{i}", "value": 1} for i in range(50)]
     assert len(canonical(call(event="added_to_cart", data={"items": items})).items) == 50
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(event="added_to_cart", data={"items": [*items, {"item_id": "one-more"}]}))
+        parse(call(event="added_to_cart", data={"items": [*items, {"item_id": "one-more"}]}))
     assert fields(exc) == ["data.items"]
 
 
@@ -117,9 +118,7 @@ def test_item_id_at_most_128_and_also_accepted_as_id() -> None:
     event = canonical(call(event="added_to_cart", data={"items": [{"id": "SKU-7", "value": 5}]}))
     assert event.items[0].item_id == "SKU-7"
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(
-            call(data={"items": [{"value": 1}, {"value": 1}, {"value": 1}, {"item_id": "x" * 129}]})
-        )
+        parse(call(data={"items": [{"value": 1}, {"value": 1}, {"value": 1}, {"item_id": "x" * 129}]}))
     assert fields(exc) == ["data.items[3].item_id"]
 
 
@@ -127,7 +126,7 @@ def test_item_value_is_numeric_and_also_accepted_as_price() -> None:
     event = canonical(call(event="purchase", data={"items": [{"item_id": "a", "price": 19.9}]}))
     assert event.items[0].value == Decimal("19.9")
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(data={"items": [{"item_id": "a", "value": "cheap"}]}))
+        parse(call(data={"items": [{"item_id": "a", "value": "cheap"}]}))
     assert fields(exc) == ["data.items[0].value"]
 
 
@@ -135,19 +134,19 @@ def test_quantity_defaults_to_1_and_must_be_a_whole_number_of_at_least_1() -> No
     assert canonical(call(event="purchase", data={"items": [{"value": 3}]})).items[0].quantity == 1
     for bad in (0, -2, 1.5, "two"):
         with pytest.raises(ValidationFailed) as exc:
-            parse_request(call(data={"items": [{"value": 3, "quantity": bad}]}))
+            parse(call(data={"items": [{"value": 3, "quantity": bad}]}))
         assert fields(exc) == ["data.items[0].quantity"]
 
 
 def test_currency_at_most_3_characters() -> None:
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(data={"items": [{"value": 3, "currency": "EURO"}]}))
+        parse(call(data={"items": [{"value": 3, "currency": "EURO"}]}))
     assert fields(exc) == ["data.items[0].currency"]
 
 
 def test_order_number_at_most_512_characters() -> None:
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(event="purchase", data={"orderNum": "o" * 513}))
+        parse(call(event="purchase", data={"orderNum": "o" * 513}))
     assert fields(exc) == ["data.orderNum"]
 
 
@@ -158,7 +157,7 @@ def test_open_way_is_popup_or_chat_button(way: str) -> None:
 
 def test_any_other_open_way_is_rejected() -> None:
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(event="convo_started", data={"open_way": "email"}))
+        parse(call(event="convo_started", data={"open_way": "email"}))
     assert fields(exc) == ["data.open_way"]
 
 
@@ -166,10 +165,10 @@ def test_urls_at_most_2048_and_user_agents_at_most_1024_characters() -> None:
     ok = {"page_url": "https://x.example/" + "p" * 2000, "user_agent": "u" * 1024}
     assert canonical(call(data=ok)).properties["page_url"] == ok["page_url"]
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(data={"url": "https://x.example/" + "p" * 2031, "user_agent": "u" * 1025}))
+        parse(call(data={"url": "https://x.example/" + "p" * 2031, "user_agent": "u" * 1025}))
     assert sorted(fields(exc)) == ["data.url", "data.user_agent"]
     with pytest.raises(ValidationFailed) as exc:
-        parse_request(call(data={"items": [{"value": 1, "image_url": "h" * 2049}]}))
+        parse(call(data={"items": [{"value": 1, "image_url": "h" * 2049}]}))
     assert fields(exc) == ["data.items[0].image_url"]
 
 

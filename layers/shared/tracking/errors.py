@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -117,3 +121,12 @@ def validation_details(errors: Iterable[Mapping[str, Any]], prefix: str = "") ->
 
 def _is_schema_tag(part: str) -> bool:
     return part.startswith("function-") or part in {"str", "int", "float", "bool", "decimal"}
+
+
+def validate(model: type[M], payload: Any, prefix: str = "") -> M:
+    """Validate ``payload`` into ``model``; a failure is a 422 naming every bad field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        details = validation_details(exc.errors(include_url=False, include_input=False), prefix)
+        raise ValidationFailed("The payload failed validation", details) from None

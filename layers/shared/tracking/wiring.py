@@ -1,4 +1,5 @@
-"""Composition root: builds each function's services from settings (handlers call only this)."""
+"""Composition root: builds each function's service from settings (handlers call only this). With
+``storage/``, the only module that knows DynamoDB and API Gateway exist."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ from typing import TYPE_CHECKING
 from tracking.settings import Settings
 
 if TYPE_CHECKING:
-    from tracking.access import Access
-    from tracking.aggregator import Aggregator
-    from tracking.ingest import IngestService
-    from tracking.storage.aggregates import AggregateStore
+    from tracking.aggregate.aggregator import Aggregator
+    from tracking.ingest.service import IngestService
+    from tracking.query.service import QueryService
     from tracking.storage.control import ControlStore
-    from tracking.storage.gateway import GatewayKeys
 
 
 def control_store(settings: Settings) -> ControlStore:
@@ -23,9 +22,9 @@ def control_store(settings: Settings) -> ControlStore:
 
 
 def ingest_service(settings: Settings) -> IngestService:
-    from tracking.ingest import IngestService  # noqa: PLC0415
-    from tracking.plugins import PluginDirectory  # noqa: PLC0415
-    from tracking.ratelimit import RateLimiter  # noqa: PLC0415
+    from tracking.ingest.configs import PluginDirectory  # noqa: PLC0415
+    from tracking.ingest.ratelimit import RateLimiter  # noqa: PLC0415
+    from tracking.ingest.service import IngestService  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.events import EventStore  # noqa: PLC0415
 
@@ -38,27 +37,26 @@ def ingest_service(settings: Settings) -> IngestService:
     )
 
 
-def aggregate_store(settings: Settings) -> AggregateStore:
+def aggregator(settings: Settings) -> Aggregator:
+    from tracking.aggregate.aggregator import Aggregator  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
 
-    return AggregateStore(client(), settings.aggregates_table)
+    return Aggregator(AggregateStore(client(), settings.aggregates_table), control_store(settings))
 
 
-def aggregator(settings: Settings) -> Aggregator:
-    from tracking.aggregator import Aggregator  # noqa: PLC0415
-
-    return Aggregator(aggregate_store(settings), control_store(settings))
-
-
-def access(settings: Settings) -> Access:
-    from tracking.access import Access  # noqa: PLC0415
-
-    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    return Access(admin_key, control_store(settings))
-
-
-def gateway_keys(settings: Settings) -> GatewayKeys | None:
+def query_service(settings: Settings) -> QueryService:
+    from tracking.query.auth import ApiKeyAuth  # noqa: PLC0415
+    from tracking.query.service import QueryService  # noqa: PLC0415
+    from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.gateway import GatewayKeys  # noqa: PLC0415
 
-    return GatewayKeys(settings.api_usage_plan_id) if settings.api_usage_plan_id else None
+    control = control_store(settings)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    return QueryService(
+        control=control,
+        aggregates=AggregateStore(client(), settings.aggregates_table),
+        auth=ApiKeyAuth(admin_key, control),
+        gateway=GatewayKeys(settings.api_usage_plan_id) if settings.api_usage_plan_id else None,
+    )

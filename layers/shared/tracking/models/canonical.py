@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -25,6 +26,10 @@ Commerce = Literal[
     "cancel",
 ]
 Scalar = str | bool | Decimal
+# DynamoDB numbers hold 38 significant digits and magnitudes below 1e126; amounts stay far inside.
+MAX_AMOUNT = Decimal("1e18")
+# Longest text value a key without a ``value_type`` (or of type ``string``) accepts.
+STRING_MAX = 1024
 
 # Identifiers become parts of DynamoDB keys joined by a control character, so they may hold none.
 IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -34,6 +39,27 @@ Identifier = Annotated[str, Field(min_length=1, max_length=512, pattern=IDENTIFI
 
 def is_identifier(text: str, max_length: int = 512) -> bool:
     return 0 < len(text) <= max_length and _IDENTIFIER.match(text) is not None
+
+
+def decimal_of(number: int | float | Decimal) -> Decimal:
+    """Exact decimal of a JSON number as the client wrote it (``0.1`` stays ``0.1``)."""
+    return number if isinstance(number, Decimal) else Decimal(str(number))
+
+
+def as_scalar(value: Any) -> Scalar:
+    """Any string, finite number or boolean (what a key without ``value_type`` accepts); ValueError
+    saying why otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or abs(value) >= MAX_AMOUNT:
+            raise ValueError("must be a finite number below 1e18")
+        return decimal_of(value)
+    if isinstance(value, str):
+        if len(value) > STRING_MAX:
+            raise ValueError(f"must be at most {STRING_MAX} characters")
+        return value
+    raise ValueError("must be a string, a number or a boolean")
 
 
 class Item(BaseModel):

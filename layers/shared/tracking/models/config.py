@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tracking.currency import RATES_TO_EUR
-from tracking.models.canonical import IDENTIFIER_PATTERN
+from tracking.models.canonical import IDENTIFIER_PATTERN, Scalar, as_scalar
+from tracking.models.currency import RATES_TO_EUR
+from tracking.models.request import URL_MAX
 
 Aggregation = Literal["increment", "array", "average", "string", "group_array"]
 ValueType = Literal["number", "boolean", "string", "url", "image"]
@@ -65,12 +66,43 @@ class TrackedKey(BaseModel):
     def numeric(self) -> bool:
         return self.value_type == "number" or "average" in self.aggregations
 
+    def accept(self, value: Any, present: bool) -> Scalar | None:
+        """The value as stored, or ValueError saying why it does not fit this key's ``value_type``."""
+        if not present or value is None:
+            if self.needs_value:
+                raise ValueError(f"a value is required for the aggregations {', '.join(self.aggregations)}")
+            return None
+        kind = self.value_type
+        if kind == "number" or (kind is None and self.numeric):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError("must be a number")
+            return as_scalar(value)
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise ValueError("must be true or false")
+            return value
+        if kind in ("url", "image"):
+            if not isinstance(value, str) or len(value) > URL_MAX or not _is_http_url(value):
+                raise ValueError(f"must be an http or https URL of at most {URL_MAX} characters")
+            return value
+        if kind == "string" and not isinstance(value, str):
+            raise ValueError("must be a string")
+        return as_scalar(value)
+
     def label(self, lang: str | None) -> str:
         """The column name in ``lang``, else English, else the first given."""
         for candidate in (lang, (lang or "").split("-")[0], "en"):
             if candidate and candidate in self.name:
                 return self.name[candidate]
         return next(iter(self.name.values()))
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in text
 
 
 class TrackingSection(BaseModel):

@@ -9,29 +9,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.aggregation import AggregateKey, AggregateState, Latest, RollupKey, RollupState
-from tracking.errors import Unavailable
+from tracking.models.aggregates import (
+    AggregateKey,
+    AggregateState,
+    Latest,
+    RollupKey,
+    RollupState,
+    UsersPage,
+)
+from tracking.models.failures import Conflict, StorageUnavailable
 from tracking.storage.dynamo import AttributeValue, error_code, from_item, storage_errors, to_attr, to_item
 from tracking.storage.events import SEP
 
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
-
-
-@dataclass
-class UsersPage:
-    users: dict[str, list[AggregateState]]  # in user order
-    more: bool  # the plugin has users after these
-
-
-class Conflict(Exception):
-    """Someone else wrote the item since it was read."""
 
 
 def aggregate_pk(plugin_id: str) -> str:
@@ -201,7 +197,7 @@ class AggregateStore:
                 if not pending:
                     break
                 if attempt == UNPROCESSED_RETRIES:
-                    raise Unavailable("Storage is throttling reads of aggregates")
+                    raise StorageUnavailable("Storage is throttling reads of aggregates")
                 self._sleep(min(0.05 * 2**attempt, 1.0))
 
     def get_aggregate(self, key: AggregateKey) -> AggregateState | None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.errors import Unavailable, ValidationFailed
-from tracking.jsonutil import dumps_compact
+from tracking.compact import dumps_compact
 from tracking.models.config import PluginConfig, PublishedConfig
+from tracking.models.control import DashboardKey, Grant
+from tracking.models.failures import ConfigChanged, WriteKeyTaken
 from tracking.storage.dynamo import cancellation_codes, error_code, from_item, storage_errors, to_item
 from tracking.storage.events import SEP
 
@@ -37,23 +37,6 @@ def api_key_pk(key_hash: str) -> str:
 
 # Every plugin with a config or a dashboard key, under one partition key: listing them is one query.
 PLUGIN_INDEX_PK = "plugins"
-
-
-@dataclass(frozen=True, slots=True)
-class DashboardKey:
-    plugin_id: str
-    key_hash: str
-    created_at: int
-    label: str = ""
-    gateway_key_id: str | None = None  # the API Gateway API key of the same value, when deployed
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Requests granted from an IP's shared budget, and the window they belong to."""
-
-    window_start: int  # epoch ms
-    granted: int
 
 
 class ControlStore:
@@ -84,8 +67,8 @@ class ControlStore:
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None:
         """Store a new version and its write keys in one transaction.
 
-        Fails with 422 if a write key already belongs to another plugin, and with 503 if someone else
-        published in between (the caller may publish again).
+        Raises :class:`WriteKeyTaken` if a write key already belongs to another plugin, and
+        :class:`ConfigChanged` if someone else published in between (the caller may publish again).
         """
         plugin_id = published.plugin_id
         config_item = to_item(
@@ -105,53 +88,48 @@ class ControlStore:
                 "ConditionExpression": "version = :previous",
                 "ExpressionAttributeValues": to_item({":previous": previous.version}),
             }
-        actions: list[dict[str, Any]] = [
-            {"Put": {"TableName": self._table, "Item": config_item, **config_put}},
-            {"Put": {"TableName": self._table, "Item": self._index_item(plugin_id, published.published_at)}},
+        # Each action with what it is: a cancelled transaction's reasons come back in the same order.
+        index_item = self._index_item(plugin_id, published.published_at)
+        actions: list[tuple[tuple[str, str], dict[str, Any]]] = [
+            (("config", plugin_id), {"Put": {"TableName": self._table, "Item": config_item, **config_put}}),
+            (("index", plugin_id), {"Put": {"TableName": self._table, "Item": index_item}}),
         ]
         owner = to_item({":plugin": plugin_id})
         for key in published.config.write_keys:
+            item = to_item({"pk": write_key_pk(key), "sk": "writekey", "plugin_id": plugin_id})
+            condition = {
+                "ConditionExpression": "attribute_not_exists(pk) OR plugin_id = :plugin",
+                "ExpressionAttributeValues": owner,
+            }
             actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": to_item({"pk": write_key_pk(key), "sk": "writekey", "plugin_id": plugin_id}),
-                        "ConditionExpression": "attribute_not_exists(pk) OR plugin_id = :plugin",
-                        "ExpressionAttributeValues": owner,
-                    }
-                }
+                (("write_key", key), {"Put": {"TableName": self._table, "Item": item, **condition}})
             )
         dropped = set(previous.config.write_keys if previous else ()) - set(published.config.write_keys)
         for key in sorted(dropped):
-            actions.append(
-                {
-                    "Delete": {
-                        "TableName": self._table,
-                        "Key": to_item({"pk": write_key_pk(key), "sk": "writekey"}),
-                        "ConditionExpression": "attribute_not_exists(pk) OR plugin_id = :plugin",
-                        "ExpressionAttributeValues": owner,
-                    }
-                }
-            )
+            item_key = to_item({"pk": write_key_pk(key), "sk": "writekey"})
+            condition = {
+                "ConditionExpression": "attribute_not_exists(pk) OR plugin_id = :plugin",
+                "ExpressionAttributeValues": owner,
+            }
+            delete = {"Delete": {"TableName": self._table, "Key": item_key, **condition}}
+            actions.append((("dropped_key", key), delete))
         try:
             with storage_errors("publish config"):
-                self._client.transact_write_items(TransactItems=actions)
+                self._client.transact_write_items(TransactItems=[action for _, action in actions])
         except ClientError as exc:
             if error_code(exc) != "TransactionCanceledException":
                 raise
             reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                raise Unavailable("The config was published concurrently; publish again") from exc
-            first_key = 2  # after the config and the plugin index entry
-            taken = [
-                {"field": f"write_keys[{index}]", "message": "already in use"}
-                for index, reason in enumerate(
-                    reasons[first_key : first_key + len(published.config.write_keys)]
-                )
+            failed = [
+                what
+                for (what, _), reason in zip(actions, reasons, strict=False)
                 if reason.get("Code") == "ConditionalCheckFailed"
             ]
+            if ("config", plugin_id) in failed:
+                raise ConfigChanged(plugin_id) from exc
+            taken = [name for kind, name in failed if kind == "write_key"]
             if taken:
-                raise ValidationFailed("A write key belongs to another plugin", taken) from exc
+                raise WriteKeyTaken(taken) from exc
             logger.error("publish cancelled", extra={"codes": sorted(cancellation_codes(exc))})
             raise
 

@@ -17,7 +17,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tracking.errors import Unavailable
+from tracking.models.failures import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ def error_code(exc: ClientError) -> str:
 
 @contextmanager
 def storage_errors(action: str) -> Iterator[None]:
-    """Turn throttling, outages and timeouts into :class:`Unavailable` (503)."""
+    """Turn throttling, outages and timeouts into :class:`StorageUnavailable` (a 503 for clients)."""
     try:
         yield
     except ClientError as exc:
         if error_code(exc) in RETRYABLE_CODES or _cancelled_for_capacity(exc):
             logger.warning("storage unavailable", extra={"action": action, "error": error_code(exc)})
-            raise Unavailable(f"Storage is unavailable ({action}); retry later") from exc
+            raise StorageUnavailable(f"Storage is unavailable ({action}); retry later") from exc
         raise
     except BotoCoreError as exc:
         logger.warning("storage unreachable", extra={"action": action, "error": repr(exc)})
-        raise Unavailable(f"Storage is unreachable ({action}); retry later") from exc
+        raise StorageUnavailable(f"Storage is unreachable ({action}); retry later") from exc
 
 
 def cancellation_codes(exc: ClientError) -> set[str]:

@@ -10,9 +10,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.errors import Unavailable
-from tracking.jsonutil import dumps_compact
+from tracking.compact import dumps_compact
 from tracking.models.canonical import CanonicalEvent, Item
+from tracking.models.failures import StorageUnavailable
+from tracking.models.request import GENERATED_PREFIX
 from tracking.storage.dynamo import (
     AttributeValue,
     cancellation_codes,
@@ -27,8 +28,6 @@ logger = logging.getLogger(__name__)
 
 # Keys join identifiers with a control character, which identifiers may not contain.
 SEP = "\x1f"
-# Event ids this service generates (tracking.dialects.new_event_ids) start so.
-GENERATED_PREFIX = "g:"
 BATCH_WRITE_MAX = 25
 TRANSACTION_MAX = 100
 UNPROCESSED_RETRIES = 6
@@ -222,5 +221,5 @@ class EventStore:
                 if not pending:
                     break
                 if attempt == UNPROCESSED_RETRIES:
-                    raise Unavailable("Storage is throttling writes; retry the batch later")
+                    raise StorageUnavailable("Storage is throttling writes; retry the batch later")
                 self._sleep(min(0.05 * 2**attempt, 1.0))

@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from tracking.commerce import MAX_AMOUNT, WIDGET_COMMERCE, total_in_base
-from tracking.dialects import URL_MAX, USER_AGENT_MAX, RequestInfo, new_event_id, validate
-from tracking.errors import BadRequest, ValidationFailed
-from tracking.models.canonical import IDENTIFIER_PATTERN, AbGroup, CanonicalEvent, Item
+from tracking.errors import BadRequest, ValidationFailed, validate
+from tracking.ingest.commerce import WIDGET_COMMERCE, total_in_base
+from tracking.models.canonical import IDENTIFIER_PATTERN, MAX_AMOUNT, AbGroup, CanonicalEvent, Item
 from tracking.models.config import PluginConfig
+from tracking.models.request import URL_MAX, USER_AGENT_MAX, RequestInfo, new_event_ids
 
 EVENT_TYPES = frozenset(
     {
@@ -99,7 +99,7 @@ def ab_group(token: str) -> AbGroup | None:
 
 def payload_from_query(params: Mapping[str, str | None]) -> dict[str, Any]:
     """The legacy GET form: ``e`` event, ``u`` token, ``d`` URL-encoded JSON data."""
-    from tracking.jsonutil import parse_json  # noqa: PLC0415 - only the legacy GET path needs it
+    from tracking.payloads import parse_json  # noqa: PLC0415 - only the legacy GET path needs it
 
     payload: dict[str, Any] = {}
     if params.get("e") is not None:
@@ -112,7 +112,7 @@ def payload_from_query(params: Mapping[str, str | None]) -> dict[str, Any]:
     return payload
 
 
-def parse_request(payload: dict[str, Any]) -> WidgetTrack:
+def parse(payload: dict[str, Any]) -> WidgetTrack:
     if payload.get("data") is not None and not isinstance(payload["data"], dict):
         raise BadRequest("Invalid event payload: data must be a JSON object")
     if payload.get("data") is None:
@@ -149,7 +149,7 @@ def plugin_id_hint(payload: Mapping[str, Any], default: str) -> str:
 
 def to_canonical(
     request: WidgetTrack, plugin_id: str, config: PluginConfig | None, info: RequestInfo
-) -> CanonicalEvent:
+) -> list[CanonicalEvent]:
     data = request.data
     default_currency = config.default_currency if config else "EUR"
     items = tuple(
@@ -162,12 +162,12 @@ def to_canonical(
         for item in data.items or ()
     )
     order_id = data.orderNum if request.event == "purchase" else None
-    return CanonicalEvent(
+    event = CanonicalEvent(
         plugin_id=plugin_id,
         user_id=request.token,
         key=request.event,
         dialect="widget",
-        event_id=f"o:{order_id}" if order_id else new_event_id(info.received_at),
+        event_id=f"o:{order_id}" if order_id else new_event_ids(info.received_at, 1)[0],
         event_time=info.received_at,
         received_at=info.received_at,
         ab_group=ab_group(request.token) if request.ab_test else None,
@@ -179,3 +179,4 @@ def to_canonical(
         properties=data.model_dump(exclude={"items"}, exclude_none=True),
         context=info.context(),
     )
+    return [event]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from tracking.aggregation import AggregateState, decimal_text, group_key
+from tracking.models.aggregates import AggregateState, decimal_text, group_key
 from tracking.models.canonical import Scalar
 from tracking.models.config import Aggregation, PublishedConfig
 

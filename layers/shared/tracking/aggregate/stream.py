@@ -1,8 +1,11 @@
 """DynamoDB Streams adapter: Powertools' partial batch response for a handler that takes the whole
-batch at once (it writes once per group, not once per record)."""
+batch at once (it writes once per group, not once per record). Each record is decoded here, once,
+from the image Powertools has already deserialized into the aggregator's input, a
+:class:`~tracking.aggregate.fold.StreamEvent`; a record that cannot be decoded fails alone."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,9 +16,31 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tracking.aggregator import Aggregator, RawRecord
+from tracking.aggregate.aggregator import Aggregator
+from tracking.aggregate.fold import StreamEvent
+from tracking.storage.events import event_from_values
 
-BatchHandler = Callable[[list[DynamoDBRecord]], Mapping[str, BaseException]]
+logger = logging.getLogger(__name__)
+
+# What the handler answers for a batch: the records that failed, by sequence number.
+BatchHandler = Callable[[list[DynamoDBRecord]], Mapping[int, BaseException]]
+
+
+def sequence_number(record: DynamoDBRecord) -> int:
+    """Sequence numbers compare as numbers (they grow within a shard; their text may not sort)."""
+    return int(record.raw_event["dynamodb"]["SequenceNumber"])
+
+
+def decode(record: DynamoDBRecord) -> StreamEvent:
+    """The record as the aggregator reads it: only an INSERT carries an event."""
+    name = str(record.raw_event["eventName"])
+    event = None
+    if name == "INSERT":
+        stream = record.dynamodb
+        if stream is None or stream.raw_event.get("NewImage") is None:
+            raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
+        event = event_from_values(stream.new_image)
+    return StreamEvent(sequence_number(record), name, event)
 
 
 class GroupedBatchProcessor(BatchProcessor):
@@ -31,7 +56,7 @@ class GroupedBatchProcessor(BatchProcessor):
         failures = self.handler(records)
         results: list[tuple[Any, ...]] = []
         for record in records:
-            error = failures.get(record.dynamodb.sequence_number if record.dynamodb else "")
+            error = failures.get(sequence_number(record))
             if error is None:
                 results.append(self.success_handler(record, None))
             else:
@@ -51,16 +76,17 @@ def handle(
     if not shard:
         raise MissingShardId(MissingShardId.__doc__)
 
-    def apply(records: list[DynamoDBRecord]) -> Mapping[str, BaseException]:
-        raw = [
-            RawRecord(
-                sequence_number=record.raw_event["dynamodb"]["SequenceNumber"],
-                event_name=record.raw_event["eventName"],
-                new_image=record.raw_event["dynamodb"].get("NewImage"),
-            )
-            for record in records
-        ]
-        return aggregator.process(shard, raw)
+    def apply(records: list[DynamoDBRecord]) -> Mapping[int, BaseException]:
+        decoded: list[StreamEvent] = []
+        unreadable: dict[int, BaseException] = {}
+        for record in records:
+            try:
+                decoded.append(decode(record))
+            except Exception as exc:
+                seq = record.raw_event["dynamodb"]["SequenceNumber"]
+                logger.error("unreadable stream record", extra={"sequence_number": seq, "error": repr(exc)})
+                unreadable[sequence_number(record)] = exc
+        return {**unreadable, **aggregator.process(shard, decoded)}
 
     response = process_partial_response(
         event=event, record_handler=apply, processor=processor, context=context

@@ -1,8 +1,9 @@
 """Per-client-IP rate limit shared by every Lambda container, cheap on DynamoDB writes.
 
-State lives in the control table (see :meth:`ControlStore.reserve`), not in memory, so the limit holds
-however many containers serve an IP. To keep a chatty IP from costing one write per request, a
-container takes a *lease* of several requests from the IP's budget at once and spends it locally:
+State lives in the control table (behind :class:`RateStore`; ``ControlStore.reserve`` on DynamoDB),
+not in memory, so the limit holds however many containers serve an IP. To keep a chatty IP from
+costing one write per request, a container takes a *lease* of several requests from the IP's budget
+at once and spends it locally:
 the first lease of a window is half of ``max_lease`` (a visitor's session of a few calls costs one
 write), each following one doubles, up to ``max_lease``. Leases never exceed the budget, so the limit
 is exact for one container and can only err on the strict side when several containers hold unspent
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tracking.errors import RateLimited
-from tracking.storage.control import Grant
+from tracking.models.control import Grant
 
 WINDOW_MS = 60_000
 _MAX_TRACKED_IPS = 10_000

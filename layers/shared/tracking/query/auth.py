@@ -1,5 +1,5 @@
-"""Who may read what: the admin key (everything, and the only one that manages plugins) and
-dashboard keys (one plugin each, read only). Dashboard keys are stored as SHA-256 hashes."""
+"""API-key authentication: who may read what. The admin key reads everything and is the only one
+that manages plugins; a dashboard key reads one plugin. Dashboard keys are stored as SHA-256 hashes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tracking.errors import Forbidden, Unauthorized
-from tracking.storage.control import DashboardKey
+from tracking.models.control import DashboardKey
 
 KEY_PREFIX = "dk_"
 
@@ -39,7 +39,7 @@ class Caller:
         return self.admin or self.plugin_id == plugin_id
 
 
-class Access:
+class ApiKeyAuth:
     def __init__(
         self,
         admin_key: str | None,

@@ -34,8 +34,3 @@ CENTS = Decimal("0.01")
 
 def rate_to_base(currency: str) -> Decimal | None:
     return RATES_TO_EUR.get(currency.upper())
-
-
-def to_base(amount: Decimal, currency: str) -> Decimal | None:
-    rate = rate_to_base(currency)
-    return None if rate is None else (amount * rate).quantize(CENTS)

@@ -13,12 +13,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from tracking.aggregation import AggregateState, RollupState
 from tracking.errors import ValidationFailed
+from tracking.models.aggregates import AggregateState, RollupState, UsersPage
 from tracking.models.canonical import is_identifier
 from tracking.models.config import Aggregation, PublishedConfig, TrackedKey
-from tracking.storage.aggregates import UsersPage
-from tracking.views import cell, current, json_number
+from tracking.query.cells import cell, current, json_number
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from tracking.dialects import RequestInfo, plugin, segment, widget
 from tracking.errors import Forbidden, Unauthorized, ValidationFailed
+from tracking.ingest.configs import PluginDirectory
+from tracking.ingest.dialects import plugin, segment, widget
+from tracking.ingest.ratelimit import RateLimiter
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
-from tracking.plugins import PluginDirectory, require_config
-from tracking.ratelimit import RateLimiter
+from tracking.models.request import RequestInfo
 
 
 class EventSink(Protocol):
@@ -46,29 +47,33 @@ class IngestService:
         published = self._directory.config(plugin_id) if is_identifier(plugin_id) else None
         self._check_origin(published, origin)
 
+    def _stored(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
+        """One call's events, each stored once (a repeat of a stored one is not stored again)."""
+        return [event for event in events if self._sink.put(event)]
+
     def widget(self, payload: dict[str, Any], info: RequestInfo) -> list[CanonicalEvent]:
         claimed = widget.plugin_id_hint(payload, self._default_plugin_id)
         published = self._directory.config(claimed) if is_identifier(claimed) else None
         self._check_origin(published, info.origin)
-        request = widget.parse_request(payload)
+        request = widget.parse(payload)
         plugin_id = request.data.chatbot_id or self._default_plugin_id
-        event = widget.to_canonical(request, plugin_id, published.config if published else None, info)
-        return [event] if self._sink.put(event) else []
+        config = published.config if published else None
+        return self._stored(widget.to_canonical(request, plugin_id, config, info))
 
     def plugin(self, plugin_id: str, payload: dict[str, Any], info: RequestInfo) -> list[CanonicalEvent]:
         if not is_identifier(plugin_id):
             raise ValidationFailed(
                 "Invalid plugin id", [{"field": "plugin_id", "message": "not a plugin id"}]
             )
-        published = require_config(self._directory, plugin_id)
+        published = self._directory.require(plugin_id)
         self._check_origin(published, info.origin)
-        events = plugin.to_canonical(payload, plugin_id, published.config, info)
+        events = plugin.to_canonical(plugin.parse(payload), plugin_id, published.config, info)
         self._sink.put_batch(events, atomic=True)
         return events
 
     def segment(
         self,
-        call: Literal["track", "identify", "batch"],
+        route: segment.Route,
         payload: dict[str, Any],
         authorization: str | None,
         info: RequestInfo,
@@ -81,10 +86,9 @@ class IngestService:
         if published is None:
             raise Unauthorized("Unknown write key")
         self._check_origin(published, info.origin)
-        config = published.config
-        if call == "batch":
-            events = segment.batch_to_canonical(payload, config, published.plugin_id, info)
+        request = segment.parse(payload, route)
+        events = segment.to_canonical(request, published.plugin_id, published.config, info)
+        if route == "batch":
             self._sink.put_batch(events)
             return events
-        event = segment.to_canonical(payload, call, config, published.plugin_id, info)
-        return [event] if self._sink.put(event) else []
+        return self._stored(events)

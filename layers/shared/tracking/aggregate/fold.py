@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tracking.models.canonical import CanonicalEvent, Scalar
+from tracking.models.aggregates import (
+    AggregateKey,
+    AggregateState,
+    Latest,
+    RollupKey,
+    RollupState,
+    group_key,
+)
+from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import Aggregation, PublishedConfig
 
 # A stream keeps records 24 h; a shard last applied longer ago than this can never be re-delivered.
@@ -24,11 +32,7 @@ SHARD_MEMORY_MS = 26 * 3600 * 1000
 ARRAY_MAX_VALUES = 50
 ARRAY_MAX_CHARS = 4000
 GROUP_MAX_DISTINCT = 50
-GROUP_KEY_MAX_CHARS = 200
 COUNTED_KINDS = frozenset({"track", "page", "screen"})
-
-AggregateKey = tuple[str, str, str]  # plugin, key, user
-RollupKey = tuple[str, str, str, str]  # plugin, day, key, group
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,86 +62,6 @@ class KeySpec:
         if tracked is None:  # undeclared keys (widget events, free Segment events) are counted
             return cls(("increment",), published.reset_at(key) if published else 0)
         return cls(tracked.aggregations, published.reset_at(key) if published else 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Latest:
-    value: Scalar
-    at: int  # event time, ms
-    event_id: str
-
-    def rank(self) -> tuple[int, str]:
-        """Later event time wins; equal times are ordered by event id, so every replay agrees."""
-        return (self.at, self.event_id)
-
-
-def group_key(value: Scalar) -> str:
-    """The map key a value is counted under in ``group_array`` (any Unicode, emoji included)."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, Decimal):
-        text = decimal_text(value)
-    else:
-        text = value
-    return text[:GROUP_KEY_MAX_CHARS]
-
-
-def decimal_text(value: Decimal) -> str:
-    """``7.50`` -> ``7.5``, ``1E+1`` -> ``10``: plain notation, no trailing zeros."""
-    return format(value.normalize(), "f")
-
-
-@dataclass
-class AggregateState:
-    plugin_id: str
-    user_id: str
-    key: str
-    version: int = 0  # 0: not stored yet
-    reset_at: int = 0
-    applied: dict[str, tuple[int, int]] = field(default_factory=dict)  # shard -> (seq, when, ms)
-    first: tuple[str, int] | None = None  # the record that created the aggregate (since its reset)
-    count: int = 0
-    total: Decimal = Decimal(0)
-    numeric: int = 0
-    latest: Latest | None = None
-    values: list[Scalar] = field(default_factory=list)
-    values_total: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    other: int = 0
-    updated_at: int = 0
-
-    @classmethod
-    def start(cls, key: AggregateKey) -> AggregateState:
-        plugin_id, name, user_id = key
-        return cls(plugin_id=plugin_id, user_id=user_id, key=name)
-
-    @property
-    def identity(self) -> AggregateKey:
-        return (self.plugin_id, self.key, self.user_id)
-
-    @property
-    def empty(self) -> bool:
-        return self.count == 0
-
-    def is_first(self, shard: str, seq: int) -> bool:
-        return self.first == (shard, seq)
-
-
-@dataclass
-class RollupState:
-    """Counts of one (plugin, key, day, A/B group) from one shard: one writer, no contention."""
-
-    plugin_id: str
-    day: str  # YYYY-MM-DD (UTC, event time)
-    key: str
-    group: str  # "control", "test" or "none"
-    shard: str
-    version: int = 0
-    reset_at: int = 0
-    seq: int = -1
-    count: int = 0
-    users: int = 0
-    revenue: Decimal = Decimal(0)
 
 
 def day_of(event_time_ms: int) -> str:

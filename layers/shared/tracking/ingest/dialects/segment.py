@@ -6,24 +6,24 @@ import base64
 import binascii
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tracking.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
-from tracking.dialects import RequestInfo, validate
-from tracking.dialects.plugin import as_scalar, check_value
-from tracking.errors import PayloadTooLarge, Unauthorized, ValidationFailed
-from tracking.jsonutil import dumps_compact
-from tracking.models.canonical import CanonicalEvent, Identifier, Kind, Scalar
+from tracking.compact import dumps_compact
+from tracking.errors import PayloadTooLarge, Unauthorized, ValidationFailed, validate
+from tracking.ingest.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
+from tracking.models.canonical import CanonicalEvent, Identifier, Kind, Scalar, as_scalar
 from tracking.models.config import WRITE_KEY, PluginConfig
+from tracking.models.request import RequestInfo
 
 logger = logging.getLogger(__name__)
 
 CALL_MAX_BYTES = 32 * 1024
 BATCH_MAX_BYTES = 500 * 1024
-CallType = Literal["track", "identify", "page", "screen", "group", "alias"]
+Route = Literal["track", "identify", "batch"]
 _KEY_OF_KIND = {
     "identify": "identify",
     "page": "page",
@@ -39,7 +39,7 @@ class SegmentCall(BaseModel):
 
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, defer_build=True)
 
-    type: CallType | None = None
+    type: Kind | None = None
     event: str | None = Field(None, min_length=1, max_length=256)
     userId: Identifier | None = None
     anonymousId: Identifier | None = None
@@ -116,7 +116,7 @@ def _value(call: SegmentCall, key: str, config: PluginConfig) -> Scalar | None:
     raw = properties.get(prop)
     if tracked is not None:
         try:
-            return check_value(tracked, raw, prop in properties)
+            return tracked.accept(raw, prop in properties)
         except ValueError as exc:
             # Segment libraries drop a rejected batch for good, so one odd property does not cost the
             # call: it is stored without a value and the mismatch is logged.
@@ -136,57 +136,33 @@ def _event_id(raw: dict[str, Any], call: SegmentCall) -> str:
     return f"h:{digest}"
 
 
-def to_canonical(
-    raw: dict[str, Any],
-    kind: Kind,
-    config: PluginConfig,
-    plugin_id: str,
-    info: RequestInfo,
-    *,
-    prefix: str = "",
-    batch_context: dict[str, Any] | None = None,
-    batch_sent_at: datetime | None = None,
-) -> CanonicalEvent:
-    call = validate(SegmentCall, {**raw, "type": kind}, prefix)
-    key = call.event if kind == "track" and call.event else _KEY_OF_KIND.get(kind, kind)
-    properties = (call.traits if kind == "identify" else call.properties) or {}
-    commerce = SEGMENT_COMMERCE.get(key) if kind == "track" else None
-    items = tuple(segment_items(properties, commerce, config.default_currency)) if commerce else ()
-    total = None
-    if any(item.value is not None for item in items):
-        total = total_in_base(items, where=f"segment {key}")
-    elif commerce in _ORDER_EVENTS:
-        total = segment_order_total(properties, config.default_currency)
-    raw_order = properties.get("order_id")
-    order_id = str(raw_order)[:512] if commerce == "purchase" and isinstance(raw_order, (str, int)) else None
-    context = {**(batch_context or {}), **(call.context or {})}
-    for name, value in info.context().items():
-        context.setdefault(name, value)
-    return CanonicalEvent(
-        plugin_id=plugin_id,
-        user_id=call.userId or call.anonymousId or "",
-        key=key,
-        kind=kind,
-        dialect="segment",
-        event_id=_event_id(raw, call),
-        value=_value(call, key, config) if kind == "track" else None,
-        event_time=event_time(call, batch_sent_at, info.received_at),
-        received_at=info.received_at,
-        commerce=commerce,
-        items=items,
-        currency=items[0].currency if items else None,
-        total_value_base=total,
-        order_id=order_id or None,
-        properties=properties,
-        context=context,
-    )
+@dataclass(frozen=True, slots=True)
+class ParsedCall:
+    raw: dict[str, Any]  # as the client sent it: its content identifies a call without a messageId
+    kind: Kind
+    call: SegmentCall
 
 
-def batch_to_canonical(
-    payload: dict[str, Any], config: PluginConfig, plugin_id: str, info: RequestInfo
-) -> list[CanonicalEvent]:
+@dataclass(frozen=True, slots=True)
+class SegmentRequest:
+    """One call, or a batch's calls with what the batch gives them all."""
+
+    calls: tuple[ParsedCall, ...]
+    context: dict[str, Any] | None = None
+    sent_at: datetime | None = None
+
+
+_CALL_TYPES: tuple[Kind, ...] = ("track", "identify", "page", "screen", "group", "alias")
+
+
+def parse(payload: dict[str, Any], route: Route) -> SegmentRequest:
+    """``/v1/track`` and ``/v1/identify`` carry one call of that type, ``/v1/batch`` a list of calls of
+    any type; every call is validated and the 422 names every bad field of every call."""
+    if route != "batch":
+        call = validate(SegmentCall, {**payload, "type": route})
+        return SegmentRequest((ParsedCall(payload, route, call),))
     batch = validate(SegmentBatch, payload)
-    events, problems = [], []
+    calls, problems = [], []
     for index, raw in enumerate(batch.batch):
         prefix = f"batch[{index}]"
         if len(dumps_compact(raw).encode()) > CALL_MAX_BYTES:
@@ -198,23 +174,53 @@ def batch_to_canonical(
             )
             continue
         try:
-            events.append(
-                to_canonical(
-                    raw,
-                    kind,
-                    config,
-                    plugin_id,
-                    info,
-                    prefix=prefix,
-                    batch_context=batch.context,
-                    batch_sent_at=batch.sentAt,
-                )
-            )
+            calls.append(ParsedCall(raw, kind, validate(SegmentCall, {**raw, "type": kind}, prefix)))
         except ValidationFailed as exc:
             problems.extend(exc.details)
     if problems:
         raise ValidationFailed("The payload failed validation", problems)
-    return events
+    return SegmentRequest(tuple(calls), batch.context, batch.sentAt)
 
 
-_CALL_TYPES: tuple[Kind, ...] = ("track", "identify", "page", "screen", "group", "alias")
+def to_canonical(
+    request: SegmentRequest, plugin_id: str, config: PluginConfig, info: RequestInfo
+) -> list[CanonicalEvent]:
+    return [_canonical(parsed, request, plugin_id, config, info) for parsed in request.calls]
+
+
+def _canonical(
+    parsed: ParsedCall, request: SegmentRequest, plugin_id: str, config: PluginConfig, info: RequestInfo
+) -> CanonicalEvent:
+    call, kind = parsed.call, parsed.kind
+    key = call.event if kind == "track" and call.event else _KEY_OF_KIND.get(kind, kind)
+    properties = (call.traits if kind == "identify" else call.properties) or {}
+    commerce = SEGMENT_COMMERCE.get(key) if kind == "track" else None
+    items = tuple(segment_items(properties, commerce, config.default_currency)) if commerce else ()
+    total = None
+    if any(item.value is not None for item in items):
+        total = total_in_base(items, where=f"segment {key}")
+    elif commerce in _ORDER_EVENTS:
+        total = segment_order_total(properties, config.default_currency)
+    raw_order = properties.get("order_id")
+    order_id = str(raw_order)[:512] if commerce == "purchase" and isinstance(raw_order, (str, int)) else None
+    context = {**(request.context or {}), **(call.context or {})}
+    for name, value in info.context().items():
+        context.setdefault(name, value)
+    return CanonicalEvent(
+        plugin_id=plugin_id,
+        user_id=call.userId or call.anonymousId or "",
+        key=key,
+        kind=kind,
+        dialect="segment",
+        event_id=_event_id(parsed.raw, call),
+        value=_value(call, key, config) if kind == "track" else None,
+        event_time=event_time(call, request.sent_at, info.received_at),
+        received_at=info.received_at,
+        commerce=commerce,
+        items=items,
+        currency=items[0].currency if items else None,
+        total_value_base=total,
+        order_id=order_id or None,
+        properties=properties,
+        context=context,
+    )

@@ -8,37 +8,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from tracking.aggregation import (
-    AggregateKey,
-    AggregateState,
+from tracking.aggregate.fold import (
     Counted,
     KeySpec,
-    RollupKey,
-    RollupState,
     StreamEvent,
     aggregate_key,
     fold,
     fold_rollup,
     group_records,
 )
+from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.config import PublishedConfig
-from tracking.storage.aggregates import Conflict
-from tracking.storage.events import event_from_item
+from tracking.models.failures import Conflict
 
 logger = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """A stream record as the event source delivers it (image in DynamoDB's attribute-value form)."""
-
-    sequence_number: str
-    event_name: str
-    new_image: Mapping[str, Any] | None
 
 
 class Store(Protocol):
@@ -60,18 +47,17 @@ class BlockedByEarlierFailure(Exception):
 
 @dataclass
 class _Run:
-    """One batch being applied: its shard and which of its records failed."""
+    """One batch being applied: its shard and which of its records failed (by sequence number)."""
 
     shard: str
-    text_of: dict[int, str]
-    failures: dict[str, BaseException] = field(default_factory=dict)
+    failures: dict[int, BaseException] = field(default_factory=dict)
 
     def fail(self, records: Sequence[StreamEvent], error: BaseException) -> None:
         for record in records:
-            self.failures.setdefault(self.text_of[record.seq], error)
+            self.failures.setdefault(record.seq, error)
 
     def failed(self, record: StreamEvent) -> bool:
-        return self.text_of[record.seq] in self.failures
+        return record.seq in self.failures
 
 
 class Aggregator:
@@ -83,19 +69,10 @@ class Aggregator:
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
 
-    def process(self, shard: str, batch: Sequence[RawRecord]) -> dict[str, BaseException]:
-        """Apply a batch from ``shard``; returns the records (by sequence number) that failed."""
-        run = _Run(shard, {int(raw.sequence_number): raw.sequence_number for raw in batch})
-        records = []
-        for raw in batch:
-            try:
-                records.append(_parse(raw))
-            except Exception as exc:
-                logger.error(
-                    "unreadable stream record",
-                    extra={"sequence_number": raw.sequence_number, "error": repr(exc)},
-                )
-                run.failures[raw.sequence_number] = exc
+    def process(self, shard: str, records: Sequence[StreamEvent]) -> dict[int, BaseException]:
+        """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
+        number) that failed."""
+        run = _Run(shard)
         aggregates, rollups = group_records(records)
         if not aggregates:
             return run.failures
@@ -184,15 +161,6 @@ class Aggregator:
             except Conflict:
                 state = self._store.get_aggregate(state.identity) or AggregateState.start(state.identity)
         raise Conflict(f"aggregate {state.identity} kept changing")
-
-
-def _parse(raw: RawRecord) -> StreamEvent:
-    event = None
-    if raw.event_name == "INSERT":
-        if raw.new_image is None:
-            raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
-        event = event_from_item(raw.new_image)
-    return StreamEvent(int(raw.sequence_number), raw.event_name, event)
 
 
 def _capture(

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tracking.currency import BASE_CURRENCY, CENTS, rate_to_base
-from tracking.models.canonical import Commerce, Item
+from tracking.models.canonical import MAX_AMOUNT, Commerce, Item
+from tracking.models.currency import BASE_CURRENCY, CENTS, rate_to_base
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,6 @@ SEGMENT_COMMERCE: dict[str, Commerce] = {
 SEGMENT_SINGLE_PRODUCT = frozenset({"product_viewed", "product_clicked", "add_to_cart", "remove_from_cart"})
 
 WIDGET_COMMERCE: dict[str, Commerce] = {"added_to_cart": "add_to_cart", "purchase": "purchase"}
-
-# DynamoDB numbers hold 38 significant digits and magnitudes below 1e126.
-MAX_AMOUNT = Decimal("1e18")
 
 
 def as_amount(raw: Any) -> Decimal | None:

@@ -1,0 +1,2 @@
+"""Aggregation: the stream adapter, the batch applier and the pure folds; what the aggregate function
+runs."""

@@ -1,1 +1,0 @@
-"""HTTP adapters: Powertools resolvers whose routes only translate between HTTP and the domain."""

@@ -1,0 +1,231 @@
+"""What every HTTP function shares: CORS, the contract's error shape, body and client helpers, and
+how a route declares what it takes and answers (:func:`operation`), from which ``make openapi``
+assembles ``/openapi.json``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from pydantic import BaseModel
+
+from tracking.compact import dumps_compact
+from tracking.errors import (
+    INTERNAL_ERROR_CODE,
+    ApiError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+from tracking.models.failures import StorageUnavailable
+from tracking.models.request import RequestInfo
+from tracking.models.responses import Error, Reply, Success
+
+logger = logging.getLogger(__name__)
+
+# Ingest answers any origin at the CORS layer; each plugin's allowed_origins is enforced per request.
+CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=["Content-Type", "Authorization", "X-Api-Key"],
+    expose_headers=["Retry-After"],
+    max_age=600,
+)
+
+
+def json_response(status: int, body: Reply | Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=dumps_compact(body.body() if isinstance(body, Reply) else body),
+        headers=headers or {},
+    )
+
+
+OK_BODY = {"success": True}
+
+
+def error_response(error: ApiError) -> Response[str]:
+    if error.status >= 500:
+        logger.warning("request failed", extra={"code": error.code, "reason": error.message})
+    return json_response(error.status, error.body(), error.headers())
+
+
+def storage_unavailable(error: StorageUnavailable) -> Response[str]:
+    """Storage throttled or down: a 503 the client may retry (nothing was half-written)."""
+    return error_response(Unavailable(str(error)))
+
+
+def _unexpected(error: Exception) -> Response[str]:
+    logger.exception("unhandled error", exc_info=error)
+    return json_response(
+        500, {"success": False, "error": {"code": INTERNAL_ERROR_CODE, "message": "Internal error"}}
+    )
+
+
+def new_resolver() -> APIGatewayRestResolver:
+    """A REST resolver answering every failure in the contract's error shape."""
+    app = APIGatewayRestResolver(cors=CORS, serializer=dumps_compact)
+
+    def not_found(_: NotFoundError) -> Response[str]:
+        event = app.current_event
+        return error_response(NotFound(f"No route {event.http_method} {event.path}"))
+
+    app.exception_handler(ApiError)(error_response)
+    app.exception_handler(StorageUnavailable)(storage_unavailable)
+    app.not_found(not_found)
+    app.exception_handler(Exception)(_unexpected)
+    return app
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def read_body(app: APIGatewayRestResolver, max_bytes: int) -> str:
+    """The raw body as text, refused with ANALYTICS_002 if over ``max_bytes`` before any parsing."""
+    event = app.current_event
+    body = event.body or ""
+    if event.is_base64_encoded:
+        if len(body) > (max_bytes + 2) // 3 * 4 + 4:
+            raise PayloadTooLarge(f"Payload over {max_bytes} bytes")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("Invalid body encoding") from None
+        if len(raw) > max_bytes:
+            raise PayloadTooLarge(f"Payload over {max_bytes} bytes")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("Invalid event payload: body is not UTF-8") from None
+    # A character is 1-4 bytes: most bodies are decided without encoding them.
+    if len(body) > max_bytes or (len(body) * 4 > max_bytes and _utf8_length(body) > max_bytes):
+        raise PayloadTooLarge(f"Payload over {max_bytes} bytes")
+    return body
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def header(app: APIGatewayRestResolver, name: str) -> str | None:
+    value = app.current_event.headers.get(name)  # case-insensitive
+    return value if isinstance(value, str) else None
+
+
+def request_info(app: APIGatewayRestResolver) -> RequestInfo:
+    return RequestInfo(
+        received_at=now_ms(),
+        ip=app.current_event.request_context.identity.source_ip,
+        origin=header(app, "Origin"),
+        user_agent=header(app, "User-Agent"),
+        referer=header(app, "Referer"),
+    )
+
+
+def path_param(value: str) -> str:
+    """REST API Gateway keeps the path percent-encoded; route arguments are decoded here."""
+    return unquote(value) if "%" in value else value
+
+
+# -- how routes document themselves -----------------------------------------------------------------
+
+ERRORS = {
+    400: "Malformed JSON or payload shape (ANALYTICS_001), or too large (ANALYTICS_002)",
+    401: "Missing or unknown key (UNAUTHORIZED)",
+    403: "Key of another plugin, or origin not allowed (FORBIDDEN)",
+    404: "Unknown route or plugin (NOT_FOUND)",
+    422: "Validation failed (VALIDATION); details name each field",
+    429: "Rate limited (RATE_LIMITED); see Retry-After",
+    503: "Storage unavailable (UNAVAILABLE); retry, nothing was half-written",
+}
+# Request bodies the routes declare, by component name (``make openapi`` adds their schemas).
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+# Non-JSON replies, by what a route names them.
+_TEXT_REPLIES = {
+    "csv": {"text/csv": {"schema": {"type": "string"}}},
+    "html": {"text/html": {"schema": {"type": "string"}}},
+    "json": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """A query parameter a route reads itself (Powertools validation is off: it costs cold start)."""
+
+    name: str
+    description: str
+    schema: dict[str, Any] | None = None
+    required: bool = False
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "required": self.required,
+            "description": self.description,
+            "schema": self.schema or {"type": "string"},
+        }
+
+
+def operation(
+    summary: str,
+    tag: str,
+    *,
+    api_key: bool = False,
+    status: int = 200,
+    reply: type[BaseModel] | str | None = Success,
+    body: type[BaseModel] | Sequence[type[BaseModel]] | dict[str, Any] | None = None,
+    body_required: bool = True,
+    query: Sequence[QueryParam] = (),
+) -> dict[str, Any]:
+    """What a route takes and answers, as the keyword arguments of Powertools' route decorator.
+
+    ``reply`` is a reply model, ``"csv"``, ``"html"`` or ``"json"`` (any object), or None (no body);
+    ``body`` a request model, several (any one of them), or a JSON schema.
+    """
+    answer: dict[str, Any] = {"description": "Success", "content": {}}  # None: a reply without a body
+    if isinstance(reply, str):
+        answer["content"] = _TEXT_REPLIES[reply]
+    elif reply is not None:
+        answer["content"] = {content_types.APPLICATION_JSON: {"model": reply}}
+    responses: dict[int, Any] = {status: answer}
+    for code, description in ERRORS.items():
+        responses[code] = {
+            "description": description,
+            "content": {content_types.APPLICATION_JSON: {"model": Error}},
+        }
+    extensions: dict[str, Any] = {}
+    if body is not None:
+        extensions["requestBody"] = {
+            "required": body_required,
+            "content": {content_types.APPLICATION_JSON: {"schema": _body_schema(body)}},
+        }
+    if query:
+        extensions["x-query-parameters"] = [param.spec() for param in query]
+    return {
+        "summary": summary,
+        "tags": [tag],
+        "security": [{"apiKey": []}] if api_key else None,
+        "responses": responses,
+        "openapi_extensions": extensions or None,
+    }
+
+
+def _body_schema(body: type[BaseModel] | Sequence[type[BaseModel]] | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(body, dict):
+        return body
+    models = [body] if isinstance(body, type) else list(body)
+    for model in models:
+        BODY_MODELS[model.__name__] = model
+    refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
+    return refs[0] if len(refs) == 1 else {"oneOf": refs}

@@ -1,0 +1,42 @@
+"""What the HTTP layer knows of a call, whatever its dialect, and the ids this service gives events."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+USER_AGENT_MAX = 1024
+URL_MAX = 2048
+# Event ids this service generates start so; a client's own ids (``m:``, ``o:``, ``h:``) never do.
+GENERATED_PREFIX = "g:"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the HTTP layer knows about the call, independent of its dialect."""
+
+    received_at: int  # epoch ms
+    ip: str | None = None
+    origin: str | None = None
+    user_agent: str | None = None
+    referer: str | None = None
+
+    def context(self) -> dict[str, Any]:
+        context: dict[str, Any] = {}
+        if self.ip:
+            context["ip"] = self.ip
+        if self.user_agent:
+            context["user_agent"] = self.user_agent[:USER_AGENT_MAX]
+        if self.origin:
+            context["origin"] = self.origin[:URL_MAX]
+        if self.referer:
+            context["referer"] = self.referer[:URL_MAX]
+        return context
+
+
+def new_event_ids(now_ms: int, count: int) -> list[str]:
+    """Fresh ids for the events of one request, ordered as the request lists them (so that among
+    events of the same instant, "latest" is the one sent last): time-ordered, 64 random bits."""
+    request = secrets.token_hex(8)
+    return [f"{GENERATED_PREFIX}{now_ms:011x}{request}{index:04x}" for index in range(count)]

@@ -1,0 +1,91 @@
+"""The query function's JSON replies, one model each: what its routes answer and what
+``/openapi.json`` documents."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tracking.models.responses import Reply, absent_if_none
+
+
+class Health(Reply):
+    status: Literal["ok"] = "ok"
+
+
+class PluginEntry(Reply):
+    plugin_id: str
+
+
+class Plugins(Reply):
+    plugins: list[PluginEntry]
+
+
+class Published(Reply):
+    success: Literal[True] = True
+    plugin_id: str
+    version: int
+    published_at: int = Field(description="epoch milliseconds")
+
+
+class CreatedKey(Reply):
+    """A new dashboard key, shown once: only its hash is stored."""
+
+    key: str
+    plugin_id: str
+
+
+class Column(Reply):
+    key: str
+    name: str = Field(description="in the asked language, else English")
+    aggregation: str = Field(description="the first listed aggregation")
+    aggregations: list[str]
+    value_type: str | None
+
+
+class Columns(Reply):
+    columns: list[Column]
+
+
+class Cell(Reply):
+    """One aggregate as the dashboard shows it (see the value shapes per aggregation)."""
+
+    value: Any
+    display: str
+    total: int | None = absent_if_none("an array's values in all, when it was truncated")
+    truncated: bool | None = absent_if_none()
+
+
+class Row(Reply):
+    user_id: str
+    values: dict[str, Cell]
+
+
+class Rows(Reply):
+    rows: list[Row]
+    next_cursor: str | None
+
+
+class FunnelStep(Reply):
+    step: str
+    users: int
+    conversion_from_previous: float | None
+    conversion_overall: float | None
+
+
+class AbGroup(Reply):
+    users: int = Field(description="visitors of the group")
+    conversions: int = Field(description="of them, those who purchased")
+    conversion_rate: float | None
+    revenue_eur: int | float
+
+
+class Summary(Reply):
+    chatbot_id: str
+    first_day: str = Field(alias="from", json_schema_extra={"format": "date"})
+    last_day: str = Field(alias="to", json_schema_extra={"format": "date"})
+    counts: dict[str, int]
+    funnel: list[FunnelStep]
+    ab_test: dict[str, AbGroup]
+    revenue_eur: int | float

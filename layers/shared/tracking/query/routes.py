@@ -1,0 +1,194 @@
+"""Read and admin routes: health, plugins and their configs and keys, the dashboard read model,
+the dashboard page and the OpenAPI document. Each route translates HTTP into one call of
+:class:`~tracking.query.service.QueryService`."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+from tracking.http import QueryParam, header, json_response, new_resolver, operation, path_param, read_body
+from tracking.models.config import PluginConfig
+from tracking.payloads import parse_json, parse_json_object
+from tracking.query.replies import (
+    Column,
+    Columns,
+    CreatedKey,
+    Health,
+    PluginEntry,
+    Plugins,
+    Published,
+    Row,
+    Rows,
+    Summary,
+)
+from tracking.query.service import QueryService
+
+CONFIG_MAX_BYTES = 256 * 1024
+KEY_REQUEST_MAX_BYTES = 4 * 1024
+KEY_REQUEST = {"type": "object", "properties": {"label": {"type": "string"}}}
+AGGREGATION = QueryParam("aggregation.<key>", "Another of the key's listed aggregations")
+CURSOR = QueryParam("cursor", "next_cursor of the previous page")
+LIMIT = QueryParam("limit", "Users per page", {"type": "integer", "minimum": 1, "maximum": 200})
+LANG = QueryParam("lang", "Language of the names (falls back to en)")
+SUMMARY_QUERY = (
+    QueryParam("chatbot_id", "The chatbot (plugin)", required=True),
+    QueryParam("from", "First day (UTC)", {"type": "string", "format": "date"}),
+    QueryParam("to", "Last day (UTC)", {"type": "string", "format": "date"}),
+)
+
+
+def static_text(name: str) -> str:
+    return resources.files("tracking.query").joinpath(name).read_text(encoding="utf-8")
+
+
+def create_query_app(service: QueryService) -> APIGatewayRestResolver:
+    app = new_resolver()
+    _admin_routes(app, service)
+    _dashboard_routes(app, service)
+    _public_routes(app)
+    return app
+
+
+def _api_key(app: APIGatewayRestResolver) -> str | None:
+    return header(app, "X-Api-Key")
+
+
+def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
+    @app.get("/v1/plugins", **operation("Plugins this key reads", "dashboard", api_key=True, reply=Plugins))
+    def list_plugins() -> Response[str]:
+        plugins = service.plugins(_api_key(app))
+        return json_response(200, Plugins(plugins=[PluginEntry(plugin_id=p) for p in plugins]))
+
+    @app.put(
+        "/v1/plugins/<plugin_id>/config",
+        **operation("Publish a plugin's config", "admin", api_key=True, body=PluginConfig, reply=Published),
+    )
+    def put_config(plugin_id: str) -> Response[str]:
+        plugin_id = service.managed(_api_key(app), path_param(plugin_id))
+        published = service.publish(plugin_id, parse_json_object(read_body(app, CONFIG_MAX_BYTES)))
+        return json_response(
+            200,
+            Published(plugin_id=plugin_id, version=published.version, published_at=published.published_at),
+        )
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/config",
+        **operation("The published config", "admin", api_key=True, reply=PluginConfig),
+    )
+    def get_config(plugin_id: str) -> Response[str]:
+        published = service.config(service.managed(_api_key(app), path_param(plugin_id)))
+        return json_response(
+            200, published.config.model_dump(mode="json"), {"ETag": f'"{published.version}"'}
+        )
+
+    @app.post(
+        "/v1/plugins/<plugin_id>/keys",
+        **operation(
+            "Create a dashboard key for the plugin",
+            "admin",
+            api_key=True,
+            body=KEY_REQUEST,
+            body_required=False,
+            status=201,
+            reply=CreatedKey,
+        ),
+    )
+    def create_key(plugin_id: str) -> Response[str]:
+        plugin_id = service.managed(_api_key(app), path_param(plugin_id))
+        raw = read_body(app, KEY_REQUEST_MAX_BYTES)
+        request = parse_json(raw) if raw.strip() else {}
+        label = request.get("label", "") if isinstance(request, dict) else ""
+        key = service.create_key(plugin_id, str(label)[:100])
+        # The key is shown once; only its hash is stored.
+        return json_response(201, CreatedKey(key=key, plugin_id=plugin_id))
+
+
+def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
+    def params() -> dict[str, str]:
+        return app.current_event.query_string_parameters
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/columns",
+        **operation("Dashboard columns", "dashboard", api_key=True, query=(LANG,), reply=Columns),
+    )
+    def get_columns(plugin_id: str) -> Response[str]:
+        columns = service.columns(_api_key(app), path_param(plugin_id), params().get("lang"))
+        return json_response(200, Columns(columns=[Column.model_validate(c) for c in columns]))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/rows",
+        **operation(
+            "A page of dashboard rows",
+            "dashboard",
+            api_key=True,
+            query=(LIMIT, CURSOR, AGGREGATION),
+            reply=Rows,
+        ),
+    )
+    def get_rows(plugin_id: str) -> Response[str]:
+        page = service.rows(_api_key(app), path_param(plugin_id), params())
+        return json_response(200, Rows.model_validate({"rows": page.rows, "next_cursor": page.next_cursor}))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/users/<user_id>",
+        **operation("One user's row", "dashboard", api_key=True, query=(AGGREGATION,), reply=Row),
+    )
+    def get_user(plugin_id: str, user_id: str) -> Response[str]:
+        user_id = path_param(user_id)
+        values = service.user(_api_key(app), path_param(plugin_id), user_id, params())
+        return json_response(200, Row.model_validate({"user_id": user_id, "values": values}))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/export.csv",
+        **operation(
+            "Every row as CSV (RFC 4180)",
+            "dashboard",
+            api_key=True,
+            query=(
+                QueryParam("lang", "Language of the header"),
+                QueryParam("cursor", "X-Next-Cursor of a previous part"),
+                AGGREGATION,
+            ),
+            reply="csv",
+        ),
+    )
+    def export_csv(plugin_id: str) -> Response[str]:
+        part = service.export(_api_key(app), path_param(plugin_id), params())
+        headers = {"Content-Disposition": f'attachment; filename="{part.plugin_id}.csv"'}
+        if part.next_cursor:
+            headers["X-Next-Cursor"] = part.next_cursor
+        return Response(200, "text/csv; charset=utf-8", part.text, headers)
+
+    @app.get(
+        "/api/analytics/summary",
+        **operation(
+            "Chatbot summary: counts, funnel, A/B groups, revenue in EUR",
+            "dashboard",
+            api_key=True,
+            query=SUMMARY_QUERY,
+            reply=Summary,
+        ),
+    )
+    def get_summary() -> Response[str]:
+        query = params()
+        chatbot = query.get("chatbot_id", "")
+        summary = service.summary(_api_key(app), chatbot, query.get("from"), query.get("to"))
+        return json_response(200, Summary.model_validate(summary))
+
+
+def _public_routes(app: APIGatewayRestResolver) -> None:
+    @app.get("/health", **operation("Health", "health", reply=Health))
+    def health() -> Response[str]:
+        return json_response(200, Health())
+
+    @app.get("/dashboard", **operation("The dashboard page", "dashboard", reply="html"))
+    def dashboard_page() -> Response[str]:
+        return Response(
+            200, "text/html; charset=utf-8", static_text("dashboard.html"), {"Cache-Control": "no-cache"}
+        )
+
+    @app.get("/openapi.json", **operation("This document", "health", reply="json"))
+    def openapi() -> Response[str]:
+        return Response(200, "application/json", static_text("openapi.json"))

@@ -1,0 +1,191 @@
+"""The query function's use cases: plugins and their configs and keys (admin), and the dashboard's
+reads, each behind the API key that may do it. Routes translate HTTP into one call here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tracking.errors import NotFound, Unavailable, ValidationFailed, validate
+from tracking.models.aggregates import AggregateState
+from tracking.models.canonical import is_identifier
+from tracking.models.config import PluginConfig, PublishedConfig
+from tracking.models.control import DashboardKey
+from tracking.models.failures import ConfigChanged, WriteKeyTaken
+from tracking.query import dashboard
+from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
+
+
+class ControlStore(Protocol):
+    def get_config(self, plugin_id: str) -> PublishedConfig | None: ...
+    def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None: ...
+    def list_plugins(self) -> list[str]: ...
+    def save_dashboard_key(self, key: DashboardKey) -> None: ...
+
+
+class AggregateReader(dashboard.Reader, Protocol):
+    def user_aggregates(self, plugin_id: str, user_id: str) -> list[AggregateState]: ...
+
+
+class GatewayKeys(Protocol):
+    """Where the deployed API also knows dashboard keys (API Gateway's usage plan)."""
+
+    def register(self, key: str, plugin_id: str, label: str) -> str: ...
+    def unregister(self, key_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CsvPart:
+    plugin_id: str
+    text: str
+    next_cursor: str | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def plugin_id_of(raw: str) -> str:
+    """A plugin id from a URL; one that cannot be a plugin's is an unknown plugin (404)."""
+    if not is_identifier(raw):
+        raise NotFound("Unknown plugin")
+    return raw
+
+
+class QueryService:
+    def __init__(
+        self,
+        control: ControlStore,
+        aggregates: AggregateReader,
+        auth: ApiKeyAuth,
+        gateway: GatewayKeys | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._control = control
+        self._aggregates = aggregates
+        self._auth = auth
+        self._gateway = gateway
+        self._clock = clock
+
+    # -- admin ----------------------------------------------------------------------------------------
+
+    def plugins(self, api_key: str | None) -> list[str]:
+        """The plugins this key reads: all of them for the admin key."""
+        caller = self._auth.caller(api_key)
+        plugins = self._control.list_plugins() if caller.admin else [caller.plugin_id]
+        return [plugin for plugin in plugins if plugin]
+
+    def managed(self, api_key: str | None, raw_plugin: str) -> str:
+        """The plugin an admin request manages (401/403 for other keys, 404 for a bad plugin id)."""
+        self._auth.admin(api_key)
+        return plugin_id_of(raw_plugin)
+
+    def publish(self, plugin_id: str, payload: Any) -> PublishedConfig:
+        """Validate and store a new version of a plugin's config.
+
+        Keys published with ``delete_existing_events: true`` are reset: events received before this
+        publish no longer count for them (see the aggregator).
+        """
+        config = validate(PluginConfig, payload)
+        now = self._clock()
+        previous = self._control.get_config(plugin_id)
+        resets = dict(previous.resets) if previous else {}
+        for event in config.tracking.events:
+            if event.delete_existing_events:
+                resets[event.key] = now
+        published = PublishedConfig(
+            plugin_id=plugin_id,
+            config=config,
+            version=previous.version + 1 if previous else 1,
+            published_at=now,
+            resets=resets,
+        )
+        try:
+            self._control.save_config(published, previous)
+        except ConfigChanged:
+            raise Unavailable("The config was published concurrently; publish again") from None
+        except WriteKeyTaken as taken:
+            details = [
+                {"field": f"write_keys[{index}]", "message": "already in use"}
+                for index, key in enumerate(config.write_keys)
+                if key in taken.keys
+            ]
+            raise ValidationFailed("A write key belongs to another plugin", details) from None
+        return published
+
+    def config(self, plugin_id: str) -> PublishedConfig:
+        published = self._control.get_config(plugin_id)
+        if published is None:
+            raise NotFound("This plugin has no published config")
+        return published
+
+    def create_key(self, plugin_id: str, label: str) -> str:
+        """A new dashboard key of the plugin, shown once: only its hash is stored. On AWS it is also
+        registered with the usage plan; if storing it fails, that registration is undone."""
+        key = new_dashboard_key()
+        gateway_key_id = self._gateway.register(key, plugin_id, label) if self._gateway else None
+        try:
+            self._control.save_dashboard_key(
+                DashboardKey(plugin_id, key_hash(key), self._clock(), label, gateway_key_id)
+            )
+        except Exception:
+            if self._gateway and gateway_key_id:
+                self._gateway.unregister(gateway_key_id)  # nothing half-made: no key the app would not know
+            raise
+        return key
+
+    # -- dashboard ------------------------------------------------------------------------------------
+
+    def readable(self, api_key: str | None, raw_plugin: str) -> PublishedConfig:
+        """The plugin's config, for a caller allowed to read it (404 if it has none)."""
+        plugin_id = plugin_id_of(raw_plugin)
+        self._auth.reader(api_key, plugin_id)
+        published = self._control.get_config(plugin_id)
+        if published is None:
+            raise NotFound(f"Plugin {plugin_id!r} has no published config")
+        return published
+
+    def columns(self, api_key: str | None, raw_plugin: str, lang: str | None) -> list[dict[str, Any]]:
+        return dashboard.columns(self.readable(api_key, raw_plugin), lang)
+
+    def rows(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> dashboard.Page:
+        published = self.readable(api_key, raw_plugin)
+        chosen = dashboard.chosen_aggregations(published, params)
+        limit = dashboard.parse_limit(params.get("limit"))
+        return dashboard.rows(self._aggregates, published, params.get("cursor"), limit, chosen)
+
+    def user(
+        self, api_key: str | None, raw_plugin: str, user_id: str, params: Mapping[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """One user's values: every key with data, declared or not (404 when there is none)."""
+        published = self.readable(api_key, raw_plugin)
+        chosen = dashboard.chosen_aggregations(published, params)
+        states = (
+            self._aggregates.user_aggregates(published.plugin_id, user_id) if is_identifier(user_id) else []
+        )
+        values = dashboard.row_values(states, published, chosen, declared_only=False)
+        if not values:
+            raise NotFound(f"No tracked events for user {user_id!r}")
+        return values
+
+    def export(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> CsvPart:
+        published = self.readable(api_key, raw_plugin)
+        chosen = dashboard.chosen_aggregations(published, params)
+        text, cursor = dashboard.export_csv(
+            self._aggregates, published, lang=params.get("lang"), chosen=chosen, cursor=params.get("cursor")
+        )
+        return CsvPart(published.plugin_id, text, cursor)
+
+    def summary(
+        self, api_key: str | None, raw_chatbot: str, first: str | None, last: str | None
+    ) -> dict[str, Any]:
+        plugin_id = plugin_id_of(raw_chatbot)
+        self._auth.reader(api_key, plugin_id)
+        result = dashboard.summary(
+            self._aggregates, plugin_id, self._control.get_config(plugin_id), first=first, last=last
+        )
+        if result is None:
+            raise NotFound(f"Nothing tracked for chatbot {plugin_id!r}")
+        return result

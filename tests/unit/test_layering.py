@@ -1,0 +1,63 @@
+"""The package's layering, read from its imports: storage at the bottom, only the composition root
+(and the stream adapter's decoder) above it knows storage or AWS exists."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "layers" / "shared" / "tracking"
+AWS = ("boto3", "botocore", "tracking.storage")
+# Those allowed to reach storage: the composition root builds the stores; the stream adapter decodes
+# the events table's item format (``event_from_values``) from each stream record.
+MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py"}
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def modules() -> dict[str, set[str]]:
+    return {str(path.relative_to(PACKAGE)): imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_nothing_outside_storage_imports_aws_or_storage() -> None:
+    offenders = {
+        name: sorted(i for i in names if i.startswith(AWS))
+        for name, names in modules().items()
+        if not name.startswith("storage/") and name not in MAY_REACH_STORAGE
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_storage_raises_domain_failures_never_contract_errors() -> None:
+    offenders = {
+        name: sorted(
+            i for i in names if i in ("tracking.errors", "tracking.http") or i.startswith("tracking.query")
+        )
+        for name, names in modules().items()
+        if name.startswith("storage/")
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_storage_and_models_import_no_stage() -> None:
+    stages = ("tracking.ingest", "tracking.aggregate", "tracking.query")
+    offenders = {
+        name: sorted(i for i in names if i.startswith(stages))
+        for name, names in modules().items()
+        if name.startswith(("storage/", "models/"))
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_stream_adapter_uses_storage_only_to_decode() -> None:
+    assert {i for i in modules()["aggregate/stream.py"] if i.startswith(AWS)} == {"tracking.storage.events"}

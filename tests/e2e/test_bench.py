@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.bench import TARGETS
+from devstack.bench.report import TARGETS
 from devstack.template import ROOT
 
 pytestmark = pytest.mark.e2e

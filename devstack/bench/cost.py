@@ -1,0 +1,117 @@
+"""The cost model: what the workloads used (requests, function time, DynamoDB units, log bytes),
+priced per million events at us-east-1 list prices, next to the floor of API Gateway, WAF and one
+write unit per event."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from devstack import dynamodb
+from devstack.bench.workloads import (
+    ADMIN,
+    BENCH_CONFIG,
+    TEMPLATE,
+    Function,
+    batched_calls,
+    environment_of,
+    run_workload,
+    single_calls,
+)
+from devstack.builders import api_event
+
+# us-east-1 list prices (USD), per million unless said otherwise.
+PRICES = {
+    "api_gateway_rest_request": 3.50,
+    "waf_request": 0.60,
+    "lambda_request": 0.20,
+    "lambda_arm64_gb_second": 13.3334,  # $0.0000133334 per GB-second
+    "dynamodb_write_unit": 0.625,
+    "dynamodb_read_unit": 0.125,
+    "cloudwatch_logs_ingested_gb": 0.50,  # per GB, not per million
+}
+# CloudWatch Logs bills each log event's bytes plus 26 bytes of overhead.
+LOG_EVENT_OVERHEAD_BYTES = 26
+# What a typical ingest request puts into the access log's ``$context`` variables.
+ACCESS_LOG_SAMPLE = {
+    "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+    "identity.sourceIp": "203.0.113.42",
+    "requestTime": "25/Nov/2026:07:13:14 +0000",
+    "httpMethod": "POST",
+    "resourcePath": "/api/analytics/track",
+    "status": "200",
+    "responseLength": "16",
+    "responseLatency": "12",
+    "integrationLatency": "11",
+}
+
+
+def access_log_bytes() -> int:
+    """Bytes one request adds to the API's access log, from the format in template.yaml."""
+    api = TEMPLATE.of_type("AWS::Serverless::Api")["TrackingApi"]
+    line: str = api["Properties"]["AccessLogSetting"]["Format"]
+    for name, value in ACCESS_LOG_SAMPLE.items():
+        line = line.replace(f"$context.{name}", value)
+    line = re.sub(r"\$context\.[A-Za-z.]+", "-", line)
+    return len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES
+
+
+def cost(database: dynamodb.Database, sessions: int, batches: int, events_per_second: int) -> dict[str, Any]:
+    with environment_of("QueryFunction", database):
+        query = Function("QueryFunction")
+        config = {**BENCH_CONFIG, "write_keys": ["wk_bench_source"]}
+        assert (
+            query(api_event("PUT", "/v1/plugins/bench-plugin/config", config, headers=ADMIN))["statusCode"]
+            == 200
+        )
+    memory_gb = TEMPLATE.functions()["IngestFunction"].memory_mb / 1024
+    aggregate_gb = TEMPLATE.functions()["AggregateFunction"].memory_mb / 1024
+    log_bytes = access_log_bytes()
+    results: dict[str, Any] = {"access_log_bytes_per_request": log_bytes}
+    for workload in (
+        run_workload(database, "single", single_calls(sessions), events_per_second),
+        run_workload(database, "batched", batched_calls(batches), events_per_second),
+    ):
+        per_event = 1 / workload.events
+        requests = workload.requests * per_event
+        ingest_duration = workload.ingest_seconds / workload.requests
+        aggregate_duration = workload.aggregate_seconds / workload.aggregate_invocations
+        lines = {
+            "api_gateway": requests * PRICES["api_gateway_rest_request"],
+            "waf": requests * PRICES["waf_request"],
+            "ingest_lambda": requests
+            * (PRICES["lambda_request"] + memory_gb * ingest_duration * PRICES["lambda_arm64_gb_second"]),
+            "ingest_writes": workload.ingest.total_writes() * per_event * PRICES["dynamodb_write_unit"],
+            "ingest_reads": workload.ingest.total_reads() * per_event * PRICES["dynamodb_read_unit"],
+            "aggregate_lambda": workload.aggregate_invocations
+            * per_event
+            * (
+                PRICES["lambda_request"]
+                + aggregate_gb * aggregate_duration * PRICES["lambda_arm64_gb_second"]
+            ),
+            "aggregate_writes": workload.aggregate.total_writes() * per_event * PRICES["dynamodb_write_unit"],
+            "aggregate_reads": workload.aggregate.total_reads() * per_event * PRICES["dynamodb_read_unit"],
+            # A million events log requests x 10^6 lines of log_bytes; priced per 10^9 bytes.
+            "access_logs": requests * 1e6 * log_bytes / 1e9 * PRICES["cloudwatch_logs_ingested_gb"],
+        }
+        total = sum(lines.values())
+        floor = (
+            requests * (PRICES["api_gateway_rest_request"] + PRICES["waf_request"])
+            + PRICES["dynamodb_write_unit"]
+        )
+        results[workload.name] = {
+            "events": workload.events,
+            "requests_per_event": round(requests, 4),
+            "ingest_ms_per_request": round(ingest_duration * 1000, 2),
+            "aggregate_ms_per_batch": round(aggregate_duration * 1000, 2),
+            "ingest_write_units_per_event": round(workload.ingest.total_writes() * per_event, 4),
+            "ingest_write_units_by_table": dict(workload.ingest.write_units),
+            "aggregate_invocations_per_event": round(workload.aggregate_invocations * per_event, 4),
+            "aggregate_write_units_per_event": round(workload.aggregate.total_writes() * per_event, 4),
+            "aggregate_read_units_per_event": round(workload.aggregate.total_reads() * per_event, 4),
+            "usd_per_million_events": {name: round(value, 4) for name, value in lines.items()},
+            "cost_per_million_usd": round(total, 4),
+            "floor_per_million_usd": round(floor, 4),
+            "cost_overhead_ratio": round(total / floor, 3),
+        }
+    return results

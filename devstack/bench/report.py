@@ -1,0 +1,116 @@
+"""The report: every figure flattened, checked against its target, written to ``bench/results.json``
+and ``bench/results.md``; ``main`` runs every step in order."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devstack.bench.coldstart import cold_start
+from devstack.bench.cost import cost
+from devstack.bench.workloads import (
+    aggregate_throughput,
+    aggregate_writes,
+    ingest_overhead,
+    load_run,
+    local_dynamodb,
+    query_page,
+)
+from devstack.template import ROOT
+
+RESULTS = ROOT / "bench"
+TARGETS = {
+    "cold_start_ratio.ingest": ("<=", 1.3),
+    "cold_start_ratio.aggregate": ("<=", 1.3),
+    "cold_start_ratio.query": ("<=", 1.3),
+    "ingest_overhead_ratio": ("<=", 1.5),
+    "aggregate_writes_per_group": ("==", 1.0),
+    "query_requests_per_page": ("<=", 2),
+    "cost_overhead_ratio.single": ("<=", 1.3),
+    "cost_overhead_ratio.batched": ("<=", 1.5),
+    "load_aggregates_exact": ("==", 1.0),
+}
+
+
+def flatten(results: dict[str, Any]) -> dict[str, float]:
+    return {
+        "cold_start_ratio.ingest": results["cold_start"]["ingest"],
+        "cold_start_ratio.aggregate": results["cold_start"]["aggregate"],
+        "cold_start_ratio.query": results["cold_start"]["query"],
+        "ingest_overhead_ratio": results["ingest"]["ratio"],
+        "aggregate_records_per_s": results["aggregate_logic"]["records_per_s"],
+        "aggregate_writes_per_group": results["aggregate_writes"]["writes_per_group"],
+        "query_requests_per_page": results["query_page"]["requests"],
+        "cost_per_million_single_usd": results["cost"]["single"]["cost_per_million_usd"],
+        "cost_per_million_batched_usd": results["cost"]["batched"]["cost_per_million_usd"],
+        "cost_overhead_ratio.single": results["cost"]["single"]["cost_overhead_ratio"],
+        "cost_overhead_ratio.batched": results["cost"]["batched"]["cost_overhead_ratio"],
+        "load_events_per_s": results["load"]["events_per_s"],
+        "load_latency_p50_ms": results["load"]["latency_p50_ms"],
+        "load_latency_p99_ms": results["load"]["latency_p99_ms"],
+        "load_aggregates_exact": 1.0 if results["load"]["exact"] else 0.0,
+    }
+
+
+def table(figures: dict[str, float]) -> str:
+    rows = ["| figure | value | target | met |", "|---|---|---|---|"]
+    for name, value in figures.items():
+        target = TARGETS.get(name)
+        if target is None:
+            rows.append(f"| `{name}` | {value} | | |")
+            continue
+        op, limit = target
+        met = value <= limit if op == "<=" else value == limit
+        rows.append(f"| `{name}` | {value} | {op} {limit} | {'yes' if met else '**no**'} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs and events (a smoke test, not figures)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results.json goes (default: bench/)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    step: Callable[[str], None] = lambda what: print(f"bench: {what} ...", file=sys.stderr, flush=True)  # noqa: E731
+    results: dict[str, Any] = {
+        "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count()},
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    step("cold starts")
+    results["cold_start"] = cold_start(3 if quick else 9)
+    step("aggregation logic")
+    results["aggregate_logic"] = aggregate_throughput(2_000 if quick else 20_000)
+    with local_dynamodb() as database:
+        step("ingest overhead")
+        results["ingest"] = ingest_overhead(database, 100 if quick else 1_000)
+        step("aggregate writes per group")
+        results["aggregate_writes"] = aggregate_writes(database, 3 if quick else 20)
+        step("query page")
+        results["query_page"] = query_page(database)
+        step("cost model workloads")
+        results["cost"] = cost(
+            database, sessions=50 if quick else 500, batches=10 if quick else 100, events_per_second=100
+        )
+    events, clients = (2_000, 8) if quick else (20_000, 16)
+    step(f"load run: {events} events over {clients} clients on the local stack")
+    results["load"] = load_run(events, clients)
+    results["figures"] = flatten(results)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    name = "results.quick" if quick else "results"
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    report = (
+        f"# Benchmark results\n\nGenerated {results['generated_at']} by `make bench`;"
+        f" see docs/PERFORMANCE.md.\n\n{table(results['figures'])}\n"
+    )
+    (out / f"{name}.md").write_text(report)
+    print(report)
+    return 0

@@ -1,0 +1,496 @@
+"""The workloads: each function run in this process as a warm container of its own on DynamoDB Local
+(its environment from ``template.yaml``), fed events built as AWS delivers them, and the local stack
+under a load run."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from devstack import dynamodb, load
+from devstack.builders import api_event, canonical, invocation, stream_record
+from devstack.capacity import Usage, metered
+from devstack.lambdas import LambdaContext, function_environment, load_handler
+from devstack.stack import start_stack, stop_stack
+from devstack.template import Template
+from tracking.aggregate.aggregator import Aggregator
+from tracking.aggregate.stream import decode
+from tracking.models.aggregates import AggregateState
+from tracking.models.canonical import CanonicalEvent
+from tracking.models.config import PluginConfig, PublishedConfig
+from tracking.settings import get_settings
+from tracking.storage.aggregates import aggregate_to_item
+from tracking.storage.dynamo import client
+
+TEMPLATE = Template.load({"AdminKey": "bench-admin-key-000000000000000", "StageName": "bench"})
+ADMIN = {"x-api-key": "bench-admin-key-000000000000000"}
+# What a browser sends; it is stored in each widget event's context, so it counts in its size.
+BROWSER = {"User-Agent": "Mozilla/5.0 (bench)"}
+
+# -- functions in this process, on DynamoDB Local -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def local_dynamodb() -> Iterator[dynamodb.Database]:
+    database = dynamodb.start(None)
+    try:
+        dynamodb.ensure_tables(database, TEMPLATE)
+        yield database
+    finally:
+        database.stop()
+
+
+@contextlib.contextmanager
+def environment_of(function: str, database: dynamodb.Database) -> Iterator[None]:
+    """The function's own environment from the template, pointed at ``database``."""
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(
+        function_environment(TEMPLATE.functions()[function], dynamodb.local_environment(database.endpoint))
+    )
+    client.cache_clear()
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        client.cache_clear()
+        get_settings.cache_clear()
+
+
+class Function:
+    """A warm container of one function (its module imported once), its output swallowed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._function = TEMPLATE.functions()[name]
+        self._sink = io.StringIO()
+        with contextlib.redirect_stdout(self._sink):
+            self._handler = load_handler(self._function)
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        function = self._function
+        self._sink.seek(0)
+        self._sink.truncate()
+        with contextlib.redirect_stdout(self._sink):
+            return self._handler(event, LambdaContext(self.name, function.memory_mb, function.timeout_s))
+
+
+def widget_call(session: int, step: int) -> tuple[dict[str, Any], str]:
+    events = [
+        "visitor",
+        "popup_displayed",
+        "bot_open",
+        "convo_started",
+        "message_sent",
+        "message_sent",
+        "message_sent",
+        "added_to_cart",
+    ]
+    payload = {
+        "event": events[step % len(events)],
+        "token": f"bench_visitor_{session:06d}{session % 2}",
+        "ab_test": True,
+        "data": {
+            "chatbot_id": "bench-bot",
+            "url": "https://shop.example.com/products/lamp",
+            "popup_version": "v2",
+        },
+    }
+    return payload, f"10.{session // 65536 % 256}.{session // 256 % 256}.{session % 256}"
+
+
+def ingest_overhead(database: dynamodb.Database, events: int) -> dict[str, Any]:
+    """Wall time per event through the ingest handler (an API Gateway event in, the event stored),
+    over a bare PutItem of the same stored item on the same endpoint; interleaved blocks."""
+
+    with environment_of("IngestFunction", database):
+        ingest = Function("IngestFunction")
+        db = client()
+        for warm in range(40):
+            payload, ip = widget_call(10_000 + warm, warm)
+            ingest(api_event("POST", "/api/analytics/track", payload, ip=ip, headers=BROWSER, stage="bench"))
+        stored = db.scan(TableName="EventsTable", Limit=1)["Items"][0]
+        handler_times: list[float] = []
+        put_times: list[float] = []
+        block = 20
+        for start in range(0, events, block):
+            calls = [widget_call(start + n // 8, start + n) for n in range(block)]
+            started = time.perf_counter()
+            for payload, ip in calls:
+                answer = ingest(
+                    api_event("POST", "/api/analytics/track", payload, ip=ip, headers=BROWSER, stage="bench")
+                )
+                assert answer["statusCode"] == 200, answer
+            handler_times.append((time.perf_counter() - started) / block)
+            started = time.perf_counter()
+            for n in range(block):
+                item = {**stored, "sk": {"S": f"g:bench{start + n:08d}"}}
+                db.put_item(TableName="EventsTable", Item=item)
+            put_times.append((time.perf_counter() - started) / block)
+    handler, put = statistics.mean(handler_times), statistics.mean(put_times)
+    return {
+        "handler_ms": round(handler * 1000, 3),
+        "put_item_ms": round(put * 1000, 3),
+        "ratio": round(handler / put, 3),
+    }
+
+
+# -- aggregation -----------------------------------------------------------------------------------------
+
+
+def plugin_events(count: int, users: int, seed: int) -> list[CanonicalEvent]:
+    """Plugin events of ``users`` participants over four keys, one value type each."""
+    rng = random.Random(seed)  # noqa: S311 - workload, not a secret
+    keys: dict[str, list[Any]] = {
+        "emoji": ["😍", "👏", "🎉"],
+        "handouts": ["slides.pdf", "notes.pdf"],
+        "rating": [Decimal(n) for n in range(1, 6)],
+        "name": ["Ana", "Bo"],
+    }
+    now = int(time.time() * 1000)
+    events = []
+    for n in range(count):
+        key = rng.choice(sorted(keys))
+        events.append(
+            canonical(
+                key,
+                rng.choice(keys[key]),
+                user=f"user-{rng.randrange(users):05d}",
+                plugin="bench-plugin",
+                at=now + n,
+                event_id=f"g:{now:011x}{n:020x}",
+            )
+        )
+    return events
+
+
+def stream_records(events: list[CanonicalEvent]) -> list[dict[str, Any]]:
+    return [stream_record(n, event) for n, event in enumerate(events, start=1)]
+
+
+BENCH_CONFIG = {
+    "tracking": {
+        "events": [
+            {"key": "emoji", "name": {"en": "Emoji"}, "aggregations": ["group_array", "increment"]},
+            {"key": "handouts", "name": {"en": "Handouts"}, "aggregations": ["array", "group_array"]},
+            {"key": "rating", "name": {"en": "Rating"}, "aggregations": ["average"], "value_type": "number"},
+            {"key": "name", "name": {"en": "Name"}, "aggregations": ["string"]},
+        ]
+    }
+}
+
+
+class _MemoryStore:
+    """Storage stubbed out: the aggregator's logic alone is measured."""
+
+    def __init__(self) -> None:
+        self.saved = 0
+
+    def load(self, aggregates: Any, rollups: Any, shard: str) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        return {}, {}
+
+    def get_aggregate(self, key: Any) -> None:
+        return None
+
+    def save(self, state: Any) -> None:
+        self.saved += 1
+
+
+def aggregate_throughput(records: int) -> dict[str, Any]:
+    """Records per second through the aggregator's parsing, grouping and folds, on one core."""
+
+    published = PublishedConfig(
+        plugin_id="bench-plugin", config=PluginConfig.model_validate(BENCH_CONFIG), version=1, published_at=0
+    )
+
+    class Configs:
+        def get_config(self, plugin_id: str) -> PublishedConfig:
+            return published
+
+    aggregator = Aggregator(_MemoryStore(), Configs(), workers=1)
+    stream = stream_records(plugin_events(records, users=2_000, seed=1))
+    batches = [stream[start : start + 100] for start in range(0, len(stream), 100)]
+    started = time.process_time()
+    for batch in batches:
+        failures = aggregator.process("shard-bench", [decode(DynamoDBRecord(r)) for r in batch])
+        assert not failures, failures
+    elapsed = time.process_time() - started
+    return {"records": records, "cpu_seconds": round(elapsed, 3), "records_per_s": round(records / elapsed)}
+
+
+def aggregate_writes(database: dynamodb.Database, batches: int) -> dict[str, Any]:
+    """Writes to each (plugin, key, user) aggregate per batch, through the real function."""
+
+    with environment_of("QueryFunction", database):
+        assert (
+            Function("QueryFunction")(
+                api_event("PUT", "/v1/plugins/bench-plugin/config", BENCH_CONFIG, headers=ADMIN)
+            )["statusCode"]
+            == 200
+        )
+    per_group: list[int] = []
+    groups = 0
+    with environment_of("AggregateFunction", database):
+        aggregate = Function("AggregateFunction")
+        events = plugin_events(batches * 100, users=30, seed=2)
+        records = stream_records(events)
+        for start in range(0, len(records), 100):
+            with metered(client()) as usage:
+                answer = aggregate(invocation("shard-bench", records[start : start + 100]))
+            assert answer["batchItemFailures"] == [], answer
+            written = {
+                item: n
+                for item, n in usage.items_written.items()
+                if item[0] == "AggregatesTable" and item[1].startswith("u\x1f")
+            }
+            per_group += list(written.values())
+            groups += len(written)
+    return {
+        "batches": batches,
+        "groups": groups,
+        "writes_per_group": round(sum(per_group) / len(per_group), 3),
+        "max_writes_per_group": max(per_group),
+    }
+
+
+# -- query -----------------------------------------------------------------------------------------------
+
+
+def query_page(database: dynamodb.Database) -> dict[str, Any]:
+    """DynamoDB requests to serve one page of 100 users x 10 columns."""
+
+    keys = [f"metric-{n}" for n in range(10)]
+    config = {
+        "tracking": {"events": [{"key": k, "name": {"en": k}, "aggregations": ["increment"]} for k in keys]}
+    }
+    with environment_of("QueryFunction", database):
+        query = Function("QueryFunction")
+        assert (
+            query(api_event("PUT", "/v1/plugins/bench-page/config", config, headers=ADMIN))["statusCode"]
+            == 200
+        )
+        db = client()
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": aggregate_to_item(
+                        AggregateState(
+                            plugin_id="bench-page", user_id=f"user-{u:04d}", key=k, version=1, count=u + 1
+                        )
+                    )
+                }
+            }
+            for u in range(150)
+            for k in keys
+        ]
+        for start in range(0, len(requests), 25):
+            db.batch_write_item(RequestItems={"AggregatesTable": requests[start : start + 25]})
+        query(api_event("GET", "/v1/plugins/bench-page/columns", headers=ADMIN))  # a warm container
+        event = api_event("GET", "/v1/plugins/bench-page/rows", headers=ADMIN)
+        event["queryStringParameters"] = {"limit": "100"}
+        with metered(db) as usage:
+            answer = query(event)
+        page = json.loads(answer["body"])
+    assert len(page["rows"]) == 100, "the page is not 100 users"
+    assert all(len(r["values"]) == 10 for r in page["rows"]), "the page is not 10 columns"
+    return {
+        "requests": sum(usage.requests.values()),
+        "by_operation": dict(usage.requests),
+        "read_units": usage.total_reads(),
+    }
+
+
+@dataclass
+class Workload:
+    name: str
+    events: int  # events stored
+    requests: int  # API calls
+    ingest: Usage
+    ingest_seconds: float  # wall time of all ingest invocations
+    aggregate: Usage
+    aggregate_invocations: int
+    aggregate_seconds: float
+
+
+def run_workload(
+    database: dynamodb.Database,
+    name: str,
+    calls: list[tuple[str, dict[str, Any], str]],
+    events_per_second: int,
+) -> Workload:
+    """Send the calls through the ingest function, then deliver what it stored to the aggregate
+    function in the batches a stream of ``events_per_second`` forms with a 1-second window."""
+
+    auth = {"Authorization": "Basic " + base64.b64encode(b"wk_bench_source:").decode()}
+    with environment_of("IngestFunction", database):
+        ingest = Function("IngestFunction")
+        db = client()
+        scan = db.get_paginator("scan")
+        pages = scan.paginate(TableName="EventsTable", ProjectionExpression="sk")
+        before = {item["sk"]["S"] for page in pages for item in page["Items"]}
+        started = time.perf_counter()
+        with metered(db) as ingest_usage:
+            for path, body, ip in calls:
+                segment = path.startswith("/v1/") and "plugins" not in path
+                headers = {**BROWSER, **auth} if segment else BROWSER
+                answer = ingest(api_event("POST", path, body, ip=ip, headers=headers, stage="bench"))
+                assert answer["statusCode"] == 200, answer
+        ingest_seconds = time.perf_counter() - started
+        items = [
+            i
+            for page in db.get_paginator("scan").paginate(TableName="EventsTable")
+            for i in page["Items"]
+            if i["sk"]["S"] not in before
+        ]
+    items.sort(key=lambda item: (int(item["received_at"]["N"]), item["sk"]["S"]))
+    counted = [item for item in items if item["kind"]["S"] in ("track", "page", "screen")]  # the filter
+    records = [stream_record(n, None, image=item) for n, item in enumerate(counted, start=1)]
+    batch = min(100, events_per_second)
+    invocations = 0
+    with environment_of("AggregateFunction", database):
+        aggregate = Function("AggregateFunction")
+        started = time.perf_counter()
+        with metered(client()) as aggregate_usage:
+            for start in range(0, len(records), batch):
+                answer = aggregate(invocation(f"shard-{name}", records[start : start + batch]))
+                assert answer["batchItemFailures"] == [], answer
+                invocations += 1
+        aggregate_seconds = time.perf_counter() - started
+    return Workload(
+        name,
+        len(items),
+        len(calls),
+        ingest_usage,
+        ingest_seconds,
+        aggregate_usage,
+        invocations,
+        aggregate_seconds,
+    )
+
+
+def single_calls(sessions: int) -> list[tuple[str, dict[str, Any], str]]:
+    """Widget visitors and plugin participants, every event its own call; sessions interleave as
+    they do when many people are on the site at once (a session: 8 calls over a minute or so)."""
+    calls = []
+    for step in range(8):
+        for session in range(sessions):
+            if session % 5 < 3:
+                payload, ip = widget_call(session, step)
+                calls.append(("/api/analytics/track", payload, ip))
+            else:
+                key, value = [("emoji", "😍"), ("handouts", "slides.pdf"), ("rating", 4), ("name", "Ana")][
+                    step % 4
+                ]
+                body = {"key": key, "value": value, "user_id": f"participant-{session:05d}"}
+                calls.append(
+                    ("/v1/plugins/bench-plugin/track", body, f"10.200.{session // 256 % 256}.{session % 256}")
+                )
+    return calls
+
+
+def batched_calls(batches: int) -> list[tuple[str, dict[str, Any], str]]:
+    """Segment-style batches of 20 calls of one user each (what analytics libraries send)."""
+    calls = []
+    for n in range(batches):
+        user = f"shopper-{n:05d}"
+        batch: list[dict[str, Any]] = [
+            {"type": "identify", "userId": user, "traits": {"plan": "pro"}, "messageId": f"b{n}-id"}
+        ]
+        batch += [
+            {
+                "type": "page",
+                "name": "Product",
+                "userId": user,
+                "properties": {"path": f"/p/{i}"},
+                "messageId": f"b{n}-p{i}",
+            }
+            for i in range(8)
+        ]
+        batch += [
+            {
+                "type": "track",
+                "event": "Product Viewed",
+                "userId": user,
+                "properties": {"product_id": f"sku-{i}", "price": 19.9, "currency": "USD"},
+                "messageId": f"b{n}-v{i}",
+            }
+            for i in range(5)
+        ]
+        batch += [
+            {
+                "type": "track",
+                "event": "Product Added",
+                "userId": user,
+                "properties": {"product_id": f"sku-{i}", "price": 19.9, "currency": "USD"},
+                "messageId": f"b{n}-a{i}",
+            }
+            for i in range(3)
+        ]
+        batch += [
+            {
+                "type": "track",
+                "event": "Checkout Started",
+                "userId": user,
+                "properties": {"revenue": 59.7, "currency": "USD"},
+                "messageId": f"b{n}-c",
+            }
+        ]
+        batch += [
+            {
+                "type": "track",
+                "event": "Order Completed",
+                "userId": user,
+                "properties": {
+                    "order_id": f"o-{n}",
+                    "currency": "USD",
+                    "products": [{"product_id": "sku-1", "price": 19.9, "quantity": 3}],
+                },
+                "messageId": f"b{n}-o",
+            }
+        ]
+        batch += [
+            {
+                "type": "track",
+                "event": "handouts",
+                "userId": user,
+                "properties": {"value": "catalog.pdf"},
+                "messageId": f"b{n}-h",
+            }
+        ]
+        calls.append(("/v1/batch", {"batch": batch}, f"10.250.{n // 256 % 256}.{n % 256}"))
+    return calls
+
+
+# -- load ------------------------------------------------------------------------------------------------
+
+
+def load_run(events: int, clients: int) -> dict[str, Any]:
+    """``make run`` on a scratch directory, ``clients`` concurrent HTTP clients sending mixed dialects
+    on loopback, then every aggregate compared with what was sent."""
+    with tempfile.TemporaryDirectory(prefix="tracking-load-") as scratch:
+        stack = start_stack(Path(scratch))
+        try:
+            result = load.run(stack, events=events, clients=clients, drain_timeout_s=900)
+        finally:
+            stop_stack(stack)
+    summary = result.summary()
+    summary["exact"] = not result.failures and not result.mismatches
+    summary["first_failures"] = result.failures[:5] + result.mismatches[:5]
+    return summary

@@ -155,13 +155,15 @@ def _stack(state_dir: Path) -> dict[str, Any]:
 def cmd_events(args: argparse.Namespace) -> int:
     """Print the canonical events stored in the running stack's events table."""
     from tracking.models.canonical import CanonicalEvent  # noqa: PLC0415
-    from tracking.storage.events import event_from_item  # noqa: PLC0415
+    from tracking.storage.dynamo import from_item  # noqa: PLC0415
+    from tracking.storage.events import event_from_values, is_event  # noqa: PLC0415
 
     state = _stack(_state_dir(args))
     client = dynamodb.Database(state["dynamodb"], state["database"]).client()
     events: list[CanonicalEvent] = []
     for page in client.get_paginator("scan").paginate(TableName="EventsTable"):
-        events.extend(event_from_item(item) for item in page["Items"])
+        values = (from_item(item) for item in page["Items"])
+        events.extend(event_from_values(v) for v in values if is_event(v))  # not recorded rejections
     events = [e for e in events if (not args.plugin or e.plugin_id == args.plugin)]
     events.sort(key=lambda e: e.received_at)
     events = events[-args.limit :] if args.limit else events
@@ -201,8 +203,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     function = functions[args.function]
     text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
     event = json.loads(text)
-    os.environ.clear()
-    os.environ.update(function_environment(function, dynamodb.local_environment(stack["dynamodb"])))
+    environment = function_environment(function, dynamodb.local_environment(stack["dynamodb"]))
+    os.environ.clear()  # what the function sees, as in its container: nothing else
+    os.environ.update(environment)
     # Like sam local invoke: the function's own output (its logs) on stderr, its result on stdout.
     with contextlib.redirect_stdout(sys.stderr):
         try:

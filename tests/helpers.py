@@ -11,10 +11,19 @@ from devstack.builders import api_event
 __all__ = ["api_event", "assert_contract_error"]
 
 
+REJECTED_CALL = {"index", "messageId", "code", "message", "details"}
+
+
 def assert_contract_error(body: dict[str, Any], codes: Iterable[str]) -> None:
-    """``body`` is the contract's error shape, with one of ``codes``."""
+    """``body`` is the contract's error shape, with one of ``codes`` (and Segment's top-level
+    ``code`` and ``message`` when it has them). Its details name fields, or, for a batch none of
+    whose calls is valid, list each call and why."""
     assert body["success"] is False, body
     assert body["error"]["code"] in set(codes), body
     assert isinstance(body["error"]["message"], str), body
+    if "code" in body:
+        assert (body["code"], body["message"]) == (body["error"]["code"], body["error"]["message"]), body
     for detail in body["error"].get("details", []):
-        assert set(detail) == {"field", "message"}, detail
+        assert set(detail) in ({"field", "message"}, REJECTED_CALL), detail
+        for inner in detail.get("details", []) if "index" in detail else []:
+            assert set(inner) == {"field", "message"}, inner

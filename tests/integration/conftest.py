@@ -15,7 +15,8 @@ from devstack.template import Template
 from tests.conftest import sample_event
 from tests.streams import invocation
 from tracking.settings import get_settings
-from tracking.storage.events import event_from_item
+from tracking.storage.dynamo import from_item
+from tracking.storage.events import event_from_item, is_event
 
 TEMPLATE = Template.load()
 
@@ -88,13 +89,21 @@ def body(answer: dict[str, Any]) -> Any:
 
 
 def stored_events(client: Any) -> list[dict[str, Any]]:
+    """The events stored so far (the table also holds recorded rejections)."""
     items = client.scan(TableName="EventsTable")["Items"]
-    return [event_from_item(item).model_dump() for item in items]
+    return [event_from_item(item).model_dump() for item in items if is_event(from_item(item))]
+
+
+def stored_rejections(client: Any) -> list[dict[str, Any]]:
+    items = [from_item(item) for item in client.scan(TableName="EventsTable")["Items"]]
+    return [item for item in items if not is_event(item)]
 
 
 def aggregate_stored_events(dynamodb: Any, aggregate: Invoke, shard: str = "shard-1") -> None:
     """What the stream would deliver for every event stored so far (moto has no stream to poll)."""
-    items = sorted(dynamodb.scan(TableName="EventsTable")["Items"], key=lambda i: int(i["received_at"]["N"]))
+    # Events and recorded rejections, in the order they were stored.
+    items = dynamodb.scan(TableName="EventsTable")["Items"]
+    items.sort(key=lambda i: int((i.get("received_at") or i["at"])["N"]))
     records = [
         {
             "eventID": f"evt-{n}",

@@ -48,7 +48,7 @@ def test_a_canonical_event_survives_storage_unchanged(aws: Any) -> None:
         request, "bot", None, RequestInfo(received_at=NOW, ip="192.0.2.1", user_agent="UA")
     )
     assert event_from_item(event_to_item(event, 0)) == event
-    assert EventStore(client(), "EventsTable", "ControlTable", 30).put(event) is True
+    assert EventStore(client(), "EventsTable", 30).put(event) is True
     (item,) = aws.scan(TableName="EventsTable")["Items"]
     assert event_from_item(item) == event
     assert int(item["expires_at"]["N"]) == NOW // 1000 + 30 * 86_400
@@ -77,7 +77,7 @@ def test_a_new_ip_costs_one_write(aws: Any) -> None:
 
 
 def test_a_retried_call_with_the_clients_id_leaves_the_stored_event_alone(aws: Any) -> None:
-    store = EventStore(client(), "EventsTable", "ControlTable", 30)
+    store = EventStore(client(), "EventsTable", 30)
     first = CanonicalEvent(
         plugin_id="p",
         user_id="u",
@@ -105,5 +105,5 @@ def test_a_generated_id_is_written_without_a_condition(aws: Any) -> None:
         received_at=NOW,
     )
     with metered(client()) as usage:
-        assert EventStore(client(), "EventsTable", "ControlTable", 30).put(event) is True
+        assert EventStore(client(), "EventsTable", 30).put(event) is True
     assert usage.requests == {"PutItem": 1}

@@ -83,11 +83,11 @@ def test_pages_skip_users_with_nothing_to_show_and_lose_no_one() -> None:
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_rejected() -> None:
-    assert dashboard.decode_cursor(dashboard.encode_cursor("user 😍")) == "user 😍"
+    assert dashboard.decode_user_cursor(dashboard.encode_user_cursor("user 😍")) == "user 😍"
     with pytest.raises(ValidationFailed):
-        dashboard.decode_cursor(dashboard.encode_cursor("bad\x1fuser"))
+        dashboard.decode_user_cursor(dashboard.encode_user_cursor("bad\x1fuser"))
     with pytest.raises(ValidationFailed):
-        dashboard.decode_cursor("not-base64-json")
+        dashboard.decode_user_cursor("not-base64-json")
 
 
 def test_csv_parts_continue_where_the_budget_stopped() -> None:

@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "layers" / "shared" / "tracking"
 AWS = ("boto3", "botocore", "tracking.storage")
 # Those allowed to reach storage: the composition root builds the stores; the stream adapter decodes
-# the events table's item format (``event_from_values``) from each stream record.
+# the events table's item formats (an event, recorded rejections) from each stream record.
 MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py"}
 
 
@@ -60,4 +60,5 @@ def test_storage_and_models_import_no_stage() -> None:
 
 
 def test_the_stream_adapter_uses_storage_only_to_decode() -> None:
-    assert {i for i in modules()["aggregate/stream.py"] if i.startswith(AWS)} == {"tracking.storage.events"}
+    decoders = {"tracking.storage.events", "tracking.storage.rejections"}  # events, recorded rejections
+    assert {i for i in modules()["aggregate/stream.py"] if i.startswith(AWS)} == decoders

@@ -13,6 +13,7 @@ from tracking.ingest.dialects.segment import (
     Route,
     SegmentCall,
     event_time,
+    is_write_key,
     parse,
     to_canonical,
     write_key_from,
@@ -72,7 +73,12 @@ def test_write_key_from_the_body() -> None:
     assert write_key_from(None, {"writeKey": "wk_live_123"}) == "wk_live_123"
 
 
-@pytest.mark.parametrize("header", ["Bearer abc", "Basic !!!notbase64", "Basic "])
+def test_a_bearer_write_key_is_read_as_customer_ios_libraries_send_region_keys() -> None:
+    assert write_key_from("Bearer sk_us_0123456789", {}) == "sk_us_0123456789"
+    assert not is_write_key("abc")  # a bearer that is no write key is unknown (401) at the route
+
+
+@pytest.mark.parametrize("header", ["Bearer ", "Token abc", "Basic !!!notbase64", "Basic "])
 def test_bad_authorization_is_unauthorized(header: str) -> None:
     with pytest.raises(Unauthorized):
         write_key_from(header, {})
@@ -109,24 +115,60 @@ def test_without_message_id_the_same_call_gets_the_same_id_and_another_call_anot
     assert track({"plan": "pro"}, timestamp="2025-11-24T20:39:01Z").event_id != first.event_id
 
 
-def test_timestamp_is_corrected_for_device_clock_skew() -> None:
+def call_of(**fields: Any) -> SegmentCall:
+    return SegmentCall.model_validate({"type": "track", "event": "e", "userId": "u", **fields})
+
+
+def test_original_timestamp_is_corrected_for_device_clock_skew() -> None:
     # The device clock is 1 h fast: it says the event happened at 21:39:58 and was sent at 21:39:59.
-    call = SegmentCall.model_validate(
-        {
-            "event": "e",
-            "userId": "u",
-            "originalTimestamp": "2025-11-24T21:39:58Z",
-            "sentAt": "2025-11-24T21:39:59Z",
-        }
+    call = call_of(originalTimestamp="2025-11-24T21:39:58Z", sentAt="2025-11-24T21:39:59Z")
+    assert event_time(call, None, RECEIVED) == (RECEIVED - 1000, None)
+
+
+def test_an_explicit_timestamp_is_kept_as_given_even_with_sent_at() -> None:
+    # A historical import: its timestamp is when it happened, whatever the clocks said at sending.
+    call = call_of(timestamp="2025-01-01T00:00:00Z", sentAt="2025-11-24T21:39:59Z")
+    assert event_time(call, None, RECEIVED) == (1_735_689_600_000, None)
+    skewed = call_of(
+        timestamp="2025-01-01T00:00:00Z",
+        originalTimestamp="2025-11-24T21:39:58Z",
+        sentAt="2025-11-24T21:39:59Z",
     )
-    assert event_time(call, None, RECEIVED) == RECEIVED - 1000
+    assert event_time(skewed, None, RECEIVED) == (1_735_689_600_000, None)
 
 
-def test_without_sent_at_the_given_timestamp_is_used_and_without_any_the_server_time() -> None:
-    with_ts = SegmentCall.model_validate({"event": "e", "userId": "u", "timestamp": "2025-01-01T00:00:00Z"})
-    assert event_time(with_ts, None, RECEIVED) == 1_735_689_600_000
-    bare = SegmentCall.model_validate({"event": "e", "userId": "u"})
-    assert event_time(bare, None, RECEIVED) == RECEIVED
+def test_without_a_usable_pair_the_time_is_the_server_time() -> None:
+    assert event_time(call_of(), None, RECEIVED) == (RECEIVED, None)
+    # originalTimestamp alone says nothing about the device's skew
+    assert event_time(call_of(originalTimestamp="2025-11-24T21:39:58Z"), None, RECEIVED) == (RECEIVED, None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "adjusted"),
+    [
+        ({"timestamp": "2025-11-24T22:40:01Z"}, "future"),  # over an hour past receipt
+        ({"timestamp": "1999-12-31T23:59:59Z"}, "past"),
+        ({"timestamp": "0001-01-01T00:00:00Z"}, "past"),
+        ({"timestamp": "not a time"}, "past"),  # not representable
+        ({"timestamp": 1e300}, "past"),
+        ({"sentAt": "9999-12-31T23:59:59Z", "originalTimestamp": "0001-01-01T00:00:00Z"}, "past"),
+        ({"sentAt": "0001-01-01T00:00:00Z", "originalTimestamp": "9999-12-31T23:59:59Z"}, "future"),
+    ],
+)
+def test_times_out_of_bounds_become_the_receipt_time_and_say_so(
+    fields: dict[str, Any], adjusted: str
+) -> None:
+    assert event_time(call_of(**fields), None, RECEIVED) == (RECEIVED, adjusted)
+    event = track(**fields)
+    assert (event.event_time, event.time_adjusted) == (RECEIVED, adjusted)
+    assert event.client_times == fields  # the client's own, kept
+
+
+def test_an_hour_ahead_is_still_believed() -> None:
+    assert event_time(call_of(timestamp="2025-11-24T21:40:00Z"), None, RECEIVED) == (
+        RECEIVED + 3_600_000,
+        None,
+    )
 
 
 def test_batch_sent_at_applies_to_its_calls() -> None:
@@ -183,25 +225,101 @@ def test_ecommerce_event_with_unknown_currency_has_a_null_total() -> None:
 
 def test_identify_and_page_calls_are_stored_with_their_kind() -> None:
     identify = single({"userId": "u", "traits": {"plan": "pro"}}, "identify", CONFIG, "p", INFO)
-    assert (identify.kind, identify.key, identify.properties) == ("identify", "identify", {"plan": "pro"})
+    assert (identify.kind, identify.key, identify.traits) == ("identify", "identify", {"plan": "pro"})
     (page,) = batch({"batch": [{"type": "page", "name": "Home", "anonymousId": "a"}]}, CONFIG, "p", INFO)
-    assert (page.kind, page.key) == ("page", "page")
+    assert (page.kind, page.key, page.value, page.name) == ("page", "page", "Home", "Home")
 
 
-def test_a_call_over_32_kb_in_a_batch_is_too_large() -> None:
+def test_every_identity_field_is_kept() -> None:
+    calls = [
+        {
+            "type": "identify",
+            "userId": "u",
+            "anonymousId": "a",
+            "traits": {"plan": "pro"},
+            "context": {"traits": {"x": 1}},
+        },
+        {"type": "alias", "previousId": "a", "userId": "u"},
+        {"type": "group", "userId": "u", "groupId": "g-1", "traits": {"name": "Acme"}},
+        {"type": "screen", "userId": "u", "name": "Home", "category": "App", "properties": {"p": 1}},
+        {"type": "track", "userId": "u", "anonymousId": "a", "event": "e", "integrations": {"All": False}},
+    ]
+    identify, alias, group, screen, track_ = batch({"batch": calls}, CONFIG, "p", INFO)
+    # context.traits count as traits (RudderStack's libraries send identify traits only there)
+    assert (identify.user_id, identify.anonymous_id, identify.traits) == ("u", "a", {"x": 1, "plan": "pro"})
+    assert identify.context["traits"] == {"x": 1}
+    assert (alias.kind, alias.previous_id, alias.user_id) == ("alias", "a", "u")
+    assert (group.group_id, group.traits) == ("g-1", {"name": "Acme"})
+    assert (screen.key, screen.value, screen.name, screen.category, screen.properties) == (
+        "screen",
+        "Home",
+        "Home",
+        "App",
+        {"p": 1},
+    )
+    assert (track_.anonymous_id, track_.integrations) == ("a", {"All": False})
+
+
+def test_a_call_without_message_id_gets_one() -> None:
+    event = track()
+    assert event.event_id.startswith("g:")
+    assert event.message_id == event.event_id
+
+
+def test_a_call_over_32_kb_in_a_batch_is_refused_alone() -> None:
     big = {"type": "track", "event": "e", "userId": "u", "properties": {"blob": "x" * 33_000}}
-    with pytest.raises(PayloadTooLarge):
-        batch({"batch": [big]}, CONFIG, "p", INFO)
+    ok = {"type": "track", "event": "ok", "userId": "u"}
+    request = parse({"batch": [big, ok]}, "batch")
+    assert [c.call.event for c in request.calls] == ["ok"]
+    ((refused),) = request.rejected
+    assert (refused.index, refused.code) == (0, "ANALYTICS_002")
+    assert len(refused.payload.encode()) <= 2048
 
 
-def test_a_batch_names_every_bad_call() -> None:
+def test_a_batch_is_judged_call_by_call() -> None:
     payload = {
         "batch": [
-            {"type": "track", "userId": "u"},
+            {"type": "track", "userId": "u", "messageId": "m-0"},
             {"type": "shout", "userId": "u"},
             {"type": "track", "event": "ok", "userId": "u"},
+            "not a call",
         ]
     }
-    with pytest.raises(ValidationFailed) as exc:
-        batch(payload, CONFIG, "p", INFO)
-    assert [d["field"] for d in exc.value.details] == ["batch[0]", "batch[1].type"]
+    request = parse(payload, "batch")
+    assert [c.index for c in request.calls] == [2]
+    assert [(r.index, r.message_id, r.code) for r in request.rejected] == [
+        (0, "m-0", "VALIDATION"),
+        (1, None, "VALIDATION"),
+        (3, None, "VALIDATION"),
+    ]
+    assert request.rejected[1].details == (
+        {"field": "type", "message": "must be one of track, identify, page, screen, group, alias"},
+    )
+    assert "event is required" in request.rejected[0].details[0]["message"]
+
+
+def test_a_batch_holds_at_most_2500_calls() -> None:
+    calls = [{"type": "track", "event": "e", "userId": "u"}] * 2_501
+    with pytest.raises(PayloadTooLarge):
+        parse({"batch": calls}, "batch")
+    assert len(parse({"batch": calls[:2_500]}, "batch").calls) == 2_500
+
+
+def test_alias_needs_both_ids_and_group_its_group() -> None:
+    request = parse({"batch": [{"type": "alias", "userId": "u"}, {"type": "group", "userId": "u"}]}, "batch")
+    assert [r.details[0]["message"] for r in request.rejected] == [
+        "Value error, previousId and userId are required for an alias call".removeprefix("Value error, "),
+        "Value error, groupId is required for a group call".removeprefix("Value error, "),
+    ]
+
+
+def test_an_order_counts_once_per_order_whatever_its_message_id() -> None:
+    order = {"order_id": "o-9", "revenue": 10}
+    assert track(order, event="Order Completed", messageId="a").event_id == "o:o-9"
+    assert track(order, event="Order Completed", messageId="b").event_id == "o:o-9"
+
+
+def test_ids_and_event_names_are_not_read_as_numbers_or_control_characters() -> None:
+    for bad in ({"userId": 12345}, {"event": "a\x1fb"}, {"anonymousId": ["x"]}):
+        with pytest.raises(ValidationFailed):
+            track(**bad)

@@ -16,7 +16,7 @@ class ApiError(Exception):
     status = 400
     code = "ANALYTICS_001"
 
-    def __init__(self, message: str, details: Sequence[dict[str, str]] | None = None) -> None:
+    def __init__(self, message: str, details: Sequence[Mapping[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details or [])
@@ -26,6 +26,11 @@ class ApiError(Exception):
         if self.details:
             error["details"] = self.details
         return {"success": False, "error": error}
+
+    def segment_body(self) -> dict[str, Any]:
+        """The same, with Segment's top-level ``code`` and ``message`` (its libraries read those)."""
+        body = self.body()
+        return {"success": False, "code": self.code, "message": self.message, "error": body["error"]}
 
     def headers(self) -> dict[str, str]:
         return {}

@@ -4,8 +4,6 @@ assembles ``/openapi.json``."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import time
 from collections.abc import Sequence
@@ -15,20 +13,15 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from pydantic import BaseModel
 
 from tracking.compact import dumps_compact
-from tracking.errors import (
-    INTERNAL_ERROR_CODE,
-    ApiError,
-    BadRequest,
-    NotFound,
-    PayloadTooLarge,
-    Unavailable,
-)
+from tracking.errors import INTERNAL_ERROR_CODE, ApiError, NotFound, Unavailable
 from tracking.models.failures import StorageUnavailable
 from tracking.models.request import RequestInfo
 from tracking.models.responses import Error, Reply, Success
+from tracking.payloads import body_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +46,20 @@ def json_response(status: int, body: Reply | Any, headers: dict[str, str] | None
 OK_BODY = {"success": True}
 
 
-def error_response(error: ApiError) -> Response[str]:
+def error_response(error: ApiError, *, segment: bool = False) -> Response[str]:
     if error.status >= 500:
         logger.warning("request failed", extra={"code": error.code, "reason": error.message})
-    return json_response(error.status, error.body(), error.headers())
+    return json_response(error.status, error.segment_body() if segment else error.body(), error.headers())
+
+
+def segment_errors(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
+    """Route middleware of the Segment-spec routes: their errors carry Segment's top-level fields."""
+    try:
+        return next_middleware(app)
+    except ApiError as error:
+        return error_response(error, segment=True)
+    except StorageUnavailable as exc:
+        return error_response(Unavailable(str(exc)), segment=True)
 
 
 def storage_unavailable(error: StorageUnavailable) -> Response[str]:
@@ -91,30 +94,15 @@ def now_ms() -> int:
 
 
 def read_body(app: APIGatewayRestResolver, max_bytes: int) -> str:
-    """The raw body as text, refused with ANALYTICS_002 if over ``max_bytes`` before any parsing."""
+    """The raw body as text (decoded, inflated), refused with ANALYTICS_002 if over ``max_bytes`` before
+    any parsing."""
     event = app.current_event
-    body = event.body or ""
-    if event.is_base64_encoded:
-        if len(body) > (max_bytes + 2) // 3 * 4 + 4:
-            raise PayloadTooLarge(f"Payload over {max_bytes} bytes")
-        try:
-            raw = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest("Invalid body encoding") from None
-        if len(raw) > max_bytes:
-            raise PayloadTooLarge(f"Payload over {max_bytes} bytes")
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("Invalid event payload: body is not UTF-8") from None
-    # A character is 1-4 bytes: most bodies are decided without encoding them.
-    if len(body) > max_bytes or (len(body) * 4 > max_bytes and _utf8_length(body) > max_bytes):
-        raise PayloadTooLarge(f"Payload over {max_bytes} bytes")
-    return body
-
-
-def _utf8_length(text: str) -> int:
-    return len(text.encode("utf-8", errors="surrogatepass"))
+    return body_text(
+        event.body or "",
+        base64_encoded=bool(event.is_base64_encoded),
+        content_encoding=header(app, "Content-Encoding"),
+        max_bytes=max_bytes,
+    )
 
 
 def header(app: APIGatewayRestResolver, name: str) -> str | None:
@@ -187,6 +175,7 @@ def operation(
     body: type[BaseModel] | Sequence[type[BaseModel]] | dict[str, Any] | None = None,
     body_required: bool = True,
     query: Sequence[QueryParam] = (),
+    error: type[BaseModel] = Error,
 ) -> dict[str, Any]:
     """What a route takes and answers, as the keyword arguments of Powertools' route decorator.
 
@@ -202,7 +191,7 @@ def operation(
     for code, description in ERRORS.items():
         responses[code] = {
             "description": description,
-            "content": {content_types.APPLICATION_JSON: {"model": Error}},
+            "content": {content_types.APPLICATION_JSON: {"model": error}},
         }
     extensions: dict[str, Any] = {}
     if body is not None:

@@ -24,15 +24,18 @@ def control_store(settings: Settings) -> ControlStore:
 def ingest_service(settings: Settings) -> IngestService:
     from tracking.ingest.configs import PluginDirectory  # noqa: PLC0415
     from tracking.ingest.ratelimit import RateLimiter  # noqa: PLC0415
+    from tracking.ingest.rejections import RejectionLog  # noqa: PLC0415
     from tracking.ingest.service import IngestService  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.events import EventStore  # noqa: PLC0415
+    from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
     control = control_store(settings)
     return IngestService(
         directory=PluginDirectory(control, settings.config_cache_seconds),
-        sink=EventStore(client(), settings.events_table, settings.control_table, settings.retention_days),
+        sink=EventStore(client(), settings.events_table, settings.retention_days),
         limiter=RateLimiter(control, settings.rate_limit_per_minute, max_lease=settings.rate_limit_max_lease),
+        rejections=RejectionLog(RejectionStore(client(), settings.events_table)),
         default_plugin_id=settings.default_plugin_id,
     )
 
@@ -51,6 +54,7 @@ def query_service(settings: Settings) -> QueryService:
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.gateway import GatewayKeys  # noqa: PLC0415
+    from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
     control = control_store(settings)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -58,5 +62,6 @@ def query_service(settings: Settings) -> QueryService:
         control=control,
         aggregates=AggregateStore(client(), settings.aggregates_table),
         auth=ApiKeyAuth(admin_key, control),
+        rejections=RejectionStore(client(), settings.events_table),
         gateway=GatewayKeys(settings.api_usage_plan_id) if settings.api_usage_plan_id else None,
     )

@@ -74,10 +74,11 @@ class Aggregator:
         number) that failed."""
         run = _Run(shard)
         aggregates, rollups = group_records(records)
-        if not aggregates:
+        if not aggregates and not rollups:
             return run.failures
         try:
-            configs = {plugin: self._configs.get_config(plugin) for plugin in {key[0] for key in aggregates}}
+            plugins = {key[0] for key in aggregates} | {key[0] for key in rollups}
+            configs = {plugin: self._configs.get_config(plugin) for plugin in plugins}
             stored, stored_rollups = self._store.load(list(aggregates), list(rollups), shard)
         except Exception as exc:
             logger.warning("batch not applied", extra={"shard": shard, "error": repr(exc)})
@@ -127,7 +128,9 @@ class Aggregator:
             for record in group:
                 if run.failed(record):
                     break
-                assert record.event is not None
+                if record.event is None:  # recorded rejections: no user to count
+                    counted.append(Counted(record, new_user=False))
+                    continue
                 state = states[aggregate_key(record.event)]
                 counted.append(Counted(record, new_user=state.is_first(run.shard, record.seq)))
             held = group[len(counted) :]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tracking.models.aggregates import (
+    REJECTED_GROUP,
     AggregateKey,
     AggregateState,
     Latest,
@@ -25,6 +26,7 @@ from tracking.models.aggregates import (
 )
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import Aggregation, PublishedConfig
+from tracking.models.rejections import RejectionRecord
 
 # A stream keeps records 24 h; a shard last applied longer ago than this can never be re-delivered.
 SHARD_MEMORY_MS = 26 * 3600 * 1000
@@ -37,11 +39,13 @@ COUNTED_KINDS = frozenset({"track", "page", "screen"})
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One stream record as the aggregator sees it."""
+    """One stream record as the aggregator sees it: a stored event, or a recorded request's
+    rejections (counted per code and day)."""
 
     seq: int
     event_name: str  # INSERT, MODIFY, REMOVE
     event: CanonicalEvent | None
+    rejected: RejectionRecord | None = None
 
     @property
     def counts(self) -> bool:
@@ -165,6 +169,11 @@ def fold_rollup(state: RollupState, records: Sequence[Counted], reset_at: int) -
         if record.seq <= new.seq:
             continue
         new.seq = record.seq
+        if record.rejected is not None and record.event_name == "INSERT":
+            refused = record.rejected.counts.get(new.key, 0)
+            changed = changed or refused > 0
+            new.count += refused
+            continue
         event = record.event
         if not record.counts or event is None or event.received_at < new.reset_at:
             continue
@@ -187,10 +196,16 @@ def rollup_key(event: CanonicalEvent) -> RollupKey:
 def group_records(
     records: Iterable[StreamEvent],
 ) -> tuple[dict[AggregateKey, list[StreamEvent]], dict[RollupKey, list[StreamEvent]]]:
-    """Records that count, grouped by the aggregate and the rollup they update (order kept)."""
+    """Records that count, grouped by the aggregate and the rollup they update (order kept); a
+    record of rejections updates the rollup of each error code it counts."""
     aggregates: dict[AggregateKey, list[StreamEvent]] = {}
     rollups: dict[RollupKey, list[StreamEvent]] = {}
     for record in records:
+        if record.rejected is not None and record.event_name == "INSERT":
+            refused = record.rejected
+            for code in refused.counts:
+                key = (refused.plugin_id, day_of(refused.at), code, REJECTED_GROUP)
+                rollups.setdefault(key, []).append(record)
         if record.counts and record.event is not None:
             aggregates.setdefault(aggregate_key(record.event), []).append(record)
             rollups.setdefault(rollup_key(record.event), []).append(record)

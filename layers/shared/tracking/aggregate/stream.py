@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.fold import StreamEvent
-from tracking.storage.events import event_from_values
+from tracking.storage.events import REJECTED_KIND, event_from_values
+from tracking.storage.rejections import record_from_values
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +33,17 @@ def sequence_number(record: DynamoDBRecord) -> int:
 
 
 def decode(record: DynamoDBRecord) -> StreamEvent:
-    """The record as the aggregator reads it: only an INSERT carries an event."""
+    """The record as the aggregator reads it: only an INSERT carries an event, or recorded rejections."""
     name = str(record.raw_event["eventName"])
-    event = None
-    if name == "INSERT":
-        stream = record.dynamodb
-        if stream is None or stream.raw_event.get("NewImage") is None:
-            raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
-        event = event_from_values(stream.new_image)
-    return StreamEvent(sequence_number(record), name, event)
+    if name != "INSERT":
+        return StreamEvent(sequence_number(record), name, None)
+    stream = record.dynamodb
+    if stream is None or stream.raw_event.get("NewImage") is None:
+        raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
+    image = stream.new_image
+    if image.get("kind") == REJECTED_KIND:
+        return StreamEvent(sequence_number(record), name, None, rejected=record_from_values(image))
+    return StreamEvent(sequence_number(record), name, event_from_values(image))
 
 
 class GroupedBatchProcessor(BatchProcessor):

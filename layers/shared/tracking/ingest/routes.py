@@ -1,5 +1,6 @@
-"""Ingest routes of the contract: widget (and its legacy aliases), plugin, and Segment-spec calls.
-Each route translates HTTP into one call of :class:`~tracking.ingest.service.IngestService`."""
+"""Ingest routes of the contract: widget (and its legacy aliases), plugin, and every Segment-spec call
+(analytics.js's short paths included). Each route translates HTTP into one call of
+:class:`~tracking.ingest.service.IngestService`."""
 
 from __future__ import annotations
 
@@ -16,18 +17,35 @@ from tracking.http import (
     path_param,
     read_body,
     request_info,
+    segment_errors,
 )
 from tracking.ingest.dialects import segment, widget
 from tracking.ingest.dialects.plugin import PluginBatch, PluginTrack
 from tracking.ingest.service import IngestService
+from tracking.models.responses import BatchAccepted, RejectedCall, SegmentError, Success
 from tracking.payloads import parse_json_object
 
 WIDGET_MAX_BYTES = 50_000
 PLUGIN_MAX_BYTES = 50_000
+METRICS_MAX_BYTES = 32 * 1024
 LEGACY_QUERY = (
     QueryParam("e", "Event type", required=True),
     QueryParam("u", "User token", required=True),
     QueryParam("d", "URL-encoded JSON data"),
+)
+# Each Segment-spec call type: its route, analytics.js's short path, and what it is called.
+SEGMENT_CALLS: tuple[tuple[segment.Route, str, str], ...] = (
+    ("track", "t", "Segment-spec track"),
+    ("identify", "i", "Segment-spec identify"),
+    ("page", "p", "Segment-spec page"),
+    ("screen", "s", "Segment-spec screen"),
+    ("group", "g", "Segment-spec group"),
+    ("alias", "a", "Segment-spec alias"),
+)
+SEGMENT_BATCHES = (
+    ("/v1/batch", "Segment-spec batch, judged call by call"),
+    ("/v1/import", "Segment-spec batch of historical calls (as /v1/batch)"),
+    ("/v1/b", "Segment-spec batch (analytics.js)"),
 )
 
 
@@ -35,7 +53,7 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
     app = new_resolver()
 
     def accepted() -> Response[str]:
-        """Every dialect answers the same once its events are stored (or already were)."""
+        """Every single call answers the same once its events are stored (or already were)."""
         return json_response(200, OK_BODY)
 
     @app.post("/api/analytics/track", **operation("Track a widget event", "ingest", body=widget.WidgetTrack))
@@ -88,23 +106,46 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
         service.check_preflight(path_param(plugin_id), header(app, "Origin"))
         return Response(status_code=204, body="", headers={"Access-Control-Allow-Methods": "OPTIONS,POST"})
 
-    def segment_call(route: segment.Route, max_bytes: int) -> Response[str]:
-        body = read_body(app, max_bytes)
+    def segment_call(route: segment.Route) -> Response[str]:
+        body = read_body(app, segment.BATCH_MAX_BYTES if route == "batch" else segment.CALL_MAX_BYTES)
         info = request_info(app)
         service.admit(info.ip)
-        service.segment(route, parse_json_object(body), header(app, "Authorization"), info)
+        outcome = service.segment(route, parse_json_object(body), header(app, "Authorization"), info)
+        if route != "batch":
+            return accepted()
+        rejected = [RejectedCall.model_validate(rejection.reply()) for rejection in outcome.rejected]
+        return json_response(200, BatchAccepted(accepted=outcome.accepted, rejected=rejected))
+
+    def segment_route(path: str, summary: str, route: segment.Route) -> None:
+        batch = route == "batch"
+        docs = operation(
+            summary,
+            "ingest",
+            body=segment.SegmentBatch if batch else segment.SegmentCall,
+            reply=BatchAccepted if batch else Success,
+            error=SegmentError,
+        )
+
+        def handle() -> Response[str]:
+            return segment_call(route)
+
+        handle.__name__ = f"segment_{path.rsplit('/', 1)[-1]}"
+        app.post(path, middlewares=[segment_errors], **docs)(handle)
+
+    for route, short, summary in SEGMENT_CALLS:
+        segment_route(f"/v1/{route}", summary, route)
+        segment_route(f"/v1/{short}", f"{summary} (analytics.js)", route)
+    for path, summary in SEGMENT_BATCHES:
+        segment_route(path, summary, "batch")
+
+    @app.post(
+        "/v1/m",
+        middlewares=[segment_errors],
+        **operation("analytics.js client metrics (answered, not stored)", "ingest", error=SegmentError),
+    )
+    def segment_metrics() -> Response[str]:
+        read_body(app, METRICS_MAX_BYTES)
+        service.admit(request_info(app).ip)
         return accepted()
-
-    @app.post("/v1/track", **operation("Segment-spec track", "ingest", body=segment.SegmentCall))
-    def segment_track() -> Response[str]:
-        return segment_call("track", segment.CALL_MAX_BYTES)
-
-    @app.post("/v1/identify", **operation("Segment-spec identify", "ingest", body=segment.SegmentCall))
-    def segment_identify() -> Response[str]:
-        return segment_call("identify", segment.CALL_MAX_BYTES)
-
-    @app.post("/v1/batch", **operation("Segment-spec batch", "ingest", body=segment.SegmentBatch))
-    def segment_batch() -> Response[str]:
-        return segment_call("batch", segment.BATCH_MAX_BYTES)
 
     return app

@@ -11,6 +11,8 @@ from tracking.models.canonical import Scalar
 AggregateKey = tuple[str, str, str]  # plugin, key, user
 RollupKey = tuple[str, str, str, str]  # plugin, day, key, group
 GROUP_KEY_MAX_CHARS = 200
+# The group slot of a rollup that counts refused calls instead of events (its key is the error code).
+REJECTED_GROUP = "rejected"
 
 
 @dataclass(frozen=True, slots=True)

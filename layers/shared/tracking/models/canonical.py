@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["track", "identify", "page", "screen", "group", "alias"]
 Dialect = Literal["widget", "plugin", "segment"]
@@ -25,6 +25,7 @@ Commerce = Literal[
     "refund",
     "cancel",
 ]
+TimeAdjusted = Literal["future", "past"]
 Scalar = str | bool | Decimal
 # DynamoDB numbers hold 38 significant digits and magnitudes below 1e126; amounts stay far inside.
 MAX_AMOUNT = Decimal("1e18")
@@ -39,6 +40,21 @@ Identifier = Annotated[str, Field(min_length=1, max_length=512, pattern=IDENTIFI
 
 def is_identifier(text: str, max_length: int = 512) -> bool:
     return 0 < len(text) <= max_length and _IDENTIFIER.match(text) is not None
+
+
+# Event time is never trusted blindly: later than this past the service's clock is "future", earlier
+# than 2000-01-01 (or not representable at all) is "past"; either becomes the time it was received.
+FUTURE_SLACK_MS = 3_600_000
+EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+
+def capped_time(claimed: int | None, received_at: int) -> tuple[int, TimeAdjusted | None]:
+    """The event time to keep for a claimed time (None: the client's time is not representable)."""
+    if claimed is None or claimed < EARLIEST_MS:
+        return received_at, "past"
+    if claimed > received_at + FUTURE_SLACK_MS:
+        return received_at, "future"
+    return claimed, None
 
 
 def decimal_of(number: int | float | Decimal) -> Decimal:
@@ -76,8 +92,9 @@ class Item(BaseModel):
 class CanonicalEvent(BaseModel):
     """One accepted tracking call.
 
-    ``event_id`` is unique within (plugin, user): a retried call (same Segment ``messageId``, same widget
-    ``orderNum``) gets the same id, so storing it again changes nothing that counts.
+    ``event_id`` is unique within the plugin: a retried call (same Segment ``messageId``, same order
+    number) gets the same id, so storing it again changes nothing that counts. Fields a dialect has
+    no use for keep their defaults, which is also how an event stored before they existed reads.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -91,6 +108,7 @@ class CanonicalEvent(BaseModel):
     value: Scalar | None = None
     event_time: int  # epoch milliseconds, the time the event happened (skew-corrected where possible)
     received_at: int  # epoch milliseconds, this service's clock
+    time_adjusted: TimeAdjusted | None = None  # the client's time was out of bounds (see capped_time)
     ab_group: AbGroup | None = None
     commerce: Commerce | None = None
     items: tuple[Item, ...] = ()
@@ -99,6 +117,26 @@ class CanonicalEvent(BaseModel):
     order_id: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
+    # Identity, as the Segment spec carries it (the event counts for ``user_id``: userId, else
+    # anonymousId).
+    anonymous_id: Identifier | None = None
+    previous_id: Identifier | None = None  # alias: the id being linked to user_id
+    group_id: str | None = None
+    name: str | None = None  # page and screen
+    category: str | None = None
+    # A group call's: the group's; any other: the user's (``context.traits`` and an identify's own)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+    message_id: str | None = None  # the client's, or one the service assigned
+    client_times: dict[str, Any] = Field(default_factory=dict)  # timestamp, sentAt, ... as sent
+
+    @model_validator(mode="after")
+    def _time_within_bounds(self) -> CanonicalEvent:
+        """Whatever built the event, its time is within the caps (no timestamp can stop aggregation)."""
+        at, adjusted = capped_time(self.event_time, self.received_at)
+        if at == self.event_time:
+            return self
+        return self.model_copy(update={"event_time": at, "time_adjusted": adjusted})
 
     @property
     def counts_once_per_order(self) -> bool:

@@ -40,10 +40,21 @@ class ErrorDetail(Reply):
     message: str
 
 
+class RejectedCall(Reply):
+    """One call of a batch that was not stored, and why."""
+
+    index: int | None
+    messageId: str | None
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
 class ErrorInfo(Reply):
     code: str = Field(json_schema_extra={"enum": [*CLIENT_ERROR_CODES, INTERNAL_ERROR_CODE]})
     message: str
-    details: list[ErrorDetail] | None = absent_if_none()
+    # The fields at fault; for a batch none of whose calls is valid, each call and why.
+    details: list[ErrorDetail | RejectedCall] | None = absent_if_none()
 
 
 class Error(Reply):
@@ -51,3 +62,20 @@ class Error(Reply):
 
     success: Literal[False] = False
     error: ErrorInfo
+
+
+class SegmentError(Reply):
+    """A failure on a Segment-spec route: Segment's top-level ``code`` and ``message`` as well (the
+    libraries read them)."""
+
+    success: Literal[False] = False
+    code: str
+    message: str
+    error: ErrorInfo
+
+
+class BatchAccepted(Success):
+    """A batch judged call by call: how many calls were stored (now or before), which were not."""
+
+    accepted: int
+    rejected: list[RejectedCall]

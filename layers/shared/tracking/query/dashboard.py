@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -14,10 +11,12 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from tracking.errors import ValidationFailed
-from tracking.models.aggregates import AggregateState, RollupState, UsersPage
+from tracking.models.aggregates import REJECTED_GROUP, AggregateState, RollupState, UsersPage
 from tracking.models.canonical import is_identifier
 from tracking.models.config import Aggregation, PublishedConfig, TrackedKey
+from tracking.models.rejections import RecordedRejection, RejectionRecord, RejectionsPage
 from tracking.query.cells import cell, current, json_number
+from tracking.query.cursors import decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -98,23 +97,18 @@ def row_values(
     return values
 
 
-def encode_cursor(user_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": user_id}).encode()).decode().rstrip("=")
+def encode_user_cursor(user_id: str) -> str:
+    return encode_cursor({"after": user_id})
 
 
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        after = None
-    if not isinstance(after, str) or not is_identifier(after):
-        raise ValidationFailed(
-            "Invalid cursor", [{"field": "cursor", "message": "not a cursor this API gave"}]
-        )
-    return after
+def decode_user_cursor(cursor: str | None) -> str | None:
+    """The user a page of rows (or the CSV's next part) starts after."""
+
+    def read(fields: dict[str, Any]) -> str | None:
+        after = fields.get("after")
+        return after if isinstance(after, str) and is_identifier(after) else None
+
+    return decode_cursor(cursor, read)
 
 
 def parse_limit(raw: str | None) -> int:
@@ -143,7 +137,7 @@ def rows(
     """One page of users: one DynamoDB query (the plugin's aggregates sort by user)."""
     plugin_id = published.plugin_id
     per_user = len(published.config.tracking.events) + ITEM_SLACK_PER_USER
-    page = reader.page_of_users(plugin_id, decode_cursor(cursor), (limit + 1) * per_user)
+    page = reader.page_of_users(plugin_id, decode_user_cursor(cursor), (limit + 1) * per_user)
     result: list[dict[str, Any]] = []
     last_seen: str | None = None
     users = list(page.users.items())
@@ -155,7 +149,7 @@ def rows(
         if values:
             result.append({"user_id": user_id, "values": values})
     more = page.more or (last_seen is not None and users[-1][0] != last_seen)
-    return Page(result, encode_cursor(last_seen) if more and last_seen is not None else None)
+    return Page(result, encode_user_cursor(last_seen) if more and last_seen is not None else None)
 
 
 def _csv_cell(text: str) -> str:
@@ -186,13 +180,13 @@ def export_csv(
     if cursor is None:
         out.write("\ufeff")  # lets spreadsheet programs read UTF-8 (emoji included)
         writer.writerow(["user_id", *(_csv_cell(k.label(lang)) for k in keys)])
-    for user_id, states in reader.users(published.plugin_id, decode_cursor(cursor)):
+    for user_id, states in reader.users(published.plugin_id, decode_user_cursor(cursor)):
         values = row_values(states, published, chosen, declared_only=True)
         if values:
             cells = (_csv_cell(values.get(k.key, {}).get("display", "")) for k in keys)
             writer.writerow([_csv_cell(user_id), *cells])
         if out.tell() > budget_bytes:
-            return out.getvalue(), encode_cursor(user_id)
+            return out.getvalue(), encode_user_cursor(user_id)
     return out.getvalue(), None
 
 
@@ -236,7 +230,11 @@ def summary(
     counts: dict[str, int] = {}
     users: dict[tuple[str, str], int] = {}
     revenue: dict[str, Decimal] = {}
+    rejected: dict[str, int] = {}
     for rollup in rollups:
+        if rollup.group == REJECTED_GROUP:
+            rejected[rollup.key] = rejected.get(rollup.key, 0) + rollup.count
+            continue
         counts[rollup.key] = counts.get(rollup.key, 0) + rollup.count
         users[(rollup.key, rollup.group)] = users.get((rollup.key, rollup.group), 0) + rollup.users
         revenue[rollup.group] = revenue.get(rollup.group, Decimal(0)) + rollup.revenue
@@ -275,6 +273,7 @@ def summary(
         "funnel": funnel,
         "ab_test": ab_test,
         "revenue_eur": _money(sum(revenue.values(), Decimal(0))),
+        "rejected": dict(sorted(rejected.items())),
     }
 
 
@@ -284,3 +283,39 @@ def _ratio(part: int, whole: int | None) -> float | None:
 
 def _money(amount: Decimal) -> int | float:
     return json_number(amount.quantize(Decimal("0.01")))
+
+
+class RejectionReader(Protocol):
+    def newest(
+        self, plugin_id: str, before: str | None, max_records: int
+    ) -> tuple[list[tuple[str, RejectionRecord]], str | None]: ...
+
+
+def rejections(reader: RejectionReader, plugin_id: str, cursor: str | None, limit: int) -> RejectionsPage:
+    """The plugin's recorded rejections, newest first, ``limit`` at a time."""
+
+    def read(fields: dict[str, Any]) -> tuple[str, int] | None:
+        before, skip = fields.get("before"), fields.get("skip")
+        if not isinstance(before, str) or not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+            return None
+        return before, skip
+
+    before, skip = decode_cursor(cursor, read) or (None, 0)
+    found: list[RecordedRejection] = []
+    while True:
+        records, following = reader.newest(plugin_id, before, limit)
+        for position, (key, record) in enumerate(records):
+            entries = [RecordedRejection(record.at, record.dialect, r) for r in record.rejections[skip:]]
+            room = limit - len(found)
+            if len(entries) > room:  # the page ends inside this record
+                return RejectionsPage(
+                    found + entries[:room], encode_cursor({"before": key, "skip": skip + room})
+                )
+            found += entries
+            skip = 0
+            if len(found) == limit:
+                nxt = records[position + 1][0] if position + 1 < len(records) else following
+                return RejectionsPage(found, encode_cursor({"before": nxt, "skip": 0}) if nxt else None)
+        if following is None:
+            return RejectionsPage(found, None)
+        before = following

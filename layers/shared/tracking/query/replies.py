@@ -67,6 +67,20 @@ class Rows(Reply):
     next_cursor: str | None
 
 
+class RecordedRejectionReply(Reply):
+    at: str = Field(description="when it was refused, ISO 8601 in UTC")
+    dialect: str
+    code: str
+    message: str
+    details: list[dict[str, Any]]
+    payload: str = Field(description="what the client sent, cut to 2 KB")
+
+
+class Rejections(Reply):
+    rejections: list[RecordedRejectionReply]
+    next_cursor: str | None
+
+
 class FunnelStep(Reply):
     step: str
     users: int
@@ -89,3 +103,4 @@ class Summary(Reply):
     funnel: list[FunnelStep]
     ab_test: dict[str, AbGroup]
     revenue_eur: int | float
+    rejected: dict[str, int] = Field(description="calls refused in these days, per error code")

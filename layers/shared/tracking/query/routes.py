@@ -4,6 +4,7 @@ the dashboard page and the OpenAPI document. Each route translates HTTP into one
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import resources
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -19,6 +20,8 @@ from tracking.query.replies import (
     PluginEntry,
     Plugins,
     Published,
+    RecordedRejectionReply,
+    Rejections,
     Row,
     Rows,
     Summary,
@@ -49,6 +52,12 @@ def create_query_app(service: QueryService) -> APIGatewayRestResolver:
     _dashboard_routes(app, service)
     _public_routes(app)
     return app
+
+
+def iso_time(epoch_ms: int) -> str:
+    return (
+        datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def _api_key(app: APIGatewayRestResolver) -> str | None:
@@ -160,6 +169,31 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         if part.next_cursor:
             headers["X-Next-Cursor"] = part.next_cursor
         return Response(200, "text/csv; charset=utf-8", part.text, headers)
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/rejections",
+        **operation(
+            "Calls refused for the plugin, newest first",
+            "dashboard",
+            api_key=True,
+            query=(LIMIT, CURSOR),
+            reply=Rejections,
+        ),
+    )
+    def get_rejections(plugin_id: str) -> Response[str]:
+        page = service.rejections(_api_key(app), path_param(plugin_id), params())
+        entries = [
+            RecordedRejectionReply(
+                at=iso_time(found.at),
+                dialect=found.dialect,
+                code=found.rejection.code,
+                message=found.rejection.message,
+                details=[dict(detail) for detail in found.rejection.details],
+                payload=found.rejection.payload,
+            )
+            for found in page.rejections
+        ]
+        return json_response(200, Rejections(rejections=entries, next_cursor=page.next_cursor))
 
     @app.get(
         "/api/analytics/summary",

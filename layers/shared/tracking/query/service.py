@@ -14,6 +14,7 @@ from tracking.models.canonical import is_identifier
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey
 from tracking.models.failures import ConfigChanged, WriteKeyTaken
+from tracking.models.rejections import RejectionsPage
 from tracking.query import dashboard
 from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
 
@@ -60,11 +61,14 @@ class QueryService:
         control: ControlStore,
         aggregates: AggregateReader,
         auth: ApiKeyAuth,
+        rejections: dashboard.RejectionReader,
+        *,
         gateway: GatewayKeys | None = None,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         self._control = control
         self._aggregates = aggregates
+        self._rejections = rejections
         self._auth = auth
         self._gateway = gateway
         self._clock = clock
@@ -177,6 +181,13 @@ class QueryService:
             self._aggregates, published, lang=params.get("lang"), chosen=chosen, cursor=params.get("cursor")
         )
         return CsvPart(published.plugin_id, text, cursor)
+
+    def rejections(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> RejectionsPage:
+        """The calls refused for the plugin, newest first (empty when there were none)."""
+        plugin_id = plugin_id_of(raw_plugin)
+        self._auth.reader(api_key, plugin_id)
+        limit = dashboard.parse_limit(params.get("limit"))
+        return dashboard.rejections(self._rejections, plugin_id, params.get("cursor"), limit)
 
     def summary(
         self, api_key: str | None, raw_chatbot: str, first: str | None, last: str | None

@@ -23,7 +23,15 @@ from tracking.models.aggregates import (
     UsersPage,
 )
 from tracking.models.failures import Conflict, StorageUnavailable
-from tracking.storage.dynamo import AttributeValue, error_code, from_item, storage_errors, to_attr, to_item
+from tracking.storage.dynamo import (
+    AttributeValue,
+    error_code,
+    from_item,
+    query,
+    storage_errors,
+    to_attr,
+    to_item,
+)
 from tracking.storage.events import SEP
 
 BATCH_GET_MAX = 100
@@ -247,13 +255,7 @@ class AggregateStore:
             # the next user's items all sort at or after "user" followed by a space.
             condition += " AND sk >= :next"
             values[":next"] = f"{after_user} "
-        with storage_errors("read aggregates"):
-            answer = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression=condition,
-                ExpressionAttributeValues=to_item(values),
-                Limit=max_items,
-            )
+        answer = query(self._client, self._table, condition, values, "read aggregates", Limit=max_items)
         users: dict[str, list[AggregateState]] = {}
         for item in answer.get("Items", []):
             state = aggregate_from_item(item)
@@ -297,25 +299,14 @@ class AggregateStore:
         return [rollup_from_item(item) for item in self._query_all(condition, values)]
 
     def has_rollups(self, plugin_id: str) -> bool:
-        with storage_errors("read aggregates"):
-            answer = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues=to_item({":pk": rollup_pk(plugin_id)}),
-                Limit=1,
-            )
+        values = {":pk": rollup_pk(plugin_id)}
+        answer = query(self._client, self._table, "pk = :pk", values, "read aggregates", Limit=1)
         return bool(answer.get("Items"))
 
     def _query_all(self, condition: str, values: dict[str, Any]) -> Iterator[dict[str, AttributeValue]]:
         start: dict[str, Any] = {}
         while True:
-            with storage_errors("read aggregates"):
-                answer = self._client.query(
-                    TableName=self._table,
-                    KeyConditionExpression=condition,
-                    ExpressionAttributeValues=to_item(values),
-                    **start,
-                )
+            answer = query(self._client, self._table, condition, values, "read aggregates", **start)
             yield from answer.get("Items", [])
             if "LastEvaluatedKey" not in answer:
                 return

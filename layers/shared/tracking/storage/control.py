@@ -13,7 +13,7 @@ from tracking.compact import dumps_compact
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey, Grant
 from tracking.models.failures import ConfigChanged, WriteKeyTaken
-from tracking.storage.dynamo import cancellation_codes, error_code, from_item, storage_errors, to_item
+from tracking.storage.dynamo import cancellation_codes, error_code, from_item, query, storage_errors, to_item
 from tracking.storage.events import SEP
 
 logger = logging.getLogger(__name__)
@@ -140,14 +140,16 @@ class ControlStore:
         plugins: list[str] = []
         start: dict[str, Any] = {}
         while True:
-            with storage_errors("list plugins"):
-                answer = self._client.query(
-                    TableName=self._table,
-                    KeyConditionExpression="pk = :pk",
-                    ExpressionAttributeValues=to_item({":pk": PLUGIN_INDEX_PK}),
-                    ProjectionExpression="sk",
-                    **start,
-                )
+            values = {":pk": PLUGIN_INDEX_PK}
+            answer = query(
+                self._client,
+                self._table,
+                "pk = :pk",
+                values,
+                "list plugins",
+                ProjectionExpression="sk",
+                **start,
+            )
             plugins.extend(item["sk"]["S"] for item in answer.get("Items", []))
             if "LastEvaluatedKey" not in answer:
                 return plugins

@@ -89,6 +89,20 @@ def _cancelled_for_capacity(exc: ClientError) -> bool:
     )
 
 
+def query(
+    client: Any, table: str, condition: str, values: Mapping[str, Any], action: str, **options: Any
+) -> dict[str, Any]:
+    """One ``Query`` page: the key condition with its values (plain Python), storage errors mapped."""
+    with storage_errors(action):
+        answer: dict[str, Any] = client.query(
+            TableName=table,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=to_item(values),
+            **options,
+        )
+    return answer
+
+
 def to_attr(value: Any) -> AttributeValue:
     """Python value -> DynamoDB attribute value (numbers are exact decimals)."""
     if value is None:

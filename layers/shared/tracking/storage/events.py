@@ -1,11 +1,21 @@
-"""The events table: one item per accepted event, keyed so a retried call lands on the same item."""
+"""The events table: one item per accepted event, keyed so a retried call lands on the same item, and
+the rejections recorded for each plugin.
+
+An event whose id the client chose (a Segment ``messageId``, an order number, a content digest) is
+keyed by that id within its plugin (``pk = plugin␟␟id``): a conditional put is the whole
+exactly-once check, one write, whoever sends it again. An event whose id this service generated is
+new by construction and sits in its user's partition (``pk = plugin␟user``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,7 +26,6 @@ from tracking.models.failures import StorageUnavailable
 from tracking.models.request import GENERATED_PREFIX
 from tracking.storage.dynamo import (
     AttributeValue,
-    cancellation_codes,
     error_code,
     from_item,
     storage_errors,
@@ -31,21 +40,49 @@ SEP = "\x1f"
 BATCH_WRITE_MAX = 25
 TRANSACTION_MAX = 100
 UNPROCESSED_RETRIES = 6
+PARALLEL_PUTS = 8
+# Stored as JSON text: free-form objects a client sent (DynamoDB maps may not hold empty keys).
+JSON_FIELDS = ("properties", "context", "traits", "integrations", "client_times")
+TEXT_FIELDS = (
+    "ab_group",
+    "commerce",
+    "currency",
+    "order_id",
+    "time_adjusted",
+    "anonymous_id",
+    "previous_id",
+    "group_id",
+    "name",
+    "category",
+    "message_id",
+)
 
 
 def event_pk(plugin_id: str, user_id: str) -> str:
-    """Partition by (plugin, user): every event of one user reaches the aggregator in order."""
+    """A user's partition: the events whose ids this service generated."""
     return f"{plugin_id}{SEP}{user_id}"
 
 
-def order_marker_pk(plugin_id: str, order_id: str) -> str:
-    return f"order{SEP}{plugin_id}{SEP}{order_id}"
+def client_id_pk(plugin_id: str, event_id: str) -> str:
+    """An event the client named: unique per plugin (no identifier starts with the separator)."""
+    return f"{plugin_id}{SEP}{SEP}{event_id}"
+
+
+def is_client_id(event_id: str) -> bool:
+    return not event_id.startswith(GENERATED_PREFIX)
+
+
+def event_key(event: CanonicalEvent) -> tuple[str, str]:
+    if is_client_id(event.event_id):
+        return client_id_pk(event.plugin_id, event.event_id), event.event_id
+    return event_pk(event.plugin_id, event.user_id), event.event_id
 
 
 def event_to_item(event: CanonicalEvent, expires_at: int) -> dict[str, AttributeValue]:
+    pk, sk = event_key(event)
     values: dict[str, Any] = {
-        "pk": event_pk(event.plugin_id, event.user_id),
-        "sk": event.event_id,
+        "pk": pk,
+        "sk": sk,
         "plugin_id": event.plugin_id,
         "user_id": event.user_id,
         "key": event.key,
@@ -54,18 +91,14 @@ def event_to_item(event: CanonicalEvent, expires_at: int) -> dict[str, Attribute
         "value": event.value,
         "event_time": event.event_time,
         "received_at": event.received_at,
-        "ab_group": event.ab_group,
-        "commerce": event.commerce,
-        "currency": event.currency,
-        "order_id": event.order_id,
         "expires_at": expires_at,
     }
+    values.update({name: getattr(event, name) for name in TEXT_FIELDS})
     if event.items:
         values["items"] = [item.model_dump(exclude_none=True) for item in event.items]
-    if event.properties:
-        values["properties"] = dumps_compact(event.properties)
-    if event.context:
-        values["context"] = dumps_compact(event.context)
+    for name in JSON_FIELDS:
+        if getattr(event, name):
+            values[name] = dumps_compact(getattr(event, name))
     item = to_item(values)
     if event.items or event.commerce:
         # Stored even when null: an unknown currency is recorded as "no known value", never guessed.
@@ -78,12 +111,16 @@ def event_from_item(item: Mapping[str, AttributeValue]) -> CanonicalEvent:
     return event_from_values(from_item(item))
 
 
-def event_from_values(values: dict[str, Any]) -> CanonicalEvent:
-    """The canonical event from an item already turned into Python values (numbers as ``Decimal``)."""
-    import json  # noqa: PLC0415
+def is_event(values: Mapping[str, Any]) -> bool:
+    """An event item (the table also holds recorded rejections)."""
+    return values.get("kind") not in (None, REJECTED_KIND)
 
+
+def event_from_values(values: Mapping[str, Any]) -> CanonicalEvent:
+    """The canonical event from an item already turned into Python values (numbers as ``Decimal``).
+    Attributes an older item lacks keep the event's defaults."""
     values = dict(values)
-    for name in ("properties", "context"):
+    for name in JSON_FIELDS:
         values[name] = json.loads(values[name]) if name in values else {}
     values["items"] = tuple(Item.model_validate(raw) for raw in values.get("items", ()))
     for name in ("event_time", "received_at"):
@@ -97,35 +134,36 @@ def event_from_values(values: dict[str, Any]) -> CanonicalEvent:
     return CanonicalEvent.model_validate(values)
 
 
+REJECTED_KIND = "rejected"
+
+
 class EventStore:
     def __init__(
         self,
         client: Any,
         events_table: str,
-        control_table: str,
         retention_days: int,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._events_table = events_table
-        self._control_table = control_table
         self._retention_s = retention_days * 86_400
         self._sleep = sleep
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put-events")
 
     def _expires_at(self, event: CanonicalEvent) -> int:
         return event.received_at // 1000 + self._retention_s
 
     def put(self, event: CanonicalEvent) -> bool:
-        """Store one event; False when it was already stored (same id, or same order number)."""
+        """Store one event; False when it was already stored (an id the client chose, seen before)."""
         item = event_to_item(event, self._expires_at(event))
-        if event.counts_once_per_order:
-            return self._put_order(event, item)
-        # An id this service just generated is new by construction; an id the client chose (a
-        # Segment messageId) may be a retry, which must leave the stored event as it was.
+        # An id this service just generated is new by construction; an id the client chose may be a
+        # retry (or a reuse), which must leave the stored event as it was.
         condition = (
-            {}
-            if event.event_id.startswith(GENERATED_PREFIX)
-            else {"ConditionExpression": "attribute_not_exists(pk)"}
+            {"ConditionExpression": "attribute_not_exists(pk)"} if is_client_id(event.event_id) else {}
         )
         try:
             with storage_errors("put event"):
@@ -136,70 +174,24 @@ class EventStore:
             raise
         return True
 
-    def _put_order(self, event: CanonicalEvent, item: dict[str, AttributeValue]) -> bool:
-        """The event and its (plugin, order) marker, written together or not at all."""
-        assert event.order_id is not None
-        marker = to_item(
-            {
-                "pk": order_marker_pk(event.plugin_id, event.order_id),
-                "sk": "order",
-                "event_pk": item["pk"]["S"],
-                "event_sk": event.event_id,
-                "expires_at": self._expires_at(event),
-            }
-        )
-        try:
-            with storage_errors("put order"):
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self._control_table,
-                                "Item": marker,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self._events_table,
-                                "Item": item,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                    ]
-                )
-        except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException" and cancellation_codes(exc) == {
-                "ConditionalCheckFailed"
-            }:
-                return False
-            raise
-        return True
+    def put_all(self, events: Sequence[CanonicalEvent]) -> int:
+        """Store each event once, in few round trips (not all or nothing: a retry of the call stores
+        only what is missing); answers how many were new. Events the client named take a conditional
+        put each, in parallel (``BatchWriteItem`` cannot be conditional); the others one batch write."""
+        unique = list({event_key(event): event for event in events}.values())
+        named = [event for event in unique if is_client_id(event.event_id)]
+        generated = [event for event in unique if not is_client_id(event.event_id)]
+        self._batch_write(generated)
+        if len(named) <= 1:
+            return len(generated) + sum(self.put(event) for event in named)
+        return len(generated) + sum(self._pool.map(self.put, named))
 
-    def put_batch(self, events: Sequence[CanonicalEvent], *, atomic: bool = False) -> None:
-        """Store many events in few round trips.
-
-        ``atomic`` writes all or none (one transaction, at most 100): for calls whose events carry no id
-        of their own, so a 503 never leaves half a batch that a retry would count twice. Otherwise
-        ``BatchWriteItem``: a re-sent batch lands on the same keys and counts once.
-        """
-        unique: dict[tuple[str, str], CanonicalEvent] = {}
-        for event in events:
-            unique.setdefault((event_pk(event.plugin_id, event.user_id), event.event_id), event)
-        plain = [event for event in unique.values() if not event.counts_once_per_order]
-        for event in unique.values():
-            if event.counts_once_per_order:
-                self.put(event)
-        if not plain:
+    def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
+        """All or none (one transaction, at most 100): for a call whose events carry no id of their own,
+        so a 503 never leaves half of it behind for a retry to count twice."""
+        if len(events) == 1:
+            self.put(events[0])
             return
-        if len(plain) == 1:
-            self.put(plain[0])
-        elif atomic:
-            self._transact(plain)
-        else:
-            self._batch_write(plain)
-
-    def _transact(self, events: Sequence[CanonicalEvent]) -> None:
         if len(events) > TRANSACTION_MAX:
             raise ValueError(f"at most {TRANSACTION_MAX} events are written atomically")
         with storage_errors("put events"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ class PluginCall:
 
     prefix: str  # "" for a single call, "events[3]" in a batch
     track: PluginTrack | None
-    problems: tuple[dict[str, str], ...] = ()
+    problems: tuple[Mapping[str, Any], ...] = ()
 
     def field(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -75,7 +76,7 @@ def to_canonical(
     """Every event checked against the published config; the whole call is rejected (422, every bad
     field named) if any is wrong."""
     events: list[CanonicalEvent] = []
-    problems: list[dict[str, str]] = []
+    problems: list[Mapping[str, Any]] = []
     ids = new_event_ids(info.received_at, len(request.calls))
     for call, event_id in zip(request.calls, ids, strict=True):
         if call.track is None:

@@ -1,112 +1,171 @@
-"""Segment-spec dialect (analytics.js, Customer.io): ``/v1/track``, ``/v1/identify``, ``/v1/batch``."""
+"""Segment-spec dialect, as Segment's, Customer.io's and RudderStack's libraries and analytics.js send
+it: ``track``, ``identify``, ``page``, ``screen``, ``group`` and ``alias`` calls, one per request or
+in a batch that is judged call by call."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tracking.compact import dumps_compact
-from tracking.errors import PayloadTooLarge, Unauthorized, ValidationFailed, validate
+from tracking.errors import PayloadTooLarge, Unauthorized, validate, validation_details
 from tracking.ingest.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
-from tracking.models.canonical import CanonicalEvent, Identifier, Kind, Scalar, as_scalar
+from tracking.models.canonical import (
+    IDENTIFIER_PATTERN,
+    CanonicalEvent,
+    Identifier,
+    Kind,
+    Scalar,
+    TimeAdjusted,
+    as_scalar,
+    capped_time,
+)
 from tracking.models.config import WRITE_KEY, PluginConfig
-from tracking.models.request import RequestInfo
+from tracking.models.rejections import Rejection, cut_payload
+from tracking.models.request import RequestInfo, new_event_ids
 
 logger = logging.getLogger(__name__)
 
 CALL_MAX_BYTES = 32 * 1024
 BATCH_MAX_BYTES = 500 * 1024
-Route = Literal["track", "identify", "batch"]
-_KEY_OF_KIND = {
-    "identify": "identify",
-    "page": "page",
-    "screen": "screen",
-    "group": "group",
-    "alias": "alias",
-}
+BATCH_MAX_CALLS = 2_500
+# A route carries one call of its type, or (batch) a list of calls of any type.
+Route = Literal["track", "identify", "page", "screen", "group", "alias", "batch"]
+CALL_TYPES: tuple[Kind, ...] = ("track", "identify", "page", "screen", "group", "alias")
 _ORDER_EVENTS = frozenset({"checkout", "purchase", "order_updated", "refund", "cancel"})
+# A client's timestamp as sent: ISO 8601 text (what every library sends), or epoch seconds.
+ClientTime = str | int | float | None
+# What a datetime can hold (years 1 to 9999): beyond, a client's time is not representable.
+_FIRST_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp() * 1000)
+_LAST_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
 
 
 class SegmentCall(BaseModel):
     """One call of the spec; unknown fields (``version``, ``channel``, ...) are ignored."""
 
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    type: Kind | None = None
-    event: str | None = Field(None, min_length=1, max_length=256)
+    type: Kind
+    # The stored key of a track call: no control characters (keys are parts of storage keys).
+    event: str | None = Field(None, min_length=1, max_length=256, pattern=IDENTIFIER_PATTERN)
     userId: Identifier | None = None
     anonymousId: Identifier | None = None
+    previousId: Identifier | None = None
+    groupId: Identifier | None = None
+    name: str | None = Field(None, max_length=256)
+    category: str | None = Field(None, max_length=256)
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
     messageId: str | None = Field(None, min_length=1, max_length=256)
-    timestamp: datetime | None = None
-    sentAt: datetime | None = None
-    originalTimestamp: datetime | None = None
-    name: str | None = Field(None, max_length=256)
+    timestamp: ClientTime = None
+    sentAt: ClientTime = None
+    originalTimestamp: ClientTime = None
 
     @model_validator(mode="after")
     def _required(self) -> SegmentCall:
-        if not self.userId and not self.anonymousId:
+        if self.type == "alias":
+            if not self.previousId or not self.userId:
+                raise ValueError("previousId and userId are required for an alias call")
+        elif not self.userId and not self.anonymousId:
             raise ValueError("userId or anonymousId is required")
-        if self.type in (None, "track") and not self.event:
+        if self.type == "track" and not self.event:
             raise ValueError("event is required for a track call")
+        if self.type == "group" and not self.groupId:
+            raise ValueError("groupId is required for a group call")
         return self
 
 
 class SegmentBatch(BaseModel):
+    """``/v1/batch`` (also ``/v1/import`` and analytics.js's ``/v1/b``); calls are judged one by one."""
+
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    batch: list[dict[str, Any]] = Field(min_length=1)
+    batch: list[Any] = Field(min_length=1)
     context: dict[str, Any] | None = None
-    sentAt: datetime | None = None
+    sentAt: ClientTime = None
 
 
 def write_key_from(authorization: str | None, payload: dict[str, Any]) -> str:
-    """HTTP Basic with the write key as user name, else ``writeKey`` in the body."""
+    """HTTP Basic with the write key as user name (or a Bearer write key, as Customer.io's libraries
+    send region keys), else ``writeKey`` in the body, else in a batch's first call (analytics.js)."""
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() != "basic" or not credentials.strip():
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            return credentials
+        if scheme.lower() != "basic" or not credentials:
             raise Unauthorized("Authorization must be HTTP Basic with the write key as user name")
         try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthorized("Authorization is not valid base64") from None
         key = decoded.partition(":")[0]
     else:
-        raw = payload.get("writeKey")
-        key = raw if isinstance(raw, str) else ""
+        key = _body_write_key(payload)
     if not key:
         raise Unauthorized("A write key is required (HTTP Basic user name or writeKey)")
     return key
+
+
+def _body_write_key(payload: dict[str, Any]) -> str:
+    raw = payload.get("writeKey")
+    calls = payload.get("batch")
+    if raw is None and isinstance(calls, list) and calls and isinstance(calls[0], dict):
+        raw = calls[0].get("writeKey")
+    return raw if isinstance(raw, str) else ""
 
 
 def is_write_key(text: str) -> bool:
     return WRITE_KEY.match(text) is not None
 
 
-def _ms(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+def client_ms(raw: ClientTime) -> int | None:
+    """A client's timestamp in epoch ms; None when it is not a representable time."""
+    try:
+        if isinstance(raw, bool):
+            return None
+        if isinstance(raw, (int, float)):
+            if not math.isfinite(raw):
+                return None
+            ms = int(raw * 1000) if abs(raw) < 1e11 else int(raw)
+            return ms if _FIRST_MS <= ms <= _LAST_MS else None
+        if isinstance(raw, str):
+            moment = datetime.fromisoformat(raw.strip())
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
 
 
-def event_time(call: SegmentCall, batch_sent_at: datetime | None, received_at: int) -> int:
-    """``receivedAt - (sentAt - originalTimestamp)``: the device's time corrected for its clock skew."""
-    sent = call.sentAt or batch_sent_at
-    device = call.originalTimestamp or call.timestamp
-    if device is not None and sent is not None:
-        return received_at - (_ms(sent) - _ms(device))
-    if device is not None:
-        return _ms(device)
-    return received_at
+def event_time(
+    call: SegmentCall, batch_sent_at: ClientTime, received_at: int
+) -> tuple[int, TimeAdjusted | None]:
+    """The contract's event time: an explicit ``timestamp`` as given (historical imports keep their
+    time); else ``receivedAt - (sentAt - originalTimestamp)`` (the device clock's skew removed); else
+    ``receivedAt``; then capped (see :func:`~tracking.models.canonical.capped_time`)."""
+    sent = call.sentAt if call.sentAt is not None else batch_sent_at
+    claimed: int | None
+    if call.timestamp is not None:
+        claimed = client_ms(call.timestamp)
+    elif call.originalTimestamp is not None and sent is not None:
+        device, sent_ms = client_ms(call.originalTimestamp), client_ms(sent)
+        claimed = None if device is None or sent_ms is None else received_at - (sent_ms - device)
+    else:
+        claimed = received_at
+    return capped_time(claimed, received_at)
 
 
 def _value(call: SegmentCall, key: str, config: PluginConfig) -> Scalar | None:
@@ -128,72 +187,114 @@ def _value(call: SegmentCall, key: str, config: PluginConfig) -> Scalar | None:
         return None
 
 
-def _event_id(raw: dict[str, Any], call: SegmentCall) -> str:
-    if call.messageId:
-        return f"m:{call.messageId}"
-    # No messageId: the call's own content identifies it, so a re-sent call still lands once.
-    digest = hashlib.sha256(dumps_compact(raw).encode()).hexdigest()[:32]
-    return f"h:{digest}"
-
-
 @dataclass(frozen=True, slots=True)
 class ParsedCall:
+    index: int | None  # its place in a batch
     raw: dict[str, Any]  # as the client sent it: its content identifies a call without a messageId
-    kind: Kind
     call: SegmentCall
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentRequest:
-    """One call, or a batch's calls with what the batch gives them all."""
+    """The valid calls of a request, the ones refused, and what a batch gives all its calls."""
 
     calls: tuple[ParsedCall, ...]
+    rejected: tuple[Rejection, ...] = ()
     context: dict[str, Any] | None = None
-    sent_at: datetime | None = None
-
-
-_CALL_TYPES: tuple[Kind, ...] = ("track", "identify", "page", "screen", "group", "alias")
+    sent_at: ClientTime = None
 
 
 def parse(payload: dict[str, Any], route: Route) -> SegmentRequest:
-    """``/v1/track`` and ``/v1/identify`` carry one call of that type, ``/v1/batch`` a list of calls of
-    any type; every call is validated and the 422 names every bad field of every call."""
+    """A single-call route's call must be valid (a 422 names every bad field); a batch keeps its
+    valid calls and lists the others as rejections, each with the contract's error."""
     if route != "batch":
         call = validate(SegmentCall, {**payload, "type": route})
-        return SegmentRequest((ParsedCall(payload, route, call),))
+        return SegmentRequest((ParsedCall(None, payload, call),))
     batch = validate(SegmentBatch, payload)
-    calls, problems = [], []
+    if len(batch.batch) > BATCH_MAX_CALLS:
+        raise PayloadTooLarge(f"A batch holds at most {BATCH_MAX_CALLS} calls")
+    calls, rejected = [], []
     for index, raw in enumerate(batch.batch):
-        prefix = f"batch[{index}]"
-        if len(dumps_compact(raw).encode()) > CALL_MAX_BYTES:
-            raise PayloadTooLarge(f"Call {prefix} is over {CALL_MAX_BYTES} bytes")
-        kind = raw.get("type")
-        if kind not in _CALL_TYPES:
-            problems.append(
-                {"field": f"{prefix}.type", "message": f"must be one of {', '.join(_CALL_TYPES)}"}
-            )
-            continue
-        try:
-            calls.append(ParsedCall(raw, kind, validate(SegmentCall, {**raw, "type": kind}, prefix)))
-        except ValidationFailed as exc:
-            problems.extend(exc.details)
-    if problems:
-        raise ValidationFailed("The payload failed validation", problems)
-    return SegmentRequest(tuple(calls), batch.context, batch.sentAt)
+        outcome = _judge(index, raw)
+        if isinstance(outcome, Rejection):
+            rejected.append(outcome)
+        else:
+            calls.append(outcome)
+    return SegmentRequest(tuple(calls), tuple(rejected), batch.context, batch.sentAt)
+
+
+def _judge(index: int, raw: Any) -> ParsedCall | Rejection:
+    text = dumps_compact(raw)
+    message_id = raw.get("messageId") if isinstance(raw, dict) else None
+    message_id = message_id if isinstance(message_id, str) else None
+
+    def refused(code: str, message: str, details: list[dict[str, str]]) -> Rejection:
+        return Rejection(code, message, tuple(details), cut_payload(text), index, message_id)
+
+    if not isinstance(raw, dict):
+        return refused(
+            "VALIDATION", "A call must be a JSON object", [{"field": "body", "message": "not an object"}]
+        )
+    if len(text.encode("utf-8", errors="surrogatepass")) > CALL_MAX_BYTES:
+        return refused("ANALYTICS_002", f"A call is at most {CALL_MAX_BYTES} bytes", [])
+    kind = raw.get("type")
+    if kind not in CALL_TYPES:
+        detail = {"field": "type", "message": f"must be one of {', '.join(CALL_TYPES)}"}
+        return refused("VALIDATION", "The call failed validation", [detail])
+    try:
+        call = SegmentCall.model_validate({**raw, "type": kind})
+    except ValidationError as exc:
+        details = validation_details(exc.errors(include_url=False, include_input=False))
+        return refused("VALIDATION", "The call failed validation", details)
+    return ParsedCall(index, raw, call)
 
 
 def to_canonical(
     request: SegmentRequest, plugin_id: str, config: PluginConfig, info: RequestInfo
 ) -> list[CanonicalEvent]:
-    return [_canonical(parsed, request, plugin_id, config, info) for parsed in request.calls]
+    fresh = new_event_ids(info.received_at, len(request.calls))
+    return [
+        _canonical(parsed, request, plugin_id, config, info, fresh_id=fresh_id)
+        for parsed, fresh_id in zip(request.calls, fresh, strict=True)
+    ]
+
+
+def _traits(call: SegmentCall, context: dict[str, Any]) -> dict[str, Any]:
+    """A group call's traits are the group's; any other call's are the user's: ``context.traits``
+    (RudderStack's libraries put identify traits only there), overridden by the call's own."""
+    if call.type == "group":
+        return call.traits or {}
+    in_context = context.get("traits")
+    return {**(in_context if isinstance(in_context, dict) else {}), **(call.traits or {})}
+
+
+def _event_id(parsed: ParsedCall, order_id: str | None, fresh_id: str) -> str:
+    """The id that makes a repeat of the call land on the stored event: its order (an order counts
+    once per plugin, whatever sent it), its messageId, or, without one, its content when it carries
+    its own timestamp (a retry); else a fresh id (two such calls are two events)."""
+    if order_id:
+        return f"o:{order_id}"
+    if parsed.call.messageId:
+        return f"m:{parsed.call.messageId}"
+    if parsed.call.timestamp is not None:
+        content = json.dumps(parsed.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return f"h:{hashlib.sha256(content.encode()).hexdigest()[:32]}"
+    return fresh_id
 
 
 def _canonical(
-    parsed: ParsedCall, request: SegmentRequest, plugin_id: str, config: PluginConfig, info: RequestInfo
+    parsed: ParsedCall,
+    request: SegmentRequest,
+    plugin_id: str,
+    config: PluginConfig,
+    info: RequestInfo,
+    *,
+    fresh_id: str,
 ) -> CanonicalEvent:
-    call, kind = parsed.call, parsed.kind
-    key = call.event if kind == "track" and call.event else _KEY_OF_KIND.get(kind, kind)
-    properties = (call.traits if kind == "identify" else call.properties) or {}
+    call = parsed.call
+    kind = call.type
+    key = call.event if kind == "track" and call.event else kind
+    properties = call.properties or {}
     commerce = SEGMENT_COMMERCE.get(key) if kind == "track" else None
     items = tuple(segment_items(properties, commerce, config.default_currency)) if commerce else ()
     total = None
@@ -204,23 +305,49 @@ def _canonical(
     raw_order = properties.get("order_id")
     order_id = str(raw_order)[:512] if commerce == "purchase" and isinstance(raw_order, (str, int)) else None
     context = {**(request.context or {}), **(call.context or {})}
-    for name, value in info.context().items():
-        context.setdefault(name, value)
+    for name, known in info.context().items():
+        context.setdefault(name, known)
+    at, adjusted = event_time(call, request.sent_at, info.received_at)
+    event_id = _event_id(parsed, order_id, fresh_id)
+    client_times = {
+        name: raw
+        for name, raw in (
+            ("timestamp", call.timestamp),
+            ("sentAt", call.sentAt if call.sentAt is not None else request.sent_at),
+            ("originalTimestamp", call.originalTimestamp),
+        )
+        if raw is not None
+    }
+    value: Scalar | None = None
+    if kind == "track":
+        value = _value(call, key, config)
+    elif kind in ("page", "screen") and call.name:
+        value = call.name
     return CanonicalEvent(
         plugin_id=plugin_id,
         user_id=call.userId or call.anonymousId or "",
         key=key,
         kind=kind,
         dialect="segment",
-        event_id=_event_id(parsed.raw, call),
-        value=_value(call, key, config) if kind == "track" else None,
-        event_time=event_time(call, request.sent_at, info.received_at),
+        event_id=event_id,
+        value=value,
+        event_time=at,
         received_at=info.received_at,
+        time_adjusted=adjusted,
         commerce=commerce,
         items=items,
         currency=items[0].currency if items else None,
         total_value_base=total,
         order_id=order_id or None,
-        properties=properties,
+        properties=properties if kind in ("track", "page", "screen") else {},
         context=context,
+        anonymous_id=call.anonymousId,
+        previous_id=call.previousId,
+        group_id=call.groupId,
+        name=call.name,
+        category=call.category,
+        traits=_traits(call, context),
+        integrations=call.integrations or {},
+        message_id=call.messageId or event_id,
+        client_times=client_times,
     )

@@ -88,21 +88,26 @@ def body(answer: dict[str, Any]) -> Any:
     return json.loads(answer["body"]) if answer.get("body") else None
 
 
+def scan(client: Any, table: str) -> list[dict[str, Any]]:
+    """Every item of a table (a scan answers at most 1 MB at a time)."""
+    return [item for page in client.get_paginator("scan").paginate(TableName=table) for item in page["Items"]]
+
+
 def stored_events(client: Any) -> list[dict[str, Any]]:
     """The events stored so far (the table also holds recorded rejections)."""
-    items = client.scan(TableName="EventsTable")["Items"]
+    items = scan(client, "EventsTable")
     return [event_from_item(item).model_dump() for item in items if is_event(from_item(item))]
 
 
 def stored_rejections(client: Any) -> list[dict[str, Any]]:
-    items = [from_item(item) for item in client.scan(TableName="EventsTable")["Items"]]
+    items = [from_item(item) for item in scan(client, "EventsTable")]
     return [item for item in items if not is_event(item)]
 
 
 def aggregate_stored_events(dynamodb: Any, aggregate: Invoke, shard: str = "shard-1") -> None:
     """What the stream would deliver for every event stored so far (moto has no stream to poll)."""
     # Events and recorded rejections, in the order they were stored.
-    items = dynamodb.scan(TableName="EventsTable")["Items"]
+    items = scan(dynamodb, "EventsTable")
     items.sort(key=lambda i: int((i.get("received_at") or i["at"])["N"]))
     records = [
         {

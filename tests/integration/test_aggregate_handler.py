@@ -200,6 +200,12 @@ def test_without_a_shard_id_the_function_refuses_to_guess(aggregate: Invoke) -> 
         aggregate(event)
 
 
+def test_the_final_invocation_of_a_window_may_carry_no_records(aggregate: Invoke) -> None:
+    event = invocation("shard-1", [])
+    event["isFinalInvokeForWindow"] = True
+    assert aggregate(event) == {"batchItemFailures": [], "state": {}}
+
+
 def test_one_users_events_on_two_shards_both_count(aggregate: Invoke, query: Invoke, published: None) -> None:
     aggregate(invocation("parent", [stream_record(500, canonical("test", event_id="g:1"))]))
     aggregate(invocation("child", [stream_record(3, canonical("test", event_id="g:2"))]))  # lower numbers

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from devstack.capacity import metered
+from tracking.errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
+from tracking.ingest.ratelimit import RateLimiter
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.request import RequestInfo
 from tracking.storage.control import ControlStore
@@ -107,3 +111,47 @@ def test_a_generated_id_is_written_without_a_condition(aws: Any) -> None:
     with metered(client()) as usage:
         assert EventStore(client(), "EventsTable", 30).put(event) is True
     assert usage.requests == {"PutItem": 1}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW / 1000
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def admitted(limiters: list[RateLimiter], requests: int, clock: Clock) -> list[bool]:
+    """One IP's requests taken by the containers in turn, a few milliseconds apart."""
+    outcome = []
+    for n in range(requests):
+        try:
+            limiters[n % len(limiters)].check("198.51.100.9")
+            outcome.append(True)
+        except RateLimited:
+            outcome.append(False)
+        clock.now += 0.005
+    return outcome
+
+
+@pytest.mark.parametrize("containers", [1, 2, 8, 40])
+def test_an_ip_served_by_many_containers_gets_nearly_its_whole_limit_and_never_more(
+    aws: Any, containers: int
+) -> None:
+    # Given containers that each lease from one IP's shared budget of 120 a minute
+    clock = Clock()
+    store = ControlStore(client(), "ControlTable")
+    limiters = [RateLimiter(store, 120, clock=clock) for _ in range(containers)]
+    # When the IP's requests go to them in turn
+    outcome = admitted(limiters, 300, clock)
+    # Then at least 110 of its first 120 are admitted, and never more than 120 in the window
+    assert sum(outcome[:120]) >= 110
+    assert sum(outcome) <= 120
+
+
+def test_a_visitor_on_one_container_costs_a_write_per_lease(aws: Any) -> None:
+    clock = Clock()
+    limiter = RateLimiter(ControlStore(client(), "ControlTable"), 120, clock=clock)
+    with metered(client()) as usage:
+        assert all(admitted([limiter], 8, clock))
+    assert usage.total_writes() == 1

@@ -101,6 +101,18 @@ def test_csv_parts_continue_where_the_budget_stopped() -> None:
     assert [r[0] for r in rows[1:]] == [f"user-{i:04d}" for i in range(500)]
 
 
+def test_a_page_of_rows_ends_at_its_budget_and_the_next_continues() -> None:
+    reader = MemoryReader({f"user-{i:04d}": user(f"user-{i:04d}", i + 1) for i in range(50)})
+    first = dashboard.rows(reader, CONFIG, None, 200, {}, budget_bytes=1_000)
+    assert 1 <= len(first.rows) < 50
+    assert first.next_cursor is not None
+    rest = dashboard.rows(reader, CONFIG, first.next_cursor, 200, {})
+    assert rest.next_cursor is None
+    assert [row["user_id"] for row in first.rows + rest.rows] == [f"user-{i:04d}" for i in range(50)]
+    # However small the budget, a page holds one row, so paging always moves on.
+    assert len(dashboard.rows(reader, CONFIG, None, 200, {}, budget_bytes=1).rows) == 1
+
+
 @pytest.mark.parametrize(
     ("value", "cell"), [("=1+2", "'=1+2"), ("-5", "-5"), ("@cmd", "'@cmd"), ("plain", "plain")]
 )

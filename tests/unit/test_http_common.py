@@ -58,11 +58,34 @@ def test_a_base64_body_is_decoded_and_measured() -> None:
     assert json.loads(app.resolve(event, {})["body"])["error"]["code"] == "ANALYTICS_001"
 
 
-@pytest.mark.parametrize("text", ["{", "NaN", '{"a": Infinity}', "[" * 100_000, "\udcff"])
-def test_malformed_json_is_a_bad_request(text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["{", "[" * 100_000, "\udcff", '{"a": "\\ud800"}', '{"\\udc00": 1}', '["a\\u0000"]']
+)
+def test_malformed_json_and_unsafe_text_is_a_bad_request(text: str) -> None:
     with pytest.raises(BadRequest) as exc:
         parse_json(text)
     assert exc.value.code == "ANALYTICS_001"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("NaN", "body"),
+        ('{"a": Infinity}', "a"),
+        ('{"a": {"b": [1, -Infinity]}}', "a.b[1]"),
+        ('{"value": 1e-131}', "value"),
+        ('{"price": 123456789012345678901234567890123456789}', "price"),
+        ('{"big": 1e126}', "big"),
+    ],
+)
+def test_numbers_no_table_can_hold_are_422_naming_the_field(text: str, field: str) -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        parse_json(text)
+    assert [d["field"] for d in exc.value.details] == [field]
+
+
+def test_numbers_a_table_can_hold_are_read() -> None:
+    assert parse_json('{"a": [0, -0.0, 1e-130, 9.99e125, 12345678901234567890123456789012345678, 1e40]}')
 
 
 def test_a_json_value_that_is_not_an_object_is_a_bad_request() -> None:

@@ -15,17 +15,26 @@ from tracking.models.control import Grant
 class MemoryStore:
     """What ControlStore.reserve does, without DynamoDB; counts its writes."""
 
-    windows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    windows: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     writes: int = 0
 
-    def reserve(self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int) -> Grant:
+    def reserve(
+        self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int, *, joining: bool = True
+    ) -> Grant:
         self.writes += 1
-        start, used = self.windows.get(client_ip, (0, 0))
+        start, used, holders = self.windows.get(client_ip, (0, 0, 0))
         if now_ms - start >= window_ms:
-            start, used = now_ms, 0
+            start, used, holders = now_ms, 0, 0
         granted = max(0, min(want, limit - used))
-        self.windows[client_ip] = (start, used + granted)
-        return Grant(start, granted)
+        holders += 1 if joining else 0
+        self.windows[client_ip] = (start, used + granted, holders)
+        return Grant(start, granted, holders, limit - used - granted)
+
+    def release(self, client_ip: str, window_start: int, count: int) -> None:
+        self.writes += 1
+        start, used, holders = self.windows[client_ip]
+        if start == window_start:
+            self.windows[client_ip] = (start, used - count, holders)
 
 
 class Clock:

@@ -1,17 +1,26 @@
 """Client payloads, read the one way every route reads them: the body decoded (base64, then
 ``Content-Encoding: gzip`` or ``deflate`` inflated with a hard cap), its size checked, then parsed
-strictly: anything Python's ``json`` would accept but JSON does not (``NaN``, ``Infinity``) and
-anything that would blow the stack is a 400, never a 500."""
+strictly, and its hygiene checked wherever it is nested (so no dialect, and no later read of what
+was stored, can meet what this refuses):
+
+- malformed JSON, or nesting that would blow the stack: 400 ``ANALYTICS_001``;
+- a string (a key or a value, at any depth) holding a lone surrogate or a NUL: 400 ``ANALYTICS_001``
+  (it could be stored but never encoded again, by a read, an export or the page);
+- a number DynamoDB cannot hold exactly (beyond 38 significant digits, magnitude above 9.99e125,
+  non-zero below 1e-130), ``NaN`` or ``Infinity``: 422 ``VALIDATION`` naming each field.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import re
 import zlib
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tracking.errors import BadRequest, PayloadTooLarge
+from tracking.errors import BadRequest, PayloadTooLarge, ValidationFailed, field_path
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -66,17 +75,104 @@ def _utf8_length(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+MAX_DIGITS = 38
+MAX_EXPONENT = 125  # |x| < 10**126
+MIN_EXPONENT = -130  # |x| >= 10**-130, or zero
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+class UnstorableNumber:
+    """A number as the client wrote it, which DynamoDB cannot hold (or ``NaN``, ``Infinity``)."""
+
+    __slots__ = ("reason", "text")
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+
+
+def _constant(name: str) -> UnstorableNumber:
+    return UnstorableNumber(name, f"{name} is not a number")
+
+
+def _number(text: str) -> float | UnstorableNumber:
+    problem = number_problem(text)
+    return UnstorableNumber(text, problem) if problem else float(text)
+
+
+def _integer(text: str) -> int | UnstorableNumber:
+    problem = number_problem(text)
+    return UnstorableNumber(text, problem) if problem else int(text)
+
+
+def number_problem(text: str) -> str | None:
+    """Why a number cannot be stored exactly, or None."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return "not a number"
+    if not number.is_finite():
+        return f"{text} is not a number"
+    if number.is_zero():
+        return None
+    # Significant digits as written (normalize() would round them to the context's 28).
+    digits = "".join(map(str, number.as_tuple().digits)).strip("0")
+    if len(digits) > MAX_DIGITS:
+        return f"more than {MAX_DIGITS} significant digits"
+    if number.adjusted() > MAX_EXPONENT:
+        return "larger than 9.99e125"
+    if number.adjusted() < MIN_EXPONENT:
+        return "smaller than 1e-130"
+    return None
+
+
+def has_unsafe_text(text: str) -> bool:
+    """A lone surrogate or a NUL: storable, but never to be encoded again."""
+    if text.isascii():
+        return "\x00" in text
+    return _UNSAFE_TEXT.search(text) is not None
+
+
+def _printable(path: str) -> str:
+    """A field path fit for an error message (a surrogate in a key would make the reply unsendable)."""
+    return path.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\\u0000")
+
+
+def check_hygiene(value: Any, what: str = "body") -> None:
+    """Refuse what no read could ever encode again (400), and numbers no table can hold (422)."""
+    unsafe: list[str] = []
+    numbers: list[dict[str, str]] = []
+    pending: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
+    while pending:
+        node, loc = pending.pop()
+        if isinstance(node, str):
+            if has_unsafe_text(node):
+                unsafe.append(_printable(field_path(loc)))
+        elif isinstance(node, UnstorableNumber):
+            numbers.append({"field": field_path(loc), "message": f"cannot be stored exactly: {node.reason}"})
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if has_unsafe_text(key):
+                    unsafe.append(_printable(field_path(loc)))
+                pending.append((child, (*loc, key)))
+        elif isinstance(node, list):
+            pending.extend((child, (*loc, index)) for index, child in enumerate(node))
+    if unsafe:
+        where = ", ".join(sorted(set(unsafe))[:5])
+        raise BadRequest(f"Invalid {what}: a lone surrogate or NUL character in text ({where})")
+    if numbers:
+        raise ValidationFailed("A number cannot be stored", sorted(numbers, key=lambda d: d["field"]))
 
 
 def parse_json(text: str | bytes, what: str = "body") -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_constant, parse_float=_number, parse_int=_integer)
     except RecursionError:
         raise BadRequest(f"Invalid {what}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"Invalid {what}: malformed JSON ({exc})") from None
+    check_hygiene(value, what)
+    return value
 
 
 def parse_json_object(text: str | bytes, what: str = "body") -> dict[str, Any]:

@@ -72,8 +72,13 @@ class Aggregator:
     def process(self, shard: str, records: Sequence[StreamEvent]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
         number) that failed."""
-        run = _Run(shard)
-        aggregates, rollups = group_records(records)
+        grouped = group_records(records)
+        run = _Run(shard, dict(grouped.failed))
+        for seq, error in grouped.failed.items():
+            logger.error(
+                "stream record cannot be grouped", extra={"sequence_number": seq, "error": repr(error)}
+            )
+        aggregates, rollups = grouped.aggregates, grouped.rollups
         if not aggregates and not rollups:
             return run.failures
         try:

@@ -193,20 +193,38 @@ def rollup_key(event: CanonicalEvent) -> RollupKey:
     return (event.plugin_id, day_of(event.event_time), event.key, group_of(event))
 
 
-def group_records(
-    records: Iterable[StreamEvent],
-) -> tuple[dict[AggregateKey, list[StreamEvent]], dict[RollupKey, list[StreamEvent]]]:
-    """Records that count, grouped by the aggregate and the rollup they update (order kept); a
-    record of rejections updates the rollup of each error code it counts."""
-    aggregates: dict[AggregateKey, list[StreamEvent]] = {}
-    rollups: dict[RollupKey, list[StreamEvent]] = {}
+@dataclass
+class Grouped:
+    """A batch's records by the aggregate and the rollups they update (order kept), and the records
+    whose keys could not even be worked out: each of those fails alone."""
+
+    aggregates: dict[AggregateKey, list[StreamEvent]]
+    rollups: dict[RollupKey, list[StreamEvent]]
+    failed: dict[int, BaseException]
+
+
+def _keys_of(record: StreamEvent) -> tuple[AggregateKey | None, list[RollupKey]]:
+    if record.rejected is not None and record.event_name == "INSERT":
+        refused = record.rejected
+        day = day_of(refused.at)
+        return None, [(refused.plugin_id, day, code, REJECTED_GROUP) for code in refused.counts]
+    if record.counts and record.event is not None:
+        return aggregate_key(record.event), [rollup_key(record.event)]
+    return None, []
+
+
+def group_records(records: Iterable[StreamEvent]) -> Grouped:
+    """Records that count, grouped; a record of rejections updates the rollup of each error code it
+    counts. Nothing one record holds can stop the others from being grouped."""
+    grouped = Grouped({}, {}, {})
     for record in records:
-        if record.rejected is not None and record.event_name == "INSERT":
-            refused = record.rejected
-            for code in refused.counts:
-                key = (refused.plugin_id, day_of(refused.at), code, REJECTED_GROUP)
-                rollups.setdefault(key, []).append(record)
-        if record.counts and record.event is not None:
-            aggregates.setdefault(aggregate_key(record.event), []).append(record)
-            rollups.setdefault(rollup_key(record.event), []).append(record)
-    return aggregates, rollups
+        try:
+            aggregate, rollups = _keys_of(record)
+        except Exception as exc:  # whatever it holds, it fails alone
+            grouped.failed[record.seq] = exc
+            continue
+        if aggregate is not None:
+            grouped.aggregates.setdefault(aggregate, []).append(record)
+        for rollup in rollups:
+            grouped.rollups.setdefault(rollup, []).append(record)
+    return grouped

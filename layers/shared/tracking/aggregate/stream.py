@@ -75,6 +75,9 @@ class MissingShardId(RuntimeError):
 def handle(
     event: dict[str, Any], context: LambdaContext, aggregator: Aggregator, processor: GroupedBatchProcessor
 ) -> dict[str, Any]:
+    if not event.get("Records"):
+        # The last invocation of a tumbling window may carry no records (Powertools refuses those).
+        return {"batchItemFailures": [], "state": {}}
     shard = DynamoDBStreamEvent(event).shard_id
     if not shard:
         raise MissingShardId(MissingShardId.__doc__)

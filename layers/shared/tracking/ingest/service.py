@@ -3,12 +3,13 @@ calls it refuses for the plugin they were meant for."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tracking.compact import dumps_compact
-from tracking.errors import ApiError, Forbidden, Unauthorized, ValidationFailed
+from tracking.errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget
 from tracking.ingest.ratelimit import RateLimiter
@@ -18,10 +19,14 @@ from tracking.models.config import PublishedConfig
 from tracking.models.rejections import Rejection, cut_payload
 from tracking.models.request import RequestInfo
 
+# No write starts later than this after the request arrived: the write and, if its answer is lost,
+# the read that confirms it then still fit in the function's timeout (see storage/dynamo.py).
+WRITE_START_DEADLINE_MS = 4_000
+
 
 class EventSink(Protocol):
     def put(self, event: CanonicalEvent) -> bool: ...
-    def put_all(self, events: Sequence[CanonicalEvent]) -> int: ...
+    def put_all(self, events: Sequence[CanonicalEvent]) -> None: ...
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None: ...
 
 
@@ -41,17 +46,26 @@ def refused(error: ApiError, payload: Any) -> Rejection:
 class IngestService:
     def __init__(
         self,
+        *,
         directory: PluginDirectory,
         sink: EventSink,
         limiter: RateLimiter,
         rejections: RejectionLog,
         default_plugin_id: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = directory
         self._sink = sink
         self._limiter = limiter
         self._rejections = rejections
         self._default_plugin_id = default_plugin_id
+        self._clock = clock
+
+    def _before_writing(self, info: RequestInfo) -> None:
+        """Storage was so slow already that a write might not be answered in time: refuse (nothing
+        was written, the client may retry) rather than start one."""
+        if int(self._clock() * 1000) - info.received_at > WRITE_START_DEADLINE_MS:
+            raise Unavailable("Storage is too slow to take this call now; retry later")
 
     def admit(self, client_ip: str | None) -> None:
         """The per-IP rate limit, checked before the body is even parsed; and the moment to write the
@@ -70,25 +84,27 @@ class IngestService:
         published = self._directory.config(plugin_id) if is_identifier(plugin_id) else None
         self._check_origin(published, origin)
 
-    def _stored(self, events: list[CanonicalEvent]) -> Outcome:
+    def _stored(self, events: list[CanonicalEvent], info: RequestInfo) -> Outcome:
         """One call's event, stored once (a repeat of a stored one is not stored again)."""
+        self._before_writing(info)
         for event in events:
             self._sink.put(event)
         return Outcome(accepted=len(events))
 
     def widget(self, payload: dict[str, Any], info: RequestInfo) -> Outcome:
         claimed = widget.plugin_id_hint(payload, self._default_plugin_id)
-        published = self._directory.config(claimed) if is_identifier(claimed) else None
+        known = claimed if claimed is not None and is_identifier(claimed) else None
+        published = self._directory.config(known) if known else None
         self._check_origin(published, info.origin)
         try:
             request = widget.parse(payload)
         except ValidationFailed as error:
-            if is_identifier(claimed):
-                self._rejections.record(claimed, "widget", [refused(error, payload)])
+            if known:
+                self._rejections.record(known, "widget", [refused(error, payload)])
             raise
         plugin_id = request.data.chatbot_id or self._default_plugin_id
         config = published.config if published else None
-        return self._stored(widget.to_canonical(request, plugin_id, config, info))
+        return self._stored(widget.to_canonical(request, plugin_id, config, info), info)
 
     def plugin(self, plugin_id: str, payload: dict[str, Any], info: RequestInfo) -> Outcome:
         if not is_identifier(plugin_id):
@@ -102,6 +118,7 @@ class IngestService:
         except ValidationFailed as error:
             self._rejections.record(plugin_id, "plugin", [refused(error, payload)])
             raise
+        self._before_writing(info)
         self._sink.put_atomic(events)
         return Outcome(accepted=len(events))
 
@@ -132,6 +149,7 @@ class IngestService:
             )
         events = segment.to_canonical(request, published.plugin_id, published.config, info)
         if route == "batch":
+            self._before_writing(info)
             self._sink.put_all(events)
             return Outcome(len(events), request.rejected)
-        return self._stored(events)
+        return self._stored(events, info)

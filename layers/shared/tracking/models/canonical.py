@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["track", "identify", "page", "screen", "group", "alias"]
 Dialect = Literal["widget", "plugin", "segment"]
@@ -35,11 +35,39 @@ STRING_MAX = 1024
 # Identifiers become parts of DynamoDB keys joined by a control character, so they may hold none.
 IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
-Identifier = Annotated[str, Field(min_length=1, max_length=512, pattern=IDENTIFIER_PATTERN)]
+# DynamoDB caps a partition key at 2,048 bytes and a sort key at 1,024, counted in UTF-8; the keys
+# join a plugin, a user and a tracked key, so each is capped in bytes, not characters (512 emoji
+# would be 2,048 bytes): events' pk plugin␟user <= 1,025, aggregates' sk user␟key <= 769.
+IDENTIFIER_MAX_BYTES = 512
+KEY_MAX_BYTES = 256
 
 
-def is_identifier(text: str, max_length: int = 512) -> bool:
-    return 0 < len(text) <= max_length and _IDENTIFIER.match(text) is not None
+def utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def at_most_bytes(limit: int) -> AfterValidator:
+    def check(text: str | None) -> str | None:
+        if text is not None and utf8_length(text) > limit:
+            raise ValueError(f"at most {limit} bytes of UTF-8")
+        return text
+
+    return AfterValidator(check)
+
+
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=512, pattern=IDENTIFIER_PATTERN), at_most_bytes(IDENTIFIER_MAX_BYTES)
+]
+# The name of a tracked key (a plugin's key, a widget's event type, a Segment event name).
+KeyName = Annotated[str, Field(min_length=1, max_length=256), at_most_bytes(KEY_MAX_BYTES)]
+
+
+def is_identifier(text: str) -> bool:
+    return (
+        0 < len(text) <= 512
+        and utf8_length(text) <= IDENTIFIER_MAX_BYTES
+        and _IDENTIFIER.match(text) is not None
+    )
 
 
 # Event time is never trusted blindly: later than this past the service's clock is "future", earlier
@@ -101,7 +129,7 @@ class CanonicalEvent(BaseModel):
 
     plugin_id: Identifier
     user_id: Identifier
-    key: str = Field(min_length=1, max_length=256)
+    key: KeyName
     kind: Kind = "track"
     dialect: Dialect
     event_id: str = Field(min_length=1, max_length=700)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tracking.models.canonical import IDENTIFIER_PATTERN, Scalar, as_scalar
+from tracking.models.canonical import IDENTIFIER_PATTERN, KEY_MAX_BYTES, Scalar, as_scalar, at_most_bytes
 from tracking.models.currency import RATES_TO_EUR
 from tracking.models.request import URL_MAX
 
@@ -24,7 +24,9 @@ class TrackedKey(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
+    key: Annotated[
+        str, Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN), at_most_bytes(KEY_MAX_BYTES)
+    ]
     name: dict[str, str] = Field(min_length=1, max_length=50)
     aggregations: tuple[Aggregation, ...] = Field(min_length=1, max_length=5)
     value_type: ValueType | None = None

@@ -16,7 +16,10 @@ class DashboardKey:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """Requests granted from an IP's shared budget, and the window they belong to."""
+    """Requests granted from an IP's shared budget, the window they belong to, and how the budget
+    stands: how many containers hold leases of it, and what is left after this grant."""
 
     window_start: int  # epoch ms
     granted: int
+    holders: int = 1
+    left: int = 0

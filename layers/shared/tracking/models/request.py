@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,8 @@ USER_AGENT_MAX = 1024
 URL_MAX = 2048
 # Event ids this service generates start so; a client's own ids (``m:``, ``o:``, ``h:``) never do.
 GENERATED_PREFIX = "g:"
+# An event id is a DynamoDB sort key: at most 1,024 bytes of UTF-8.
+CLIENT_ID_MAX_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,16 @@ class RequestInfo:
         if self.referer:
             context["referer"] = self.referer[:URL_MAX]
         return context
+
+
+def client_event_id(prefix: str, chosen: str) -> str:
+    """The id of an event the client named (``o`` an order, ``m`` a messageId): ``prefix:chosen``; or,
+    when that is too long for a DynamoDB key, ``prefix#`` and the name's SHA-256, the same on every
+    repeat. A ``#`` never follows the prefix of an id kept as sent, so the two cannot collide."""
+    raw = chosen.encode("utf-8", "surrogatepass")
+    if len(prefix) + 1 + len(raw) <= CLIENT_ID_MAX_BYTES:
+        return f"{prefix}:{chosen}"
+    return f"{prefix}#{hashlib.sha256(raw).hexdigest()}"
 
 
 def new_event_ids(now_ms: int, count: int) -> list[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from tracking.compact import dumps_compact
 from tracking.errors import ValidationFailed
 from tracking.models.aggregates import REJECTED_GROUP, AggregateState, RollupState, UsersPage
 from tracking.models.canonical import is_identifier
@@ -26,7 +28,8 @@ ITEM_SLACK_PER_USER = 4
 FUNNEL = ("visitor", "bot_open", "convo_started", "message_sent", "added_to_cart", "purchase")
 GROUPS = ("control", "test")
 MAX_SUMMARY_DAYS = 366
-CSV_BUDGET_BYTES = 5_000_000  # under Lambda's 6 MB response, with room for the headers
+CSV_BUDGET_BYTES = 5_000_000  # of the answer as Lambda sends it (6 MB at most), with room for headers
+ROWS_BUDGET_BYTES = 5_000_000  # likewise for a page of rows
 
 
 class Reader(Protocol):
@@ -114,7 +117,7 @@ def decode_user_cursor(cursor: str | None) -> str | None:
 def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationFailed(
             "Invalid limit", [{"field": "limit", "message": f"a whole number from 1 to {MAX_LIMIT}"}]
         )
@@ -133,21 +136,31 @@ def rows(
     cursor: str | None,
     limit: int,
     chosen: Mapping[str, Aggregation],
+    *,
+    budget_bytes: int = ROWS_BUDGET_BYTES,
 ) -> Page:
-    """One page of users: one DynamoDB query (the plugin's aggregates sort by user)."""
+    """One page of users: one DynamoDB query (the plugin's aggregates sort by user). A page ends
+    early, at one row at least, where its answer would outgrow Lambda's response limit."""
     plugin_id = published.plugin_id
     per_user = len(published.config.tracking.events) + ITEM_SLACK_PER_USER
     page = reader.page_of_users(plugin_id, decode_user_cursor(cursor), (limit + 1) * per_user)
     result: list[dict[str, Any]] = []
     last_seen: str | None = None
+    size = 0
     users = list(page.users.items())
     for user_id, states in users:
         if len(result) == limit:
             break
-        last_seen = user_id
         values = row_values(states, published, chosen, declared_only=True)
         if values:
-            result.append({"user_id": user_id, "values": values})
+            row = {"user_id": user_id, "values": values}
+            # The row as the reply's JSON text, then as Lambda escapes that text in its answer.
+            weight = response_size(dumps_compact(row))
+            if result and size + weight > budget_bytes:
+                break
+            size += weight
+            result.append(row)
+        last_seen = user_id
     more = page.more or (last_seen is not None and users[-1][0] != last_seen)
     return Page(result, encode_user_cursor(last_seen) if more and last_seen is not None else None)
 
@@ -175,19 +188,45 @@ def export_csv(
     the plugin's aggregates once; past the response budget the rest is one request away (the
     returned cursor)."""
     keys: list[TrackedKey] = list(published.config.tracking.events)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    parts: list[str] = []
+    size = 0
+
+    def add(text: str) -> None:
+        nonlocal size
+        parts.append(text)
+        size += response_size(text)
+
     if cursor is None:
-        out.write("\ufeff")  # lets spreadsheet programs read UTF-8 (emoji included)
-        writer.writerow(["user_id", *(_csv_cell(k.label(lang)) for k in keys)])
+        # The byte order mark lets spreadsheet programs read UTF-8 (emoji included).
+        add("\ufeff" + csv_line(["user_id", *(_csv_cell(k.label(lang)) for k in keys)]))
     for user_id, states in reader.users(published.plugin_id, decode_user_cursor(cursor)):
         values = row_values(states, published, chosen, declared_only=True)
         if values:
             cells = (_csv_cell(values.get(k.key, {}).get("display", "")) for k in keys)
-            writer.writerow([_csv_cell(user_id), *cells])
-        if out.tell() > budget_bytes:
-            return out.getvalue(), encode_user_cursor(user_id)
-    return out.getvalue(), None
+            add(csv_line([_csv_cell(user_id), *cells]))
+        if size > budget_bytes:
+            return "".join(parts), encode_user_cursor(user_id)
+    return "".join(parts), None
+
+
+def csv_line(cells: list[str]) -> str:
+    """One RFC 4180 record (quoted where needed, CRLF)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.getvalue()
+
+
+def response_size(text: str) -> int:
+    """Bytes ``text`` takes in the function's answer: Lambda hands the proxy result over as JSON with
+    every non-ASCII character escaped (an emoji is 12 bytes there), and limits that to 6 MB."""
+    return len(json.dumps(text)) - 2
+
+
+def days_before(day: date, days: int, field: str) -> date:
+    try:
+        return day - timedelta(days=days)
+    except OverflowError:
+        raise ValidationFailed("Invalid date", [{"field": field, "message": "too early a date"}]) from None
 
 
 def parse_day(raw: str | None, field: str, default: date) -> date:
@@ -213,7 +252,7 @@ def summary(
     """Counts per event type, the visitor funnel, A/B groups and revenue in EUR, from the rollups
     of the days asked (UTC). None when the chatbot has neither a config nor ever an event."""
     last_day = parse_day(last, "to", today or datetime.now(UTC).date())
-    first_day = parse_day(first, "from", last_day - timedelta(days=29))
+    first_day = parse_day(first, "from", days_before(last_day, 29, "to"))
     if first_day > last_day:
         raise ValidationFailed("Invalid range", [{"field": "from", "message": "after 'to'"}])
     if (last_day - first_day).days >= MAX_SUMMARY_DAYS:

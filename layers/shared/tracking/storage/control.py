@@ -215,8 +215,11 @@ class ControlStore:
 
     # -- rate limiting ----------------------------------------------------------------------------
 
-    def reserve(self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int) -> Grant:
-        """Take up to ``want`` requests from the IP's budget of ``limit`` per window.
+    def reserve(
+        self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int, *, joining: bool = True
+    ) -> Grant:
+        """Take up to ``want`` requests from the IP's budget of ``limit`` per window; ``joining``: the
+        caller holds no lease of this window yet (it is counted among the budget's holders).
 
         The window starts with the IP's first request and lasts ``window_ms``; all Lambda containers
         share it. One conditional write, whether the IP is new or inside its window; a second only
@@ -233,7 +236,7 @@ class ControlStore:
                         Key=key,
                         UpdateExpression=(
                             "SET ws = if_not_exists(ws, :now),"
-                            " expires_at = if_not_exists(expires_at, :expires) ADD n :want"
+                            " expires_at = if_not_exists(expires_at, :expires) ADD n :want, h :joining"
                         ),
                         ConditionExpression="attribute_not_exists(pk) OR (ws > :stale AND n <= :room)",
                         ExpressionAttributeValues=to_item(
@@ -243,27 +246,45 @@ class ControlStore:
                                 ":expires": (now_ms + window_ms) // 1000 + 60,
                                 ":stale": stale,
                                 ":room": limit - want,
+                                ":joining": 1 if joining else 0,
                             }
                         ),
                         ReturnValues="ALL_NEW",
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
-                return Grant(int(answer["Attributes"]["ws"]["N"]), want)
+                now = from_item(answer["Attributes"])
+                return Grant(int(now["ws"]), want, int(now.get("h", 1)), limit - int(now["n"]))
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
                 old = exc.response.get("Item")
             if old is None or int(old["ws"]["N"]) <= stale:
                 if self._open_window(key, want, window_ms, now_ms):
-                    return Grant(now_ms, want)
+                    return Grant(now_ms, want, 1, limit - want)
                 continue
             room = limit - int(old["n"]["N"])
             if room <= 0:
-                return Grant(int(old["ws"]["N"]), 0)
+                return Grant(int(old["ws"]["N"]), 0, int(old.get("h", {}).get("N", 1)), 0)
             want = min(want, room)
         # Heavy contention on one IP's counter: let the request through rather than fail it.
         logger.warning("rate limiter contention, request allowed", extra={"ip": client_ip})
         return Grant(now_ms, 1)
+
+    def release(self, client_ip: str, window_start: int, count: int) -> None:
+        """Give back ``count`` requests of a lease taken in the window starting at ``window_start``
+        (nothing, if that window has ended)."""
+        try:
+            with storage_errors("rate limit"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=to_item({"pk": rate_pk(client_ip), "sk": "window"}),
+                    UpdateExpression="ADD n :back",
+                    ConditionExpression="ws = :ws",
+                    ExpressionAttributeValues=to_item({":back": -count, ":ws": window_start}),
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def _open_window(self, key: dict[str, Any], want: int, window_ms: int, now_ms: int) -> bool:
         try:
@@ -272,7 +293,9 @@ class ControlStore:
                     TableName=self._table,
                     Item={
                         **key,
-                        **to_item({"ws": now_ms, "n": want, "expires_at": (now_ms + window_ms) // 1000 + 60}),
+                        **to_item(
+                            {"ws": now_ms, "n": want, "h": 1, "expires_at": (now_ms + window_ms) // 1000 + 60}
+                        ),
                     },
                     ConditionExpression="attribute_not_exists(pk) OR ws <= :stale",
                     ExpressionAttributeValues=to_item({":stale": now_ms - window_ms}),

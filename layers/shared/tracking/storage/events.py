@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import cached_property
@@ -37,9 +36,7 @@ logger = logging.getLogger(__name__)
 
 # Keys join identifiers with a control character, which identifiers may not contain.
 SEP = "\x1f"
-BATCH_WRITE_MAX = 25
 TRANSACTION_MAX = 100
-UNPROCESSED_RETRIES = 6
 PARALLEL_PUTS = 8
 # Stored as JSON text: free-form objects a client sent (DynamoDB maps may not hold empty keys).
 JSON_FIELDS = ("properties", "context", "traits", "integrations", "client_times")
@@ -138,17 +135,15 @@ REJECTED_KIND = "rejected"
 
 
 class EventStore:
-    def __init__(
-        self,
-        client: Any,
-        events_table: str,
-        retention_days: int,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    """Writes events so that no answer can make a retry count them twice: an id the client chose is a
+    conditional put; generated ids go in transactions (all or none); and a write whose answer was
+    lost (a timeout after botocore's retries) is looked up before the call is answered 503, so a 503
+    always means "not stored"."""
+
+    def __init__(self, client: Any, events_table: str, retention_days: int) -> None:
         self._client = client
         self._events_table = events_table
         self._retention_s = retention_days * 86_400
-        self._sleep = sleep
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -172,19 +167,26 @@ class EventStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
+        except StorageUnavailable:
+            if self._landed(item):
+                return True
+            raise
         return True
 
-    def put_all(self, events: Sequence[CanonicalEvent]) -> int:
-        """Store each event once, in few round trips (not all or nothing: a retry of the call stores
-        only what is missing); answers how many were new. Events the client named take a conditional
-        put each, in parallel (``BatchWriteItem`` cannot be conditional); the others one batch write."""
+    def put_all(self, events: Sequence[CanonicalEvent]) -> None:
+        """Store each event once, in few round trips: events the client named by a conditional put
+        each, in parallel (a retry of the call stores only what is missing); the others (calls without
+        an id of their own) in transactions of up to 100, so a 503 never leaves part of one behind."""
         unique = list({event_key(event): event for event in events}.values())
         named = [event for event in unique if is_client_id(event.event_id)]
         generated = [event for event in unique if not is_client_id(event.event_id)]
-        self._batch_write(generated)
+        for start in range(0, len(generated), TRANSACTION_MAX):
+            self.put_atomic(generated[start : start + TRANSACTION_MAX])
         if len(named) <= 1:
-            return len(generated) + sum(self.put(event) for event in named)
-        return len(generated) + sum(self._pool.map(self.put, named))
+            for event in named:
+                self.put(event)
+        else:
+            list(self._pool.map(self.put, named))
 
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
         """All or none (one transaction, at most 100): for a call whose events carry no id of their own,
@@ -194,24 +196,31 @@ class EventStore:
             return
         if len(events) > TRANSACTION_MAX:
             raise ValueError(f"at most {TRANSACTION_MAX} events are written atomically")
-        with storage_errors("put events"):
-            self._client.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self._events_table, "Item": event_to_item(e, self._expires_at(e))}}
-                    for e in events
-                ]
-            )
+        items = [event_to_item(event, self._expires_at(event)) for event in events]
+        try:
+            # botocore gives the call one ClientRequestToken for all its attempts, so its own retries
+            # of a transaction that did commit change nothing.
+            with storage_errors("put events"):
+                self._client.transact_write_items(
+                    TransactItems=[{"Put": {"TableName": self._events_table, "Item": item}} for item in items]
+                )
+        except StorageUnavailable:
+            if self._landed(items[0]):  # a transaction lands whole or not at all
+                return
+            raise
 
-    def _batch_write(self, events: Iterable[CanonicalEvent]) -> None:
-        requests = [{"PutRequest": {"Item": event_to_item(e, self._expires_at(e))}} for e in events]
-        for start in range(0, len(requests), BATCH_WRITE_MAX):
-            pending = requests[start : start + BATCH_WRITE_MAX]
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                with storage_errors("put events"):
-                    answer = self._client.batch_write_item(RequestItems={self._events_table: pending})
-                pending = answer.get("UnprocessedItems", {}).get(self._events_table, [])
-                if not pending:
-                    break
-                if attempt == UNPROCESSED_RETRIES:
-                    raise StorageUnavailable("Storage is throttling writes; retry the batch later")
-                self._sleep(min(0.05 * 2**attempt, 1.0))
+    def _landed(self, item: Mapping[str, AttributeValue]) -> bool:
+        """Whether a write whose answer was lost did land (False when that cannot be told either)."""
+        try:
+            with storage_errors("confirm write"):
+                answer = self._client.get_item(
+                    TableName=self._events_table,
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    ConsistentRead=True,
+                    ProjectionExpression="pk",
+                )
+        except StorageUnavailable:
+            return False
+        found = "Item" in answer
+        logger.warning("write answer lost", extra={"landed": found})
+        return found

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracking.errors import ValidationFailed, validate
-from tracking.models.canonical import CanonicalEvent, Identifier
+from tracking.models.canonical import KEY_MAX_BYTES, CanonicalEvent, Identifier, at_most_bytes
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo, new_event_ids
 
@@ -19,7 +19,7 @@ MAX_BATCH = 100
 class PluginTrack(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    key: str = Field(min_length=1, max_length=128)
+    key: Annotated[str, Field(min_length=1, max_length=128), at_most_bytes(KEY_MAX_BYTES)]
     value: Any = None
     user_id: Identifier
 

@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -21,17 +21,19 @@ from tracking.errors import PayloadTooLarge, Unauthorized, validate, validation_
 from tracking.ingest.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
 from tracking.models.canonical import (
     IDENTIFIER_PATTERN,
+    KEY_MAX_BYTES,
     CanonicalEvent,
     Identifier,
     Kind,
     Scalar,
     TimeAdjusted,
     as_scalar,
+    at_most_bytes,
     capped_time,
 )
 from tracking.models.config import WRITE_KEY, PluginConfig
 from tracking.models.rejections import Rejection, cut_payload
-from tracking.models.request import RequestInfo, new_event_ids
+from tracking.models.request import RequestInfo, client_event_id, new_event_ids
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,11 @@ class SegmentCall(BaseModel):
 
     type: Kind
     # The stored key of a track call: no control characters (keys are parts of storage keys).
-    event: str | None = Field(None, min_length=1, max_length=256, pattern=IDENTIFIER_PATTERN)
+    event: Annotated[
+        str | None,
+        Field(None, min_length=1, max_length=256, pattern=IDENTIFIER_PATTERN),
+        at_most_bytes(KEY_MAX_BYTES),
+    ] = None
     userId: Identifier | None = None
     anonymousId: Identifier | None = None
     previousId: Identifier | None = None
@@ -273,9 +279,9 @@ def _event_id(parsed: ParsedCall, order_id: str | None, fresh_id: str) -> str:
     once per plugin, whatever sent it), its messageId, or, without one, its content when it carries
     its own timestamp (a retry); else a fresh id (two such calls are two events)."""
     if order_id:
-        return f"o:{order_id}"
+        return client_event_id("o", order_id)
     if parsed.call.messageId:
-        return f"m:{parsed.call.messageId}"
+        return client_event_id("m", parsed.call.messageId)
     if parsed.call.timestamp is not None:
         content = json.dumps(parsed.raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return f"h:{hashlib.sha256(content.encode()).hexdigest()[:32]}"

@@ -5,15 +5,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from tracking.errors import BadRequest, ValidationFailed, validate
 from tracking.ingest.commerce import WIDGET_COMMERCE, total_in_base
-from tracking.models.canonical import IDENTIFIER_PATTERN, MAX_AMOUNT, AbGroup, CanonicalEvent, Item
+from tracking.models.canonical import (
+    IDENTIFIER_MAX_BYTES,
+    IDENTIFIER_PATTERN,
+    MAX_AMOUNT,
+    AbGroup,
+    CanonicalEvent,
+    Item,
+    at_most_bytes,
+)
 from tracking.models.config import PluginConfig
-from tracking.models.request import URL_MAX, USER_AGENT_MAX, RequestInfo, new_event_ids
+from tracking.models.request import URL_MAX, USER_AGENT_MAX, RequestInfo, client_event_id, new_event_ids
 
 EVENT_TYPES = frozenset(
     {
@@ -56,7 +64,12 @@ class WidgetItem(BaseModel):
 class WidgetData(BaseModel):
     model_config = _MODEL
 
-    chatbot_id: str | None = Field(None, min_length=1, max_length=512, pattern=IDENTIFIER_PATTERN)
+    # The plugin: a string, never a number read as one (``12345`` is not plugin ``"12345"``).
+    chatbot_id: Annotated[
+        str | None,
+        Field(None, min_length=1, max_length=512, pattern=IDENTIFIER_PATTERN, strict=True),
+        at_most_bytes(IDENTIFIER_MAX_BYTES),
+    ] = None
     items: list[WidgetItem] | None = Field(None, max_length=50)
     orderNum: str | None = Field(None, min_length=1, max_length=512)
     popup_version: str | None = Field(None, max_length=256)
@@ -99,7 +112,7 @@ def ab_group(token: str) -> AbGroup | None:
 
 def payload_from_query(params: Mapping[str, str | None]) -> dict[str, Any]:
     """The legacy GET form: ``e`` event, ``u`` token, ``d`` URL-encoded JSON data."""
-    from tracking.payloads import parse_json  # noqa: PLC0415 - only the legacy GET path needs it
+    from tracking.payloads import check_hygiene, parse_json  # noqa: PLC0415 - the legacy GET path only
 
     payload: dict[str, Any] = {}
     if params.get("e") is not None:
@@ -109,6 +122,7 @@ def payload_from_query(params: Mapping[str, str | None]) -> dict[str, Any]:
     raw = params.get("d")
     if raw not in (None, ""):
         payload["data"] = parse_json(raw, "d")
+    check_hygiene(payload, "query")
     return payload
 
 
@@ -140,11 +154,14 @@ def _check_string_caps(data: WidgetData) -> None:
         raise ValidationFailed("The payload failed validation", problems)
 
 
-def plugin_id_hint(payload: Mapping[str, Any], default: str) -> str:
-    """The plugin a raw payload claims (``data.chatbot_id``), for the origin check before validation."""
+def plugin_id_hint(payload: Mapping[str, Any], default: str) -> str | None:
+    """The plugin a raw payload claims (``data.chatbot_id``), for the origin check before validation:
+    ``default`` when it names none, None when what it names is no plugin id (validation refuses it)."""
     data = payload.get("data")
     chatbot = data.get("chatbot_id") if isinstance(data, Mapping) else None
-    return chatbot if isinstance(chatbot, str) and chatbot else default
+    if chatbot is None:
+        return default
+    return chatbot if isinstance(chatbot, str) and chatbot else None
 
 
 def to_canonical(
@@ -167,7 +184,7 @@ def to_canonical(
         user_id=request.token,
         key=request.event,
         dialect="widget",
-        event_id=f"o:{order_id}" if order_id else new_event_ids(info.received_at, 1)[0],
+        event_id=client_event_id("o", order_id) if order_id else new_event_ids(info.received_at, 1)[0],
         event_time=info.received_at,
         received_at=info.received_at,
         ab_group=ab_group(request.token) if request.ab_test else None,

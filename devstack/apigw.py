@@ -1,6 +1,6 @@
 """API Gateway REST emulation: each HTTP request becomes the proxy event the handler gets on AWS
 (routes from ``template.yaml``, ``sourceIp`` from the socket, multi-value headers and query strings),
-and the handler's answer becomes the HTTP response."""
+and the handler's answer becomes the HTTP response. Served by werkzeug."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
 from devstack.lambdas import Invoker
 from devstack.template import Route
@@ -20,6 +23,8 @@ from devstack.template import Route
 logger = logging.getLogger("devstack.api")
 
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+JSON = {"Content-Type": "application/json"}
+STOPPING_BODY = b'{"success":false,"error":{"code":"UNAVAILABLE","message":"The local stack is stopping"}}'
 
 
 def match(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -107,9 +112,10 @@ def not_found_body(method: str, path: str) -> bytes:
     return json.dumps({"success": False, "error": error}).encode()
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class ApiServer:
+    """The local API: a well-kept WSGI server (werkzeug's, which ``sam local start-api`` uses too)
+    with a deep listen backlog, a thread per connection, chunked bodies and keep-alive, turning each
+    request into the proxy event API Gateway would send. While the stack stops, it answers 503."""
 
     def __init__(
         self,
@@ -118,66 +124,83 @@ class ApiServer(ThreadingHTTPServer):
         pools: Mapping[str, Invoker],
         stage: str = "local",
     ) -> None:
-        super().__init__(address, _Handler)
         self.routes = routes
         self.pools = pools
         self.stage = stage
+        self.stopping = False
+        self._server = make_server(address[0], address[1], self._app, threaded=True, request_handler=_Quiet)
+        self.server_address = self._server.server_address
 
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ApiServer
-    protocol_version = "HTTP/1.1"
+    def shutdown(self) -> None:
+        self._server.shutdown()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s " + format, self.client_address[0], *args)
+    def server_close(self) -> None:
+        self._server.server_close()
 
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._reply(413, {"Content-Type": "application/json"}, b'{"message":"Request Too Long"}')
-            return
-        body = self.rfile.read(length) if length else b""
-        found = match(self.server.routes, self.command, parts.path)
-        if found is None:
-            self._reply(404, {"Content-Type": "application/json"}, not_found_body(self.command, parts.path))
-            return
-        route, params = found
-        event = proxy_event(
-            method=self.command,
-            raw_path=parts.path,
-            query=parts.query,
-            headers=list(self.headers.items()),
-            body=body,
-            source_ip=self.client_address[0],
-            route=route,
-            path_parameters=params,
-            stage=self.server.stage,
-        )
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = MAX_BODY
         try:
-            result = self.server.pools[route.function].invoke(event)
-        except Exception:
-            logger.exception("handler of %s failed", route.function)
-            self._reply(502, {"Content-Type": "application/json"}, b'{"message":"Internal server error"}')
-            return
-        status, headers, payload = _http_response(result)
-        self._reply(status, headers, payload)
-        logger.info(
-            "%s %s -> %s (%.1f ms)", self.command, parts.path, status, (time.perf_counter() - started) * 1000
-        )
-
-    def _reply(self, status: int, headers: Mapping[str, str | list[str]], payload: bytes) -> None:
-        self.send_response(status)
+            status, headers, payload = self._answer(request)
+        except RequestEntityTooLarge:
+            status, headers, payload = (
+                413,
+                {"Content-Type": "application/json"},
+                b'{"message":"Request Too Long"}',
+            )
+        response = Response(payload, status=status)
+        response.headers.clear()
         for name, value in headers.items():
             for item in value if isinstance(value, list) else [value]:
-                self.send_header(name, str(item))
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+                response.headers.add(name, str(item))
+        return response(environ, start_response)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
+    def _answer(self, request: Request) -> tuple[int, Mapping[str, str | list[str]], bytes]:
+        started = time.perf_counter()
+        raw_target = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or request.full_path
+        parts = urlsplit(raw_target)
+        if self.stopping:
+            return 503, JSON, STOPPING_BODY
+        body = request.get_data(cache=False)
+        found = match(self.routes, request.method, parts.path)
+        if found is None:
+            return 404, JSON, not_found_body(request.method, parts.path)
+        route, params = found
+        event = proxy_event(
+            method=request.method,
+            raw_path=parts.path,
+            query=parts.query,
+            headers=list(request.headers.items()),
+            body=body,
+            source_ip=request.remote_addr or "127.0.0.1",
+            route=route,
+            path_parameters=params,
+            stage=self.stage,
+        )
+        try:
+            result = self.pools[route.function].invoke(event)
+        except Exception:
+            logger.exception("handler of %s failed", route.function)
+            return 502, JSON, b'{"message":"Internal server error"}'
+        status, headers, payload = _http_response(result)
+        logger.info(
+            "%s %s -> %s (%.1f ms)",
+            request.method,
+            parts.path,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+        return status, headers, payload
+
+
+class _Quiet(WSGIRequestHandler):
+    """Request lines at DEBUG (the API logs its own), not werkzeug's INFO line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s %s %s", self.address_string(), self.requestline, code)
 
 
 def _http_response(result: Any) -> tuple[int, dict[str, str | list[str]], bytes]:
@@ -188,5 +211,8 @@ def _http_response(result: Any) -> tuple[int, dict[str, str | list[str]], bytes]
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers[name] = list(values)
     body = result.get("body") or ""
-    payload = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    text = str(body)
+    payload = (
+        base64.b64decode(text) if result.get("isBase64Encoded") else text.encode("utf-8", errors="replace")
+    )
     return int(result["statusCode"]), headers, payload

@@ -41,10 +41,6 @@ def admin_key(state_dir: Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from devstack.apigw import ApiServer  # noqa: PLC0415
-    from devstack.lambdas import ProcessPool, function_environment  # noqa: PLC0415
-    from devstack.poller import StreamPoller  # noqa: PLC0415
-
     logging.basicConfig(
         level=os.environ.get("LOCAL_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
@@ -55,73 +51,112 @@ def cmd_run(args: argparse.Namespace) -> int:
     parameters = {"AdminKey": key, "StageName": "local"}
     if os.environ.get("RATE_LIMIT_PER_MINUTE"):
         parameters["RateLimitPerMinute"] = os.environ["RATE_LIMIT_PER_MINUTE"]
-    template = Template.load(parameters)
-
-    data_dir = None if args.in_memory else state_dir / "dynamodb"
-    database = dynamodb.start(data_dir, args.dynamodb_port, log=state_dir / "dynamodb.log")
-    stop = threading.Event()
-    server: ApiServer | None = None
-    pools: dict[str, ProcessPool] = {}
+    stack = LocalStack(state_dir, Template.load(parameters), key)
+    signal.signal(signal.SIGTERM, stack.signalled)
+    signal.signal(signal.SIGINT, stack.signalled)
     try:
-        dynamodb.ensure_tables(database, template)
-        functions = template.functions()
+        if stack.start(args) and stack.database is not None:
+            _banner(stack.url, key, stack.database)
+            while not stack.stop.is_set():
+                signal.pause()  # the signal's handler runs at once (an Event's wait may not wake for it)
+            print("\nStopping the local stack ...", file=sys.stderr)
+    finally:
+        stack.shut_down()
+    return 0
+
+
+STOP_SECONDS = 8  # everything the stack started ends within this (and DynamoDB Local's own 1-2 s)
+
+
+class LocalStack:
+    """What ``tracking-local run`` starts, and how it ends: the first Ctrl-C or SIGTERM stops it in
+    order (the API answers 503 meanwhile); a second one ends it at once."""
+
+    def __init__(self, state_dir: Path, template: Template, key: str) -> None:
+        self.state_dir = state_dir
+        self.template = template
+        self.key = key
+        self.stop = threading.Event()
+        self.server: Any = None
+        self.pools: dict[str, Any] = {}
+        self.database: dynamodb.Database | None = None
+        self.url = ""
+
+    def signalled(self, *_: Any) -> None:
+        if self.stop.is_set():
+            if self.database is not None:
+                self.database.kill()
+            os._exit(1)
+        self.stop.set()
+        if self.server is not None:
+            self.server.stopping = True
+
+    def start(self, args: argparse.Namespace) -> bool:
+        """Start everything; False if asked to stop meanwhile."""
+        from devstack.apigw import ApiServer  # noqa: PLC0415
+        from devstack.lambdas import ProcessPool, function_environment  # noqa: PLC0415
+        from devstack.poller import StreamPoller  # noqa: PLC0415
+
+        data_dir = None if args.in_memory else self.state_dir / "dynamodb"
+        database = self.database = dynamodb.start(
+            data_dir, args.dynamodb_port, log=self.state_dir / "dynamodb.log"
+        )
+        dynamodb.ensure_tables(database, self.template)
         local = {
             **dynamodb.local_environment(database.endpoint),
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
-        pools = {
+        self.pools = {
             name: ProcessPool(function, function_environment(function, local), args.concurrency)
-            for name, function in functions.items()
+            for name, function in self.template.functions().items()
         }
-        warming = [threading.Thread(target=pool.warm, daemon=True) for pool in pools.values()]
+        warming = [threading.Thread(target=pool.warm, daemon=True) for pool in self.pools.values()]
         for thread in warming:
             thread.start()
         for thread in warming:
             thread.join()
-        server = ApiServer((args.host, args.port), template.routes(), pools, stage="local")
-        for mapping in template.stream_mappings():
+        if self.stop.is_set():
+            return False
+        self.server = ApiServer((args.host, args.port), self.template.routes(), self.pools, stage="local")
+        for mapping in self.template.stream_mappings():
             StreamPoller(
                 database.client("dynamodbstreams"),
                 database.client(),
                 mapping,
-                pools[mapping.function].invoke,
-                state_dir=state_dir,
-                stop=stop,
+                self.pools[mapping.function].invoke,
+                state_dir=self.state_dir,
+                stop=self.stop,
             ).start()
-        url = f"http://{args.host}:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
-        (state_dir / STATE_FILE).write_text(
-            json.dumps(
-                {
-                    "url": url,
-                    "dynamodb": database.endpoint,
-                    "database": database.kind,
-                    "pid": os.getpid(),
-                    "admin_key": key,
-                }
-            )
-        )
-        (state_dir / STATE_FILE).chmod(0o600)  # it holds the admin key
-        _banner(url, key, database)
+        self.url = f"http://{args.host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
+        state = {
+            "url": self.url,
+            "dynamodb": database.endpoint,
+            "database": database.kind,
+            "pid": os.getpid(),
+            "admin_key": self.key,
+        }
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state))
+        (self.state_dir / STATE_FILE).chmod(0o600)  # it holds the admin key
+        return True
 
-        def _stop(*_: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        while not stop.wait(0.5):
-            pass
-        print("\nStopping the local stack ...", file=sys.stderr)
-    finally:
-        stop.set()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        for pool in pools.values():
-            pool.stop()
-        database.stop()
-        (state_dir / STATE_FILE).unlink(missing_ok=True)
-    return 0
+    def shut_down(self) -> None:
+        """The API answers 503 while the pollers, the function containers and DynamoDB Local end."""
+        self.stop.set()
+        deadline = time.monotonic() + STOP_SECONDS
+        if self.server is not None:
+            self.server.stopping = True
+        stoppers = [threading.Thread(target=pool.stop, args=(deadline,)) for pool in self.pools.values()]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 2)
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.database is not None:
+            self.database.stop()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 def _banner(url: str, key: str, database: dynamodb.Database) -> None:

@@ -58,16 +58,20 @@ class Database:
             config=Config(retries={"mode": "standard", "max_attempts": 3}),
         )
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 3) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
         if self.moto_server is not None:
             self.moto_server.stop()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 class DatabaseExited(RuntimeError):

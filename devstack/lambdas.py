@@ -14,6 +14,7 @@ import itertools
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -129,7 +130,11 @@ class FunctionPool(_Pool):
 
 
 def _serve(connection: Connection, function: Function, environment: Mapping[str, str]) -> None:
-    """A container's process: import the handler once, then answer invocations one at a time."""
+    """A container's process: import the handler once, then answer invocations one at a time, until
+    the stack closes its pipe. Ctrl-C or a signal to the whole process group is the stack's to handle:
+    a container never dies in the middle of an invocation because of it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(environment)
     handler = load_handler(function)
     connection.send(("ready", None))
@@ -167,10 +172,16 @@ class ProcessContainer:
             raise FunctionError(payload)
         return payload
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Ask the container to end: it reads the end of its pipe once its invocation (if any) is done."""
         self._connection.close()
-        self.process.terminate()
-        self.process.join(timeout=5)
+
+    def end(self, deadline: float) -> None:
+        """Wait for it until ``deadline`` (monotonic), then kill it."""
+        self.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=1)
 
 
 class ProcessPool(_Pool):
@@ -186,11 +197,13 @@ class ProcessPool(_Pool):
         finally:
             self._idle.put(container)
 
-    def stop(self) -> None:
+    def stop(self, deadline: float) -> None:
         with self._lock:
             containers = [c for c in self._all if c is not None]
         for container in containers:
-            container.stop()
+            container.close()
+        for container in containers:
+            container.end(deadline)
 
 
 def function_environment(function: Function, local: Mapping[str, str]) -> dict[str, str]:

@@ -6,6 +6,7 @@ Used by ``make bench`` (20,000 events over 16 clients) and by a smaller end-to-e
 from __future__ import annotations
 
 import base64
+import http.client
 import random
 import statistics
 import threading
@@ -111,6 +112,7 @@ class Result:
     failures: list[str]
     drain_seconds: float
     mismatches: list[str]
+    connection_errors: list[str]
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_ms)
@@ -124,6 +126,7 @@ class Result:
             "latency_p50_ms": round(statistics.median(ordered), 2),
             "latency_p99_ms": round(ordered[int(len(ordered) * 0.99) - 1], 2),
             "failed_requests": len(self.failures),
+            "connection_errors": len(self.connection_errors),
             "aggregation_drain_seconds": round(self.drain_seconds, 2),
             "aggregate_mismatches": len(self.mismatches),
         }
@@ -153,6 +156,7 @@ def run(
     expected = Counter(key for call in calls for key in call.expected)
     latencies: list[float] = []
     failures: list[str] = []
+    connection_errors: list[str] = []
     lock = threading.Lock()
     queue = list(reversed(calls))
 
@@ -163,9 +167,16 @@ def run(
                     return
                 call = queue.pop()
             sent = time.perf_counter()
-            status = stack.request(
-                "POST", call.path, call.body, headers=call.headers, source_ip=call.source
-            ).status
+            try:
+                status = stack.request(
+                    "POST", call.path, call.body, headers=call.headers, source_ip=call.source
+                ).status
+            except (OSError, http.client.HTTPException) as exc:
+                # A reset or a refused connection: the worker goes on with the next call (a call whose
+                # fate is unknown is not sent again: it could count twice).
+                with lock:
+                    connection_errors.append(f"{call.path}: {exc!r}")
+                continue
             with lock:
                 latencies.append((time.perf_counter() - sent) * 1000)
                 if status != 200:
@@ -201,5 +212,13 @@ def run(
         if key[0] in (PLUGIN, CHATBOT) and key not in expected
     ]
     return Result(
-        sum(expected.values()), len(calls), clients, seconds, latencies, failures, drain, mismatches
+        sum(expected.values()),
+        len(calls),
+        clients,
+        seconds,
+        latencies,
+        failures,
+        drain,
+        mismatches,
+        connection_errors,
     )

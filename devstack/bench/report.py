@@ -35,6 +35,7 @@ TARGETS = {
     "cost_overhead_ratio.single": ("<=", 1.3),
     "cost_overhead_ratio.batched": ("<=", 1.5),
     "load_aggregates_exact": ("==", 1.0),
+    "load_connection_errors": ("==", 0),
 }
 
 
@@ -55,6 +56,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "load_latency_p50_ms": results["load"]["latency_p50_ms"],
         "load_latency_p99_ms": results["load"]["latency_p99_ms"],
         "load_aggregates_exact": 1.0 if results["load"]["exact"] else 0.0,
+        "load_connection_errors": results["load"]["connection_errors"],
     }
 
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         results["cost"] = cost(
             database, sessions=50 if quick else 500, batches=10 if quick else 100, events_per_second=100
         )
-    events, clients = (2_000, 8) if quick else (20_000, 16)
+    events, clients = (2_000, 8) if quick else (20_000, 64)
     step(f"load run: {events} events over {clients} clients on the local stack")
     results["load"] = load_run(events, clients)
     results["figures"] = flatten(results)

@@ -92,7 +92,7 @@ class Function:
             return self._handler(event, LambdaContext(self.name, function.memory_mb, function.timeout_s))
 
 
-def widget_call(session: int, step: int) -> tuple[dict[str, Any], str]:
+def widget_call(session: int, step: int, network: int = 10) -> tuple[dict[str, Any], str]:
     events = [
         "visitor",
         "popup_displayed",
@@ -113,7 +113,7 @@ def widget_call(session: int, step: int) -> tuple[dict[str, Any], str]:
             "popup_version": "v2",
         },
     }
-    return payload, f"10.{session // 65536 % 256}.{session // 256 % 256}.{session % 256}"
+    return payload, f"{network}.{session // 65536 % 256}.{session // 256 % 256}.{session % 256}"
 
 
 def ingest_overhead(database: dynamodb.Database, events: int) -> dict[str, Any]:
@@ -392,7 +392,9 @@ def single_calls(sessions: int) -> list[tuple[str, dict[str, Any], str]]:
     for step in range(8):
         for session in range(sessions):
             if session % 5 < 3:
-                payload, ip = widget_call(session, step)
+                # Addresses no earlier phase used this minute: each visitor's IP is served by this
+                # one container, as a session is (a window other containers hold costs more).
+                payload, ip = widget_call(session, step, network=11)
                 calls.append(("/api/analytics/track", payload, ip))
             else:
                 key, value = [("emoji", "😍"), ("handouts", "slides.pdf"), ("rating", 4), ("name", "Ana")][
@@ -491,6 +493,6 @@ def load_run(events: int, clients: int) -> dict[str, Any]:
         finally:
             stop_stack(stack)
     summary = result.summary()
-    summary["exact"] = not result.failures and not result.mismatches
-    summary["first_failures"] = result.failures[:5] + result.mismatches[:5]
+    summary["exact"] = not result.failures and not result.mismatches and not result.connection_errors
+    summary["first_failures"] = result.connection_errors[:5] + result.failures[:5] + result.mismatches[:5]
     return summary

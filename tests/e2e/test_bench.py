@@ -32,6 +32,7 @@ FIGURES = {
     "load_latency_p50_ms",
     "load_latency_p99_ms",
     "load_aggregates_exact",
+    "load_connection_errors",
 }
 
 

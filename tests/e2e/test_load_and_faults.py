@@ -22,6 +22,7 @@ def test_a_bounded_load_run_aggregates_exactly_what_was_sent(tmp_path: Path) -> 
         stop_stack(stack)
     summary = result.summary()
     assert result.failures == []
+    assert result.connection_errors == []
     assert result.mismatches == [], result.mismatches[:5]
     assert summary["events"] >= 2_000
     assert summary["latency_p50_ms"] > 0

@@ -107,7 +107,7 @@ def canonical(
         plugin_id=plugin,
         user_id=user,
         key=key,
-        dialect="plugin",
+        dialect=extra.pop("dialect", "plugin"),
         event_id=event_id or f"g:{at:011x}{abs(hash((key, str(value), user))) % 10**12:012d}",
         value=value,
         event_time=at,

@@ -55,6 +55,16 @@ class Checkpoints:
         temporary.replace(self._path)
 
 
+def checkpoint_file(state_dir: Path, function: str) -> Path:
+    """Each event source mapping keeps its own place in the stream (two functions read it). A stack
+    from before there were two starts the aggregator where its one file left off."""
+    path = state_dir / f"stream-checkpoints.{function}.json"
+    legacy = state_dir / "stream-checkpoints.json"
+    if not path.exists() and legacy.exists() and function == "AggregateFunction":
+        path.write_text(legacy.read_text())
+    return path
+
+
 class StreamPoller(threading.Thread):
     def __init__(
         self,
@@ -72,7 +82,7 @@ class StreamPoller(threading.Thread):
         self._mapping = mapping
         self._invoke = invoke
         self._stop = stop
-        self._checkpoints = Checkpoints(state_dir / "stream-checkpoints.json")
+        self._checkpoints = Checkpoints(checkpoint_file(state_dir, mapping.function))
         self._failures = state_dir / "on-failure.jsonl"
         self._finished: set[str] = set()  # closed shards read to their end
         self.delivered = 0

@@ -223,6 +223,11 @@ class Template:
         # API Gateway prefers literal path segments over variables.
         return sorted(routes, key=lambda route: route.variables)
 
+    def stream_mapping(self, function: str) -> StreamMapping:
+        """The event source mapping that feeds ``function``."""
+        (mapping,) = [mapping for mapping in self.stream_mappings() if mapping.function == function]
+        return mapping
+
     def stream_mappings(self) -> list[StreamMapping]:
         mappings = []
         for name, resource in self.of_type("AWS::Serverless::Function").items():

@@ -117,6 +117,12 @@ def scenarios(draw: st.DrawFn, max_events: int = 60) -> Scenario:
             total_value_base=draw(st.sampled_from([None, Decimal("9.99"), Decimal("0.01")])),
         )
         shards[shard].append(Planned(shard, seq, event))
+    return with_faults(draw, shards)
+
+
+def with_faults(draw: st.DrawFn, shards: dict[str, list[Planned]]) -> Scenario:
+    """The records, delivered in batches of 1 to 12 with up to 25 failed invocations, puts and reads
+    failing at random, and answers of committed writes lost."""
     return Scenario(
         shards=shards,
         batch_size=draw(st.integers(1, 12)),
@@ -172,7 +178,7 @@ class Replay:
 def replay(scenario: Scenario, handler: Callable[[dict[str, Any]], Any]) -> Replay:
     """Deliver every shard (in order, as Lambda does a parent before its child) through Lambda's
     retry, bisect and on-failure rules, with faults in the first invocations."""
-    (mapping,) = Template.load().stream_mappings()
+    mapping = Template.load().stream_mapping("AggregateFunction")
     # Faults stop before any batch can exhaust its retries, so only poison records are given up.
     mapping = replace(
         mapping, batch_size=scenario.batch_size, maximum_retry_attempts=scenario.faulty_invocations + 2

@@ -1,5 +1,6 @@
-"""The exactly-once property (tests/integration/test_exactly_once.py) against AWS's DynamoDB Local
-instead of moto: real conditional writes, real BatchGetItem, real item validation."""
+"""The exactly-once and merge properties (tests/integration/test_exactly_once.py, test_merge.py)
+against AWS's DynamoDB Local instead of moto: real conditional writes, real BatchGetItem, real item
+validation."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from devstack.lambdas import FunctionPool
 from devstack.template import Template
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
+from tests.merge import MergeScenario, assert_merged_like_clean, merge_scenarios, publish, read_people
 from tests.replay import CONFIG, Scenario, assert_exactly_once, replay, scenarios, stored_outcome
 from tracking.settings import get_settings
 from tracking.storage.dynamo import client
@@ -47,7 +49,7 @@ def functions_on_dynamodb_local(local_dynamodb: dynamodb.Database) -> Iterator[d
 
 def fresh_tables(database: dynamodb.Database) -> Any:
     db = database.client()
-    for name in ("AggregatesTable", "ControlTable"):
+    for name in ("AggregatesTable", "ControlTable", "EventsTable"):
         if name in db.list_tables()["TableNames"]:
             db.delete_table(TableName=name)
     dynamodb.ensure_tables(database, TEMPLATE)
@@ -69,3 +71,19 @@ def test_replays_with_failures_equal_one_clean_pass_on_dynamodb_local(
     result = replay(scenario, container("AggregateFunction"))
     stored = stored_outcome(db)
     assert_exactly_once(scenario, result, stored)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(merge_scenarios(max_events=30))
+def test_links_merge_exactly_once_on_dynamodb_local(
+    functions_on_dynamodb_local: dynamodb.Database, merge: MergeScenario
+) -> None:
+    def run(scenario: Scenario) -> dict[str, Any]:
+        fresh_tables(functions_on_dynamodb_local)
+        query = container("QueryFunction")
+        publish(query)
+        assert replay(scenario, container("AggregateFunction")).on_failure == []
+        return read_people(query, merge)
+
+    merged = run(merge.scenario)
+    assert_merged_like_clean(merge, merged, run(merge.resolved()))

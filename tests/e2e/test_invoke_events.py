@@ -22,14 +22,15 @@ pytestmark = pytest.mark.e2e
 TEMPLATE = Template.load()
 # The admin samples carry SAMPLE_ADMIN_KEY, so the stack runs with it; the config comes first, and
 # the stream batch before the routes that read what it aggregated.
-ORDER = ["config-put", "aggregate-stream"]
+# The forget step runs before deletion-get reads its progress.
+ORDER = ["config-put", "aggregate-stream", "forget-stream"]
 SAMPLES = ORDER + sorted(p.stem for p in EVENTS_DIR.glob("*.json") if p.stem not in ORDER)
 
 
 def function_of(event: dict[str, Any]) -> str:
     if "httpMethod" not in event:
-        (mapping,) = TEMPLATE.stream_mappings()
-        return mapping.function
+        kinds = {record["dynamodb"]["NewImage"]["kind"]["S"] for record in event["Records"]}
+        return "ForgetFunction" if kinds == {"deletion"} else "AggregateFunction"
     found = match(TEMPLATE.routes(), event["httpMethod"], event["path"])
     assert found is not None
     return found[0].function
@@ -66,8 +67,10 @@ def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
         result = json.loads(done.stdout)
         if function == "AggregateFunction":
             assert result == {"batchItemFailures": [], "state": {}}, name
+        elif function == "ForgetFunction":
+            assert result == {"batchItemFailures": []}, name
         else:
-            assert result["statusCode"] in (200, 201, 204), f"{name}: {result.get('body')}"
+            assert result["statusCode"] in (200, 201, 202, 204), f"{name}: {result.get('body')}"
     stored = {(e["plugin_id"], e["key"]) for e in sample_stack.stored()}
     assert {
         ("demo-bot", "purchase"),
@@ -79,7 +82,7 @@ def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
 def test_an_unknown_function_is_named_with_the_ones_there_are(sample_stack: Stack) -> None:
     done = make_invoke(sample_stack, "NoSuchFunction", EVENTS_DIR / "health.json")
     assert done.returncode != 0
-    assert "AggregateFunction, IngestFunction, QueryFunction" in done.stderr
+    assert "AggregateFunction, ForgetFunction, IngestFunction, QueryFunction" in done.stderr
 
 
 def test_a_handler_that_raises_fails_the_command(sample_stack: Stack, tmp_path: Path) -> None:

@@ -75,6 +75,11 @@ def aggregate(aws: Any) -> Invoke:
 
 
 @pytest.fixture
+def forget(aws: Any) -> Invoke:
+    return new_container("ForgetFunction")
+
+
+@pytest.fixture
 def demo_config(query: Invoke) -> dict[str, Any]:
     """The sample config published for ``demo-plugin`` (write key ``wk_live_123``)."""
     event = sample_event("config-put")

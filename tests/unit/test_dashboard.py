@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from tracking.errors import ValidationFailed
-from tracking.models.aggregates import AggregateState, RollupState, UsersPage
+from tracking.models.aggregates import AggregateState, RollupState, UserItems, UsersPage
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.query import dashboard
 
@@ -50,12 +50,13 @@ class MemoryReader:
             page.pop(next(reversed(page)))
         return UsersPage(page, more)
 
-    def users(
-        self, plugin_id: str, after_user: str | None = None
-    ) -> Iterator[tuple[str, list[AggregateState]]]:
+    def users(self, plugin_id: str, after_user: str | None = None) -> Iterator[UsersPage]:
         for user, states in self._users.items():
             if after_user is None or user > after_user:
-                yield user, states
+                yield UsersPage({user: states}, more=False)
+
+    def user_items(self, plugin_id: str, user_id: str) -> UserItems:
+        return self._users.get(user_id, []), None
 
     def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]:
         return [r for r in self._rollups if first_day <= r.day <= last_day]

@@ -108,19 +108,29 @@ def test_a_tumbling_window_response_without_state_is_a_failure() -> None:
     assert (len(calls), len(sent)) == (3, 1)
 
 
+def mappings() -> dict[str, Any]:
+    return {mapping.function: mapping for mapping in Template.load().stream_mappings()}
+
+
 def test_filters_match_the_templates_pattern() -> None:
-    (mapping,) = Template.load().stream_mappings()
-    assert passes_filters(mapping, record(1))
-    assert not passes_filters(mapping, record(1, "MODIFY"))
+    aggregate, forget = mappings()["AggregateFunction"], mappings()["ForgetFunction"]
+    assert passes_filters(aggregate, record(1))
+    assert not passes_filters(aggregate, record(1, "MODIFY"))
     identify = record(1)
     identify["dynamodb"]["NewImage"]["kind"]["S"] = "identify"
-    assert not passes_filters(mapping, identify)
+    assert passes_filters(aggregate, identify)  # profiles and links
+    assert not passes_filters(forget, identify)
+    for kind in ("index", "deletion"):
+        other = record(1)
+        other["dynamodb"]["NewImage"]["kind"]["S"] = kind
+        assert not passes_filters(aggregate, other)
+        assert passes_filters(forget, other) == (kind == "deletion")
     assert matches({"a": {"b": [1, 2]}}, {"a": {"b": 2}})
     assert not matches({"a": {"b": [1, 2]}}, {"a": {}})
 
 
-def test_the_templates_stream_mapping() -> None:
-    (mapping,) = Template.load().stream_mappings()
+def test_the_templates_stream_mappings() -> None:
+    mapping = mappings()["AggregateFunction"]
     assert (mapping.function, mapping.table, mapping.batch_size, mapping.batching_window_s) == (
         "AggregateFunction",
         "EventsTable",
@@ -132,3 +142,6 @@ def test_the_templates_stream_mapping() -> None:
     assert 0 < mapping.maximum_retry_attempts <= 10
     assert mapping.tumbling_window_s > 0
     assert mapping.on_failure == "AggregateFailureQueue"
+    forget = mappings()["ForgetFunction"]
+    assert (forget.table, forget.batch_size, forget.on_failure) == ("EventsTable", 1, "ForgetFailureQueue")
+    assert forget.report_batch_item_failures

@@ -10,9 +10,9 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "layers" / "shared" / "tracking"
 AWS = ("boto3", "botocore", "tracking.storage")
-# Those allowed to reach storage: the composition root builds the stores; the stream adapter decodes
-# the events table's item formats (an event, recorded rejections) from each stream record.
-MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py"}
+# Those allowed to reach storage: the composition root builds the stores; the stream adapters decode
+# the events table's item formats (an event, recorded rejections, a deletion step) from each record.
+MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py", "forget/stream.py"}
 
 
 def imports(path: Path) -> set[str]:
@@ -59,6 +59,8 @@ def test_storage_and_models_import_no_stage() -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-def test_the_stream_adapter_uses_storage_only_to_decode() -> None:
+def test_the_stream_adapters_use_storage_only_to_decode() -> None:
     decoders = {"tracking.storage.events", "tracking.storage.rejections"}  # events, recorded rejections
     assert {i for i in modules()["aggregate/stream.py"] if i.startswith(AWS)} == decoders
+    steps = {"tracking.storage.events", "tracking.storage.deletions"}  # the kind, a deletion step
+    assert {i for i in modules()["forget/stream.py"] if i.startswith(AWS)} == steps

@@ -143,6 +143,7 @@ _TEXT_REPLIES = {
     "csv": {"text/csv": {"schema": {"type": "string"}}},
     "html": {"text/html": {"schema": {"type": "string"}}},
     "json": {"application/json": {"schema": {"type": "object"}}},
+    "ndjson": {"application/x-ndjson": {"schema": {"type": "string"}}},
 }
 
 

@@ -9,6 +9,7 @@ from tracking.settings import Settings
 
 if TYPE_CHECKING:
     from tracking.aggregate.aggregator import Aggregator
+    from tracking.forget.service import Forgetter
     from tracking.ingest.service import IngestService
     from tracking.query.service import QueryService
     from tracking.storage.control import ControlStore
@@ -44,15 +45,24 @@ def aggregator(settings: Settings) -> Aggregator:
     from tracking.aggregate.aggregator import Aggregator  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.events import UserEvents  # noqa: PLC0415
+    from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
-    return Aggregator(AggregateStore(client(), settings.aggregates_table), control_store(settings))
+    return Aggregator(
+        AggregateStore(client(), settings.aggregates_table),
+        control_store(settings),
+        index=UserEvents(client(), settings.events_table, settings.retention_days),
+        refusals=RejectionStore(client(), settings.events_table),
+    )
 
 
 def query_service(settings: Settings) -> QueryService:
     from tracking.query.auth import ApiKeyAuth  # noqa: PLC0415
     from tracking.query.service import QueryService  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
+    from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.events import UserEvents  # noqa: PLC0415
     from tracking.storage.gateway import GatewayKeys  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
@@ -63,5 +73,22 @@ def query_service(settings: Settings) -> QueryService:
         aggregates=AggregateStore(client(), settings.aggregates_table),
         auth=ApiKeyAuth(admin_key, control),
         rejections=RejectionStore(client(), settings.events_table),
+        events=UserEvents(client(), settings.events_table, settings.retention_days),
+        deletions=DeletionStore(client(), settings.events_table),
         gateway=GatewayKeys(settings.api_usage_plan_id) if settings.api_usage_plan_id else None,
+    )
+
+
+def forgetter(settings: Settings) -> Forgetter:
+    from tracking.forget.service import Forgetter  # noqa: PLC0415
+    from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
+    from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.events import UserEvents  # noqa: PLC0415
+
+    return Forgetter(
+        DeletionStore(client(), settings.events_table),
+        UserEvents(client(), settings.events_table, settings.retention_days),
+        AggregateStore(client(), settings.aggregates_table),
+        cache_seconds=settings.config_cache_seconds,
     )

@@ -14,11 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from tracking.models.aggregates import (
     REJECTED_GROUP,
     AggregateKey,
     AggregateState,
+    Entry,
     Latest,
     RollupKey,
     RollupState,
@@ -27,13 +29,10 @@ from tracking.models.aggregates import (
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import Aggregation, PublishedConfig
 from tracking.models.rejections import RejectionRecord
+from tracking.models.request import is_client_named
 
 # A stream keeps records 24 h; a shard last applied longer ago than this can never be re-delivered.
 SHARD_MEMORY_MS = 26 * 3600 * 1000
-# Bounds that keep an aggregate item small (it is rewritten on every update, and billed per KB).
-ARRAY_MAX_VALUES = 50
-ARRAY_MAX_CHARS = 4000
-GROUP_MAX_DISTINCT = 50
 COUNTED_KINDS = frozenset({"track", "page", "screen"})
 
 
@@ -78,7 +77,19 @@ def group_of(event: CanonicalEvent) -> str:
 
 def _reset(state: AggregateState, reset_at: int) -> None:
     fresh = AggregateState.start(state.identity)
-    for name in ("count", "total", "numeric", "latest", "values", "values_total", "counts", "other", "first"):
+    for name in (
+        "count",
+        "total",
+        "numeric",
+        "latest",
+        "values",
+        "values_total",
+        "counts",
+        "other",
+        "first",
+        "first_at",
+        "last_at",
+    ):
         setattr(state, name, getattr(fresh, name))
     state.reset_at = reset_at
 
@@ -107,18 +118,33 @@ def fold(
             new.first = (shard, record.seq)
         _count(new, event, spec.aggregations)
     if changed:
-        new.applied[shard] = (last, now_ms)
-        new.applied = {
-            s: (seq, when)
-            for s, (seq, when) in new.applied.items()
-            if s == shard or now_ms - when < SHARD_MEMORY_MS
-        }
-        new.updated_at = now_ms
+        mark_applied(new, shard, last, now_ms)
     return new, changed
+
+
+class Guarded(Protocol):
+    """An item with a per-shard guard: an aggregate or a profile."""
+
+    applied: dict[str, tuple[int, int]]
+    updated_at: int
+
+
+def mark_applied(state: Guarded, shard: str, last: int, now_ms: int) -> None:
+    """Remember the shard's last applied sequence number; forget shards quiet for SHARD_MEMORY_MS."""
+    state.applied[shard] = (last, now_ms)
+    state.applied = {
+        s: (seq, when)
+        for s, (seq, when) in state.applied.items()
+        if s == shard or now_ms - when < SHARD_MEMORY_MS
+    }
+    state.updated_at = now_ms
 
 
 def _count(state: AggregateState, event: CanonicalEvent, aggregations: Iterable[Aggregation]) -> None:
     state.count += 1
+    state.seen(event.event_time)
+    if is_client_named(event.event_id):
+        state.pending_ids.append((event.event_id, event.event_time))
     value = event.value
     if value is None:
         return
@@ -132,23 +158,9 @@ def _count(state: AggregateState, event: CanonicalEvent, aggregations: Iterable[
             if state.latest is None or candidate.rank() > state.latest.rank():
                 state.latest = candidate
         elif aggregation == "array":
-            state.values.append(value)
-            state.values_total += 1
-            _bound_values(state)
+            state.add_value(Entry(value, event.event_time, event.event_id))
         elif aggregation == "group_array":
-            name = group_key(value)
-            if name in state.counts or len(state.counts) < GROUP_MAX_DISTINCT:
-                state.counts[name] = state.counts.get(name, 0) + 1
-            else:
-                state.other += 1
-
-
-def _bound_values(state: AggregateState) -> None:
-    """Keep the most recent values, at most ARRAY_MAX_VALUES and ARRAY_MAX_CHARS of them."""
-    while len(state.values) > ARRAY_MAX_VALUES:
-        state.values.pop(0)
-    while len(state.values) > 1 and sum(len(str(v)) for v in state.values) > ARRAY_MAX_CHARS:
-        state.values.pop(0)
+            state.count_group(group_key(value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.fold import StreamEvent
-from tracking.storage.events import REJECTED_KIND, event_from_values
+from tracking.storage.events import DELETION_KIND, INDEX_KIND, REJECTED_KIND, event_from_values
 from tracking.storage.rejections import record_from_values
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ def decode(record: DynamoDBRecord) -> StreamEvent:
     if stream is None or stream.raw_event.get("NewImage") is None:
         raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
     image = stream.new_image
+    if image.get("kind") in (INDEX_KIND, DELETION_KIND):  # not events: nothing to count
+        return StreamEvent(sequence_number(record), name, None)
     if image.get("kind") == REJECTED_KIND:
         return StreamEvent(sequence_number(record), name, None, rejected=record_from_values(image))
     return StreamEvent(sequence_number(record), name, event_from_values(image))

@@ -1,5 +1,5 @@
-"""Plugin configs as ingest reads them: a short-lived cache, so a publish takes effect within
-``CONFIG_CACHE_SECONDS`` on every container without a read per request."""
+"""Plugin configs as ingest reads them: a short-lived cache, so a publish (or a suppression) takes
+effect within ``CONFIG_CACHE_SECONDS`` on every container without a read per request."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any, Protocol, TypeVar
 
 from tracking.errors import ValidationFailed
 from tracking.models.config import PublishedConfig
+from tracking.models.people import People
 
 T = TypeVar("T")
 
 
 class ConfigReader(Protocol):
-    def get_config(self, plugin_id: str) -> PublishedConfig | None: ...
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
     def plugin_for_write_key(self, write_key: str) -> str | None: ...
 
 
@@ -43,7 +44,11 @@ class PluginDirectory:
         return value
 
     def config(self, plugin_id: str) -> PublishedConfig | None:
-        return self._cached("config", plugin_id, self._store.get_config)
+        return self._cached("plugin", plugin_id, self._store.get_plugin)[0]
+
+    def people(self, plugin_id: str) -> People:
+        """The plugin's suppressed ids (read with its config: no read of its own)."""
+        return self._cached("plugin", plugin_id, self._store.get_plugin)[1]
 
     def plugin_for_write_key(self, write_key: str) -> str | None:
         return self._cached("writekey", write_key, self._store.plugin_for_write_key)

@@ -86,10 +86,20 @@ class IngestService:
 
     def _stored(self, events: list[CanonicalEvent], info: RequestInfo) -> Outcome:
         """One call's event, stored once (a repeat of a stored one is not stored again)."""
-        self._before_writing(info)
-        for event in events:
+        kept = self._unsuppressed(events)
+        if kept:
+            self._before_writing(info)
+        for event in kept:
             self._sink.put(event)
         return Outcome(accepted=len(events))
+
+    def _unsuppressed(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
+        """The events of ids nobody asked to forget: a suppressed id's calls are answered as if stored
+        (so its clients do not retry) and leave nothing behind."""
+        if not events:
+            return events
+        people = self._directory.people(events[0].plugin_id)
+        return [e for e in events if not people.suppresses(e.user_id, e.anonymous_id, e.previous_id)]
 
     def widget(self, payload: dict[str, Any], info: RequestInfo) -> Outcome:
         claimed = widget.plugin_id_hint(payload, self._default_plugin_id)
@@ -118,8 +128,10 @@ class IngestService:
         except ValidationFailed as error:
             self._rejections.record(plugin_id, "plugin", [refused(error, payload)])
             raise
-        self._before_writing(info)
-        self._sink.put_atomic(events)
+        kept = self._unsuppressed(events)
+        if kept:
+            self._before_writing(info)
+            self._sink.put_atomic(kept)
         return Outcome(accepted=len(events))
 
     def segment(
@@ -149,7 +161,9 @@ class IngestService:
             )
         events = segment.to_canonical(request, published.plugin_id, published.config, info)
         if route == "batch":
-            self._before_writing(info)
-            self._sink.put_all(events)
+            kept = self._unsuppressed(events)
+            if kept:
+                self._before_writing(info)
+                self._sink.put_all(kept)
             return Outcome(len(events), request.rejected)
         return self._stored(events, info)

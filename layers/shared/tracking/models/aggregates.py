@@ -7,10 +7,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tracking.models.canonical import Scalar
+from tracking.models.people import ProfileState
 
 AggregateKey = tuple[str, str, str]  # plugin, key, user
 RollupKey = tuple[str, str, str, str]  # plugin, day, key, group
 GROUP_KEY_MAX_CHARS = 200
+# Bounds that keep an aggregate item small (it is rewritten on every update, and billed per KB).
+ARRAY_MAX_VALUES = 50
+ARRAY_MAX_CHARS = 4000
+GROUP_MAX_DISTINCT = 50
+# Events the client named (keyed by their id, not in their user's partition) are listed on the
+# aggregate that counted them, for deletion and access; past this many the list moves to an index
+# item in the user's partition, so the aggregate stays small.
+PENDING_IDS_MAX = 16
 # The group slot of a rollup that counts refused calls instead of events (its key is the error code).
 REJECTED_GROUP = "rejected"
 
@@ -42,6 +51,18 @@ def decimal_text(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One value of an ``array``, with what orders it: event time, then event id."""
+
+    value: Scalar
+    at: int
+    event_id: str
+
+    def rank(self) -> tuple[int, str]:
+        return (self.at, self.event_id)
+
+
 @dataclass
 class AggregateState:
     plugin_id: str
@@ -55,11 +76,15 @@ class AggregateState:
     total: Decimal = Decimal(0)
     numeric: int = 0
     latest: Latest | None = None
-    values: list[Scalar] = field(default_factory=list)
+    values: list[Entry] = field(default_factory=list)  # in event-time order, the latest kept
     values_total: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     other: int = 0
     updated_at: int = 0
+    first_at: int | None = None  # event times of the first and last events counted
+    last_at: int | None = None
+    # Client-named events counted here and not yet moved to an index item: (event id, event time).
+    pending_ids: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
     def start(cls, key: AggregateKey) -> AggregateState:
@@ -76,6 +101,62 @@ class AggregateState:
 
     def is_first(self, shard: str, seq: int) -> bool:
         return self.first == (shard, seq)
+
+    def add_value(self, entry: Entry) -> None:
+        """Place a value by event time and keep the latest ones within the bounds: the same values
+        whatever order the events arrive in."""
+        self.values_total += 1
+        keep = self.values
+        position = len(keep)
+        while position and keep[position - 1].rank() > entry.rank():
+            position -= 1
+        keep.insert(position, entry)
+        bound_values(keep)
+
+    def count_group(self, name: str, times: int = 1) -> None:
+        if name in self.counts or len(self.counts) < GROUP_MAX_DISTINCT:
+            self.counts[name] = self.counts.get(name, 0) + times
+        else:
+            self.other += times
+
+    def seen(self, at: int) -> None:
+        self.first_at = at if self.first_at is None else min(self.first_at, at)
+        self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+
+def bound_values(values: list[Entry]) -> None:
+    """Drop the oldest values past ARRAY_MAX_VALUES, then past ARRAY_MAX_CHARS (the latest stays)."""
+    del values[: max(0, len(values) - ARRAY_MAX_VALUES)]
+    chars = sum(len(str(entry.value)) for entry in values)
+    while len(values) > 1 and chars > ARRAY_MAX_CHARS:
+        chars -= len(str(values.pop(0).value))
+
+
+def combine(states: list[AggregateState]) -> AggregateState:
+    """One key's aggregates of several ids of one person (a user and the anonymous ids linked to it)
+    read as one, by the contract's merge rules: counts and sums add, arrays interleave by event time,
+    the later string wins, group counts add. The first state names the result."""
+    head = states[0]
+    if len(states) == 1:
+        return head
+    merged = AggregateState(plugin_id=head.plugin_id, user_id=head.user_id, key=head.key)
+    for state in states:
+        merged.count += state.count
+        merged.total += state.total
+        merged.numeric += state.numeric
+        if state.latest is not None and (merged.latest is None or state.latest.rank() > merged.latest.rank()):
+            merged.latest = state.latest
+        merged.values_total += state.values_total
+        for name, times in state.counts.items():
+            merged.count_group(name, times)
+        merged.other += state.other
+        for at in (state.first_at, state.last_at):
+            if at is not None:
+                merged.seen(at)
+        merged.updated_at = max(merged.updated_at, state.updated_at)
+    merged.values = sorted((entry for state in states for entry in state.values), key=Entry.rank)
+    bound_values(merged.values)
+    return merged
 
 
 @dataclass
@@ -95,7 +176,23 @@ class RollupState:
     revenue: Decimal = Decimal(0)
 
 
+# One id's aggregates and its profile, as a query of its items returns them.
+UserItems = tuple[list[AggregateState], ProfileState | None]
+
+
 @dataclass
 class UsersPage:
     users: dict[str, list[AggregateState]]  # in user order
     more: bool  # the plugin has users after these
+    profiles: dict[str, ProfileState] = field(default_factory=dict)
+
+    def add(self, item: AggregateState | ProfileState) -> None:
+        states = self.users.setdefault(item.user_id, [])
+        if isinstance(item, ProfileState):
+            self.profiles[item.user_id] = item
+        else:
+            states.append(item)
+
+    def drop(self, user_id: str) -> None:
+        self.users.pop(user_id, None)
+        self.profiles.pop(user_id, None)

@@ -9,6 +9,8 @@ from typing import Any
 
 USER_AGENT_MAX = 1024
 URL_MAX = 2048
+# Keys join identifiers with a control character, which identifiers may not contain.
+SEP = "\x1f"
 # Event ids this service generates start so; a client's own ids (``m:``, ``o:``, ``h:``) never do.
 GENERATED_PREFIX = "g:"
 # An event id is a DynamoDB sort key: at most 1,024 bytes of UTF-8.
@@ -36,6 +38,12 @@ class RequestInfo:
         if self.referer:
             context["referer"] = self.referer[:URL_MAX]
         return context
+
+
+def is_client_named(event_id: str) -> bool:
+    """An event the client named (its messageId, order, content digest) is keyed by that id within
+    its plugin; the others, by this service's ids, sit in their user's partition."""
+    return not event_id.startswith(GENERATED_PREFIX)
 
 
 def client_event_id(prefix: str, chosen: str) -> str:

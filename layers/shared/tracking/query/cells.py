@@ -41,8 +41,11 @@ def cell(state: AggregateState, aggregation: Aggregation) -> dict[str, Any] | No
     if aggregation == "array":
         if not state.values_total:
             return None
-        shown = ", ".join(display_scalar(v) for v in state.values)
-        result: dict[str, Any] = {"value": [json_scalar(v) for v in state.values], "display": shown}
+        shown = ", ".join(display_scalar(entry.value) for entry in state.values)
+        result: dict[str, Any] = {
+            "value": [json_scalar(entry.value) for entry in state.values],
+            "display": shown,
+        }
         if state.values_total > len(state.values):
             # Only the most recent values are kept; say so rather than pretend the list is whole.
             result.update(
@@ -53,7 +56,8 @@ def cell(state: AggregateState, aggregation: Aggregation) -> dict[str, Any] | No
     total = sum(state.counts.values()) + state.other
     if not total:
         return None
-    ordered = sorted(state.counts.items(), key=lambda item: -item[1])  # stable: first seen first on ties
+    # Most frequent first, ties by value: the same whatever order the events (or ids) came in.
+    ordered = sorted(state.counts.items(), key=lambda item: (-item[1], item[0]))
     parts = [f"{name} {count}" for name, count in ordered]
     value: dict[str, Any] = {"total": total, "counts": dict(ordered)}
     if state.other:

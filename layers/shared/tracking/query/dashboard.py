@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -16,9 +16,11 @@ from tracking.errors import ValidationFailed
 from tracking.models.aggregates import REJECTED_GROUP, AggregateState, RollupState, UsersPage
 from tracking.models.canonical import is_identifier
 from tracking.models.config import Aggregation, PublishedConfig, TrackedKey
+from tracking.models.people import ProfileState, TraitValue
 from tracking.models.rejections import RecordedRejection, RejectionRecord, RejectionsPage
 from tracking.query.cells import cell, current, json_number
 from tracking.query.cursors import decode_cursor, encode_cursor
+from tracking.query.people import Gathered, PeopleReader, combined, gather
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -32,13 +34,14 @@ CSV_BUDGET_BYTES = 5_000_000  # of the answer as Lambda sends it (6 MB at most),
 ROWS_BUDGET_BYTES = 5_000_000  # likewise for a page of rows
 
 
-class Reader(Protocol):
+class Reader(PeopleReader, Protocol):
     def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage: ...
     def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]: ...
     def has_rollups(self, plugin_id: str) -> bool: ...
-    def users(
-        self, plugin_id: str, after_user: str | None = None
-    ) -> Iterator[tuple[str, list[AggregateState]]]: ...
+    def users(self, plugin_id: str, after_user: str | None = None) -> Iterator[UsersPage]: ...
+    def user_items(
+        self, plugin_id: str, user_id: str
+    ) -> tuple[list[AggregateState], ProfileState | None]: ...
 
 
 def columns(published: PublishedConfig, lang: str | None) -> list[dict[str, Any]]:
@@ -89,15 +92,29 @@ def row_values(
     *,
     declared_only: bool,
 ) -> dict[str, dict[str, Any]]:
+    """A row's cells from the aggregates of every id of one person (combined per key, only those
+    counted since their key's last reset)."""
     values = {}
-    for state in states:
+    for state in combined(s for s in states if current(s, published)):
         if declared_only and published.config.tracked_key(state.key) is None:
             continue
-        if current(state, published):
-            shown = cell(state, aggregation_for(published, state.key, chosen))
-            if shown is not None:
-                values[state.key] = shown
+        shown = cell(state, aggregation_for(published, state.key, chosen))
+        if shown is not None:
+            values[state.key] = shown
     return values
+
+
+def person_states(
+    reader: Reader, plugin_id: str, user_id: str, states: list[AggregateState], profile: ProfileState | None
+) -> tuple[list[AggregateState], Gathered | None] | None:
+    """A listed id's states as its row shows them: None for an id linked into another user (its
+    counts show on that user's row); with every linked id's states for a user others were linked to."""
+    if profile is None:
+        return states, None
+    if profile.merged_into is not None:
+        return None
+    gathered = gather(reader, plugin_id, user_id, states, profile)
+    return gathered.all_states(), gathered
 
 
 def encode_user_cursor(user_id: str) -> str:
@@ -148,10 +165,11 @@ def rows(
     last_seen: str | None = None
     size = 0
     users = list(page.users.items())
-    for user_id, states in users:
+    for user_id, own in users:
         if len(result) == limit:
             break
-        values = row_values(states, published, chosen, declared_only=True)
+        found = person_states(reader, plugin_id, user_id, own, page.profiles.get(user_id))
+        values = row_values(found[0], published, chosen, declared_only=True) if found else {}
         if values:
             row = {"user_id": user_id, "values": values}
             # The row as the reply's JSON text, then as Lambda escapes that text in its answer.
@@ -183,10 +201,12 @@ def export_csv(
     chosen: Mapping[str, Aggregation],
     cursor: str | None = None,
     budget_bytes: int = CSV_BUDGET_BYTES,
+    trait_names: Sequence[str] = (),
 ) -> tuple[str, str | None]:
-    """Every user as an RFC 4180 CSV row (CRLF, quoted where needed), one column per key, reading
-    the plugin's aggregates once; past the response budget the rest is one request away (the
-    returned cursor)."""
+    """Every user as an RFC 4180 CSV row (CRLF, quoted where needed), one column per key, then one per
+    trait the plugin's profiles hold, reading the plugin's aggregates once (and, for a user others
+    were linked to, theirs); past the response budget the rest is one request away (the returned
+    cursor)."""
     keys: list[TrackedKey] = list(published.config.tracking.events)
     parts: list[str] = []
     size = 0
@@ -198,15 +218,30 @@ def export_csv(
 
     if cursor is None:
         # The byte order mark lets spreadsheet programs read UTF-8 (emoji included).
-        add("\ufeff" + csv_line(["user_id", *(_csv_cell(k.label(lang)) for k in keys)]))
-    for user_id, states in reader.users(published.plugin_id, decode_user_cursor(cursor)):
-        values = row_values(states, published, chosen, declared_only=True)
+        header = ["user_id", *(k.label(lang) for k in keys), *(f"traits.{name}" for name in trait_names)]
+        add("\ufeff" + csv_line([_csv_cell(name) for name in header]))
+    for page in reader.users(published.plugin_id, decode_user_cursor(cursor)):
+        ((user_id, own),) = page.users.items()
+        found = person_states(reader, published.plugin_id, user_id, own, page.profiles.get(user_id))
+        values = row_values(found[0], published, chosen, declared_only=True) if found else {}
         if values:
-            cells = (_csv_cell(values.get(k.key, {}).get("display", "")) for k in keys)
-            add(csv_line([_csv_cell(user_id), *cells]))
+            cells = [values.get(k.key, {}).get("display", "") for k in keys]
+            if trait_names:
+                gathered = found[1] if found else None
+                traits = gathered.person().traits if gathered else _own_traits(page.profiles.get(user_id))
+                cells += [_trait_text(traits[name].value) if name in traits else "" for name in trait_names]
+            add(csv_line([_csv_cell(user_id), *(_csv_cell(text) for text in cells)]))
         if size > budget_bytes:
             return "".join(parts), encode_user_cursor(user_id)
     return "".join(parts), None
+
+
+def _own_traits(profile: ProfileState | None) -> dict[str, TraitValue]:
+    return profile.traits if profile else {}
+
+
+def _trait_text(value: Any) -> str:
+    return value if isinstance(value, str) else dumps_compact(value)
 
 
 def csv_line(cells: list[str]) -> str:

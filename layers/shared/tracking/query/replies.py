@@ -104,3 +104,25 @@ class Summary(Reply):
     ab_test: dict[str, AbGroup]
     revenue_eur: int | float
     rejected: dict[str, int] = Field(description="calls refused in these days, per error code")
+
+
+class Person(Row):
+    """One user's row and profile: ``user_id`` is the user the asked id belongs to."""
+
+    merged_into: str | None = absent_if_none(description="set when the asked id was linked into this user")
+    traits: dict[str, Any] = Field(description="each trait's latest value by event time")
+    anonymous_ids: list[str] = Field(description="ids linked into this user")
+    groups: dict[str, dict[str, Any]] = Field(description="group ids with their traits")
+    first_seen: str | None = Field(description="ISO 8601, UTC")
+    last_seen: str | None = Field(description="ISO 8601, UTC")
+
+
+class Deletion(Reply):
+    deletion_id: str
+    status: Literal["pending", "done"]
+    removed: dict[str, int] | None = absent_if_none(description="what was removed so far")
+
+
+class Suppression(Reply):
+    user_id: str
+    suppressed: bool

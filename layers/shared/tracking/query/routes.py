@@ -6,26 +6,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from importlib import resources
+from typing import Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
+from tracking.errors import ValidationFailed
 from tracking.http import QueryParam, header, json_response, new_resolver, operation, path_param, read_body
 from tracking.models.config import PluginConfig
 from tracking.payloads import parse_json, parse_json_object
+from tracking.query import people
 from tracking.query.replies import (
     Column,
     Columns,
     CreatedKey,
+    Deletion,
     Health,
     PluginEntry,
     Plugins,
     Published,
     RecordedRejectionReply,
     Rejections,
-    Row,
     Rows,
     Summary,
+    Suppression,
 )
+from tracking.query.replies import Person as PersonReply
 from tracking.query.service import QueryService
 
 CONFIG_MAX_BYTES = 256 * 1024
@@ -50,6 +55,7 @@ def create_query_app(service: QueryService) -> APIGatewayRestResolver:
     app = new_resolver()
     _admin_routes(app, service)
     _dashboard_routes(app, service)
+    _people_routes(app, service)
     _public_routes(app)
     return app
 
@@ -142,12 +148,30 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
 
     @app.get(
         "/v1/plugins/<plugin_id>/users/<user_id>",
-        **operation("One user's row", "dashboard", api_key=True, query=(AGGREGATION,), reply=Row),
+        **operation(
+            "One user's row and profile (any of their ids)",
+            "dashboard",
+            api_key=True,
+            query=(AGGREGATION,),
+            reply=PersonReply,
+        ),
     )
     def get_user(plugin_id: str, user_id: str) -> Response[str]:
-        user_id = path_param(user_id)
-        values = service.user(_api_key(app), path_param(plugin_id), user_id, params())
-        return json_response(200, Row.model_validate({"user_id": user_id, "values": values}))
+        view = service.user(_api_key(app), path_param(plugin_id), path_param(user_id), params())
+        person = view.person
+        reply = PersonReply.model_validate(
+            {
+                "user_id": view.user_id,
+                "values": view.values,
+                "merged_into": view.user_id if view.asked != view.user_id else None,
+                "traits": people.traits_out(person.traits),
+                "anonymous_ids": person.anonymous_ids,
+                "groups": {gid: people.traits_out(traits) for gid, traits in sorted(person.groups.items())},
+                "first_seen": iso_time(person.first_at) if person.first_at is not None else None,
+                "last_seen": iso_time(person.last_at) if person.last_at is not None else None,
+            }
+        )
+        return json_response(200, reply)
 
     @app.get(
         "/v1/plugins/<plugin_id>/export.csv",
@@ -210,6 +234,69 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         chatbot = query.get("chatbot_id", "")
         summary = service.summary(_api_key(app), chatbot, query.get("from"), query.get("to"))
         return json_response(200, Summary.model_validate(summary))
+
+
+def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
+    @app.get(
+        "/v1/plugins/<plugin_id>/users/<user_id>/events",
+        **operation(
+            "Every stored event of the user, their linked ids included, as NDJSON in event-time order",
+            "admin",
+            api_key=True,
+            query=(QueryParam("cursor", "X-Next-Cursor of the previous page"),),
+            reply="ndjson",
+        ),
+    )
+    def get_user_events(plugin_id: str, user_id: str) -> Response[str]:
+        cursor = app.current_event.query_string_parameters.get("cursor")
+        text, following = service.user_events(
+            _api_key(app), path_param(plugin_id), path_param(user_id), cursor
+        )
+        headers = {"X-Next-Cursor": following} if following else {}
+        return Response(200, "application/x-ndjson; charset=utf-8", text, headers)
+
+    @app.delete(
+        "/v1/plugins/<plugin_id>/users/<user_id>",
+        **operation(
+            "Forget a user and their linked ids (then suppress them unless suppress=false)",
+            "admin",
+            api_key=True,
+            query=(QueryParam("suppress", "false: do not suppress later calls", {"type": "boolean"}),),
+            status=202,
+            reply=Deletion,
+        ),
+    )
+    def delete_user(plugin_id: str, user_id: str) -> Response[str]:
+        raw = app.current_event.query_string_parameters.get("suppress", "true")
+        if raw not in ("true", "false"):
+            raise ValidationFailed("Invalid suppress", [{"field": "suppress", "message": "true or false"}])
+        step = service.forget(_api_key(app), path_param(plugin_id), path_param(user_id), raw == "true")
+        return json_response(202, Deletion(deletion_id=step.deletion_id, status="pending"))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/deletions/<deletion_id>",
+        **operation("A deletion's progress", "admin", api_key=True, reply=Deletion),
+    )
+    def get_deletion(plugin_id: str, deletion_id: str) -> Response[str]:
+        step = service.deletion(_api_key(app), path_param(plugin_id), path_param(deletion_id))
+        removed = {
+            "events": step.removed_events,
+            "aggregates": step.removed_aggregates,
+            "profiles": step.removed_profiles,
+        }
+        status: Literal["pending", "done"] = "done" if step.done else "pending"
+        return json_response(200, Deletion(deletion_id=step.deletion_id, status=status, removed=removed))
+
+    @app.delete(
+        "/v1/plugins/<plugin_id>/suppressions/<user_id>",
+        **operation(
+            "Lift a suppression: the id's calls count again", "admin", api_key=True, reply=Suppression
+        ),
+    )
+    def lift_suppression(plugin_id: str, user_id: str) -> Response[str]:
+        user_id = path_param(user_id)
+        service.lift_suppression(_api_key(app), path_param(plugin_id), user_id)
+        return json_response(200, Suppression(user_id=user_id, suppressed=False))
 
 
 def _public_routes(app: APIGatewayRestResolver) -> None:

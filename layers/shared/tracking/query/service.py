@@ -4,30 +4,48 @@ reads, each behind the API key that may do it. Routes translate HTTP into one ca
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tracking.errors import NotFound, Unavailable, ValidationFailed, validate
-from tracking.models.aggregates import AggregateState
 from tracking.models.canonical import is_identifier
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey
 from tracking.models.failures import ConfigChanged, WriteKeyTaken
+from tracking.models.people import DeletionStep, People, Person, new_deletion_id, suppression_hash
 from tracking.models.rejections import RejectionsPage
-from tracking.query import dashboard
+from tracking.query import access, dashboard, people
 from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
 
 
 class ControlStore(Protocol):
     def get_config(self, plugin_id: str) -> PublishedConfig | None: ...
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
+    def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
+    def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None: ...
     def list_plugins(self) -> list[str]: ...
     def save_dashboard_key(self, key: DashboardKey) -> None: ...
 
 
 class AggregateReader(dashboard.Reader, Protocol):
-    def user_aggregates(self, plugin_id: str, user_id: str) -> list[AggregateState]: ...
+    pass
+
+
+class Deletions(Protocol):
+    def write_step(self, step: DeletionStep) -> None: ...
+    def latest(self, plugin_id: str, deletion_id: str) -> DeletionStep | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """One person's row and profile, for the id asked about."""
+
+    asked: str
+    user_id: str
+    values: dict[str, dict[str, Any]]
+    person: Person
 
 
 class GatewayKeys(Protocol):
@@ -63,11 +81,15 @@ class QueryService:
         auth: ApiKeyAuth,
         rejections: dashboard.RejectionReader,
         *,
+        events: access.EventsReader,
+        deletions: Deletions,
         gateway: GatewayKeys | None = None,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         self._control = control
         self._aggregates = aggregates
+        self._events = events
+        self._deletions = deletions
         self._rejections = rejections
         self._auth = auth
         self._gateway = gateway
@@ -144,12 +166,15 @@ class QueryService:
 
     def readable(self, api_key: str | None, raw_plugin: str) -> PublishedConfig:
         """The plugin's config, for a caller allowed to read it (404 if it has none)."""
+        return self._readable(api_key, raw_plugin)[0]
+
+    def _readable(self, api_key: str | None, raw_plugin: str) -> tuple[PublishedConfig, People]:
         plugin_id = plugin_id_of(raw_plugin)
         self._auth.reader(api_key, plugin_id)
-        published = self._control.get_config(plugin_id)
+        published, people_lists = self._control.get_plugin(plugin_id)
         if published is None:
             raise NotFound(f"Plugin {plugin_id!r} has no published config")
-        return published
+        return published, people_lists
 
     def columns(self, api_key: str | None, raw_plugin: str, lang: str | None) -> list[dict[str, Any]]:
         return dashboard.columns(self.readable(api_key, raw_plugin), lang)
@@ -160,25 +185,74 @@ class QueryService:
         limit = dashboard.parse_limit(params.get("limit"))
         return dashboard.rows(self._aggregates, published, params.get("cursor"), limit, chosen)
 
-    def user(
-        self, api_key: str | None, raw_plugin: str, user_id: str, params: Mapping[str, str]
-    ) -> dict[str, dict[str, Any]]:
-        """One user's values: every key with data, declared or not (404 when there is none)."""
+    def user(self, api_key: str | None, raw_plugin: str, user_id: str, params: Mapping[str, str]) -> UserView:
+        """One person's values (every key with data, declared or not) and profile, for any of their
+        ids: an id linked into a user answers that user's (404 when nothing is known of it)."""
         published = self.readable(api_key, raw_plugin)
         chosen = dashboard.chosen_aggregations(published, params)
-        states = (
-            self._aggregates.user_aggregates(published.plugin_id, user_id) if is_identifier(user_id) else []
+        if not is_identifier(user_id):
+            raise NotFound(f"Nothing tracked for user {user_id!r}")
+        root, gathered = people.person_of(self._aggregates, published.plugin_id, user_id)
+        values = dashboard.row_values(gathered.all_states(), published, chosen, declared_only=False)
+        if not values and not gathered.profiles:
+            raise NotFound(f"Nothing tracked for user {user_id!r}")
+        return UserView(user_id, root, values, gathered.person())
+
+    def user_events(
+        self, api_key: str | None, raw_plugin: str, user_id: str, cursor: str | None
+    ) -> tuple[str, str | None]:
+        """The right of access: a page of every stored event of the person (admin key only)."""
+        plugin_id = self.managed(api_key, raw_plugin)
+        if not is_identifier(user_id):
+            raise NotFound(f"Nothing tracked for user {user_id!r}")
+        _, gathered = people.person_of(self._aggregates, plugin_id, user_id)
+        return access.access_page(self._events, plugin_id, gathered, cursor)
+
+    def forget(self, api_key: str | None, raw_plugin: str, user_id: str, suppress: bool) -> DeletionStep:
+        """Start forgetting an id and every id linked into it: suppressed at once (unless asked not
+        to), removed by the forget function step by step."""
+        plugin_id = self.managed(api_key, raw_plugin)
+        if not is_identifier(user_id):
+            raise NotFound(f"Nothing tracked for user {user_id!r}")
+        states, profile = self._aggregates.user_items(plugin_id, user_id)
+        gathered = people.gather(self._aggregates, plugin_id, user_id, states, profile)
+        ids = tuple(gathered.ids)
+        if suppress:
+            self._control.suppress(plugin_id, [suppression_hash(i) for i in ids])
+        step = DeletionStep(
+            plugin_id=plugin_id,
+            deletion_id=new_deletion_id(),
+            step=0,
+            user_id=user_id,
+            ids=ids,
+            requested_at=self._clock(),
+            suppress=suppress,
+            merged_into=profile.merged_into if profile else None,
         )
-        values = dashboard.row_values(states, published, chosen, declared_only=False)
-        if not values:
-            raise NotFound(f"No tracked events for user {user_id!r}")
-        return values
+        self._deletions.write_step(step)
+        return step
+
+    def deletion(self, api_key: str | None, raw_plugin: str, deletion_id: str) -> DeletionStep:
+        plugin_id = self.managed(api_key, raw_plugin)
+        found = self._deletions.latest(plugin_id, deletion_id) if is_identifier(deletion_id) else None
+        if found is None:
+            raise NotFound(f"No deletion {deletion_id!r}")
+        return found
+
+    def lift_suppression(self, api_key: str | None, raw_plugin: str, user_id: str) -> None:
+        plugin_id = self.managed(api_key, raw_plugin)
+        self._control.lift_suppression(plugin_id, [suppression_hash(user_id)])
 
     def export(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> CsvPart:
-        published = self.readable(api_key, raw_plugin)
+        published, people_lists = self._readable(api_key, raw_plugin)
         chosen = dashboard.chosen_aggregations(published, params)
         text, cursor = dashboard.export_csv(
-            self._aggregates, published, lang=params.get("lang"), chosen=chosen, cursor=params.get("cursor")
+            self._aggregates,
+            published,
+            lang=params.get("lang"),
+            chosen=chosen,
+            cursor=params.get("cursor"),
+            trait_names=people_lists.trait_names,
         )
         return CsvPart(published.plugin_id, text, cursor)
 

@@ -7,6 +7,7 @@ range is one query. Every write is a conditional put on the item's version (opti
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
@@ -14,17 +15,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tracking.compact import dumps_compact
 from tracking.models.aggregates import (
     AggregateKey,
     AggregateState,
+    Entry,
     Latest,
     RollupKey,
     RollupState,
     UsersPage,
 )
 from tracking.models.failures import Conflict, StorageUnavailable
+from tracking.models.people import ProfileState, TraitValue
+from tracking.models.request import SEP
 from tracking.storage.dynamo import (
     AttributeValue,
+    batch_delete,
     error_code,
     from_item,
     query,
@@ -32,7 +38,6 @@ from tracking.storage.dynamo import (
     to_attr,
     to_item,
 )
-from tracking.storage.events import SEP
 
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
@@ -44,6 +49,14 @@ def aggregate_pk(plugin_id: str) -> str:
 
 def aggregate_sk(user_id: str, key: str) -> str:
     return f"{user_id}{SEP}{key}"
+
+
+def profile_sk(user_id: str) -> str:
+    """A profile sorts first among its id's items (no key starts with the separator)."""
+    return f"{user_id}{SEP}{SEP}profile"
+
+
+PROFILE_KIND = "profile"
 
 
 def rollup_pk(plugin_id: str) -> str:
@@ -89,7 +102,12 @@ def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
             "event_id": state.latest.event_id,
         }
     if state.values_total:
-        values["values"], values["values_total"] = state.values, state.values_total
+        values["values"] = [[entry.value, entry.at, entry.event_id] for entry in state.values]
+        values["values_total"] = state.values_total
+    if state.first_at is not None:
+        values["first_at"], values["last_at"] = state.first_at, state.last_at
+    if state.pending_ids:
+        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
     if state.counts or state.other:
         # Pairs, not a map: a map key may not be empty, a tracked value may.
         values["counts"] = [[name, count] for name, count in state.counts.items()]
@@ -113,12 +131,86 @@ def aggregate_from_item(item: dict[str, AttributeValue]) -> AggregateState:
         total=values.get("total", Decimal(0)),
         numeric=int(values.get("numeric", 0)),
         latest=Latest(_scalar(latest["value"]), int(latest["at"]), latest["event_id"]) if latest else None,
-        values=[_scalar(v) for v in values.get("values", [])],
+        values=[_entry(v) for v in values.get("values", [])],
         values_total=int(values.get("values_total", 0)),
         counts={name: int(count) for name, count in values.get("counts", [])},
         other=int(values.get("other", 0)),
         updated_at=int(values.get("updated_at", 0)),
+        first_at=_optional_int(values.get("first_at")),
+        last_at=_optional_int(values.get("last_at")),
+        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
     )
+
+
+def _entry(stored: Any) -> Entry:
+    """An array value as stored: [value, event time, event id]; a bare value from before times were
+    kept reads as the oldest."""
+    if isinstance(stored, list) and len(stored) == 3:
+        return Entry(_scalar(stored[0]), int(stored[1]), str(stored[2]))
+    return Entry(_scalar(stored), 0, "")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def profile_to_item(state: ProfileState) -> dict[str, AttributeValue]:
+    values: dict[str, Any] = {
+        "pk": aggregate_pk(state.plugin_id),
+        "sk": profile_sk(state.user_id),
+        "kind": PROFILE_KIND,
+        "plugin_id": state.plugin_id,
+        "user_id": state.user_id,
+        "version": state.version,
+        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
+        "updated_at": state.updated_at,
+    }
+    # Traits are any JSON a client sent: kept as JSON text (a map could not hold an empty name).
+    if state.traits:
+        values["traits"] = dumps_compact(_traits_out(state.traits))
+    if state.groups:
+        values["groups"] = dumps_compact({gid: _traits_out(traits) for gid, traits in state.groups.items()})
+    if state.anonymous_ids:
+        values["anonymous_ids"] = state.anonymous_ids
+    if state.merged_into is not None:
+        values["merged_into"] = state.merged_into
+    if state.first_at is not None:
+        values["first_at"], values["last_at"] = state.first_at, state.last_at
+    if state.pending_ids:
+        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
+    return to_item(values)
+
+
+def _traits_out(traits: dict[str, TraitValue]) -> dict[str, list[Any]]:
+    return {name: [t.value, t.at, t.event_id] for name, t in traits.items()}
+
+
+def _traits_in(stored: dict[str, list[Any]]) -> dict[str, TraitValue]:
+    return {name: TraitValue(value, int(at), str(event_id)) for name, (value, at, event_id) in stored.items()}
+
+
+def profile_from_values(values: dict[str, Any]) -> ProfileState:
+    groups = json.loads(values["groups"]) if "groups" in values else {}
+    return ProfileState(
+        plugin_id=values["plugin_id"],
+        user_id=values["user_id"],
+        version=int(values["version"]),
+        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
+        traits=_traits_in(json.loads(values["traits"])) if "traits" in values else {},
+        groups={gid: _traits_in(traits) for gid, traits in groups.items()},
+        anonymous_ids=list(values.get("anonymous_ids", [])),
+        merged_into=values.get("merged_into"),
+        first_at=_optional_int(values.get("first_at")),
+        last_at=_optional_int(values.get("last_at")),
+        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
+        updated_at=int(values.get("updated_at", 0)),
+    )
+
+
+def _parse(item: dict[str, AttributeValue]) -> AggregateState | ProfileState:
+    if item.get("kind", {}).get("S") == PROFILE_KIND:
+        return profile_from_values(from_item(item))
+    return aggregate_from_item(item)
 
 
 def _scalar(value: Any) -> Any:
@@ -171,10 +263,16 @@ class AggregateStore:
         self._sleep = sleep
 
     def load(
-        self, aggregates: Iterable[AggregateKey], rollups: Iterable[RollupKey], shard: str
-    ) -> tuple[dict[AggregateKey, AggregateState], dict[RollupKey, RollupState]]:
-        """The stored states of these aggregates and of this shard's rollups (missing ones absent),
-        read consistently in as few requests as BatchGetItem allows."""
+        self,
+        aggregates: Iterable[AggregateKey],
+        rollups: Iterable[RollupKey],
+        shard: str,
+        profiles: Iterable[tuple[str, str]] = (),
+    ) -> tuple[
+        dict[AggregateKey, AggregateState], dict[RollupKey, RollupState], dict[tuple[str, str], ProfileState]
+    ]:
+        """The stored states of these aggregates, of this shard's rollups and of these (plugin, id)
+        profiles (missing ones absent), read consistently in as few requests as BatchGetItem allows."""
         wanted: dict[tuple[str, str], tuple[str, Any]] = {}
         for key in aggregates:
             item_key = _aggregate_item_key(key)
@@ -182,15 +280,20 @@ class AggregateStore:
         for rollup in rollups:
             item_key = _rollup_item_key(rollup, shard)
             wanted[(item_key["pk"]["S"], item_key["sk"]["S"])] = ("rollup", rollup)
+        for plugin_id, user_id in profiles:
+            wanted[(aggregate_pk(plugin_id), profile_sk(user_id))] = ("profile", (plugin_id, user_id))
         found_aggregates: dict[AggregateKey, AggregateState] = {}
         found_rollups: dict[RollupKey, RollupState] = {}
+        found_profiles: dict[tuple[str, str], ProfileState] = {}
         for item in self._batch_get([{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in wanted]):
             kind, key = wanted[(item["pk"]["S"], item["sk"]["S"])]
             if kind == "aggregate":
                 found_aggregates[key] = aggregate_from_item(item)
-            else:
+            elif kind == "rollup":
                 found_rollups[key] = rollup_from_item(item)
-        return found_aggregates, found_rollups
+            else:
+                found_profiles[key] = profile_from_values(from_item(item))
+        return found_aggregates, found_rollups, found_profiles
 
     def _batch_get(self, keys: list[dict[str, AttributeValue]]) -> Iterator[dict[str, AttributeValue]]:
         for start in range(0, len(keys), BATCH_GET_MAX):
@@ -215,11 +318,25 @@ class AggregateStore:
             )
         return aggregate_from_item(answer["Item"]) if "Item" in answer else None
 
-    def save(self, state: AggregateState | RollupState) -> None:
+    def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None:
+        with storage_errors("read profile"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": aggregate_pk(plugin_id), "sk": profile_sk(user_id)}),
+                ConsistentRead=True,
+            )
+        return profile_from_values(from_item(answer["Item"])) if "Item" in answer else None
+
+    def save(self, state: AggregateState | RollupState | ProfileState) -> None:
         """Write ``state`` as the next version of its item, if nobody else did in between."""
         expected = state.version
         state.version = expected + 1
-        item = aggregate_to_item(state) if isinstance(state, AggregateState) else rollup_to_item(state)
+        if isinstance(state, AggregateState):
+            item = aggregate_to_item(state)
+        elif isinstance(state, ProfileState):
+            item = profile_to_item(state)
+        else:
+            item = rollup_to_item(state)
         if expected == 0:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -239,57 +356,77 @@ class AggregateStore:
             state.version = expected
             raise
 
-    def user_aggregates(self, plugin_id: str, user_id: str) -> list[AggregateState]:
-        """Every aggregate of one user of a plugin (one query, more only past 1 MB)."""
+    def user_items(self, plugin_id: str, user_id: str) -> tuple[list[AggregateState], ProfileState | None]:
+        """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""
         condition = "pk = :pk AND begins_with(sk, :user)"
         values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
-        return [aggregate_from_item(item) for item in self._query_all(condition, values)]
+        states: list[AggregateState] = []
+        profile: ProfileState | None = None
+        for item in self._query_all(condition, values):
+            parsed = _parse(item)
+            if isinstance(parsed, ProfileState):
+                profile = parsed
+            else:
+                states.append(parsed)
+        return states, profile
+
+    def user_aggregates(self, plugin_id: str, user_id: str) -> list[AggregateState]:
+        return self.user_items(plugin_id, user_id)[0]
 
     def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage:
-        """Aggregates of the users after ``after_user``, in user order: one query of at most
-        ``max_items`` items. Users whose items the query cut off are left for the next page."""
+        """Aggregates and profiles of the users after ``after_user``, in user order: one query of at
+        most ``max_items`` items. Users whose items the query cut off are left for the next page."""
         condition = "pk = :pk"
         values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
         if after_user is not None:
-            # Every sort key of a user is "user␟key" and identifiers hold no control character, so
+            # Every sort key of a user is "user␟..." and identifiers hold no control character, so
             # the next user's items all sort at or after "user" followed by a space.
             condition += " AND sk >= :next"
             values[":next"] = f"{after_user} "
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=max_items)
-        users: dict[str, list[AggregateState]] = {}
+        page = UsersPage(users={}, more="LastEvaluatedKey" in answer)
         for item in answer.get("Items", []):
-            state = aggregate_from_item(item)
-            users.setdefault(state.user_id, []).append(state)
-        more = "LastEvaluatedKey" in answer
-        if more and users:
-            last = next(reversed(users))
-            if len(users) > 1:
-                del users[last]  # possibly cut short: it comes first on the next page
+            page.add(_parse(item))
+        if page.more and page.users:
+            last = next(reversed(page.users))
+            if len(page.users) > 1:
+                page.drop(last)  # possibly cut short: it comes first on the next page
             else:
                 # One user with more items than a page holds: read the rest of that user.
-                users[last] = self.user_aggregates(plugin_id, last)
-        return UsersPage(users=users, more=more)
+                states, profile = self.user_items(plugin_id, last)
+                page.users[last] = states
+                if profile is not None:
+                    page.profiles[last] = profile
+        return page
 
-    def users(
-        self, plugin_id: str, after_user: str | None = None
-    ) -> Iterator[tuple[str, list[AggregateState]]]:
-        """Every user after ``after_user`` with their aggregates, in user order, reading each item once."""
+    def users(self, plugin_id: str, after_user: str | None = None) -> Iterator[UsersPage]:
+        """Every user after ``after_user`` with their aggregates and profile, one user at a time in user
+        order, reading each item once."""
         condition = "pk = :pk"
         values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
         if after_user is not None:
             condition += " AND sk >= :next"
             values[":next"] = f"{after_user} "
-        current: tuple[str, list[AggregateState]] | None = None
+        current = UsersPage(users={}, more=False)
         for item in self._query_all(condition, values):
-            state = aggregate_from_item(item)
-            if current is not None and current[0] != state.user_id:
+            parsed = _parse(item)
+            if current.users and parsed.user_id not in current.users:
                 yield current
-                current = None
-            if current is None:
-                current = (state.user_id, [])
-            current[1].append(state)
-        if current is not None:
+                current = UsersPage(users={}, more=False)
+            current.add(parsed)
+        if current.users:
             yield current
+
+    def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]:
+        """Delete up to ``limit`` of one id's aggregates and profile: (aggregates, profiles) removed and
+        whether any are left."""
+        condition = "pk = :pk AND begins_with(sk, :user)"
+        values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
+        answer = query(self._client, self._table, condition, values, "read aggregates", Limit=limit)
+        items = answer.get("Items", [])
+        batch_delete(self._client, self._table, [{"pk": i["pk"], "sk": i["sk"]} for i in items], self._sleep)
+        profiles = sum(1 for i in items if i.get("kind", {}).get("S") == PROFILE_KIND)
+        return len(items) - profiles, profiles, "LastEvaluatedKey" in answer
 
     def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]:
         """Every rollup of the plugin for the days ``first_day``..``last_day`` (YYYY-MM-DD)."""

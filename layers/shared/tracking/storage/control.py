@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -13,8 +14,9 @@ from tracking.compact import dumps_compact
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey, Grant
 from tracking.models.failures import ConfigChanged, WriteKeyTaken
+from tracking.models.people import NO_PEOPLE, People
+from tracking.models.request import SEP
 from tracking.storage.dynamo import cancellation_codes, error_code, from_item, query, storage_errors, to_item
-from tracking.storage.events import SEP
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +49,57 @@ class ControlStore:
     # -- plugin configs -------------------------------------------------------------------------
 
     def get_config(self, plugin_id: str) -> PublishedConfig | None:
-        with storage_errors("read config"):
-            answer = self._client.get_item(
-                TableName=self._table,
-                Key=to_item({"pk": config_pk(plugin_id), "sk": "config"}),
-                ConsistentRead=True,
-            )
-        if "Item" not in answer:
-            return None
-        values = from_item(answer["Item"])
-        return PublishedConfig(
-            plugin_id=plugin_id,
-            config=PluginConfig.model_validate(json.loads(values["config"])),
-            version=int(values["version"]),
-            published_at=int(values["published_at"]),
-            resets={key: int(at) for key, at in values.get("resets", {}).items()},
+        return self.get_plugin(plugin_id)[0]
+
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]:
+        """The published config and the plugin's lists about people, in one consistent query (both
+        items sit under the plugin's key; together they are usually one read unit)."""
+        answer = query(
+            self._client,
+            self._table,
+            "pk = :pk",
+            {":pk": config_pk(plugin_id)},
+            "read config",
+            ConsistentRead=True,
         )
+        published: PublishedConfig | None = None
+        people = NO_PEOPLE
+        for item in answer.get("Items", []):
+            values = from_item(item)
+            if values["sk"] == "config":
+                published = PublishedConfig(
+                    plugin_id=plugin_id,
+                    config=PluginConfig.model_validate(json.loads(values["config"])),
+                    version=int(values["version"]),
+                    published_at=int(values["published_at"]),
+                    resets={key: int(at) for key, at in values.get("resets", {}).items()},
+                )
+            elif values["sk"] == "people":
+                people = People(
+                    suppressed=frozenset(values.get("suppressed", ())),
+                    trait_names=tuple(sorted(values.get("trait_names", ()))),
+                )
+        return published, people
+
+    def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None:
+        self._update_people(plugin_id, "ADD suppressed :hashes", set(hashes))
+
+    def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None:
+        self._update_people(plugin_id, "DELETE suppressed :hashes", set(hashes))
+
+    def add_trait_names(self, plugin_id: str, names: Iterable[str]) -> None:
+        self._update_people(plugin_id, "ADD trait_names :hashes", set(names))
+
+    def _update_people(self, plugin_id: str, expression: str, members: set[str]) -> None:
+        if not members:
+            return
+        with storage_errors("update people"):
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": config_pk(plugin_id), "sk": "people"}),
+                UpdateExpression=expression,
+                ExpressionAttributeValues={":hashes": {"SS": sorted(members)}},
+            )
 
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None:
         """Store a new version and its write keys in one transaction.

@@ -7,7 +7,8 @@ The client is botocore's: boto3's resource layer and s3transfer are not needed a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import lru_cache
@@ -106,6 +107,33 @@ def query(
             **options,
         )
     return answer
+
+
+BATCH_WRITE_MAX = 25
+UNPROCESSED_RETRIES = 6
+
+
+def batch_delete(
+    client: Any,
+    table: str,
+    keys: list[dict[str, AttributeValue]],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Delete these items, 25 to a request, retrying what DynamoDB leaves unprocessed (deleting an
+    item that is gone already changes nothing, so a retried deletion is safe)."""
+    for start in range(0, len(keys), BATCH_WRITE_MAX):
+        pending: dict[str, Any] = {
+            table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_MAX]]
+        }
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            with storage_errors("delete items"):
+                answer = client.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            if attempt == UNPROCESSED_RETRIES:
+                raise StorageUnavailable("Storage is throttling deletes")
+            sleep(min(0.05 * 2**attempt, 1.0))
 
 
 def to_attr(value: Any) -> AttributeValue:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -22,11 +23,14 @@ from botocore.exceptions import ClientError
 from tracking.compact import dumps_compact
 from tracking.models.canonical import CanonicalEvent, Item
 from tracking.models.failures import StorageUnavailable
-from tracking.models.request import GENERATED_PREFIX
+from tracking.models.people import PartitionPage
+from tracking.models.request import SEP, is_client_named
 from tracking.storage.dynamo import (
     AttributeValue,
+    batch_delete,
     error_code,
     from_item,
+    query,
     storage_errors,
     to_attr,
     to_item,
@@ -34,8 +38,6 @@ from tracking.storage.dynamo import (
 
 logger = logging.getLogger(__name__)
 
-# Keys join identifiers with a control character, which identifiers may not contain.
-SEP = "\x1f"
 TRANSACTION_MAX = 100
 PARALLEL_PUTS = 8
 # Stored as JSON text: free-form objects a client sent (DynamoDB maps may not hold empty keys).
@@ -65,12 +67,8 @@ def client_id_pk(plugin_id: str, event_id: str) -> str:
     return f"{plugin_id}{SEP}{SEP}{event_id}"
 
 
-def is_client_id(event_id: str) -> bool:
-    return not event_id.startswith(GENERATED_PREFIX)
-
-
 def event_key(event: CanonicalEvent) -> tuple[str, str]:
-    if is_client_id(event.event_id):
+    if is_client_named(event.event_id):
         return client_id_pk(event.plugin_id, event.event_id), event.event_id
     return event_pk(event.plugin_id, event.user_id), event.event_id
 
@@ -109,8 +107,8 @@ def event_from_item(item: Mapping[str, AttributeValue]) -> CanonicalEvent:
 
 
 def is_event(values: Mapping[str, Any]) -> bool:
-    """An event item (the table also holds recorded rejections)."""
-    return values.get("kind") not in (None, REJECTED_KIND)
+    """An event item (the table also holds recorded rejections, indexes and deletion steps)."""
+    return values.get("kind") is not None and values.get("kind") not in NOT_EVENTS
 
 
 def event_from_values(values: Mapping[str, Any]) -> CanonicalEvent:
@@ -132,6 +130,13 @@ def event_from_values(values: Mapping[str, Any]) -> CanonicalEvent:
 
 
 REJECTED_KIND = "rejected"
+# Items of the events table that are not events: an index of a user's client-named events, and the
+# steps of a deletion (their stream records go to the forget function, never to the aggregator).
+INDEX_KIND = "index"
+DELETION_KIND = "deletion"
+NOT_EVENTS = frozenset({REJECTED_KIND, INDEX_KIND, DELETION_KIND})
+INDEX_PREFIX = "x:"
+BATCH_GET_MAX = 100
 
 
 class EventStore:
@@ -158,7 +163,7 @@ class EventStore:
         # An id this service just generated is new by construction; an id the client chose may be a
         # retry (or a reuse), which must leave the stored event as it was.
         condition = (
-            {"ConditionExpression": "attribute_not_exists(pk)"} if is_client_id(event.event_id) else {}
+            {"ConditionExpression": "attribute_not_exists(pk)"} if is_client_named(event.event_id) else {}
         )
         try:
             with storage_errors("put event"):
@@ -178,8 +183,8 @@ class EventStore:
         each, in parallel (a retry of the call stores only what is missing); the others (calls without
         an id of their own) in transactions of up to 100, so a 503 never leaves part of one behind."""
         unique = list({event_key(event): event for event in events}.values())
-        named = [event for event in unique if is_client_id(event.event_id)]
-        generated = [event for event in unique if not is_client_id(event.event_id)]
+        named = [event for event in unique if is_client_named(event.event_id)]
+        generated = [event for event in unique if not is_client_named(event.event_id)]
         for start in range(0, len(generated), TRANSACTION_MAX):
             self.put_atomic(generated[start : start + TRANSACTION_MAX])
         if len(named) <= 1:
@@ -224,3 +229,76 @@ class EventStore:
         found = "Item" in answer
         logger.warning("write answer lost", extra={"landed": found})
         return found
+
+
+class UserEvents:
+    """A user's events as deletion and the right of access find them: the user's partition holds the
+    events this service named and index items listing the events the client named (kept under their
+    own ids, beside them); the lists not yet moved to an index sit on the aggregates and profile."""
+
+    def __init__(self, client: Any, events_table: str, retention_days: int) -> None:
+        self._client = client
+        self._table = events_table
+        self._retention_s = retention_days * 86_400
+
+    def put_index(self, plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]]) -> None:
+        """Rewriting the same index item (a retried batch) changes nothing."""
+        item = to_item(
+            {
+                "pk": event_pk(plugin_id, user_id),
+                "sk": f"{INDEX_PREFIX}{name}",
+                "kind": INDEX_KIND,
+                "plugin_id": plugin_id,
+                "user_id": user_id,
+                "entries": [[event_id, at] for event_id, at in entries],
+                "expires_at": int(time.time()) + self._retention_s,
+            }
+        )
+        with storage_errors("write index"):
+            self._client.put_item(TableName=self._table, Item=item)
+
+    def partition(self, plugin_id: str, user_id: str, start: str | None, limit: int) -> PartitionPage:
+        """Up to ``limit`` items of the user's partition after sort key ``start``."""
+        condition = "pk = :pk"
+        values: dict[str, Any] = {":pk": event_pk(plugin_id, user_id)}
+        if start is not None:
+            condition += " AND sk > :start"
+            values[":start"] = start
+        answer = query(self._client, self._table, condition, values, "read events", Limit=limit)
+        items = [from_item(item) for item in answer.get("Items", [])]
+        events = [event_from_values(item) for item in items if is_event(item)]
+        named = [
+            (str(event_id), int(at))
+            for item in items
+            if item.get("kind") == INDEX_KIND
+            for event_id, at in item.get("entries", [])
+        ]
+        following = items[-1]["sk"] if "LastEvaluatedKey" in answer and items else None
+        return PartitionPage(events, named, [item["sk"] for item in items], following)
+
+    def named(self, plugin_id: str, event_ids: Sequence[str]) -> list[CanonicalEvent]:
+        """The client-named events with these ids (those that are gone are left out)."""
+        keys = [
+            {"pk": {"S": client_id_pk(plugin_id, event_id)}, "sk": {"S": event_id}}
+            for event_id in dict.fromkeys(event_ids)
+        ]
+        found: list[CanonicalEvent] = []
+        for start in range(0, len(keys), BATCH_GET_MAX):
+            pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_MAX]}}
+            while pending:
+                with storage_errors("read events"):
+                    answer = self._client.batch_get_item(RequestItems=pending)
+                found += [event_from_item(item) for item in answer.get("Responses", {}).get(self._table, [])]
+                pending = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def delete_named(self, plugin_id: str, event_ids: Sequence[str]) -> None:
+        keys = [
+            {"pk": {"S": client_id_pk(plugin_id, event_id)}, "sk": {"S": event_id}}
+            for event_id in dict.fromkeys(event_ids)
+        ]
+        batch_delete(self._client, self._table, keys)
+
+    def delete_in_partition(self, plugin_id: str, user_id: str, sort_keys: Sequence[str]) -> None:
+        pk = event_pk(plugin_id, user_id)
+        batch_delete(self._client, self._table, [{"pk": {"S": pk}, "sk": {"S": sk}} for sk in sort_keys])

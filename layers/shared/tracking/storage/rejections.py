@@ -11,8 +11,9 @@ from typing import Any
 
 from tracking.compact import dumps_compact
 from tracking.models.rejections import RETENTION_DAYS, Rejection, RejectionRecord
+from tracking.models.request import SEP
 from tracking.storage.dynamo import from_item, query, storage_errors, to_item
-from tracking.storage.events import REJECTED_KIND, SEP
+from tracking.storage.events import REJECTED_KIND
 
 # Entries of one record beyond this many bytes are counted, not kept: one request, one small write.
 RECORD_MAX_BYTES = 8_000

@@ -1,0 +1,1 @@
+"""Forgetting people: the deletion steps the forget function runs off the events table's stream."""

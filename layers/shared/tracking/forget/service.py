@@ -1,0 +1,154 @@
+"""Forgetting a person: their events, aggregates, profiles and links, removed step by step.
+
+A deletion is a chain of steps stored in the events table; the stream hands each new step to the
+forget function, which removes a bounded amount (``STEP_ITEMS`` items or ``STEP_SECONDS``), then writes
+the next step. However many events a person has, no invocation outlasts its timeout, and one that
+is interrupted is delivered again and resumes: removing what is already gone changes nothing.
+
+Per id: the user's partition (events this service named, and index items listing the events the
+client named, which are removed with them), then its aggregates and profile (the ids of
+client-named events still listed on them first). After the last id, a sweep waits until every
+container has seen the suppression (``CONFIG_CACHE_SECONDS``), then goes over every id once more for
+calls stored meanwhile. Daily rollups stay: they count, and name nobody.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from tracking.models.aggregates import UserItems
+from tracking.models.failures import Conflict
+from tracking.models.people import DeletionStep, PartitionPage, ProfileState
+
+logger = logging.getLogger(__name__)
+
+STEP_ITEMS = 2_000
+STEP_SECONDS = 20.0
+PAGE_ITEMS = 500
+SWEEP_MARGIN_MS = 2_000
+
+
+class Steps(Protocol):
+    def write_step(self, step: DeletionStep) -> None: ...
+    def remove_steps(self, plugin_id: str, deletion_id: str, before: int) -> None: ...
+
+
+class Events(Protocol):
+    def partition(self, plugin_id: str, user_id: str, start: str | None, limit: int) -> PartitionPage: ...
+    def delete_named(self, plugin_id: str, event_ids: Sequence[str]) -> None: ...
+    def delete_in_partition(self, plugin_id: str, user_id: str, sort_keys: Sequence[str]) -> None: ...
+
+
+class PeopleStore(Protocol):
+    def user_items(self, plugin_id: str, user_id: str) -> UserItems: ...
+    def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]: ...
+    def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None: ...
+    def save(self, state: ProfileState) -> None: ...
+
+
+class Forgetter:
+    def __init__(
+        self,
+        steps: Steps,
+        events: Events,
+        people: PeopleStore,
+        *,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._steps = steps
+        self._events = events
+        self._people = people
+        self._cache_ms = int(cache_seconds * 1000)
+        self._clock = clock
+        self._sleep = sleep
+
+    def run(self, step: DeletionStep) -> DeletionStep:
+        """Do one step's work and write the next step (or the last, ``done``); returns it."""
+        started = self._clock()
+        work = dataclasses.replace(step, step=step.step + 1)
+        budget = STEP_ITEMS
+        while not work.done and budget > 0 and self._clock() - started < STEP_SECONDS:
+            work, spent = self._advance(work)
+            budget -= spent
+        if work.done:
+            self._unlink(step)
+            # The finished deletion keeps its counts, not the ids it forgot.
+            work = dataclasses.replace(work, ids=(), user_id="", cursor=None)
+        self._steps.write_step(work)
+        if work.done:
+            self._steps.remove_steps(work.plugin_id, work.deletion_id, before=work.step)
+        return work
+
+    def _advance(self, work: DeletionStep) -> tuple[DeletionStep, int]:
+        if work.phase == "sweep":
+            wait_ms = work.sweep_after - int(self._clock() * 1000)
+            if wait_ms > 0:
+                self._sleep(min(wait_ms / 1000, STEP_SECONDS / 2))
+                return work, 0
+            return dataclasses.replace(work, phase="events", position=0, cursor=None, swept=True), 0
+        if work.position >= len(work.ids):
+            if work.swept or not work.suppress:
+                return dataclasses.replace(work, phase="done", cursor=None), 0
+            after = int(self._clock() * 1000) + self._cache_ms + SWEEP_MARGIN_MS
+            return dataclasses.replace(work, phase="sweep", sweep_after=after, cursor=None), 0
+        user_id = work.ids[work.position]
+        if work.phase == "events":
+            return self._events_page(work, user_id)
+        return self._aggregates_page(work, user_id)
+
+    def _events_page(self, work: DeletionStep, user_id: str) -> tuple[DeletionStep, int]:
+        page = self._events.partition(work.plugin_id, user_id, work.cursor, PAGE_ITEMS)
+        named = [event_id for event_id, _ in page.named]
+        # The events an index lists first, then the index: an interrupted step finds them again.
+        self._events.delete_named(work.plugin_id, named)
+        self._events.delete_in_partition(work.plugin_id, user_id, page.sort_keys)
+        removed = len(named) + len(page.events)
+        following = page.following
+        if following is None:
+            next_work = dataclasses.replace(work, phase="aggregates", cursor=None)
+        else:
+            next_work = dataclasses.replace(work, cursor=following)
+        spent = len(page.sort_keys) + len(named)
+        return dataclasses.replace(next_work, removed_events=work.removed_events + removed), spent
+
+    def _aggregates_page(self, work: DeletionStep, user_id: str) -> tuple[DeletionStep, int]:
+        states, profile = self._people.user_items(work.plugin_id, user_id)
+        named = [event_id for state in states for event_id, _ in state.pending_ids]
+        if profile is not None:
+            named += [event_id for event_id, _ in profile.pending_ids]
+        self._events.delete_named(work.plugin_id, named)
+        aggregates, profiles, more = self._people.delete_user_items(work.plugin_id, user_id, PAGE_ITEMS)
+        counted = dataclasses.replace(
+            work,
+            removed_events=work.removed_events + len(named),
+            removed_aggregates=work.removed_aggregates + aggregates,
+            removed_profiles=work.removed_profiles + profiles,
+        )
+        if more:
+            return counted, aggregates + profiles + len(named)
+        following = dataclasses.replace(counted, phase="events", position=work.position + 1, cursor=None)
+        return following, aggregates + profiles + len(named)
+
+    def _unlink(self, step: DeletionStep) -> None:
+        """An id forgotten from a user it was linked into leaves that user's list of ids."""
+        parent = step.merged_into
+        if not step.ids or parent is None:
+            return
+        forgotten = set(step.ids)
+        for _ in range(3):
+            profile = self._people.get_profile(step.plugin_id, parent)
+            if profile is None or not forgotten & set(profile.anonymous_ids):
+                return
+            profile.anonymous_ids = [i for i in profile.anonymous_ids if i not in forgotten]
+            try:
+                self._people.save(profile)
+                return
+            except Conflict:
+                continue
+        logger.warning("forgotten id still listed on its user", extra={"deletion_id": step.deletion_id})

@@ -1,0 +1,150 @@
+"""People: who an id is (profiles), which ids are one person (links), and which ids a plugin must
+forget (suppressions) and is forgetting (deletions).
+
+A profile is kept per (plugin, id), beside that id's aggregates, only for ids that have identified,
+been linked or sent traits; ids that never did cost nothing. A link makes an anonymous id part of a
+user: the anonymous id's profile says ``merged_into``, the user's lists it in ``anonymous_ids``. The
+ids' aggregates stay where they were counted and are read as one person (``aggregates.combine``),
+so a link moves nothing and can be applied any number of times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracking.models.canonical import CanonicalEvent
+
+# A person is at most this many ids deep (user <- anonymous <- ...); a link that would go deeper, or
+# round in a circle, is refused.
+LINK_DEPTH_MAX = 8
+ANONYMOUS_IDS_MAX = 100
+TRAITS_MAX = 100
+GROUPS_MAX = 50
+# Trait names a plugin's CSV export shows as columns, first seen first.
+TRAIT_COLUMNS_MAX = 50
+
+
+@dataclass(frozen=True, slots=True)
+class TraitValue:
+    """One trait's latest value (any JSON) by event time, then event id."""
+
+    value: Any
+    at: int
+    event_id: str
+
+    def rank(self) -> tuple[int, str]:
+        return (self.at, self.event_id)
+
+
+def latest_traits(*maps: dict[str, TraitValue]) -> dict[str, TraitValue]:
+    merged: dict[str, TraitValue] = {}
+    for traits in maps:
+        for name, value in traits.items():
+            if name not in merged or value.rank() > merged[name].rank():
+                merged[name] = value
+    return merged
+
+
+@dataclass
+class ProfileState:
+    """What a plugin knows of one id besides its counts."""
+
+    plugin_id: str
+    user_id: str
+    version: int = 0  # 0: not stored yet
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)  # shard -> (seq, when ms)
+    traits: dict[str, TraitValue] = field(default_factory=dict)
+    groups: dict[str, dict[str, TraitValue]] = field(default_factory=dict)  # group id -> its traits
+    anonymous_ids: list[str] = field(default_factory=list)  # ids linked into this one, first first
+    merged_into: str | None = None  # the user this id was linked to (first link wins)
+    first_at: int | None = None  # event times of its identity calls (identify, group, alias, traits)
+    last_at: int | None = None
+    pending_ids: list[tuple[str, int]] = field(default_factory=list)  # see AggregateState
+    updated_at: int = 0
+
+    def seen(self, at: int) -> None:
+        self.first_at = at if self.first_at is None else min(self.first_at, at)
+        self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One person as the dashboard shows them: the id asked for, the user it resolves to, every id
+    of that user (its own first), and their combined profile."""
+
+    user_id: str
+    ids: tuple[str, ...]
+    traits: dict[str, TraitValue]
+    groups: dict[str, dict[str, TraitValue]]
+    first_at: int | None
+    last_at: int | None
+
+    @property
+    def anonymous_ids(self) -> list[str]:
+        return list(self.ids[1:])
+
+
+def suppression_hash(user_id: str) -> str:
+    """How a suppressed id is kept: its digest, so a plugin's list of forgotten people names nobody."""
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class People:
+    """A plugin's lists about people, read with its config: suppressed ids (as digests), and the
+    trait names its profiles hold (the CSV's extra columns)."""
+
+    suppressed: frozenset[str] = frozenset()
+    trait_names: tuple[str, ...] = ()
+
+    def suppresses(self, *user_ids: str | None) -> bool:
+        return bool(self.suppressed) and any(
+            user_id is not None and suppression_hash(user_id) in self.suppressed for user_id in user_ids
+        )
+
+
+NO_PEOPLE = People()
+
+
+def new_deletion_id() -> str:
+    return "del_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPage:
+    """A page of one id's partition of the events table."""
+
+    events: list[CanonicalEvent]  # the events this service named
+    named: list[tuple[str, int]]  # (id, event time) of client-named events its index items list
+    sort_keys: list[str]  # every item of the page, events and index items
+    following: str | None  # where the next page starts, None at the end
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionStep:
+    """One step of forgetting ids: each step removes a bounded amount and writes the next, so a
+    deletion of any size never outlasts a function's timeout and resumes where it was interrupted."""
+
+    plugin_id: str
+    deletion_id: str
+    step: int
+    user_id: str  # the id asked for
+    ids: tuple[str, ...]  # every id of the person being forgotten
+    requested_at: int
+    position: int = 0  # index into ids
+    phase: str = "events"  # events, aggregates, sweep, done
+    cursor: str | None = None  # where the current phase's listing resumes
+    removed_events: int = 0
+    removed_aggregates: int = 0
+    removed_profiles: int = 0
+    suppress: bool = True
+    sweep_after: int = 0  # epoch ms: the final sweep waits until every cache has seen the suppression
+    swept: bool = False  # the ids are being gone over a second time
+    merged_into: str | None = None  # the user the asked id was linked to (it leaves that user's list)
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"

@@ -107,7 +107,7 @@ invoke: $(PY_STAMP)
 demo: $(PY_STAMP)
 	$(BIN)/tracking-local demo
 
-# Ratios measured side by side on this machine -> bench/results.json, bench/results.md (about 80 s; includes a 20,000-event load run).
+# Ratios measured side by side on this machine -> bench/results.json, bench/results.md (about 6 minutes; includes a 20,000-event load run).
 bench: deps
 	$(BIN)/python -m devstack.bench
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from devstack.bench.coldstart import cold_start
 from devstack.bench.cost import cost
+from devstack.bench.people import deletion_cost, link_cost
 from devstack.bench.workloads import (
     aggregate_throughput,
     aggregate_writes,
@@ -34,6 +35,7 @@ TARGETS = {
     "query_requests_per_page": ("<=", 2),
     "cost_overhead_ratio.single": ("<=", 1.3),
     "cost_overhead_ratio.batched": ("<=", 1.5),
+    "link_extra_writes_per_anonymous_aggregate": ("<=", 1.0),
     "load_aggregates_exact": ("==", 1.0),
     "load_connection_errors": ("==", 0),
 }
@@ -52,6 +54,12 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "cost_per_million_batched_usd": results["cost"]["batched"]["cost_per_million_usd"],
         "cost_overhead_ratio.single": results["cost"]["single"]["cost_overhead_ratio"],
         "cost_overhead_ratio.batched": results["cost"]["batched"]["cost_overhead_ratio"],
+        "link_extra_writes_per_anonymous_aggregate": results["people"]["link"][
+            "extra_writes_per_anonymous_aggregate"
+        ],
+        "deletion_write_units_per_event": results["people"]["deletion"]["write_units_per_event"],
+        "deletion_read_units_per_event": results["people"]["deletion"]["read_units_per_event"],
+        "deletion_events_per_s": results["people"]["deletion"]["events_per_s"],
         "load_events_per_s": results["load"]["events_per_s"],
         "load_latency_p50_ms": results["load"]["latency_p50_ms"],
         "load_latency_p99_ms": results["load"]["latency_p99_ms"],
@@ -101,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         results["cost"] = cost(
             database, sessions=50 if quick else 500, batches=10 if quick else 100, events_per_second=100
         )
+        step("people: links and a deletion")
+        results["people"] = {
+            "link": link_cost(database, 20 if quick else 200),
+            "deletion": deletion_cost(database, 500 if quick else 10_000),
+        }
     events, clients = (2_000, 8) if quick else (20_000, 64)
     step(f"load run: {events} events over {clients} clients on the local stack")
     results["load"] = load_run(events, clients)

@@ -28,6 +28,10 @@ FIGURES = {
     "cost_per_million_batched_usd",
     "cost_overhead_ratio.single",
     "cost_overhead_ratio.batched",
+    "link_extra_writes_per_anonymous_aggregate",
+    "deletion_write_units_per_event",
+    "deletion_read_units_per_event",
+    "deletion_events_per_s",
     "load_events_per_s",
     "load_latency_p50_ms",
     "load_latency_p99_ms",
@@ -53,6 +57,9 @@ def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) 
     assert results["figures"]["aggregate_writes_per_group"] == 1.0
     assert results["figures"]["query_requests_per_page"] <= 2
     assert results["load"]["exact"], results["load"]["first_failures"]
+    # A link writes the anonymous id's profile once, however many aggregates it has (issue 13).
+    assert results["people"]["link"]["extra_writes_per_link"] == 1.0
+    assert results["people"]["deletion"]["steps"] >= 1
     costs = results["cost"]["single"]
     assert costs["cost_per_million_usd"] == pytest.approx(
         sum(costs["usd_per_million_events"].values()), abs=1e-3

@@ -1,8 +1,9 @@
 """The dashboard page in headless Chromium (Debian's package, driven by Playwright) against the
-local stack: what a person sees. Saves tests/e2e/artifacts/dashboard.png."""
+local stack: what a person sees. Saves screenshots in tests/e2e/artifacts/."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +46,10 @@ PLUGIN = {
                 "value_type": "boolean",
             },
         ]
-    }
+    },
+    "write_keys": ["wk_browser_0001"],
 }
+BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_browser_0001:").decode()}
 CHATBOT = {
     "tracking": {
         "events": [
@@ -107,6 +110,20 @@ def seeded(stack: Stack) -> Stack:
     }
     assert stack.request("POST", "/api/analytics/track", purchase, source_ip="127.0.0.50").status == 200
 
+    # An anonymous visitor reacts, then identifies as participant-03 with traits.
+    for path, call in (
+        ("/v1/track", {"event": "reactions", "anonymousId": "browser-anon-3", "properties": {"value": "🎉"}}),
+        (
+            "/v1/identify",
+            {
+                "userId": "participant-03",
+                "anonymousId": "browser-anon-3",
+                "traits": {"name": "Zoé", "plan": "pro"},
+            },
+        ),
+    ):
+        assert stack.request("POST", path, call, headers=BASIC).status == 200
+
     def aggregated() -> bool:
         rows = stack.admin("GET", "/v1/plugins/browser-plugin/rows?limit=200")
         summary = stack.admin("GET", "/api/analytics/summary?chatbot_id=browser-bot")
@@ -114,6 +131,8 @@ def seeded(stack: Stack) -> Stack:
             rows.status == 200
             and len(rows.json["rows"]) == 25
             and all(len(r["values"]) == 4 for r in rows.json["rows"])
+            and stack.admin("GET", "/v1/plugins/browser-plugin/users/browser-anon-3").json.get("merged_into")
+            == "participant-03"
             and summary.status == 200
             and summary.json["counts"].get("purchase") == 1
             and summary.json["counts"].get("visitor") == 4
@@ -167,7 +186,7 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     assert first.locator(".check").inner_text() == "✓"
     assert page.locator("tr[data-user='participant-01'] .cross").inner_text() == "✗"
     assert first.locator(".total").inner_text() == "2"
-    assert first.locator(".counts li").all_inner_texts() == ["😍 1", "👏 1"]
+    assert first.locator(".counts li").all_inner_texts() == ["👏 1", "😍 1"]  # ties by value
 
     page.get_by_test_id("next").click()
     page.locator("tr[data-user='participant-20']").wait_for()
@@ -206,4 +225,53 @@ def test_a_wrong_key_is_told_so(browser: Any, seeded: Stack) -> None:
     status = page.get_by_test_id("status")
     eventually(lambda: "Unknown API key" in status.inner_text())
     assert "Unknown API key" in status.inner_text()
+    page.close()
+
+
+def test_a_person_opens_a_user_and_the_admin_deletes_them(browser: Any, seeded: Stack) -> None:
+    page = open_dashboard(browser, seeded, ADMIN_KEY)
+    page.get_by_test_id("plugin").select_option("browser-plugin")
+    page.locator("tr[data-user='participant-03'] button").click()
+    person = page.get_by_test_id("person")
+    person.wait_for(state="visible")
+    assert page.get_by_test_id("person-id").inner_text() == "participant-03"
+    traits = page.locator("[data-testid=person-traits] tr").all_inner_texts()
+    assert [" ".join(t.split()) for t in traits] == ["name Zoé", "plan pro"]
+    assert "browser-anon-3" in page.get_by_test_id("person-facts").inner_text()
+    events = page.get_by_test_id("person-events")
+    eventually(lambda: "(as browser-anon-3)" in events.inner_text())
+    lines = events.inner_text().strip().splitlines()
+    assert sum("reactions" in line for line in lines) == 3  # two of their own, one as the anonymous id
+    times = [line.split()[0] for line in lines]
+    assert times == sorted(times)  # oldest first
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    person.screenshot(path=str(ARTIFACTS / "person.png"))
+    page.get_by_test_id("person-delete").click()
+    page.get_by_test_id("confirm-delete").wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "person-delete.png"))
+    page.get_by_test_id("confirm-cancel").click()  # changing one's mind deletes nothing
+    assert seeded.admin("GET", "/v1/plugins/browser-plugin/users/participant-03").status == 200
+    page.get_by_test_id("person-delete").click()
+    page.get_by_test_id("confirm-ok").click()
+    status = page.get_by_test_id("status")
+    assert eventually(lambda: "participant-03 deleted" in status.inner_text(), timeout_s=60), (
+        status.inner_text()
+    )
+    assert page.locator("tr[data-user='participant-03']").count() == 0
+    assert person.is_hidden()
+    for gone in ("participant-03", "browser-anon-3"):
+        assert seeded.admin("GET", f"/v1/plugins/browser-plugin/users/{gone}").status == 404
+    page.close()
+
+
+def test_a_dashboard_key_reads_a_profile_but_cannot_delete(browser: Any, seeded: Stack) -> None:
+    created = seeded.admin("POST", "/v1/plugins/browser-plugin/keys", {"label": "reader"})
+    page = open_dashboard(browser, seeded, created.json["key"])
+    page.locator("tr[data-user='participant-04'] button").click()
+    page.get_by_test_id("person").wait_for(state="visible")
+    assert page.get_by_test_id("person-id").inner_text() == "participant-04"
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_test_id("person-admin").is_hidden()
+    assert page.get_by_test_id("person-delete").is_hidden()
     page.close()

@@ -183,6 +183,8 @@ class ApiServer:
         try:
             result = self.pools[route.function].invoke(event)
         except Exception:
+            if self.stopping:  # its container was stopped under it: the stack is going, not broken
+                return 503, JSON, STOPPING_BODY
             logger.exception("handler of %s failed", route.function)
             return 502, JSON, b'{"message":"Internal server error"}'
         status, headers, payload = _http_response(result)

@@ -112,10 +112,18 @@ class _Meter:
                     0, bool(params.get("ConsistentRead"))
                 )
             elif operation == "BatchGetItem":
-                for table, items in parsed.get("Responses", {}).items():
-                    consistent = bool(params["RequestItems"].get(table, {}).get("ConsistentRead"))
+                responses = parsed.get("Responses", {})
+                unprocessed = parsed.get("UnprocessedKeys", {})
+                for table, asked in params["RequestItems"].items():
+                    consistent = bool(asked.get("ConsistentRead"))
+                    items = responses.get(table, [])
                     for item in items:
                         self.usage.read_units[table] += read_units(item_size(item), consistent)
+                    # An item that does not exist is billed as a read of the minimum size.
+                    missing = (
+                        len(asked["Keys"]) - len(items) - len(unprocessed.get(table, {}).get("Keys", []))
+                    )
+                    self.usage.read_units[table] += missing * read_units(0, consistent)
             elif operation == "Query":
                 size = sum(item_size(item) for item in parsed.get("Items", []))
                 self.usage.read_units[params["TableName"]] += read_units(

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import signal
 import sys
 import threading
@@ -54,11 +55,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     stack = LocalStack(state_dir, Template.load(parameters), key)
     signal.signal(signal.SIGTERM, stack.signalled)
     signal.signal(signal.SIGINT, stack.signalled)
+    # The kernel gives a process's signal to any of its threads; pause() in the main thread would then
+    # never return. Python writes every signal to the wakeup fd whichever thread takes it, so the main
+    # thread waits on that instead, and runs the handler as soon as it wakes.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
     try:
         if stack.start(args) and stack.database is not None:
             _banner(stack.url, key, stack.database)
             while not stack.stop.is_set():
-                signal.pause()  # the signal's handler runs at once (an Event's wait may not wake for it)
+                select.select([wake_read], [], [])
+                os.read(wake_read, 512)
             print("\nStopping the local stack ...", file=sys.stderr)
     finally:
         stack.shut_down()

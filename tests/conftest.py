@@ -32,3 +32,17 @@ os.environ.pop("RATE_LIMIT_PER_MINUTE", None)
 def sample_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS_DIR / f"{name}.json").read_text())
     return event
+
+
+# The dashboard key events/key-revoke.json revokes (its key_id is a prefix of this key's hash).
+SAMPLE_DASHBOARD_KEY = "dk_sample-dashboard-key-for-the-revoke-sample-0001"
+
+
+def seed_sample_key(dynamodb: Any, table: str = "ControlTable") -> None:
+    """Store the key events/key-revoke.json revokes, as POST .../keys would have."""
+    from tracking.models.control import DashboardKey  # noqa: PLC0415 (after the environment is set)
+    from tracking.query.auth import key_hash  # noqa: PLC0415
+    from tracking.storage.control import ControlStore  # noqa: PLC0415
+
+    key = DashboardKey("demo-plugin", key_hash(SAMPLE_DASHBOARD_KEY), 1764016800000, "sample", None, "0001")
+    ControlStore(dynamodb, table).save_dashboard_key(key)

@@ -18,6 +18,7 @@ from devstack.esm import ShardConsumer
 from devstack.template import Template
 from tests.streams import STREAM_ARN, canonical, stream_record
 from tracking.aggregate.fold import (
+    DAY_MS,
     Counted,
     KeySpec,
     StreamEvent,
@@ -221,17 +222,19 @@ def _aggregate_view(state: AggregateState) -> tuple[Any, ...]:
         list(state.counts.items()),
         state.other,
         state.first,
+        (state.days_base, state.days),
     )
 
 
 def _rollup_view(state: RollupState) -> tuple[Any, ...]:
-    return (state.count, state.users, state.revenue)
+    return (state.count, state.users, state.revenue, state.active)
 
 
 def clean_pass(scenario: Scenario) -> Outcome:
     """Every readable record applied once, in order, with nothing failing."""
     aggregates: dict[AggregateKey, AggregateState] = {}
     rollups: dict[tuple[RollupKey, str], RollupState] = {}
+    active_days: set[tuple[AggregateKey, int]] = set()
     for shard, planned in scenario.shards.items():
         for p in planned:
             if p.event is None:
@@ -242,7 +245,10 @@ def clean_pass(scenario: Scenario) -> Outcome:
             aggregates[key], _ = fold(state, shard, [record], KeySpec.of(PUBLISHED, key[1]), BASE_TIME)
             rkey = rollup_key(p.event)
             rollup = rollups.get((rkey, shard)) or RollupState(rkey[0], rkey[1], rkey[2], rkey[3], shard)
-            counted = Counted(record, aggregates[key].is_first(shard, p.seq))
+            # A distinct user of the day: the first event of this user and key that day, in this pass.
+            day = (key, p.event.event_time // DAY_MS)
+            counted = Counted(record, aggregates[key].is_first(shard, p.seq), day not in active_days)
+            active_days.add(day)
             rollups[(rkey, shard)], _ = fold_rollup(rollup, [counted], 0)
     return Outcome(
         {k: _aggregate_view(s) for k, s in aggregates.items()},

@@ -216,6 +216,15 @@ class _MemoryStore:
     def get_profile(self, plugin_id: str, user_id: str) -> None:
         return None
 
+    def load_funnels(self, keys: Any) -> dict[Any, Any]:
+        return {}
+
+    def get_funnel(self, plugin_id: str, user_id: str) -> None:
+        return None
+
+    def load_rollups(self, rollups: Any, shard: str) -> dict[Any, Any]:
+        return {}
+
     def put_index(self, plugin_id: str, user_id: str, name: str, entries: Any) -> None:
         pass
 
@@ -238,6 +247,9 @@ def aggregate_throughput(records: int) -> dict[str, Any]:
             return published, NO_PEOPLE
 
         def add_trait_names(self, plugin_id: str, names: Any) -> None:
+            pass
+
+        def register_plugin(self, plugin_id: str, at: int) -> None:
             pass
 
     store = _MemoryStore()

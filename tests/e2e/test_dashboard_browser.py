@@ -172,13 +172,20 @@ def open_dashboard(browser: Any, stack: Stack, key: str, locale: str = "en-US") 
     return page
 
 
+def column_names(page: Any) -> list[str]:
+    """Each header's own text (a header with several aggregations also holds their picker)."""
+    names: list[str] = page.locator("[data-testid=rows] thead th").evaluate_all(
+        "ths => ths.map(th => th.firstChild ? th.firstChild.textContent.trim() : '')"
+    )
+    return names
+
+
 def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) -> None:
     page = open_dashboard(browser, seeded, ADMIN_KEY, locale="fr-FR")
     page.get_by_test_id("plugin").select_option("browser-plugin")
     rows = page.locator("[data-testid=rows] tbody tr")
-    rows.first.wait_for()
-    headers = page.locator("[data-testid=rows] thead th").all_inner_texts()
-    assert [h.strip().lower() for h in headers] == ["user", "réactions", "avatar", "site", "présent"]
+    page.locator("tr[data-user='participant-00']").wait_for()
+    assert column_names(page) == ["Utilisateur", "Réactions", "Avatar", "Site", "Présent"]
     assert rows.count() == 20
     first = page.locator("tr[data-user='participant-00']")
     assert first.locator("img.thumb").get_attribute("src").startswith("http://127.0.0.1")
@@ -187,6 +194,12 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     assert page.locator("tr[data-user='participant-01'] .cross").inner_text() == "✗"
     assert first.locator(".total").inner_text() == "2"
     assert first.locator(".counts li").all_inner_texts() == ["👏 1", "😍 1"]  # ties by value
+
+    # Another of the column's aggregations, picked in its header, is remembered in the URL.
+    page.locator("th select[data-key=reactions]").select_option("increment")
+    page.wait_for_function("() => document.querySelector(\"tr[data-user='participant-00'] td.number\")")
+    assert first.locator("td.number").first.inner_text() == "2"
+    assert "agg.reactions=increment" in page.url
 
     page.get_by_test_id("next").click()
     page.locator("tr[data-user='participant-20']").wait_for()
@@ -202,12 +215,50 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     assert page.locator("[data-testid=funnel] text").all_text_contents()[:2] == ["visitor", "4"]
     assert page.locator("[data-testid=abtest] rect[data-group=control]").count() == 3
     assert page.locator("[data-testid=abtest] rect[data-group=test]").count() == 3
-    assert page.get_by_test_id("revenue").inner_text() == "91.98 €"
-    headers = page.locator("[data-testid=rows] thead th").all_inner_texts()
-    assert [h.strip().lower() for h in headers] == ["user", "visites", "achats"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert " ".join(page.get_by_test_id("revenue").inner_text().split()) == "91,98 €"  # French money
+    assert column_names(page) == ["Utilisateur", "Visites", "Achats"]
     page.close()
+
+
+def test_a_person_follows_the_days_in_either_language_on_a_wide_and_a_narrow_screen(
+    browser: Any, seeded: Stack
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width, height in ((1280, 900), (360, 780)):
+        page = browser.new_page(locale="en-US", viewport={"width": width, "height": height})
+        page.goto(f"{seeded.url}/dashboard#plugin=browser-bot")
+        page.get_by_test_id("key").fill(ADMIN_KEY)
+        page.get_by_test_id("key").press("Enter")  # the keyboard is enough
+        page.get_by_test_id("over-time").wait_for(state="visible")
+        # The chart per day shows today's visits: 4 visitors, one each.
+        today = page.locator("[data-testid=chart-events] circle[data-key=visitor]").last
+        assert today.get_attribute("data-value") == "4"
+        users = page.locator("[data-testid=chart-users] circle[data-key=visitor]").last
+        assert users.get_attribute("data-value") == "4"
+        assert page.get_by_test_id("rejected").is_hidden()  # nothing refused for this chatbot
+        if width == 360:
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360 + 1  # no sideways page
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+        # Language: labels, names and numbers follow it.
+        page.get_by_test_id("lang").select_option("fr")
+        page.wait_for_function("() => document.documentElement.lang === 'fr'")
+        page.locator("[data-testid=rows] thead th").first.wait_for()
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=rows] thead th').textContent === 'Utilisateur'"
+        )
+        assert page.get_by_test_id("csv").inner_text() == "Télécharger le CSV"
+        with page.expect_download() as download:
+            page.get_by_test_id("csv").click()
+        exported = Path(download.value.path()).read_text(encoding="utf-8-sig")
+        assert exported.splitlines()[0].startswith("user_id,Visites,Achats")
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}-fr.png"), full_page=True)
+        # Signing out forgets the key: a reload asks for it again.
+        page.get_by_test_id("signout").click()
+        assert page.evaluate("sessionStorage.getItem('tracking.key')") is None
+        assert page.evaluate("localStorage.length") == 0
+        page.reload()
+        assert page.get_by_test_id("key").input_value() == ""
+        page.close()
 
 
 def test_a_dashboard_key_sees_its_plugin_only(browser: Any, seeded: Stack) -> None:

@@ -45,3 +45,21 @@ def test_demo_traffic_fills_the_plugin_and_the_chatbot(stack: Stack) -> None:
     assert result["revenue_eur"] > 0
     assert result["ab_test"]["control"]["users"] > 0
     assert result["ab_test"]["test"]["users"] > 0
+    # The ordered funnel never grows from one step to the next.
+    users = [step["users"] for step in result["funnel"]]
+    assert users == sorted(users, reverse=True)
+    assert users[0] > 0
+    # The days the demo wrote show in the chatbot's daily series: every visit, every visitor.
+    series = stack.admin("GET", "/v1/plugins/demo-shop-bot/series?keys=visitor,purchase")
+    assert series.status == 200, series.raw
+    visits = series.json["series"]["visitor"]
+    assert len(visits) == 30
+    assert sum(day["events"] for day in visits) == 150
+    written = [day for day in visits if day["events"]]
+    assert written
+    assert all(0 < day["users"] <= day["events"] for day in written)
+    assert sum(day["events"] for day in series.json["series"]["purchase"]) == result["counts"]["purchase"]
+    # and a plugin's too
+    reactions = stack.admin("GET", "/v1/plugins/webinar-reactions/series")
+    assert reactions.status == 200
+    assert any(day["events"] for days in reactions.json["series"].values() for day in days)

@@ -14,7 +14,7 @@ import pytest
 
 from devstack.apigw import match
 from devstack.template import Template
-from tests.conftest import EVENTS_DIR, ROOT, SAMPLE_ADMIN_KEY
+from tests.conftest import EVENTS_DIR, ROOT, SAMPLE_ADMIN_KEY, seed_sample_key
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +58,7 @@ def make_invoke(stack: Stack, function: str, event: Path) -> subprocess.Complete
 
 
 def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
+    seed_sample_key(sample_stack.database().client())  # the key events/key-revoke.json revokes
     for name in SAMPLES:
         path = EVENTS_DIR / f"{name}.json"
         event = json.loads(path.read_text())

@@ -263,6 +263,8 @@ def test_rollups_per_day_key_and_group(aggregate: Invoke, aws: Any, published: N
         ("2025-11-24", "purchase", "control"): (2, 1, Decimal("100.00")),
         ("2025-11-24", "purchase", "test"): (1, 1, Decimal(0)),
         ("2025-11-25", "visitor", "control"): (1, 1, Decimal(0)),
+        # the ordered funnel: one user entered it (visitor) that day; the buyers never visited
+        ("2025-11-25", "\x1ffunnel\x1f1", "none"): (0, 1, Decimal(0)),
     }
 
 

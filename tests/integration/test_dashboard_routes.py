@@ -230,7 +230,8 @@ def test_summary_of_a_chatbot(query: Invoke, chatbot: None) -> None:
     assert (funnel["bot_open"]["users"], funnel["bot_open"]["conversion_from_previous"]) == (2, 0.5)
     assert funnel["convo_started"]["conversion_from_previous"] == 0.5
     assert (funnel["message_sent"]["users"], funnel["added_to_cart"]["conversion_from_previous"]) == (0, None)
-    assert funnel["purchase"]["conversion_overall"] == 0.5
+    # The funnel is ordered: the two buyers never sent a message, so they stop at convo_started.
+    assert (funnel["purchase"]["users"], funnel["purchase"]["conversion_overall"]) == (0, 0.0)
 
 
 def test_summary_dates(query: Invoke, chatbot: None) -> None:
@@ -356,6 +357,11 @@ def test_on_aws_a_new_dashboard_key_is_also_a_key_of_the_gateways_usage_plan(
     assert gateway.get_api_key(apiKey=registered["id"], includeValue=True)["enabled"] is True
     # And the key works with the app as well.
     assert get(query, "/v1/plugins/p1/columns", headers={"x-api-key": created["key"]})["statusCode"] == 200
+    # Revoked, it goes from the gateway too (the gateway answers 403 for it before any function runs).
+    revoked = query(api_event("DELETE", f"/v1/plugins/p1/keys/{created['key_id']}", headers=ADMIN))
+    assert revoked["statusCode"] == 200
+    assert gateway.get_api_keys()["items"] == []
+    assert get(query, "/v1/plugins/p1/columns", headers={"x-api-key": created["key"]})["statusCode"] == 401
 
 
 def test_if_the_key_cannot_be_stored_its_gateway_twin_is_removed(

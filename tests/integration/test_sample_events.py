@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from devstack.apigw import match
-from tests.conftest import EVENTS_DIR, sample_event
+from tests.conftest import EVENTS_DIR, sample_event, seed_sample_key
 from tests.integration.conftest import TEMPLATE, Invoke, stored_events
 
 SAMPLES = sorted(path.stem for path in EVENTS_DIR.glob("*.json"))
@@ -54,6 +54,8 @@ def test_sample_event_runs_through_its_function(
         aggregate(sample_event("aggregate-stream"))
     if name == "deletion-get":  # the deletion the forget function's sample carries out
         forget(sample_event("forget-stream"))
+    if name == "key-revoke":
+        seed_sample_key(aws)
     event = sample_event(name)
     found = match(ROUTES, event["httpMethod"], event["path"])
     assert found is not None

@@ -13,6 +13,7 @@ import pytest
 from tracking.errors import ValidationFailed
 from tracking.models.aggregates import AggregateState, RollupState, UserItems, UsersPage
 from tracking.models.config import PluginConfig, PublishedConfig
+from tracking.models.funnel import funnel_key
 from tracking.query import dashboard
 
 CONFIG = PublishedConfig(
@@ -139,6 +140,12 @@ def test_summary_sums_days_groups_and_shards() -> None:
             rollup("2025-11-24", "purchase", "control", 1, 1, "91.98"),
             rollup("2025-11-24", "purchase", "none", 1, 1, "0.01"),
             rollup("2025-12-01", "visitor", "control", 9, 9),  # outside the range
+            # Funnel rollups: users per step by the day they first visited, from two shards.
+            rollup("2025-11-24", funnel_key(1), "none", 0, 8),
+            rollup("2025-11-25", funnel_key(1), "none", 0, 1),
+            rollup("2025-11-24", funnel_key(2), "none", 0, 3),
+            rollup("2025-11-25", funnel_key(2), "none", 0, -1),  # a user moved to an earlier cohort
+            rollup("2025-11-24", funnel_key(6), "none", 0, 1),
         ],
     )
     result = dashboard.summary(reader, "bot", None, first="2025-11-24", last="2025-11-30")
@@ -152,7 +159,10 @@ def test_summary_sums_days_groups_and_shards() -> None:
         "revenue_eur": 91.98,
     }
     assert result["ab_test"]["test"]["conversion_rate"] == 0.0
+    assert [step["users"] for step in result["funnel"]] == [9, 2, 0, 0, 0, 1]
     assert result["funnel"][0]["conversion_overall"] == 1.0
+    assert result["funnel"][1]["conversion_from_previous"] == round(2 / 9, 4)
+    assert "\x1f" not in "".join(result["counts"])  # the funnel's own rollups are not event types
 
 
 def test_summary_without_visitors_has_no_rates_rather_than_a_division_by_zero() -> None:

@@ -9,22 +9,28 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from tracking.aggregate.fold import (
+    DAY_MS,
     Counted,
     KeySpec,
     StreamEvent,
     aggregate_key,
     fold,
+    fold_funnel_rollup,
     fold_rollup,
     group_records,
 )
+from tracking.aggregate.funnel import FunnelKey, fold_funnel, in_funnel
 from tracking.aggregate.profiles import Change, Link, ProfileGroups, ProfileKey, decide_links, fold_profile
 from tracking.compact import dumps_compact
 from tracking.models.aggregates import PENDING_IDS_MAX, AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.config import PublishedConfig
 from tracking.models.failures import Conflict
+from tracking.models.funnel import Change as FunnelChange
+from tracking.models.funnel import FunnelState, funnel_key
 from tracking.models.people import TRAIT_COLUMNS_MAX, People, ProfileState
 from tracking.models.rejections import Rejection, RejectionRecord, cut_payload
 from tracking.models.request import SEP
@@ -32,6 +38,7 @@ from tracking.models.request import SEP
 logger = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 3
+STATE_CACHE_MAX = 50_000
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -48,12 +55,16 @@ class Store(Protocol):
     ]: ...
     def get_aggregate(self, key: AggregateKey) -> AggregateState | None: ...
     def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None: ...
-    def save(self, state: AggregateState | RollupState | ProfileState) -> None: ...
+    def load_funnels(self, keys: Sequence[FunnelKey]) -> dict[FunnelKey, FunnelState]: ...
+    def get_funnel(self, plugin_id: str, user_id: str) -> FunnelState | None: ...
+    def load_rollups(self, rollups: Sequence[RollupKey], shard: str) -> dict[RollupKey, RollupState]: ...
+    def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None: ...
 
 
 class Configs(Protocol):
     def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
     def add_trait_names(self, plugin_id: str, names: Sequence[str]) -> None: ...
+    def register_plugin(self, plugin_id: str, at: int) -> None: ...
 
 
 class Index(Protocol):
@@ -108,6 +119,13 @@ class Aggregator:
         self._refusals = refusals
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        self._registered: set[str] = set()  # plugins without a config this container has listed
+        # Items as this container last wrote them, used instead of a read: every write is conditional
+        # on the version, so a copy someone else has since changed fails its write and is read again.
+        self._aggregates: dict[AggregateKey, AggregateState] = {}
+        self._rollups: dict[tuple[RollupKey, str], RollupState] = {}
+        self._funnels: dict[FunnelKey, FunnelState] = {}
+        self._funnel_rollups: dict[tuple[RollupKey, str], RollupState] = {}
 
     def process(self, shard: str, records: Sequence[StreamEvent]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
@@ -123,6 +141,7 @@ class Aggregator:
             run.fail(records, exc)
             return run.failures
         configs = {plugin: published for plugin, (published, _) in loaded.items()}
+        self._register_unconfigured(records, configs)
         # Calls of forgotten ids that were stored before every container knew: never counted.
         records = [_unless_suppressed(record, loaded) for record in records]
         grouped = group_records(records)
@@ -140,11 +159,18 @@ class Aggregator:
                 "stream record cannot be grouped", extra={"sequence_number": seq, "error": repr(error)}
             )
         aggregates, rollups = grouped.aggregates, grouped.rollups
+        funnels: dict[FunnelKey, list[StreamEvent]] = {}
+        for record in records:
+            if record.event is not None and in_funnel(record):
+                funnels.setdefault((record.event.plugin_id, record.event.user_id), []).append(record)
         if not aggregates and not rollups and not profiles.groups:
             return run.failures
         try:
             stored, stored_rollups, stored_profiles = self._store.load(
-                list(aggregates), list(rollups), shard, list(profiles.groups)
+                [key for key in aggregates if key not in self._aggregates],
+                [key for key in rollups if (key, shard) not in self._rollups],
+                shard,
+                list(profiles.groups),
             )
             links, refused = decide_links(profiles.links, stored_profiles, shard, self._store.get_profile)
         except Exception as exc:
@@ -155,6 +181,12 @@ class Aggregator:
         written = self._apply_profiles(run, profiles, stored_profiles, links, now)
         states = self._apply_aggregates(run, aggregates, stored, configs, now)
         self._apply_rollups(run, rollups, stored_rollups, states, configs)
+        if funnels:
+            try:
+                self._apply_funnels(run, funnels, now)
+            except Exception as exc:
+                logger.warning("funnels not applied", extra={"shard": shard, "error": repr(exc)})
+                run.fail([record for group in funnels.values() for record in group], exc)
         for link in refused:
             if not run.failed_at(link.seq):
                 self._refuse(link)
@@ -262,6 +294,23 @@ class Aggregator:
         except Exception as exc:
             logger.warning("link refusal not recorded", extra={"error": repr(exc)})
 
+    def _register_unconfigured(
+        self, records: Sequence[StreamEvent], configs: Mapping[str, PublishedConfig | None]
+    ) -> None:
+        """A chatbot that sends widget events and never published a config is listed with the other
+        plugins (once per container: the write is conditional, so repeating it costs one write)."""
+        for record in records:
+            event = record.event
+            if event is None or event.dialect != "widget" or configs.get(event.plugin_id) is not None:
+                continue
+            if event.plugin_id in self._registered:
+                continue
+            try:
+                self._configs.register_plugin(event.plugin_id, int(self._clock() * 1000))
+                self._registered.add(event.plugin_id)
+            except Exception as exc:
+                logger.warning("plugin not listed", extra={"plugin_id": event.plugin_id, "error": repr(exc)})
+
     def _register_traits(self, written: list[ProfileState], people: Mapping[str, People]) -> None:
         """Trait names a plugin's profiles hold, for its CSV's columns: one write when a new one appears."""
         for plugin_id, known in people.items():
@@ -289,7 +338,14 @@ class Aggregator:
         def apply(item: tuple[AggregateKey, list[StreamEvent]]) -> AggregateState:
             key, group = item
             spec = KeySpec.of(configs[key[0]], key[1])
-            return self._apply(stored.get(key) or AggregateState.start(key), run.shard, group, spec, now)
+            base = self._aggregates.get(key) or stored.get(key) or AggregateState.start(key)
+            try:
+                state = self._apply(base, run.shard, group, spec, now)
+            except Exception:
+                self._aggregates.pop(key, None)
+                raise
+            self._remember(self._aggregates, key, state)
+            return state
 
         items = list(groups.items())
         outcomes = self._map(_capture(apply), items)
@@ -319,7 +375,14 @@ class Aggregator:
                     counted.append(Counted(record, new_user=False))
                     continue
                 state = states[aggregate_key(record.event)]
-                counted.append(Counted(record, new_user=state.is_first(run.shard, record.seq)))
+                event_day = record.event.event_time // DAY_MS
+                counted.append(
+                    Counted(
+                        record,
+                        new_user=state.is_first(run.shard, record.seq),
+                        new_day=state.first_of_day(event_day, run.shard, record.seq),
+                    )
+                )
             held = group[len(counted) :]
             if held:
                 run.fail(held, BlockedByEarlierFailure(f"held back behind sequence number {held[0].seq}"))
@@ -327,14 +390,121 @@ class Aggregator:
                 continue
             plugin, day, name, ab_group = rollup
             reset_at = KeySpec.of(configs[plugin], name).reset_at
-            base = stored.get(rollup) or RollupState(plugin, day, name, ab_group, run.shard)
-            new, changed = fold_rollup(base, counted, reset_at)
-            if changed:
-                try:
-                    self._store.save(new)
-                except Exception as exc:
-                    logger.warning("rollup not written", extra={"rollup": rollup, "error": repr(exc)})
-                    run.fail(group, exc)
+            cached = self._rollups.get((rollup, run.shard))
+            base = cached or stored.get(rollup) or RollupState(plugin, day, name, ab_group, run.shard)
+            try:
+                new = self._save_rollup(
+                    base, run.shard, partial(fold_rollup, records=counted, reset_at=reset_at)
+                )
+                self._remember(self._rollups, (rollup, run.shard), new)
+            except Exception as exc:
+                self._rollups.pop((rollup, run.shard), None)
+                logger.warning("rollup not written", extra={"rollup": rollup, "error": repr(exc)})
+                run.fail(group, exc)
+
+    def _apply_funnels(self, run: _Run, groups: dict[FunnelKey, list[StreamEvent]], now: int) -> None:
+        """One write per user whose funnel moved, then the funnel rollups those moves change (each
+        record's changes applied in sequence order, none past a record whose funnel failed)."""
+        wanted = [key for key in groups if key not in self._funnels]
+        stored = self._store.load_funnels(wanted) if wanted else {}
+
+        def apply(item: tuple[FunnelKey, list[StreamEvent]]) -> dict[int, tuple[FunnelChange, ...]]:
+            key, entries = item
+            group = _records_before_failure(run, entries)
+            if len(group) < len(entries):
+                blocked = entries[len(group) :]
+                run.fail(blocked, BlockedByEarlierFailure(f"held back behind {blocked[0].seq}"))
+            state = self._funnels.get(key) or stored.get(key) or FunnelState(plugin_id=key[0], user_id=key[1])
+            try:
+                for _ in range(CONFLICT_RETRIES):
+                    new, changed, changes = fold_funnel(state, run.shard, group, now)
+                    if changed:
+                        try:
+                            self._store.save(new)
+                        except Conflict:
+                            state = self._store.get_funnel(*key) or FunnelState(
+                                plugin_id=key[0], user_id=key[1]
+                            )
+                            continue
+                    self._remember(self._funnels, key, new)
+                    return changes
+                raise Conflict(f"funnel {key} kept changing")
+            except Exception:
+                self._funnels.pop(key, None)
+                raise
+
+        items = list(groups.items())
+        changes: dict[int, tuple[FunnelChange, ...]] = {}
+        for (_, group), (found, error) in zip(items, self._map(_capture(apply), items), strict=True):
+            if found is None:
+                run.fail(group, error or RuntimeError("funnel not applied"))
+            else:
+                changes.update(found)
+        self._apply_funnel_rollups(run, groups, changes)
+
+    def _apply_funnel_rollups(
+        self,
+        run: _Run,
+        groups: dict[FunnelKey, list[StreamEvent]],
+        changes: dict[int, tuple[FunnelChange, ...]],
+    ) -> None:
+        # A record whose funnel failed has unknown changes: no funnel rollup may pass it.
+        ordered = sorted((record for group in groups.values() for record in group), key=lambda r: r.seq)
+        stop = next((record.seq for record in ordered if run.failed(record)), None)
+        updates: dict[RollupKey, list[tuple[StreamEvent, int]]] = {}
+        for record in ordered:
+            if stop is not None and record.seq >= stop:
+                if not run.failed(record):
+                    run.fail([record], BlockedByEarlierFailure(f"held back behind sequence number {stop}"))
+                continue
+            assert record.event is not None
+            for cohort_day, step, change in changes.get(record.seq, ()):
+                rollup = (record.event.plugin_id, cohort_day, funnel_key(step), "none")
+                updates.setdefault(rollup, []).append((record, change))
+        if not updates:
+            return
+        wanted_rollups = [rollup for rollup in updates if (rollup, run.shard) not in self._funnel_rollups]
+        try:
+            stored_rollups = self._store.load_rollups(wanted_rollups, run.shard) if wanted_rollups else {}
+        except Exception as exc:
+            logger.warning("funnel rollups not read", extra={"error": repr(exc)})
+            run.fail([record for entries in updates.values() for record, _ in entries], exc)
+            return
+        for rollup, entries in updates.items():
+            plugin, day, name, ab_group = rollup
+            cached = self._funnel_rollups.get((rollup, run.shard))
+            base = cached or stored_rollups.get(rollup) or RollupState(plugin, day, name, ab_group, run.shard)
+            try:
+                new = self._save_rollup(base, run.shard, partial(fold_funnel_rollup, entries=entries))
+                self._remember(self._funnel_rollups, (rollup, run.shard), new)
+            except Exception as exc:
+                self._funnel_rollups.pop((rollup, run.shard), None)
+                logger.warning("funnel rollup not written", extra={"rollup": rollup, "error": repr(exc)})
+                run.fail([record for record, _ in entries], exc)
+
+    def _save_rollup(
+        self, state: RollupState, shard: str, fold_into: Callable[[RollupState], tuple[RollupState, bool]]
+    ) -> RollupState:
+        """Fold and write a rollup; if the copy was stale (another container of this shard wrote it
+        since), read it again and fold again: its sequence guard skips what it already holds."""
+        for _ in range(CONFLICT_RETRIES):
+            new, changed = fold_into(state)
+            if not changed:
+                return new
+            try:
+                self._store.save(new)
+                return new
+            except Conflict:
+                key = (state.plugin_id, state.day, state.key, state.group)
+                found = self._store.load_rollups([key], shard).get(key)
+                state = found or RollupState(state.plugin_id, state.day, state.key, state.group, shard)
+        raise Conflict(f"rollup {(state.plugin_id, state.day, state.key)} kept changing")
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, state: Any) -> None:
+        if len(cache) >= STATE_CACHE_MAX and key not in cache:
+            cache.clear()  # a new start beats tracking ages: a miss costs one read
+        cache[key] = state
 
     def _apply(
         self, state: AggregateState, shard: str, group: Sequence[StreamEvent], spec: KeySpec, now: int
@@ -368,6 +538,13 @@ def _unless_suppressed(record: StreamEvent, loaded: Mapping[str, tuple[Any, Peop
     if people.suppresses(event.user_id, event.anonymous_id, event.previous_id):
         return StreamEvent(record.seq, record.event_name, None)
     return record
+
+
+def _records_before_failure(run: _Run, records: list[StreamEvent]) -> list[StreamEvent]:
+    for position, record in enumerate(records):
+        if run.failed(record):
+            return records[:position]
+    return records
 
 
 def _prefix_before_failure(

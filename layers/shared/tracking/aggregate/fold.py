@@ -33,6 +33,7 @@ from tracking.models.request import is_client_named
 
 # A stream keeps records 24 h; a shard last applied longer ago than this can never be re-delivered.
 SHARD_MEMORY_MS = 26 * 3600 * 1000
+DAY_MS = 86_400_000
 COUNTED_KINDS = frozenset({"track", "page", "screen"})
 
 
@@ -89,6 +90,9 @@ def _reset(state: AggregateState, reset_at: int) -> None:
         "first",
         "first_at",
         "last_at",
+        "days_base",
+        "days",
+        "day_firsts",
     ):
         setattr(state, name, getattr(fresh, name))
     state.reset_at = reset_at
@@ -117,8 +121,12 @@ def fold(
         if new.first is None:
             new.first = (shard, record.seq)
         _count(new, event, spec.aggregations)
+        day = event.event_time // DAY_MS
+        if not new.has_day(day):
+            new.add_day(day, shard, record.seq, now_ms)
     if changed:
         mark_applied(new, shard, last, now_ms)
+        new.forget_day_firsts(now_ms, SHARD_MEMORY_MS)
     return new, changed
 
 
@@ -165,16 +173,18 @@ def _count(state: AggregateState, event: CanonicalEvent, aggregations: Iterable[
 
 @dataclass(frozen=True, slots=True)
 class Counted:
-    """A record as a rollup sees it: did it create its user's aggregate (a new distinct user)?"""
+    """A record as a rollup sees it: did it create its user's aggregate (a new user), did it make
+    its day active for its user (a distinct user of the day)?"""
 
     record: StreamEvent
     new_user: bool
+    new_day: bool = False
 
 
 def fold_rollup(state: RollupState, records: Sequence[Counted], reset_at: int) -> tuple[RollupState, bool]:
     new = copy.copy(state)
     if reset_at > new.reset_at:
-        new.count, new.users, new.revenue, new.reset_at = 0, 0, Decimal(0), reset_at
+        new.count, new.users, new.revenue, new.active, new.reset_at = 0, 0, Decimal(0), 0, reset_at
     changed = False
     for counted in records:
         record = counted.record
@@ -192,8 +202,24 @@ def fold_rollup(state: RollupState, records: Sequence[Counted], reset_at: int) -
         changed = True
         new.count += 1
         new.users += 1 if counted.new_user else 0
+        new.active += 1 if counted.new_day else 0
         if event.commerce == "purchase" and event.total_value_base is not None:
             new.revenue += event.total_value_base
+    return new, changed
+
+
+def fold_funnel_rollup(
+    state: RollupState, entries: Sequence[tuple[StreamEvent, int]]
+) -> tuple[RollupState, bool]:
+    """Users at one funnel step of one cohort day, from one shard: each record's +1 or -1, once."""
+    new = copy.copy(state)
+    changed = False
+    for record, change in entries:
+        if record.seq <= new.seq:
+            continue
+        new.seq = record.seq
+        new.users += change
+        changed = True
     return new, changed
 
 

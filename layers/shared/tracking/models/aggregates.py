@@ -85,6 +85,11 @@ class AggregateState:
     last_at: int | None = None
     # Client-named events counted here and not yet moved to an index item: (event id, event time).
     pending_ids: list[tuple[str, int]] = field(default_factory=list)
+    # The UTC days (days since 1970-01-01) with an event counted: a bit per day above ``days_base``.
+    days_base: int = 0
+    days: int = 0
+    # Which record first counted a day, while a retry of it may still come (see ``first_of_day``).
+    day_firsts: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # day -> (shard, seq, when)
 
     @classmethod
     def start(cls, key: AggregateKey) -> AggregateState:
@@ -101,6 +106,29 @@ class AggregateState:
 
     def is_first(self, shard: str, seq: int) -> bool:
         return self.first == (shard, seq)
+
+    def has_day(self, day: int) -> bool:
+        return bool(self.days) and day >= self.days_base and bool(self.days >> (day - self.days_base) & 1)
+
+    def add_day(self, day: int, shard: str, seq: int, now_ms: int) -> None:
+        """Mark the day active, remembering which record did it (the rollup of that day counts the
+        user once, on that record, however often the record is delivered)."""
+        if not self.days:
+            self.days_base = day
+        elif day < self.days_base:
+            self.days <<= self.days_base - day
+            self.days_base = day
+        self.days |= 1 << (day - self.days_base)
+        self.day_firsts[day] = (shard, seq, now_ms)
+
+    def first_of_day(self, day: int, shard: str, seq: int) -> bool:
+        """Did this record make its day active for this user and key? Remembered for
+        ``memory_ms`` after it happened: long enough for every retry of the record."""
+        found = self.day_firsts.get(day)
+        return found is not None and found[:2] == (shard, seq)
+
+    def forget_day_firsts(self, now_ms: int, memory_ms: int) -> None:
+        self.day_firsts = {d: f for d, f in self.day_firsts.items() if now_ms - f[2] < memory_ms}
 
     def add_value(self, entry: Entry) -> None:
         """Place a value by event time and keep the latest ones within the bounds: the same values
@@ -172,8 +200,9 @@ class RollupState:
     reset_at: int = 0
     seq: int = -1
     count: int = 0
-    users: int = 0
+    users: int = 0  # new users: whose aggregate of this key was created that day
     revenue: Decimal = Decimal(0)
+    active: int = 0  # distinct users with an event of this key that day
 
 
 # One id's aggregates and its profile, as a query of its items returns them.

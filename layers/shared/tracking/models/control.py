@@ -12,6 +12,16 @@ class DashboardKey:
     created_at: int
     label: str = ""
     gateway_key_id: str | None = None  # the API Gateway API key of the same value, when deployed
+    last4: str = ""  # the key's last 4 characters: enough to tell keys apart, never enough to use one
+    last_used: int | None = None  # epoch ms, to within KEY_USE_RESOLUTION_MS
+
+    @property
+    def key_id(self) -> str:
+        """The key's public name: a prefix of its hash (the hash is what is stored, not the key)."""
+        return "key_" + self.key_hash[:20]
+
+
+KEY_USE_RESOLUTION_MS = 15 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)

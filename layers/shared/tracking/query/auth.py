@@ -1,10 +1,16 @@
 """API-key authentication: who may read what. The admin key reads everything and is the only one
-that manages plugins; a dashboard key reads one plugin. Dashboard keys are stored as SHA-256 hashes."""
+that manages plugins; a dashboard key reads one plugin. Dashboard keys are stored as SHA-256 hashes.
+
+A known key is looked up on every request (one small read), so a revoked key is refused on its next
+call in every container; only unknown keys are remembered, for a few seconds, so a flood of wrong
+keys costs few reads. A key's last use is recorded at most once per ``KEY_USE_RESOLUTION_MS`` per
+container."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -13,7 +19,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tracking.errors import Forbidden, Unauthorized
-from tracking.models.control import DashboardKey
+from tracking.models.control import KEY_USE_RESOLUTION_MS, DashboardKey
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "dk_"
 
@@ -28,6 +36,7 @@ def new_dashboard_key() -> str:
 
 class KeyStore(Protocol):
     def dashboard_key(self, key_hash: str) -> DashboardKey | None: ...
+    def key_used(self, key: DashboardKey, at: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +53,17 @@ class ApiKeyAuth:
         self,
         admin_key: str | None,
         keys: KeyStore,
-        cache_seconds: float = 30.0,
+        unknown_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._admin_key = admin_key
         self._keys = keys
-        self._cache_seconds = cache_seconds
+        self._unknown_seconds = unknown_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[float, DashboardKey | None]] = {}
+        self._wall_clock = wall_clock
+        self._unknown: dict[str, float] = {}
+        self._used: dict[str, int] = {}  # key hash -> the use this container last recorded (ms)
         self._lock = threading.Lock()
 
     def caller(self, presented: str | None) -> Caller:
@@ -84,15 +96,28 @@ class ApiKeyAuth:
     def _lookup(self, hashed: str) -> DashboardKey | None:
         now = self._clock()
         with self._lock:
-            hit = self._cache.get(hashed)
-        # Known keys are kept longer than unknown ones, so a new key works within seconds.
-        if hit is not None and now - hit[0] < (
-            self._cache_seconds if hit[1] else min(self._cache_seconds, 5.0)
-        ):
-            return hit[1]
+            refused = self._unknown.get(hashed)
+        if refused is not None and now - refused < self._unknown_seconds:
+            return None
         found = self._keys.dashboard_key(hashed)
         with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[hashed] = (now, found)
+            if found is None:
+                if len(self._unknown) > 10_000:
+                    self._unknown.clear()
+                self._unknown[hashed] = now
+            else:
+                self._unknown.pop(hashed, None)
+        if found is not None:
+            self._record_use(found)
         return found
+
+    def _record_use(self, key: DashboardKey) -> None:
+        at = int(self._wall_clock() * 1000) // KEY_USE_RESOLUTION_MS * KEY_USE_RESOLUTION_MS
+        with self._lock:
+            if self._used.get(key.key_hash, -1) >= at or (key.last_used or -1) >= at:
+                return
+            self._used[key.key_hash] = at
+        try:
+            self._keys.key_used(key, at)
+        except Exception as exc:  # a key's last use is a hint: never refuse a read for it
+            logger.warning("key use not recorded", extra={"error": repr(exc)})

@@ -33,7 +33,27 @@ class CreatedKey(Reply):
     """A new dashboard key, shown once: only its hash is stored."""
 
     key: str
+    key_id: str
     plugin_id: str
+
+
+class KeyEntry(Reply):
+    """A dashboard key as listed: never the key itself."""
+
+    key_id: str
+    label: str
+    last4: str = Field(description="the key's last 4 characters")
+    created_at: str = Field(description="ISO 8601, UTC")
+    last_used: str | None = Field(description="ISO 8601, UTC, to within 15 minutes; null if never used")
+
+
+class Keys(Reply):
+    keys: list[KeyEntry]
+
+
+class RevokedKey(Reply):
+    key_id: str
+    revoked: bool
 
 
 class Column(Reply):
@@ -93,6 +113,19 @@ class AbGroup(Reply):
     conversions: int = Field(description="of them, those who purchased")
     conversion_rate: float | None
     revenue_eur: int | float
+
+
+class SeriesDay(Reply):
+    day: str = Field(json_schema_extra={"format": "date"})
+    events: int
+    users: int = Field(description="distinct users with an event of the key that day (exact)")
+
+
+class Series(Reply):
+    plugin_id: str
+    first_day: str = Field(alias="from", json_schema_extra={"format": "date"})
+    last_day: str = Field(alias="to", json_schema_extra={"format": "date"})
+    series: dict[str, list[SeriesDay]] = Field(description="per key, every day from..to (zero-filled)")
 
 
 class Summary(Reply):

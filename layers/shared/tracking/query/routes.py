@@ -21,12 +21,16 @@ from tracking.query.replies import (
     CreatedKey,
     Deletion,
     Health,
+    KeyEntry,
+    Keys,
     PluginEntry,
     Plugins,
     Published,
     RecordedRejectionReply,
     Rejections,
+    RevokedKey,
     Rows,
+    Series,
     Summary,
     Suppression,
 )
@@ -44,6 +48,12 @@ SUMMARY_QUERY = (
     QueryParam("chatbot_id", "The chatbot (plugin)", required=True),
     QueryParam("from", "First day (UTC)", {"type": "string", "format": "date"}),
     QueryParam("to", "Last day (UTC)", {"type": "string", "format": "date"}),
+)
+
+SERIES_QUERY = (
+    QueryParam("keys", "Comma-separated keys (default: the declared ones; at most 20)"),
+    QueryParam("from", "First day (UTC; default: 29 days before to)", {"type": "string", "format": "date"}),
+    QueryParam("to", "Last day (UTC; default: today)", {"type": "string", "format": "date"}),
 )
 
 
@@ -115,9 +125,38 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         raw = read_body(app, KEY_REQUEST_MAX_BYTES)
         request = parse_json(raw) if raw.strip() else {}
         label = request.get("label", "") if isinstance(request, dict) else ""
-        key = service.create_key(plugin_id, str(label)[:100])
+        key, stored = service.create_key(plugin_id, str(label)[:100])
         # The key is shown once; only its hash is stored.
-        return json_response(201, CreatedKey(key=key, plugin_id=plugin_id))
+        return json_response(201, CreatedKey(key=key, key_id=stored.key_id, plugin_id=plugin_id))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/keys",
+        **operation(
+            "The plugin's dashboard keys (never the keys themselves)", "admin", api_key=True, reply=Keys
+        ),
+    )
+    def list_keys(plugin_id: str) -> Response[str]:
+        entries = [
+            KeyEntry(
+                key_id=key.key_id,
+                label=key.label,
+                last4=key.last4,
+                created_at=iso_time(key.created_at),
+                last_used=iso_time(key.last_used) if key.last_used is not None else None,
+            )
+            for key in service.keys(_api_key(app), path_param(plugin_id))
+        ]
+        return json_response(200, Keys(keys=entries))
+
+    @app.delete(
+        "/v1/plugins/<plugin_id>/keys/<key_id>",
+        **operation(
+            "Revoke a dashboard key (401 from its next call on)", "admin", api_key=True, reply=RevokedKey
+        ),
+    )
+    def revoke_key(plugin_id: str, key_id: str) -> Response[str]:
+        revoked = service.revoke_key(_api_key(app), path_param(plugin_id), path_param(key_id))
+        return json_response(200, RevokedKey(key_id=revoked.key_id, revoked=True))
 
 
 def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
@@ -218,6 +257,21 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
             for found in page.rejections
         ]
         return json_response(200, Rejections(rejections=entries, next_cursor=page.next_cursor))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/series",
+        **operation(
+            "Events and distinct users per key per UTC day, zero-filled (at most 400 days)",
+            "dashboard",
+            api_key=True,
+            query=SERIES_QUERY,
+            reply=Series,
+        ),
+    )
+    def get_series(plugin_id: str) -> Response[str]:
+        return json_response(
+            200, Series.model_validate(service.series(_api_key(app), path_param(plugin_id), params()))
+        )
 
     @app.get(
         "/api/analytics/summary",

@@ -15,6 +15,7 @@ from tracking.models.control import DashboardKey
 from tracking.models.failures import ConfigChanged, WriteKeyTaken
 from tracking.models.people import DeletionStep, People, Person, new_deletion_id, suppression_hash
 from tracking.models.rejections import RejectionsPage
+from tracking.models.widget import widget_defaults
 from tracking.query import access, dashboard, people
 from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
 
@@ -27,6 +28,10 @@ class ControlStore(Protocol):
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None: ...
     def list_plugins(self) -> list[str]: ...
     def save_dashboard_key(self, key: DashboardKey) -> None: ...
+    def is_listed(self, plugin_id: str) -> bool: ...
+    def list_keys(self, plugin_id: str) -> list[DashboardKey]: ...
+    def listed_key(self, plugin_id: str, key_id: str) -> DashboardKey | None: ...
+    def delete_dashboard_key(self, key: DashboardKey) -> None: ...
 
 
 class AggregateReader(dashboard.Reader, Protocol):
@@ -147,20 +152,35 @@ class QueryService:
             raise NotFound("This plugin has no published config")
         return published
 
-    def create_key(self, plugin_id: str, label: str) -> str:
+    def create_key(self, plugin_id: str, label: str) -> tuple[str, DashboardKey]:
         """A new dashboard key of the plugin, shown once: only its hash is stored. On AWS it is also
         registered with the usage plan; if storing it fails, that registration is undone."""
         key = new_dashboard_key()
         gateway_key_id = self._gateway.register(key, plugin_id, label) if self._gateway else None
+        stored = DashboardKey(plugin_id, key_hash(key), self._clock(), label, gateway_key_id, key[-4:])
         try:
-            self._control.save_dashboard_key(
-                DashboardKey(plugin_id, key_hash(key), self._clock(), label, gateway_key_id)
-            )
+            self._control.save_dashboard_key(stored)
         except Exception:
             if self._gateway and gateway_key_id:
                 self._gateway.unregister(gateway_key_id)  # nothing half-made: no key the app would not know
             raise
-        return key
+        return key, stored
+
+    def keys(self, api_key: str | None, raw_plugin: str) -> list[DashboardKey]:
+        return self._control.list_keys(self.managed(api_key, raw_plugin))
+
+    def revoke_key(self, api_key: str | None, raw_plugin: str, key_id: str) -> DashboardKey:
+        """Revoke a dashboard key: refused from its next call on, here and at the gateway (the
+        gateway's key goes first, so a failure leaves the key listed and the revocation can be
+        asked again)."""
+        plugin_id = self.managed(api_key, raw_plugin)
+        found = self._control.listed_key(plugin_id, key_id) if is_identifier(key_id) else None
+        if found is None:
+            raise NotFound(f"No key {key_id!r} for plugin {plugin_id!r}")
+        if self._gateway and found.gateway_key_id:
+            self._gateway.unregister(found.gateway_key_id)
+        self._control.delete_dashboard_key(found)
+        return found
 
     # -- dashboard ------------------------------------------------------------------------------------
 
@@ -173,7 +193,10 @@ class QueryService:
         self._auth.reader(api_key, plugin_id)
         published, people_lists = self._control.get_plugin(plugin_id)
         if published is None:
-            raise NotFound(f"Plugin {plugin_id!r} has no published config")
+            # A chatbot that only ever sent widget events reads with the widget's columns.
+            if not self._control.is_listed(plugin_id):
+                raise NotFound(f"Plugin {plugin_id!r} has no published config")
+            published = widget_defaults(plugin_id)
         return published, people_lists
 
     def columns(self, api_key: str | None, raw_plugin: str, lang: str | None) -> list[dict[str, Any]]:
@@ -262,6 +285,16 @@ class QueryService:
         self._auth.reader(api_key, plugin_id)
         limit = dashboard.parse_limit(params.get("limit"))
         return dashboard.rejections(self._rejections, plugin_id, params.get("cursor"), limit)
+
+    def series(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """Events and distinct users per key per day (one query over the rollups)."""
+        plugin_id = plugin_id_of(raw_plugin)
+        self._auth.reader(api_key, plugin_id)
+        published = self._control.get_config(plugin_id)
+        keys = dashboard.series_keys(published, params.get("keys"))
+        return dashboard.series(
+            self._aggregates, plugin_id, published, keys=keys, first=params.get("from"), last=params.get("to")
+        )
 
     def summary(
         self, api_key: str | None, raw_chatbot: str, first: str | None, last: str | None

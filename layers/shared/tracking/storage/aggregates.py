@@ -7,6 +7,7 @@ range is one query. Every write is a conditional put on the item's version (opti
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,7 @@ from tracking.models.aggregates import (
     UsersPage,
 )
 from tracking.models.failures import Conflict, StorageUnavailable
+from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
 from tracking.models.request import SEP
 from tracking.storage.dynamo import (
@@ -57,6 +59,50 @@ def profile_sk(user_id: str) -> str:
 
 
 PROFILE_KIND = "profile"
+FUNNEL_KIND = "funnel"
+
+
+def funnel_pk(plugin_id: str) -> str:
+    """A plugin's funnel items, one per user, apart from the aggregates (pages of rows never read them)."""
+    return f"f{SEP}{plugin_id}"
+
+
+def funnel_to_item(state: FunnelState) -> dict[str, AttributeValue]:
+    values: dict[str, Any] = {
+        "pk": funnel_pk(state.plugin_id),
+        "sk": state.user_id,
+        "kind": FUNNEL_KIND,
+        "plugin_id": state.plugin_id,
+        "user_id": state.user_id,
+        "version": state.version,
+        "updated_at": state.updated_at,
+        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
+        "done": state.done,
+        "entered_at": state.entered_at,
+    }
+    if state.recent:
+        values["recent"] = [
+            [shard, str(seq), when, [list(change) for change in changes]]
+            for (shard, seq), (when, changes) in state.recent.items()
+        ]
+    return to_item(values)
+
+
+def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
+    values = from_item(item)
+    return FunnelState(
+        plugin_id=values["plugin_id"],
+        user_id=values["user_id"],
+        version=int(values["version"]),
+        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
+        updated_at=int(values.get("updated_at", 0)),
+        entered_at=_optional_int(values.get("entered_at")),
+        done=int(values.get("done", 0)),
+        recent={
+            (shard, int(seq)): (int(when), tuple((str(d), int(n), int(c)) for d, n, c in changes))
+            for shard, seq, when, changes in values.get("recent", [])
+        },
+    )
 
 
 def rollup_pk(plugin_id: str) -> str:
@@ -108,6 +154,13 @@ def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
         values["first_at"], values["last_at"] = state.first_at, state.last_at
     if state.pending_ids:
         values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
+    if state.days:
+        # A bit per day from days_base, as hex: a year of daily activity is 92 characters.
+        values["days"] = [state.days_base, format(state.days, "x")]
+    if state.day_firsts:
+        values["day_firsts"] = [
+            [day, shard, str(seq), when] for day, (shard, seq, when) in state.day_firsts.items()
+        ]
     if state.counts or state.other:
         # Pairs, not a map: a map key may not be empty, a tracked value may.
         values["counts"] = [[name, count] for name, count in state.counts.items()]
@@ -119,6 +172,7 @@ def aggregate_from_item(item: dict[str, AttributeValue]) -> AggregateState:
     values = from_item(item)
     latest = values.get("latest")
     first = values.get("first")
+    days = values.get("days")
     return AggregateState(
         plugin_id=values["plugin_id"],
         user_id=values["user_id"],
@@ -139,6 +193,11 @@ def aggregate_from_item(item: dict[str, AttributeValue]) -> AggregateState:
         first_at=_optional_int(values.get("first_at")),
         last_at=_optional_int(values.get("last_at")),
         pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
+        days_base=int(days[0]) if days else 0,
+        days=int(days[1], 16) if days else 0,
+        day_firsts={
+            int(day): (shard, int(seq), int(when)) for day, shard, seq, when in values.get("day_firsts", [])
+        },
     )
 
 
@@ -235,6 +294,7 @@ def rollup_to_item(state: RollupState) -> dict[str, AttributeValue]:
             "count": state.count,
             "users": state.users,
             "revenue": state.revenue,
+            "active": state.active,
         }
     )
 
@@ -253,6 +313,7 @@ def rollup_from_item(item: dict[str, AttributeValue]) -> RollupState:
         count=int(values["count"]),
         users=int(values["users"]),
         revenue=values["revenue"],
+        active=int(values.get("active", 0)),
     )
 
 
@@ -272,7 +333,12 @@ class AggregateStore:
         dict[AggregateKey, AggregateState], dict[RollupKey, RollupState], dict[tuple[str, str], ProfileState]
     ]:
         """The stored states of these aggregates, of this shard's rollups and of these (plugin, id)
-        profiles (missing ones absent), read consistently in as few requests as BatchGetItem allows."""
+        profiles (missing ones absent), in as few requests as BatchGetItem allows.
+
+        Aggregates are read eventually consistently (half the price): every write of one is
+        conditional on the version read, so a stale copy only costs a conflict and a consistent
+        re-read. Rollups and profiles, whose writers decide from what they read (links), are read
+        consistently."""
         wanted: dict[tuple[str, str], tuple[str, Any]] = {}
         for key in aggregates:
             item_key = _aggregate_item_key(key)
@@ -285,7 +351,18 @@ class AggregateStore:
         found_aggregates: dict[AggregateKey, AggregateState] = {}
         found_rollups: dict[RollupKey, RollupState] = {}
         found_profiles: dict[tuple[str, str], ProfileState] = {}
-        for item in self._batch_get([{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in wanted]):
+        eventual = [
+            {"pk": {"S": pk}, "sk": {"S": sk}}
+            for (pk, sk), (kind, _) in wanted.items()
+            if kind == "aggregate"
+        ]
+        consistent = [
+            {"pk": {"S": pk}, "sk": {"S": sk}}
+            for (pk, sk), (kind, _) in wanted.items()
+            if kind != "aggregate"
+        ]
+        found = itertools.chain(self._batch_get(eventual, consistent=False), self._batch_get(consistent))
+        for item in found:
             kind, key = wanted[(item["pk"]["S"], item["sk"]["S"])]
             if kind == "aggregate":
                 found_aggregates[key] = aggregate_from_item(item)
@@ -295,10 +372,12 @@ class AggregateStore:
                 found_profiles[key] = profile_from_values(from_item(item))
         return found_aggregates, found_rollups, found_profiles
 
-    def _batch_get(self, keys: list[dict[str, AttributeValue]]) -> Iterator[dict[str, AttributeValue]]:
+    def _batch_get(
+        self, keys: list[dict[str, AttributeValue]], consistent: bool = True
+    ) -> Iterator[dict[str, AttributeValue]]:
         for start in range(0, len(keys), BATCH_GET_MAX):
             pending: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + BATCH_GET_MAX], "ConsistentRead": True}
+                self._table: {"Keys": keys[start : start + BATCH_GET_MAX], "ConsistentRead": consistent}
             }
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 with storage_errors("read aggregates"):
@@ -318,6 +397,28 @@ class AggregateStore:
             )
         return aggregate_from_item(answer["Item"]) if "Item" in answer else None
 
+    def load_funnels(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], FunnelState]:
+        """The stored funnel items of these (plugin, user) pairs, read consistently."""
+        wanted = [to_item({"pk": funnel_pk(plugin_id), "sk": user_id}) for plugin_id, user_id in keys]
+        found = (funnel_from_item(item) for item in self._batch_get(wanted, consistent=False))
+        return {(state.plugin_id, state.user_id): state for state in found}
+
+    def load_rollups(self, rollups: Iterable[RollupKey], shard: str) -> dict[RollupKey, RollupState]:
+        """This shard's stored rollups among these (missing ones absent)."""
+        found = (
+            rollup_from_item(item) for item in self._batch_get([_rollup_item_key(r, shard) for r in rollups])
+        )
+        return {(state.plugin_id, state.day, state.key, state.group): state for state in found}
+
+    def get_funnel(self, plugin_id: str, user_id: str) -> FunnelState | None:
+        with storage_errors("read funnel"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": funnel_pk(plugin_id), "sk": user_id}),
+                ConsistentRead=True,
+            )
+        return funnel_from_item(answer["Item"]) if "Item" in answer else None
+
     def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None:
         with storage_errors("read profile"):
             answer = self._client.get_item(
@@ -327,7 +428,7 @@ class AggregateStore:
             )
         return profile_from_values(from_item(answer["Item"])) if "Item" in answer else None
 
-    def save(self, state: AggregateState | RollupState | ProfileState) -> None:
+    def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None:
         """Write ``state`` as the next version of its item, if nobody else did in between."""
         expected = state.version
         state.version = expected + 1
@@ -335,6 +436,8 @@ class AggregateStore:
             item = aggregate_to_item(state)
         elif isinstance(state, ProfileState):
             item = profile_to_item(state)
+        elif isinstance(state, FunnelState):
+            item = funnel_to_item(state)
         else:
             item = rollup_to_item(state)
         if expected == 0:
@@ -424,7 +527,10 @@ class AggregateStore:
         values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=limit)
         items = answer.get("Items", [])
-        batch_delete(self._client, self._table, [{"pk": i["pk"], "sk": i["sk"]} for i in items], self._sleep)
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
+        if "LastEvaluatedKey" not in answer:  # the last of them: its funnel item goes too
+            keys.append(to_item({"pk": funnel_pk(plugin_id), "sk": user_id}))
+        batch_delete(self._client, self._table, keys, self._sleep)
         profiles = sum(1 for i in items if i.get("kind", {}).get("S") == PROFILE_KIND)
         return len(items) - profiles, profiles, "LastEvaluatedKey" in answer
 

@@ -37,6 +37,23 @@ def api_key_pk(key_hash: str) -> str:
     return f"apikey{SEP}{key_hash}"
 
 
+def keys_pk(plugin_id: str) -> str:
+    """A plugin's keys, listed (hash, label, last 4 characters, times), one item per key."""
+    return f"keys{SEP}{plugin_id}"
+
+
+def _key_from_values(values: dict[str, Any]) -> DashboardKey:
+    return DashboardKey(
+        values["plugin_id"],
+        values["key_hash"],
+        int(values["created_at"]),
+        values.get("label") or "",
+        values.get("gateway_key_id"),
+        values.get("last4", ""),
+        int(values["last_used"]) if "last_used" in values else None,
+    )
+
+
 # Every plugin with a config or a dashboard key, under one partition key: listing them is one query.
 PLUGIN_INDEX_PK = "plugins"
 
@@ -173,6 +190,26 @@ class ControlStore:
     def _index_item(self, plugin_id: str, at: int) -> dict[str, Any]:
         return to_item({"pk": PLUGIN_INDEX_PK, "sk": plugin_id, "plugin_id": plugin_id, "updated_at": at})
 
+    def register_plugin(self, plugin_id: str, at: int) -> None:
+        """List a plugin that has events and no config (a chatbot that only ever sent widget events)."""
+        with storage_errors("register plugin"):
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=self._index_item(plugin_id, at),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+
+    def is_listed(self, plugin_id: str) -> bool:
+        with storage_errors("read plugin"):
+            answer = self._client.get_item(
+                TableName=self._table, Key=to_item({"pk": PLUGIN_INDEX_PK, "sk": plugin_id})
+            )
+        return "Item" in answer
+
     def list_plugins(self) -> list[str]:
         plugins: list[str] = []
         start: dict[str, Any] = {}
@@ -195,17 +232,18 @@ class ControlStore:
     # -- dashboard keys -----------------------------------------------------------------------------
 
     def save_dashboard_key(self, key: DashboardKey) -> None:
-        """Store a key (only its hash) and list its plugin, in one transaction."""
-        item = to_item(
-            {
-                "pk": api_key_pk(key.key_hash),
-                "sk": "apikey",
-                "plugin_id": key.plugin_id,
-                "created_at": key.created_at,
-                "label": key.label or None,
-                "gateway_key_id": key.gateway_key_id,
-            }
-        )
+        """Store a key (only its hash), list it under its plugin, and list the plugin, in one
+        transaction."""
+        values = {
+            "plugin_id": key.plugin_id,
+            "key_hash": key.key_hash,
+            "created_at": key.created_at,
+            "label": key.label or None,
+            "gateway_key_id": key.gateway_key_id,
+            "last4": key.last4,
+        }
+        item = to_item({"pk": api_key_pk(key.key_hash), "sk": "apikey", **values})
+        listed = to_item({"pk": keys_pk(key.plugin_id), "sk": key.key_id, **values})
         with storage_errors("create key"):
             self._client.transact_write_items(
                 TransactItems=[
@@ -216,6 +254,7 @@ class ControlStore:
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
+                    {"Put": {"TableName": self._table, "Item": listed}},
                     {
                         "Put": {
                             "TableName": self._table,
@@ -232,14 +271,65 @@ class ControlStore:
             )
         if "Item" not in answer:
             return None
-        values = from_item(answer["Item"])
-        return DashboardKey(
-            values["plugin_id"],
-            key_hash,
-            int(values["created_at"]),
-            values.get("label", ""),
-            values.get("gateway_key_id"),
-        )
+        return _key_from_values({"key_hash": key_hash, **from_item(answer["Item"])})
+
+    def list_keys(self, plugin_id: str) -> list[DashboardKey]:
+        """The plugin's keys, as listed (never the keys themselves), oldest first."""
+        values = {":pk": keys_pk(plugin_id)}
+        keys: list[DashboardKey] = []
+        start: dict[str, Any] = {}
+        while True:
+            answer = query(self._client, self._table, "pk = :pk", values, "list keys", **start)
+            keys.extend(_key_from_values(from_item(item)) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return sorted(keys, key=lambda key: (key.created_at, key.key_id))
+            start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+
+    def listed_key(self, plugin_id: str, key_id: str) -> DashboardKey | None:
+        with storage_errors("read key"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": keys_pk(plugin_id), "sk": key_id}),
+                ConsistentRead=True,
+            )
+        return _key_from_values(from_item(answer["Item"])) if "Item" in answer else None
+
+    def delete_dashboard_key(self, key: DashboardKey) -> None:
+        """Forget a key: its hash (so it authenticates nothing from now on) and its listing."""
+        with storage_errors("revoke key"):
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": to_item({"pk": api_key_pk(key.key_hash), "sk": "apikey"}),
+                        }
+                    },
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": to_item({"pk": keys_pk(key.plugin_id), "sk": key.key_id}),
+                        }
+                    },
+                ]
+            )
+
+    def key_used(self, key: DashboardKey, at: int) -> None:
+        """Record a key's use on its listing (the caller writes at most once per resolution)."""
+        with storage_errors("record key use"):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=to_item({"pk": keys_pk(key.plugin_id), "sk": key.key_id}),
+                    UpdateExpression="SET last_used = :at",
+                    ConditionExpression=(
+                        "attribute_exists(pk) AND (attribute_not_exists(last_used) OR last_used < :at)"
+                    ),
+                    ExpressionAttributeValues=to_item({":at": at}),
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
 
     def plugin_for_write_key(self, write_key: str) -> str | None:
         with storage_errors("read write key"):

@@ -22,24 +22,8 @@ from tracking.models.canonical import (
 )
 from tracking.models.config import PluginConfig
 from tracking.models.request import URL_MAX, USER_AGENT_MAX, RequestInfo, client_event_id, new_event_ids
+from tracking.models.widget import EVENT_TYPES
 
-EVENT_TYPES = frozenset(
-    {
-        "visitor",
-        "popup_displayed",
-        "popup_opened",
-        "bot_open",
-        "convo_started",
-        "message_sent",
-        "message_like",
-        "message_dislike",
-        "click_through",
-        "added_to_cart",
-        "go_to_cart",
-        "purchase",
-        "error",
-    }
-)
 EVENT_ALIASES = {"tracktrans": "purchase"}
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 _USER_AGENT_FIELDS = frozenset({"user_agent", "userAgent", "useragent"})

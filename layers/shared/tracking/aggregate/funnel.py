@@ -1,0 +1,65 @@
+"""The ordered funnel folded from stream records exactly once (pure logic, like ``fold``).
+
+Each record that moves a user in the funnel yields its changes to the funnel rollups; the funnel item
+remembers them for ``SHARD_MEMORY_MS`` so that a retried record, skipped by the item's guard, yields
+the same changes to rollups that did not apply them yet. A record that changes nothing is never
+remembered: a funnel only grows, so it changes nothing when retried either."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from tracking.aggregate.fold import SHARD_MEMORY_MS, StreamEvent, mark_applied
+from tracking.models.funnel import FUNNEL, Change, FunnelState
+
+FunnelKey = tuple[str, str]  # (plugin, user)
+
+
+def in_funnel(record: StreamEvent) -> bool:
+    event = record.event
+    return record.counts and event is not None and event.key in FUNNEL
+
+
+def fold_funnel(
+    state: FunnelState, shard: str, records: Sequence[StreamEvent], now_ms: int
+) -> tuple[FunnelState, bool, dict[int, tuple[Change, ...]]]:
+    """Apply one shard's records (in sequence order); the new state, whether it must be written, and
+    each record's changes to the rollups (by sequence number)."""
+    new = copy.deepcopy(state)
+    last = new.applied.get(shard, (-1, 0))[0]
+    changes: dict[int, tuple[Change, ...]] = {}
+    changed = False
+    for record in records:
+        if record.seq <= last:
+            remembered = new.recent.get((shard, record.seq))
+            changes[record.seq] = remembered[1] if remembered else ()
+            continue
+        last = record.seq
+        event = record.event
+        if event is None or not in_funnel(record):
+            changes[record.seq] = ()
+            continue
+        before = new.counted()
+        step = FUNNEL.index(event.key)
+        done, entered = new.done | 1 << step, new.entered_at
+        if step == 0 and (entered is None or event.event_time < entered):
+            entered = event.event_time
+        if (done, entered) == (new.done, new.entered_at):
+            changes[record.seq] = ()
+            continue
+        new.done, new.entered_at = done, entered
+        after = new.counted()
+        moved = tuple(
+            sorted(
+                [(day, n, 1) for (day, n) in after - before] + [(day, n, -1) for (day, n) in before - after]
+            )
+        )
+        changes[record.seq] = moved
+        if moved:
+            new.recent[(shard, record.seq)] = (now_ms, moved)
+        changed = True
+    if changed:
+        mark_applied(new, shard, last, now_ms)
+        new.recent = {k: v for k, v in new.recent.items() if now_ms - v[0] < SHARD_MEMORY_MS}
+    return new, changed, changes

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import ROOT
 from tests.e2e.conftest import ADMIN_KEY, Stack, eventually
 
 pytestmark = pytest.mark.e2e
@@ -325,4 +328,38 @@ def test_a_dashboard_key_reads_a_profile_but_cannot_delete(browser: Any, seeded:
     page.wait_for_load_state("networkidle")
     assert page.get_by_test_id("person-admin").is_hidden()
     assert page.get_by_test_id("person-delete").is_hidden()
+    page.close()
+
+
+def test_after_make_demo_the_daily_chart_shows_the_days_the_demo_wrote(browser: Any, seeded: Stack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.cli", "--state-dir", str(seeded.state_dir), "demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "TRACKING_ADMIN_KEY": ADMIN_KEY},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def visits() -> int:
+        reply = seeded.admin("GET", "/v1/plugins/demo-shop-bot/series?keys=visitor")
+        return sum(day["events"] for day in reply.json["series"]["visitor"]) if reply.status == 200 else 0
+
+    assert eventually(lambda: visits() == 150, timeout_s=60), visits()
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 900})
+    page.goto(f"{seeded.url}/dashboard#plugin=demo-shop-bot")
+    page.get_by_test_id("key").fill(ADMIN_KEY)
+    page.get_by_test_id("connect").click()
+    page.locator("[data-testid=chart-events] circle[data-key=visitor]").first.wait_for()
+    shown = page.locator("[data-testid=chart-events] circle[data-key=visitor]").evaluate_all(
+        "dots => dots.map(dot => Number(dot.dataset.value))"
+    )
+    assert len(shown) == 30
+    assert sum(shown) == 150  # every visit the demo wrote, on the days it wrote them
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=status]').textContent === 'demo-shop-bot'"
+    )
+    page.screenshot(path=str(ARTIFACTS / "dashboard-demo.png"), full_page=True)
     page.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import ADMIN_KEY, Stack, eventually
+from tests.e2e.conftest import ADMIN_KEY, Stack, eventually, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -332,15 +329,7 @@ def test_a_dashboard_key_reads_a_profile_but_cannot_delete(browser: Any, seeded:
 
 
 def test_after_make_demo_the_daily_chart_shows_the_days_the_demo_wrote(browser: Any, seeded: Stack) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "devstack.cli", "--state-dir", str(seeded.state_dir), "demo"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "TRACKING_ADMIN_KEY": ADMIN_KEY},
-    )
+    done = run_demo(seeded)
     assert done.returncode == 0, done.stdout + done.stderr
 
     def visits() -> int:

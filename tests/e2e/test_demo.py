@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, run_demo
 
 pytestmark = pytest.mark.e2e
 
 
 def test_demo_traffic_fills_the_plugin_and_the_chatbot(stack: Stack) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "devstack.cli", "--state-dir", str(stack.state_dir), "demo"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "TRACKING_ADMIN_KEY": "e2e-admin-key-0123456789abcdef"},
-    )
+    done = run_demo(stack)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "100% (" in done.stderr  # the progress bar got to the end
     assert "(0 refused)" in done.stdout

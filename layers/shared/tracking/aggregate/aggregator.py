@@ -101,6 +101,16 @@ class _Run:
     def failed_at(self, seq: int) -> bool:
         return seq in self.failures
 
+    def hold_after_failure(self, records: Sequence[StreamEvent]) -> int:
+        """How many of an item's records come before the first that failed; the ones from it on are
+        held back (applied later, the item's guard would skip the failed one on retry)."""
+        for position, record in enumerate(records):
+            if self.failed(record):
+                held = records[position:]
+                self.fail(held, BlockedByEarlierFailure(f"held back behind {held[0].seq}"))
+                return position
+        return len(records)
+
 
 class Aggregator:
     def __init__(
@@ -210,10 +220,7 @@ class Aggregator:
 
             def apply(key: ProfileKey) -> ProfileState | None:
                 entries = profiles.groups[key]
-                ready = _prefix_before_failure(run, entries)
-                if len(ready) < len(entries):
-                    blocked = [record for record, _ in entries[len(ready) :]]
-                    run.fail(blocked, BlockedByEarlierFailure(f"held back behind {blocked[0].seq}"))
+                ready = entries[: run.hold_after_failure([record for record, _ in entries])]
                 if not ready:
                     return None
                 base = stored.get(key) or ProfileState(plugin_id=key[0], user_id=key[1])
@@ -410,10 +417,7 @@ class Aggregator:
 
         def apply(item: tuple[FunnelKey, list[StreamEvent]]) -> dict[int, tuple[FunnelChange, ...]]:
             key, entries = item
-            group = _records_before_failure(run, entries)
-            if len(group) < len(entries):
-                blocked = entries[len(group) :]
-                run.fail(blocked, BlockedByEarlierFailure(f"held back behind {blocked[0].seq}"))
+            group = entries[: run.hold_after_failure(entries)]
             state = self._funnels.get(key) or stored.get(key) or FunnelState(plugin_id=key[0], user_id=key[1])
             try:
                 for _ in range(CONFLICT_RETRIES):
@@ -538,22 +542,6 @@ def _unless_suppressed(record: StreamEvent, loaded: Mapping[str, tuple[Any, Peop
     if people.suppresses(event.user_id, event.anonymous_id, event.previous_id):
         return StreamEvent(record.seq, record.event_name, None)
     return record
-
-
-def _records_before_failure(run: _Run, records: list[StreamEvent]) -> list[StreamEvent]:
-    for position, record in enumerate(records):
-        if run.failed(record):
-            return records[:position]
-    return records
-
-
-def _prefix_before_failure(
-    run: _Run, entries: list[tuple[StreamEvent, list[Change]]]
-) -> list[tuple[StreamEvent, list[Change]]]:
-    for position, (record, _) in enumerate(entries):
-        if run.failed(record):
-            return entries[:position]
-    return entries
 
 
 def _capture(apply: Callable[[T], R]) -> Callable[[T], tuple[R | None, BaseException | None]]:

@@ -114,7 +114,7 @@ class ApiKeyAuth:
     def _record_use(self, key: DashboardKey) -> None:
         at = int(self._wall_clock() * 1000) // KEY_USE_RESOLUTION_MS * KEY_USE_RESOLUTION_MS
         with self._lock:
-            if self._used.get(key.key_hash, -1) >= at or (key.last_used or -1) >= at:
+            if self._used.get(key.key_hash, -1) >= at:
                 return
             self._used[key.key_hash] = at
         try:

@@ -473,9 +473,6 @@ class AggregateStore:
                 states.append(parsed)
         return states, profile
 
-    def user_aggregates(self, plugin_id: str, user_id: str) -> list[AggregateState]:
-        return self.user_items(plugin_id, user_id)[0]
-
     def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage:
         """Aggregates and profiles of the users after ``after_user``, in user order: one query of at
         most ``max_items`` items. Users whose items the query cut off are left for the next page."""

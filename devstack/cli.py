@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     state_dir.mkdir(parents=True, exist_ok=True)
     key = admin_key(state_dir)
-    parameters = {"AdminKey": key, "StageName": "local"}
+    parameters = {"StageName": "local"}
     if os.environ.get("RATE_LIMIT_PER_MINUTE"):
         parameters["RateLimitPerMinute"] = os.environ["RATE_LIMIT_PER_MINUTE"]
     stack = LocalStack(state_dir, Template.load(parameters), key)
@@ -112,6 +112,8 @@ class LocalStack:
         dynamodb.ensure_tables(database, self.template)
         local = {
             **dynamodb.local_environment(database.endpoint),
+            # On AWS the admin key is a Secrets Manager secret; locally it is given as is.
+            "TRACKING_ADMIN_KEY": self.key,
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
         self.pools = {
@@ -237,7 +239,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
     state_dir = _state_dir(args)
     stack = _stack(state_dir)
-    template = Template.load({"AdminKey": stack["admin_key"], "StageName": "local"})
+    template = Template.load({"StageName": "local"})
     functions = template.functions()
     if args.function not in functions:
         raise SystemExit(
@@ -246,7 +248,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     function = functions[args.function]
     text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
     event = json.loads(text)
-    environment = function_environment(function, dynamodb.local_environment(stack["dynamodb"]))
+    environment = function_environment(
+        function, {**dynamodb.local_environment(stack["dynamodb"]), "TRACKING_ADMIN_KEY": stack["admin_key"]}
+    )
     os.environ.clear()  # what the function sees, as in its container: nothing else
     os.environ.update(environment)
     # Like sam local invoke: the function's own output (its logs) on stderr, its result on stdout.

@@ -144,7 +144,7 @@ class Template:
                     return self.parameters[arg]
                 if arg in self.resources:
                     # Tables, functions and queues exist locally under their logical id; the
-                    # gateway's own parts (usage plans, API keys, the WAF) do not exist at all.
+                    # other parts (the admin key's secret, the WAF, KMS keys) do not exist at all.
                     return arg if self.resources[arg].get("Type") in _LOCAL_TYPES else ""
                 if arg == "AWS::Region":
                     return "us-east-1"

@@ -44,5 +44,5 @@ def seed_sample_key(dynamodb: Any, table: str = "ControlTable") -> None:
     from tracking.query.auth import key_hash  # noqa: PLC0415
     from tracking.storage.control import ControlStore  # noqa: PLC0415
 
-    key = DashboardKey("demo-plugin", key_hash(SAMPLE_DASHBOARD_KEY), 1764016800000, "sample", None, "0001")
+    key = DashboardKey("demo-plugin", key_hash(SAMPLE_DASHBOARD_KEY), 1764016800000, "sample", last4="0001")
     ControlStore(dynamodb, table).save_dashboard_key(key)

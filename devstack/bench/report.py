@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devstack.bench.bill import whole_bill
 from devstack.bench.coldstart import cold_start
 from devstack.bench.cost import cost
 from devstack.bench.people import deletion_cost, link_cost
 from devstack.bench.workloads import (
+    TEMPLATE,
     aggregate_throughput,
     aggregate_writes,
     ingest_overhead,
@@ -54,6 +56,18 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "cost_per_million_batched_usd": results["cost"]["batched"]["cost_per_million_usd"],
         "cost_overhead_ratio.single": results["cost"]["single"]["cost_overhead_ratio"],
         "cost_overhead_ratio.batched": results["cost"]["batched"]["cost_overhead_ratio"],
+        **{
+            f"cost_per_million_total_usd.{name}": workload["cost_per_million_total_usd"]
+            for name, workload in results["bill"]["workloads"].items()
+        },
+        "fixed_monthly_usd": results["bill"]["fixed_monthly_total_usd"],
+        # analytics.js is captured in Chromium; without it these are left out (not reported as 0).
+        **{
+            f"{figure}.analytics_js": browser[figure]
+            for browser in [results["cost"]["payloads"].get("analytics.js")]
+            if browser
+            for figure in ("stored_bytes_per_event", "write_units_per_event")
+        },
         "link_extra_writes_per_anonymous_aggregate": results["people"]["link"][
             "extra_writes_per_anonymous_aggregate"
         ],
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         results["cost"] = cost(
             database, sessions=50 if quick else 500, batches=10 if quick else 100, events_per_second=100
         )
+        results["bill"] = whole_bill(results, TEMPLATE)
         step("people: links and a deletion")
         results["people"] = {
             "link": link_cost(database, 20 if quick else 200),

@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from devstack import dynamodb, load
 from devstack.builders import api_event, canonical, invocation, stream_record
-from devstack.capacity import Usage, metered
+from devstack.capacity import Usage, item_size, metered
 from devstack.esm import passes_filters
 from devstack.lambdas import LambdaContext, function_environment, load_handler
 from devstack.stack import start_stack, stop_stack
@@ -38,8 +38,9 @@ from tracking.settings import get_settings
 from tracking.storage.aggregates import aggregate_to_item
 from tracking.storage.dynamo import client
 
-TEMPLATE = Template.load({"AdminKey": "bench-admin-key-000000000000000", "StageName": "bench"})
-ADMIN = {"x-api-key": "bench-admin-key-000000000000000"}
+TEMPLATE = Template.load({"StageName": "bench"})
+ADMIN_KEY = "bench-admin-key-000000000000000"
+ADMIN = {"x-api-key": ADMIN_KEY}
 # What a browser sends; it is stored in each widget event's context, so it counts in its size.
 BROWSER = {"User-Agent": "Mozilla/5.0 (bench)"}
 
@@ -63,7 +64,10 @@ def environment_of(function: str, database: dynamodb.Database) -> Iterator[None]
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(
-        function_environment(TEMPLATE.functions()[function], dynamodb.local_environment(database.endpoint))
+        function_environment(
+            TEMPLATE.functions()[function],
+            {**dynamodb.local_environment(database.endpoint), "TRACKING_ADMIN_KEY": ADMIN_KEY},
+        )
     )
     client.cache_clear()
     get_settings.cache_clear()
@@ -92,6 +96,10 @@ class Function:
         self._sink.truncate()
         with contextlib.redirect_stdout(self._sink):
             return self._handler(event, LambdaContext(self.name, function.memory_mb, function.timeout_s))
+
+    def output(self) -> str:
+        """What the last invocation printed (its log and metric lines)."""
+        return self._sink.getvalue()
 
 
 def widget_call(session: int, step: int, network: int = 10) -> tuple[dict[str, Any], str]:
@@ -356,6 +364,48 @@ class Workload:
     aggregate: Usage
     aggregate_invocations: int
     aggregate_seconds: float
+    stored_event_bytes: int  # the events' items as DynamoDB bills storage (+100 bytes each)
+    aggregate_table_bytes: int  # what the aggregates table grew by, the same way
+    metric_line_bytes: int = 0  # the aggregate function's metric (EMF) log line per invocation
+
+
+STORAGE_OVERHEAD_BYTES = 100  # DynamoDB bills each stored item 100 bytes more than its size
+
+
+def table_bytes(db: Any, table: str) -> int:
+    """Stored size of a whole table, as DynamoDB bills it."""
+    pages = db.get_paginator("scan").paginate(TableName=table)
+    return sum(item_size(item) + STORAGE_OVERHEAD_BYTES for page in pages for item in page["Items"])
+
+
+def ingest_calls(
+    database: dynamodb.Database, calls: list[tuple[str, dict[str, Any], str]]
+) -> tuple[list[dict[str, Any]], Usage, float]:
+    """Send the calls through the ingest function; the items they stored (in the order received),
+    the capacity they used and the wall time they took."""
+    auth = {"Authorization": "Basic " + base64.b64encode(b"wk_bench_source:").decode()}
+    with environment_of("IngestFunction", database):
+        ingest = Function("IngestFunction")
+        db = client()
+        scan = db.get_paginator("scan")
+        pages = scan.paginate(TableName="EventsTable", ProjectionExpression="sk")
+        before = {item["sk"]["S"] for page in pages for item in page["Items"]}
+        started = time.perf_counter()
+        with metered(db) as usage:
+            for path, body, ip in calls:
+                segment = path.startswith("/v1/") and "plugins" not in path
+                headers = {**BROWSER, **auth} if segment else BROWSER
+                answer = ingest(api_event("POST", path, body, ip=ip, headers=headers, stage="bench"))
+                assert answer["statusCode"] == 200, answer
+        seconds = time.perf_counter() - started
+        items = [
+            i
+            for page in db.get_paginator("scan").paginate(TableName="EventsTable")
+            for i in page["Items"]
+            if i["sk"]["S"] not in before and i.get("kind", {}).get("S") != "rejected"
+        ]
+    items.sort(key=lambda item: (int(item["received_at"]["N"]), item["sk"]["S"]))
+    return items, usage, seconds
 
 
 def run_workload(
@@ -367,28 +417,7 @@ def run_workload(
     """Send the calls through the ingest function, then deliver what it stored to the aggregate
     function in the batches a stream of ``events_per_second`` forms with a 1-second window."""
 
-    auth = {"Authorization": "Basic " + base64.b64encode(b"wk_bench_source:").decode()}
-    with environment_of("IngestFunction", database):
-        ingest = Function("IngestFunction")
-        db = client()
-        scan = db.get_paginator("scan")
-        pages = scan.paginate(TableName="EventsTable", ProjectionExpression="sk")
-        before = {item["sk"]["S"] for page in pages for item in page["Items"]}
-        started = time.perf_counter()
-        with metered(db) as ingest_usage:
-            for path, body, ip in calls:
-                segment = path.startswith("/v1/") and "plugins" not in path
-                headers = {**BROWSER, **auth} if segment else BROWSER
-                answer = ingest(api_event("POST", path, body, ip=ip, headers=headers, stage="bench"))
-                assert answer["statusCode"] == 200, answer
-        ingest_seconds = time.perf_counter() - started
-        items = [
-            i
-            for page in db.get_paginator("scan").paginate(TableName="EventsTable")
-            for i in page["Items"]
-            if i["sk"]["S"] not in before
-        ]
-    items.sort(key=lambda item: (int(item["received_at"]["N"]), item["sk"]["S"]))
+    items, ingest_usage, ingest_seconds = ingest_calls(database, calls)
     # What the event source mapping's filter (template.yaml) lets through to the aggregate function.
     mapping = TEMPLATE.stream_mapping("AggregateFunction")
     every = [stream_record(n, None, image=item) for n, item in enumerate(items, start=1)]
@@ -397,6 +426,7 @@ def run_workload(
     invocations = 0
     with environment_of("AggregateFunction", database):
         aggregate = Function("AggregateFunction")
+        aggregates_before = table_bytes(client(), "AggregatesTable")
         started = time.perf_counter()
         with metered(client()) as aggregate_usage:
             for start in range(0, len(records), batch):
@@ -404,6 +434,8 @@ def run_workload(
                 assert answer["batchItemFailures"] == [], answer
                 invocations += 1
         aggregate_seconds = time.perf_counter() - started
+        metric_lines = [line for line in aggregate.output().splitlines() if '"_aws"' in line]
+        aggregates_after = table_bytes(client(), "AggregatesTable")
     return Workload(
         name,
         len(items),
@@ -413,6 +445,9 @@ def run_workload(
         aggregate_usage,
         invocations,
         aggregate_seconds,
+        stored_event_bytes=sum(item_size(item) + STORAGE_OVERHEAD_BYTES for item in items),
+        aggregate_table_bytes=aggregates_after - aggregates_before,
+        metric_line_bytes=max((len(line.encode()) for line in metric_lines), default=0),
     )
 
 
@@ -435,6 +470,25 @@ def single_calls(sessions: int) -> list[tuple[str, dict[str, Any], str]]:
                 calls.append(
                     ("/v1/plugins/bench-plugin/track", body, f"10.200.{session // 256 % 256}.{session % 256}")
                 )
+    return calls
+
+
+def browser_calls(
+    visitors: int, visit: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, dict[str, Any], str]]:
+    """Visitors of a shop, each making the calls analytics.js made in a real browser (``visit``,
+    from devstack/bench/clients.py), each visitor their own ids and IP; visits interleave."""
+    calls = []
+    for step, (path, body) in enumerate(visit):
+        for visitor in range(visitors):
+            call = {
+                **body,
+                "anonymousId": f"bench-anon-{visitor:06d}",
+                "messageId": f"ajs-{visitor:06d}-{step}",
+            }
+            if call.get("userId"):
+                call["userId"] = f"bench-shopper-{visitor:06d}"
+            calls.append((path, call, f"10.230.{visitor // 256 % 256}.{visitor % 256}"))
     return calls
 
 

@@ -5,6 +5,7 @@ asserted here: they are measurements, and targets live in the benchmark's report
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,17 @@ FIGURES = {
     "load_latency_p99_ms",
     "load_aggregates_exact",
     "load_connection_errors",
+    "cost_per_million_total_usd.single",
+    "cost_per_million_total_usd.batched",
+    "fixed_monthly_usd",
 }
+# analytics.js runs in Chromium: without it the browser workload is left out (and said so).
+BROWSER = {
+    "cost_per_million_total_usd.browser",
+    "stored_bytes_per_event.analytics_js",
+    "write_units_per_event.analytics_js",
+}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) -> None:
@@ -51,7 +62,7 @@ def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.quick.json").read_text())
-    assert set(results["figures"]) == FIGURES
+    assert set(results["figures"]) == FIGURES | (BROWSER if CHROMIUM else set())
     assert set(TARGETS) <= FIGURES
     # Counting facts, not timings: these hold on any machine.
     assert results["figures"]["aggregate_writes_per_group"] == 1.0
@@ -64,5 +75,20 @@ def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) 
     assert costs["cost_per_million_usd"] == pytest.approx(
         sum(costs["usd_per_million_events"].values()), abs=1e-3
     )
+    # The whole bill: every line adds up, a month is its volume times the total plus the fixed part.
+    bill = results["bill"]
+    for workload in bill["workloads"].values():
+        lines = workload["usd_per_million_events"]
+        assert {"storage", "point_in_time_recovery", "access_logs_storage", "metric_log_lines"} <= set(lines)
+        assert workload["cost_per_million_total_usd"] == pytest.approx(sum(lines.values()), abs=1e-3)
+        for volume in (1, 10, 100):
+            month = volume * workload["cost_per_million_total_usd"] + bill["fixed_monthly_total_usd"]
+            assert workload["monthly_usd"][f"{volume}M"] == pytest.approx(month, abs=0.02)
+    # Payload sizes are measured from what the real libraries sent; every call stored one event.
+    payloads = results["cost"]["payloads"]
+    assert {"analytics-python", "customerio-python", "rudderstack-python", "widget", "plugin"} <= set(
+        payloads
+    )
+    assert ("analytics.js" in payloads) == bool(CHROMIUM)
     report = (tmp_path / "results.quick.md").read_text()
     assert all(f"`{name}`" in report for name in FIGURES)

@@ -343,35 +343,61 @@ def test_money_in_the_summary_is_rounded_to_cents(query: Invoke, aggregate: Invo
     )
 
 
-def test_on_aws_a_new_dashboard_key_is_also_a_key_of_the_gateways_usage_plan(
-    function_env: Callable[..., None], aws: Any, plugin: None
-) -> None:
-    gateway = boto3.client("apigateway")
-    api = gateway.create_rest_api(name="event-tracking-api")["id"]
-    plan = gateway.create_usage_plan(name="keys", apiStages=[{"apiId": api, "stage": "v1"}])["id"]
-    function_env(API_USAGE_PLAN_ID=plan)
-    query = new_container("QueryFunction")
-    created = body(query(api_event("POST", "/v1/plugins/p1/keys", {"label": "ops"}, headers=ADMIN)))
-    (registered,) = gateway.get_usage_plan_keys(usagePlanId=plan)["items"]
-    assert registered["value"] == created["key"]
-    assert gateway.get_api_key(apiKey=registered["id"], includeValue=True)["enabled"] is True
-    # And the key works with the app as well.
-    assert get(query, "/v1/plugins/p1/columns", headers={"x-api-key": created["key"]})["statusCode"] == 200
-    # Revoked, it goes from the gateway too (the gateway answers 403 for it before any function runs).
-    revoked = query(api_event("DELETE", f"/v1/plugins/p1/keys/{created['key_id']}", headers=ADMIN))
-    assert revoked["statusCode"] == 200
-    assert gateway.get_api_keys()["items"] == []
-    assert get(query, "/v1/plugins/p1/columns", headers={"x-api-key": created["key"]})["statusCode"] == 401
-
-
-def test_if_the_key_cannot_be_stored_its_gateway_twin_is_removed(
-    function_env: Callable[..., None], aws: Any, plugin: None
-) -> None:
-    gateway = boto3.client("apigateway")
-    plan = gateway.create_usage_plan(name="keys")["id"]
-    function_env(API_USAGE_PLAN_ID=plan)
-    query = new_container("QueryFunction")
+def test_a_key_that_could_not_be_stored_is_not_answered(query: Invoke, plugin: None) -> None:
     with dynamodb_fails("TransactWriteItems"):
         answer = query(api_event("POST", "/v1/plugins/p1/keys", {}, headers=ADMIN))
     assert answer["statusCode"] == 503
-    assert gateway.get_api_keys()["items"] == []
+    assert "key" not in json.loads(answer["body"])
+    assert body(query(api_event("GET", "/v1/plugins/p1/keys", headers=ADMIN)))["keys"] == []
+
+
+def test_on_aws_the_admin_key_is_read_from_its_secret_and_rotates_without_a_redeploy(
+    function_env: Callable[..., None], aws: Any
+) -> None:
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="admin-key", SecretString="firstAdminKey0123456789abcdefghij")["ARN"]
+    function_env(ADMIN_KEY_SECRET_ARN=arn)  # TRACKING_ADMIN_KEY is still set: the secret wins
+    query = new_container("QueryFunction")
+    first = {"x-api-key": "firstAdminKey0123456789abcdefghij"}
+    second = {"x-api-key": "secondAdminKey0123456789abcdefgh"}
+    assert query(api_event("GET", "/v1/plugins", headers=first))["statusCode"] == 200
+    secrets.put_secret_value(SecretId=arn, SecretString="secondAdminKey0123456789abcdefgh")
+    # The new key works at once (a key that does not match makes the container read the secret again,
+    # at most every 30 s); once read, the old one is refused.
+    assert query(api_event("GET", "/v1/plugins", headers=second))["statusCode"] == 200
+    assert query(api_event("GET", "/v1/plugins", headers=first))["statusCode"] == 401
+    assert query(api_event("GET", "/v1/plugins", headers=ADMIN))["statusCode"] == 401
+
+
+def test_when_the_secret_cannot_be_read_an_admin_call_is_told_to_retry(
+    function_env: Callable[..., None], aws: Any
+) -> None:
+    function_env(ADMIN_KEY_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf")
+    answer = new_container("QueryFunction")(api_event("GET", "/v1/plugins", headers=ADMIN))
+    assert answer["statusCode"] == 503
+    assert json.loads(answer["body"])["error"]["code"] == "UNAVAILABLE"
+
+
+def test_a_dashboard_call_never_reads_the_admin_secret(
+    function_env: Callable[..., None], aws: Any, plugin: None, key_of_p1: str
+) -> None:
+    function_env(ADMIN_KEY_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf")
+    answer = get(new_container("QueryFunction"), "/v1/plugins/p1/columns", headers={"x-api-key": key_of_p1})
+    assert answer["statusCode"] == 200
+
+
+def test_each_key_has_a_daily_quota_shared_by_every_container(
+    function_env: Callable[..., None], query: Invoke, plugin: None, key_of_p1: str
+) -> None:
+    other = body(query(api_event("POST", "/v1/plugins/p1/keys", {"label": "other"}, headers=ADMIN)))["key"]
+    function_env(KEY_QUOTA_PER_DAY="5")
+    one, two = new_container("QueryFunction"), new_container("QueryFunction")
+    mine = {"x-api-key": key_of_p1}
+    answers = [get(container, "/v1/plugins/p1/columns", headers=mine) for container in (one, two) * 4]
+    statuses = [answer["statusCode"] for answer in answers]
+    assert statuses.count(200) == 5, statuses
+    refused = answers[statuses.index(429)]
+    assert json.loads(refused["body"])["error"]["code"] == "RATE_LIMITED"
+    assert 23 * 3600 < int(refused["multiValueHeaders"]["Retry-After"][0]) <= 24 * 3600
+    # Every key has a quota of its own.
+    assert get(one, "/v1/plugins/p1/columns", headers={"x-api-key": other})["statusCode"] == 200

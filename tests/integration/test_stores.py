@@ -9,9 +9,9 @@ import pytest
 from devstack.capacity import metered
 from tracking.errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
-from tracking.ingest.ratelimit import RateLimiter
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.request import RequestInfo
+from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
 from tracking.storage.events import EventStore, event_from_item, event_to_item

@@ -83,9 +83,10 @@ def test_tables_are_created_as_the_template_defines_them() -> None:
     assert "ControlTable" in tables
 
 
-def test_gateway_parts_that_do_not_exist_locally_resolve_to_nothing() -> None:
+def test_aws_parts_that_do_not_exist_locally_resolve_to_nothing() -> None:
+    # The admin key's secret: unset locally, so the functions take TRACKING_ADMIN_KEY.
     query = Template.load().functions()["QueryFunction"]
-    assert query.environment["API_USAGE_PLAN_ID"] == ""
+    assert query.environment["ADMIN_KEY_SECRET_ARN"] == ""
     assert query.environment["AGGREGATES_TABLE"] == "AggregatesTable"
 
 

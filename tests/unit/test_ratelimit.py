@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from tracking.errors import RateLimited
-from tracking.ingest.ratelimit import RateLimiter
 from tracking.models.control import Grant
+from tracking.ratelimit import RateLimiter
 
 
 @dataclass

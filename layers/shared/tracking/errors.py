@@ -68,8 +68,8 @@ class RateLimited(ApiError):
     status = 429
     code = "RATE_LIMITED"
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"Too many requests; retry in {retry_after} s")
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message or f"Too many requests; retry in {retry_after} s")
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:

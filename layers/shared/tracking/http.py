@@ -133,7 +133,7 @@ ERRORS = {
     403: "Key of another plugin, or origin not allowed (FORBIDDEN)",
     404: "Unknown route or plugin (NOT_FOUND)",
     422: "Validation failed (VALIDATION); details name each field",
-    429: "Rate limited (RATE_LIMITED); see Retry-After",
+    429: "Rate limited per client IP, or a key over its daily quota (RATE_LIMITED); see Retry-After",
     503: "Storage unavailable (UNAVAILABLE); retry, nothing was half-written",
 }
 # Request bodies the routes declare, by component name (``make openapi`` adds their schemas).

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class Settings(BaseModel):
@@ -21,11 +21,24 @@ class Settings(BaseModel):
     rate_limit_max_lease: int = Field(16, ge=1, le=120, alias="RATE_LIMIT_MAX_LEASE")
     retention_days: int = Field(400, ge=1, alias="RETENTION_DAYS")
     config_cache_seconds: float = Field(5.0, ge=0, alias="CONFIG_CACHE_SECONDS")
+    # The admin key: given as is (the local stack), or the id of the Secrets Manager secret that
+    # holds it (the deployed stack: no secret in the environment). The secret wins when both are set.
     admin_key: SecretStr | None = Field(None, alias="TRACKING_ADMIN_KEY")
-    # The deployed API's usage plan: dashboard keys are registered there too (unset locally).
-    api_usage_plan_id: str | None = Field(None, alias="API_USAGE_PLAN_ID")
+    admin_key_secret: str | None = Field(None, alias="ADMIN_KEY_SECRET_ARN")
+    # Seconds a container keeps the secret's value (how long a rotated-out key may still work).
+    admin_key_max_age: int = Field(300, ge=0, alias="ADMIN_KEY_MAX_AGE")
+    # Requests per day (rolling, from the key's first request) each admin or dashboard key may make,
+    # across all containers; 0 disables the quota.
+    key_quota_per_day: int = Field(100_000, ge=0, alias="KEY_QUOTA_PER_DAY")
     # Plugin that widget calls without ``data.chatbot_id`` are recorded under.
     default_plugin_id: str = Field("default", alias="DEFAULT_PLUGIN_ID")
+
+    @field_validator("admin_key")
+    @classmethod
+    def _not_a_dashboard_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().startswith("dk_"):
+            raise ValueError("the admin key must not start with dk_ (dashboard keys do)")
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,5 +1,5 @@
 """Composition root: builds each function's service from settings (handlers call only this). With
-``storage/``, the only module that knows DynamoDB and API Gateway exist."""
+``storage/``, the only module that knows DynamoDB and Secrets Manager exist."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tracking.aggregate.aggregator import Aggregator
     from tracking.forget.service import Forgetter
     from tracking.ingest.service import IngestService
+    from tracking.query.auth import AdminKey
     from tracking.query.service import QueryService
     from tracking.storage.control import ControlStore
 
@@ -24,9 +25,9 @@ def control_store(settings: Settings) -> ControlStore:
 
 def ingest_service(settings: Settings) -> IngestService:
     from tracking.ingest.configs import PluginDirectory  # noqa: PLC0415
-    from tracking.ingest.ratelimit import RateLimiter  # noqa: PLC0415
     from tracking.ingest.rejections import RejectionLog  # noqa: PLC0415
     from tracking.ingest.service import IngestService  # noqa: PLC0415
+    from tracking.ratelimit import RateLimiter  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.events import EventStore  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
@@ -57,26 +58,35 @@ def aggregator(settings: Settings) -> Aggregator:
 
 
 def query_service(settings: Settings) -> QueryService:
-    from tracking.query.auth import ApiKeyAuth  # noqa: PLC0415
+    from tracking.query.auth import QUOTA_WINDOW_MS, ApiKeyAuth  # noqa: PLC0415
     from tracking.query.service import QueryService  # noqa: PLC0415
+    from tracking.ratelimit import RateLimiter  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.events import UserEvents  # noqa: PLC0415
-    from tracking.storage.gateway import GatewayKeys  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
     control = control_store(settings)
-    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    quota = RateLimiter(control, settings.key_quota_per_day, window_ms=QUOTA_WINDOW_MS)
     return QueryService(
         control=control,
         aggregates=AggregateStore(client(), settings.aggregates_table),
-        auth=ApiKeyAuth(admin_key, control),
+        auth=ApiKeyAuth(admin_key(settings), control, quota=quota if quota.enabled else None),
         rejections=RejectionStore(client(), settings.events_table),
         events=UserEvents(client(), settings.events_table, settings.retention_days),
         deletions=DeletionStore(client(), settings.events_table),
-        gateway=GatewayKeys(settings.api_usage_plan_id) if settings.api_usage_plan_id else None,
     )
+
+
+def admin_key(settings: Settings) -> AdminKey:
+    from tracking.query.auth import StaticAdminKey  # noqa: PLC0415
+
+    if settings.admin_key_secret:
+        from tracking.storage.secrets import AdminKeySecret  # noqa: PLC0415
+
+        return AdminKeySecret(settings.admin_key_secret, max_age=settings.admin_key_max_age)
+    return StaticAdminKey(settings.admin_key.get_secret_value() if settings.admin_key else None)
 
 
 def forgetter(settings: Settings) -> Forgetter:

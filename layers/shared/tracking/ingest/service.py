@@ -12,12 +12,12 @@ from tracking.compact import dumps_compact
 from tracking.errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget
-from tracking.ingest.ratelimit import RateLimiter
 from tracking.ingest.rejections import RejectionLog
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
 from tracking.models.rejections import Rejection, cut_payload
 from tracking.models.request import RequestInfo
+from tracking.ratelimit import RateLimiter
 
 # No write starts later than this after the request arrived: the write and, if its answer is lost,
 # the read that confirms it then still fit in the function's timeout (see storage/dynamo.py).

@@ -11,7 +11,6 @@ class DashboardKey:
     key_hash: str
     created_at: int
     label: str = ""
-    gateway_key_id: str | None = None  # the API Gateway API key of the same value, when deployed
     last4: str = ""  # the key's last 4 characters: enough to tell keys apart, never enough to use one
     last_used: int | None = None  # epoch ms, to within KEY_USE_RESOLUTION_MS
 

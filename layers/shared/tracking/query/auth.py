@@ -1,10 +1,14 @@
 """API-key authentication: who may read what. The admin key reads everything and is the only one
-that manages plugins; a dashboard key reads one plugin. Dashboard keys are stored as SHA-256 hashes.
+that manages plugins; a dashboard key reads one plugin. Dashboard keys are stored as SHA-256 hashes
+and nowhere else; the admin key comes from an :class:`AdminKey` (on AWS a Secrets Manager secret,
+``storage/secrets.py``; locally ``TRACKING_ADMIN_KEY``). Dashboard keys start with ``dk_``; any
+other key is compared with the admin key, so dashboard requests never read the secret.
 
 A known key is looked up on every request (one small read), so a revoked key is refused on its next
 call in every container; only unknown keys are remembered, for a few seconds, so a flood of wrong
 keys costs few reads. A key's last use is recorded at most once per ``KEY_USE_RESOLUTION_MS`` per
-container."""
+container. Each key, the admin's included, has a daily quota of requests shared by every container
+(a :class:`RateLimiter` over a day: a 429 once spent)."""
 
 from __future__ import annotations
 
@@ -16,14 +20,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from tracking.errors import Forbidden, Unauthorized
+from tracking.errors import Forbidden, RateLimited, Unauthorized
 from tracking.models.control import KEY_USE_RESOLUTION_MS, DashboardKey
+from tracking.models.request import SEP
+
+if TYPE_CHECKING:
+    from tracking.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "dk_"
+QUOTA_WINDOW_MS = 24 * 3600 * 1000
 
 
 def key_hash(key: str) -> str:
@@ -32,6 +41,20 @@ def key_hash(key: str) -> str:
 
 def new_dashboard_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class AdminKey(Protocol):
+    def matches(self, presented: str) -> bool: ...
+
+
+class StaticAdminKey:
+    """An admin key given at start (the local stack's ``TRACKING_ADMIN_KEY``); None: no admin."""
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value.encode() if value else None
+
+    def matches(self, presented: str) -> bool:
+        return self._value is not None and hmac.compare_digest(presented.encode(), self._value)
 
 
 class KeyStore(Protocol):
@@ -51,14 +74,17 @@ class Caller:
 class ApiKeyAuth:
     def __init__(
         self,
-        admin_key: str | None,
+        admin_key: AdminKey,
         keys: KeyStore,
+        *,
+        quota: RateLimiter | None = None,
         unknown_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._admin_key = admin_key
         self._keys = keys
+        self._quota = quota
         self._unknown_seconds = unknown_seconds
         self._clock = clock
         self._wall_clock = wall_clock
@@ -72,14 +98,27 @@ class ApiKeyAuth:
         # Keys are printable ASCII; anything else (a lone surrogate, say) can match none of them.
         if not presented.isascii() or not presented.isprintable():
             raise Unauthorized("Unknown API key")
-        if self._admin_key and hmac.compare_digest(presented.encode(), self._admin_key.encode()):
-            return Caller(admin=True)
-        if not presented.startswith(KEY_PREFIX) or len(presented) > 200:
+        if len(presented) > 200:
             raise Unauthorized("Unknown API key")
+        if not presented.startswith(KEY_PREFIX):
+            if not self._admin_key.matches(presented):
+                raise Unauthorized("Unknown API key")
+            self._spend("admin")
+            return Caller(admin=True)
         found = self._lookup(key_hash(presented))
         if found is None:
             raise Unauthorized("Unknown API key")
+        self._spend(found.key_id)
         return Caller(admin=False, plugin_id=found.plugin_id)
+
+    def _spend(self, key_name: str) -> None:
+        """One request of the key's daily quota (429 once it is spent)."""
+        if self._quota is None:
+            return
+        try:
+            self._quota.check(f"key{SEP}{key_name}")
+        except RateLimited as limited:
+            raise RateLimited(limited.retry_after, "This key used its daily quota of requests") from None
 
     def reader(self, presented: str | None, plugin_id: str) -> Caller:
         caller = self.caller(presented)

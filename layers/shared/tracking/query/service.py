@@ -53,13 +53,6 @@ class UserView:
     person: Person
 
 
-class GatewayKeys(Protocol):
-    """Where the deployed API also knows dashboard keys (API Gateway's usage plan)."""
-
-    def register(self, key: str, plugin_id: str, label: str) -> str: ...
-    def unregister(self, key_id: str) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class CsvPart:
     plugin_id: str
@@ -88,7 +81,6 @@ class QueryService:
         *,
         events: access.EventsReader,
         deletions: Deletions,
-        gateway: GatewayKeys | None = None,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         self._control = control
@@ -97,7 +89,6 @@ class QueryService:
         self._deletions = deletions
         self._rejections = rejections
         self._auth = auth
-        self._gateway = gateway
         self._clock = clock
 
     # -- admin ----------------------------------------------------------------------------------------
@@ -153,32 +144,22 @@ class QueryService:
         return published
 
     def create_key(self, plugin_id: str, label: str) -> tuple[str, DashboardKey]:
-        """A new dashboard key of the plugin, shown once: only its hash is stored. On AWS it is also
-        registered with the usage plan; if storing it fails, that registration is undone."""
+        """A new dashboard key of the plugin, shown once: only its hash is stored, here and nowhere
+        else (the gateway does not know dashboard keys: they are checked and metered here)."""
         key = new_dashboard_key()
-        gateway_key_id = self._gateway.register(key, plugin_id, label) if self._gateway else None
-        stored = DashboardKey(plugin_id, key_hash(key), self._clock(), label, gateway_key_id, key[-4:])
-        try:
-            self._control.save_dashboard_key(stored)
-        except Exception:
-            if self._gateway and gateway_key_id:
-                self._gateway.unregister(gateway_key_id)  # nothing half-made: no key the app would not know
-            raise
+        stored = DashboardKey(plugin_id, key_hash(key), self._clock(), label, last4=key[-4:])
+        self._control.save_dashboard_key(stored)
         return key, stored
 
     def keys(self, api_key: str | None, raw_plugin: str) -> list[DashboardKey]:
         return self._control.list_keys(self.managed(api_key, raw_plugin))
 
     def revoke_key(self, api_key: str | None, raw_plugin: str, key_id: str) -> DashboardKey:
-        """Revoke a dashboard key: refused from its next call on, here and at the gateway (the
-        gateway's key goes first, so a failure leaves the key listed and the revocation can be
-        asked again)."""
+        """Revoke a dashboard key: refused from its next call on, in every container."""
         plugin_id = self.managed(api_key, raw_plugin)
         found = self._control.listed_key(plugin_id, key_id) if is_identifier(key_id) else None
         if found is None:
             raise NotFound(f"No key {key_id!r} for plugin {plugin_id!r}")
-        if self._gateway and found.gateway_key_id:
-            self._gateway.unregister(found.gateway_key_id)
         self._control.delete_dashboard_key(found)
         return found
 

@@ -48,7 +48,6 @@ def _key_from_values(values: dict[str, Any]) -> DashboardKey:
         values["key_hash"],
         int(values["created_at"]),
         values.get("label") or "",
-        values.get("gateway_key_id"),
         values.get("last4", ""),
         int(values["last_used"]) if "last_used" in values else None,
     )
@@ -239,7 +238,6 @@ class ControlStore:
             "key_hash": key.key_hash,
             "created_at": key.created_at,
             "label": key.label or None,
-            "gateway_key_id": key.gateway_key_id,
             "last4": key.last4,
         }
         item = to_item({"pk": api_key_pk(key.key_hash), "sk": "apikey", **values})

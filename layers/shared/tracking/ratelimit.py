@@ -1,4 +1,6 @@
-"""Per-client-IP rate limit shared by every Lambda container, cheap on DynamoDB writes.
+"""A budget of requests per window shared by every Lambda container, cheap on DynamoDB writes: the
+per-client-IP rate limit of ingest routes (a minute), and each API key's daily quota on the query
+function (a day; ``query/auth.py``). Below, "an IP" is whatever the budget is kept for.
 
 State lives in the control table (behind :class:`RateStore`; ``ControlStore.reserve`` on DynamoDB),
 not in memory, so the limit holds however many containers serve an IP. To keep a chatty IP from

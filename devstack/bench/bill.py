@@ -1,0 +1,220 @@
+"""The whole bill: what the cost model's workloads measured (devstack/bench/cost.py), plus what a
+deployed stack pays besides requests and write units: storage and point-in-time recovery for as long
+as events are kept, log storage, the fixed monthly parts (WAF, alarms, custom metrics, the admin
+key's secret, the alarm topic's KMS key), Lambda init (billed since August 2025), and the per-IP
+limiter when many warm containers serve one IP. Per million events, then per month at 1, 10 and 100
+million events, next to PostHog's list price; and the levers an operator has, with their price.
+
+Every price is a us-east-1 list price; every size, write and duration is measured by ``make bench``.
+Assumptions are named where they are made (``ASSUMPTIONS``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from devstack.template import Template
+
+MONTH_DAYS = 30.4375
+GB = 1e9
+
+PRICES = {
+    "api_gateway_rest_request": 3.50,  # per million (first 333 million a month)
+    "api_gateway_http_request": 1.00,  # per million (first 300 million a month)
+    "waf_request": 0.60,  # per million
+    "waf_web_acl_month": 5.00,
+    "waf_rule_month": 1.00,
+    "lambda_request": 0.20,  # per million
+    "lambda_arm64_gb_second": 13.3334,  # per million GB-seconds ($0.0000133334 per GB-second)
+    "dynamodb_write_unit": 0.625,  # per million
+    "dynamodb_read_unit": 0.125,  # per million
+    "dynamodb_storage_gb_month": 0.25,
+    "dynamodb_pitr_gb_month": 0.20,
+    "cloudwatch_logs_ingested_gb": 0.50,
+    "cloudwatch_logs_stored_gb_month": 0.03,
+    "cloudwatch_alarm_month": 0.10,  # standard resolution
+    "cloudwatch_custom_metric_month": 0.30,  # first 10,000 metrics
+    "secrets_manager_secret_month": 0.40,
+    "secrets_manager_per_10k_calls": 0.05,
+    "kms_key_month": 1.00,
+}
+
+# Custom metrics the functions emit through Powertools (EMF): the ingest function's outcome metrics
+# (tracking/observability.py) and the aggregate function's two; each bills as one metric a month
+# once it has been emitted that month (an upper bound: a metric never emitted costs nothing).
+CUSTOM_METRICS = (
+    "RequestsRejected",
+    "RequestsRateLimited",
+    "RequestsFailed",
+    "StorageUnavailable",
+    "StreamRecords",
+    "StreamRecordsRetried",
+)
+
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one vCPU. Init is import work,
+# so its time at 512 MB is the bench's CPU time scaled by 1769/512.
+INIT_CPU_SCALE = round(1769 / 512, 3)
+# Warm environments are recycled and idle ones reclaimed; a function whose traffic comes in spurts
+# pays at most about one cold start per 5 idle minutes per environment it keeps.
+COLD_STARTS_PER_FUNCTION_MONTH = int(MONTH_DAYS * 24 * 12)
+# GetSecretValue: once per 5 minutes per warm query environment, at most (ADMIN_KEY_MAX_AGE).
+SECRET_READS_PER_MONTH = int(MONTH_DAYS * 24 * 12)
+ASSUMPTIONS = {
+    "init_cpu_scale_512mb": INIT_CPU_SCALE,
+    "cold_starts_per_function_month": COLD_STARTS_PER_FUNCTION_MONTH,
+    "secret_reads_per_month": SECRET_READS_PER_MONTH,
+    # Aggregates have no TTL (a user's row outlives their events); charged here for the retention
+    # period like the events, a lower bound for users who never come back.
+    "aggregates_kept_days": "RetentionDays",
+}
+
+# PostHog product analytics, per event after the first million free a month (list price, tiers as
+# published: https://posthog.com/pricing, summarised at https://flexprice.io/blog/posthog-pricing-guide).
+POSTHOG_TIERS = (
+    (1_000_000, 0.0),
+    (2_000_000, 0.0000500),
+    (15_000_000, 0.0000343),
+    (50_000_000, 0.0000295),
+    (100_000_000, 0.0000218),
+    (250_000_000, 0.0000150),
+)
+VOLUMES = (1, 10, 100)  # millions of events a month
+
+
+def posthog_monthly(events: int) -> float:
+    total, lower = 0.0, 0
+    for upper, price in POSTHOG_TIERS:
+        if events > lower:
+            total += (min(events, upper) - lower) * price
+        lower = upper
+    return total
+
+
+def storage_lines(
+    event_bytes: float, aggregate_bytes: float, retention_days: int, *, pitr: bool = True
+) -> dict[str, float]:
+    """Per million events: keeping each event's item (and its share of the aggregates table) for
+    ``retention_days``, with point-in-time recovery billed on the same bytes."""
+    months = retention_days / MONTH_DAYS
+    stored = 1e6 * (event_bytes + aggregate_bytes) / GB * months
+    lines = {"storage": stored * PRICES["dynamodb_storage_gb_month"]}
+    lines["point_in_time_recovery"] = stored * PRICES["dynamodb_pitr_gb_month"] if pitr else 0.0
+    return lines
+
+
+def template_counts(template: Template) -> dict[str, int]:
+    acl = template.of_type("AWS::WAFv2::WebACL")["ApiWebAcl"]
+    return {
+        "alarms": len(template.of_type("AWS::CloudWatch::Alarm")),
+        "waf_rules": len(acl["Properties"]["Rules"]),
+        "functions": len(template.of_type("AWS::Serverless::Function")),
+        "retention_days": int(template.parameters["RetentionDays"]),
+        "log_retention_days": int(template.parameters["LogRetentionDays"]),
+        "point_in_time_recovery": int(template.parameters["PointInTimeRecovery"] == "true"),
+    }
+
+
+def init_monthly(cold_start: Mapping[str, Any], memory_gb: float, functions: int) -> float:
+    """Lambda init, billed like duration: the bound of ASSUMPTIONS for every function, at the
+    slowest measured init (CPU ms in this repo's layout, scaled to 512 MB's share of a vCPU)."""
+    slowest_ms = max(float(cold_start[f"{name}_ms"]) for name in ("ingest", "aggregate", "query"))
+    seconds = slowest_ms / 1000 * INIT_CPU_SCALE
+    starts = COLD_STARTS_PER_FUNCTION_MONTH * functions
+    return starts * memory_gb * seconds * PRICES["lambda_arm64_gb_second"] / 1e6  # no request charge
+
+
+def fixed_monthly(template: Template, cold_start: Mapping[str, Any], memory_gb: float) -> dict[str, float]:
+    counts = template_counts(template)
+    own_kms_key = bool(template.of_type("AWS::KMS::Key"))
+    return {
+        "waf_web_acl": PRICES["waf_web_acl_month"],
+        "waf_rules": counts["waf_rules"] * PRICES["waf_rule_month"],
+        "alarms": counts["alarms"] * PRICES["cloudwatch_alarm_month"],
+        "custom_metrics": len(CUSTOM_METRICS) * PRICES["cloudwatch_custom_metric_month"],
+        "admin_key_secret": PRICES["secrets_manager_secret_month"]
+        + SECRET_READS_PER_MONTH / 1e4 * PRICES["secrets_manager_per_10k_calls"],
+        "alarm_topic_kms_key": PRICES["kms_key_month"] if own_kms_key else 0.0,
+        "lambda_init": init_monthly(cold_start, memory_gb, counts["functions"]),
+    }
+
+
+def whole_bill(results: Mapping[str, Any], template: Template) -> dict[str, Any]:
+    """Per workload: every per-million line and the total; the fixed monthly parts; the month at
+    1, 10 and 100 million events next to PostHog; and the levers."""
+    counts = template_counts(template)
+    memory_gb = template.functions()["IngestFunction"].memory_mb / 1024
+    fixed = fixed_monthly(template, results["cold_start"], memory_gb)
+    fixed_total = sum(fixed.values())
+    workloads: dict[str, Any] = {}
+    for name, measured in results["cost"].items():
+        if not isinstance(measured, Mapping) or "usd_per_million_events" not in measured:
+            continue
+        lines = dict(measured["usd_per_million_events"])
+        lines.update(
+            storage_lines(
+                measured["stored_bytes_per_event"],
+                measured["aggregate_bytes_per_event"],
+                counts["retention_days"],
+            )
+        )
+        # Access log lines are kept LogRetentionDays; the aggregate function's metric line per batch.
+        log_gb = measured["requests_per_event"] * 1e6 * results["cost"]["access_log_bytes_per_request"] / GB
+        lines["access_logs_storage"] = (
+            log_gb * counts["log_retention_days"] / MONTH_DAYS * PRICES["cloudwatch_logs_stored_gb_month"]
+        )
+        lines["metric_log_lines"] = (
+            measured["aggregate_invocations_per_event"]
+            * 1e6
+            * results["cost"]["metric_line_bytes"]
+            / GB
+            * PRICES["cloudwatch_logs_ingested_gb"]
+        )
+        total = sum(lines.values())
+        workloads[name] = {
+            "usd_per_million_events": {key: round(value, 4) for key, value in lines.items()},
+            "cost_per_million_total_usd": round(total, 4),
+            "monthly_usd": {f"{volume}M": round(volume * total + fixed_total, 2) for volume in VOLUMES},
+        }
+    single = workloads["single"]["usd_per_million_events"]
+    return {
+        "assumptions": ASSUMPTIONS,
+        "fixed_monthly_usd": {key: round(value, 4) for key, value in fixed.items()},
+        "fixed_monthly_total_usd": round(fixed_total, 2),
+        "workloads": workloads,
+        "posthog_monthly_usd": {
+            f"{volume}M": round(posthog_monthly(volume * 1_000_000), 2) for volume in VOLUMES
+        },
+        "levers": levers(results, counts, single),
+    }
+
+
+def levers(
+    results: Mapping[str, Any], counts: Mapping[str, int], single: Mapping[str, float]
+) -> dict[str, Any]:
+    """What each operator choice changes, per million single calls (and per month where fixed)."""
+    measured = results["cost"]["single"]
+    event_bytes, aggregate_bytes = measured["stored_bytes_per_event"], measured["aggregate_bytes_per_event"]
+    retention = {
+        f"{days}_days": round(sum(storage_lines(event_bytes, aggregate_bytes, days).values()), 4)
+        for days in (30, 90, 180, 400, 730)
+    }
+    without_pitr = storage_lines(event_bytes, aggregate_bytes, counts["retention_days"], pitr=False)
+    return {
+        "retention_storage_and_pitr_per_million": retention,
+        "pitr_off_saves_per_million": round(
+            single["point_in_time_recovery"] - without_pitr["point_in_time_recovery"], 4
+        ),
+        # An HTTP API costs $1.00 a million instead of $3.50 and cannot have a WAF web ACL: the per-IP
+        # limit is then the ingest function's own (a write per 8-16 requests, already counted).
+        "http_api_instead_of_rest_saves_per_million": round(
+            PRICES["api_gateway_rest_request"] - PRICES["api_gateway_http_request"] + PRICES["waf_request"], 4
+        ),
+        "http_api_instead_of_rest_saves_monthly": round(
+            PRICES["waf_web_acl_month"] + counts["waf_rules"] * PRICES["waf_rule_month"], 2
+        ),
+        "batching_20_calls_saves_per_million": round(
+            results["cost"]["single"]["cost_per_million_usd"]
+            - results["cost"]["batched"]["cost_per_million_usd"],
+            4,
+        ),
+    }

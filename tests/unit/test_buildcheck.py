@@ -12,6 +12,14 @@ from devstack.template import Template
 SO = "_pydantic_core.cpython-313-aarch64-linux-gnu.so"
 
 
+def write_pyc(source: Path, flags: int) -> None:
+    """A .pyc header of Python 3.13 (magic, then the flags word), as compileall writes one."""
+    cache = source.parent / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    magic = (3571).to_bytes(2, "little") + b"\r\n"
+    (cache / f"{source.stem}.cpython-313.pyc").write_bytes(magic + flags.to_bytes(4, "little") + bytes(8))
+
+
 def fake_build(
     root: Path, native: str = SO, runtime: str = "python3.13", architecture: str = "arm64"
 ) -> Path:
@@ -25,6 +33,8 @@ def fake_build(
         f"pydantic_core/{native}",
     ):
         (layer / part).write_text("")
+    for source in layer.rglob("*.py"):
+        write_pyc(source, flags=0b01)
     for name in Template.load().functions():
         (root / name).mkdir()
         (root / name / "app.py").write_text("")
@@ -55,3 +65,13 @@ def test_a_layer_without_the_package_fails(tmp_path: Path) -> None:
     build = fake_build(tmp_path)
     (build / "SharedLayer" / "python" / "tracking" / "query" / "dashboard.html").unlink()
     assert problems(build) == ["layer lacks tracking/query/dashboard.html"]
+
+
+def test_a_layer_without_bytecode_or_with_timestamped_bytecode_fails(tmp_path: Path) -> None:
+    build = fake_build(tmp_path)
+    layer = build / "SharedLayer" / "python"
+    (layer / "tracking" / "query" / "cells.py").write_text("")  # no .pyc beside it
+    write_pyc(layer / "tracking" / "__init__.py", flags=0)  # timestamp-checked: stale once zipped by SAM
+    found = problems(build)
+    assert any("1 modules without python3.13 bytecode" in problem for problem in found), found
+    assert any("not unchecked-hash" in problem for problem in found), found

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from tracking.lean import rest_resolver_only
+
+rest_resolver_only()  # before the package's first import: its other resolvers are never loaded
+
+# isort: split
+# The resolver and its Response are re-exported: the routes take them from here, after the above.
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver as APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import CORSConfig, content_types
+from aws_lambda_powertools.event_handler import Response as Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from pydantic import BaseModel

@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
 from tracking.errors import PayloadTooLarge
 from tracking.http import (
     OK_BODY,
+    APIGatewayRestResolver,
     QueryParam,
+    Response,
     header,
     json_response,
     new_resolver,

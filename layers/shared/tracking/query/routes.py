@@ -8,10 +8,18 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
 from tracking.errors import ValidationFailed
-from tracking.http import QueryParam, header, json_response, new_resolver, operation, path_param, read_body
+from tracking.http import (
+    APIGatewayRestResolver,
+    QueryParam,
+    Response,
+    header,
+    json_response,
+    new_resolver,
+    operation,
+    path_param,
+    read_body,
+)
 from tracking.models.config import PluginConfig
 from tracking.payloads import parse_json, parse_json_object
 from tracking.query import people

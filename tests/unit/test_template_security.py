@@ -1,5 +1,6 @@
-"""No secret in the deployed stack's environment variables, parameters or outputs: the admin key lives
-in a Secrets Manager secret the template generates, and functions are given its ARN only."""
+"""The deployed stack's secrets and encryption: no secret in its environment variables, parameters or
+outputs (the admin key lives in a Secrets Manager secret the template generates, and functions are
+given its ARN only), and an alarm topic encrypted with a key CloudWatch may use."""
 
 from __future__ import annotations
 
@@ -43,3 +44,22 @@ def test_the_secret_is_generated_and_no_output_reveals_it() -> None:
     for name, output in DOCUMENT["Outputs"].items():
         assert not _mentions(output["Value"], "resolve:"), name
         assert not _mentions(output["Value"], "SecretString"), name
+
+
+def test_alarms_can_publish_to_their_encrypted_topic() -> None:
+    # Not alias/aws/sns: its key policy (which nobody can edit) does not let CloudWatch use it, and
+    # alarms would fail to publish. Without KmsKeyArn the stack's own key lets CloudWatch use it.
+    resources = DOCUMENT["Resources"]
+    topic = resources["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {
+        "Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AlarmTopicKey"}]
+    }
+    key = resources["AlarmTopicKey"]
+    assert key["Condition"] == "NoKmsKey"
+    (cloudwatch,) = [
+        statement
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        if statement.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert not _mentions(DOCUMENT, "alias/aws/sns")

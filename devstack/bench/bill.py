@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from devstack.template import Template
+from tracking.observability import outcome_metric
 
 MONTH_DAYS = 30.4375
 GB = 1e9
@@ -43,11 +44,8 @@ PRICES = {
 # (tracking/observability.py) and the aggregate function's two; each bills as one metric a month
 # once it has been emitted that month (an upper bound: a metric never emitted costs nothing).
 CUSTOM_METRICS = (
-    "RequestsRejected",
-    "RequestsRateLimited",
-    "RequestsFailed",
-    "StorageUnavailable",
-    "StreamRecords",
+    *sorted({name for status in (400, 429, 500, 503) if (name := outcome_metric(status))}),
+    "StreamRecords",  # functions/aggregate/app.py
     "StreamRecordsRetried",
 )
 

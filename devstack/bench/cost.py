@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from devstack import dynamodb
+from devstack.bench.bill import PRICES
 from devstack.bench.clients import captured_calls
 from devstack.bench.workloads import (
     ADMIN,
@@ -31,16 +32,6 @@ from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
 
-# us-east-1 list prices (USD), per million unless said otherwise.
-PRICES = {
-    "api_gateway_rest_request": 3.50,
-    "waf_request": 0.60,
-    "lambda_request": 0.20,
-    "lambda_arm64_gb_second": 13.3334,  # $0.0000133334 per GB-second
-    "dynamodb_write_unit": 0.625,
-    "dynamodb_read_unit": 0.125,
-    "cloudwatch_logs_ingested_gb": 0.50,  # per GB, not per million
-}
 # CloudWatch Logs bills each log event's bytes plus 26 bytes of overhead.
 LOG_EVENT_OVERHEAD_BYTES = 26
 # What a typical ingest request puts into the access log's ``$context`` variables.

@@ -75,32 +75,22 @@ def bytecode_problems(layer: Path) -> list[str]:
 def compiled_at_start() -> dict[str, list[str]]:
     """Per function, the layer's modules compiled when its handler is imported in a Lambda-like
     layout of a layer built by the same Makefile for this machine (empty: the bytecode is used)."""
-    import tempfile  # noqa: PLC0415
-
-    from devstack.lambdalayout import COMPILE_PROBE, LambdaLayout, make_writable, python313  # noqa: PLC0415
+    from devstack.lambdalayout import COMPILE_PROBE, LambdaLayout, python313  # noqa: PLC0415
 
     python = python313()
     assert python is not None
     functions = Template.load().functions()
     code = COMPILE_PROBE + "import app, json; print(json.dumps({'compiled': _compiled}))"
-    with tempfile.TemporaryDirectory() as scratch:
-        layout = LambdaLayout.build(Path(scratch), python, functions)
-        try:
-            environment = {
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ACCESS_KEY_ID": "x",
-                "AWS_SECRET_ACCESS_KEY": "x",
-            }
-            return {
-                name: [
-                    path
-                    for path in layout.run(code, name, {**function.environment, **environment})["compiled"]
-                    if str(layout.opt) in path
-                ]
-                for name, function in functions.items()
-            }
-        finally:
-            make_writable(Path(scratch))
+    environment = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    with LambdaLayout.scratch(python, functions) as layout:
+        return {
+            name: [
+                path
+                for path in layout.run(code, name, {**function.environment, **environment})["compiled"]
+                if str(layout.opt) in path
+            ]
+            for name, function in functions.items()
+        }
 
 
 def main() -> int:

@@ -17,9 +17,11 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,16 @@ class LambdaLayout:
         self.runtime = root / "var" / "runtime"
 
     @classmethod
+    @contextmanager
+    def scratch(cls, python: str, functions: Mapping[str, Function]) -> Iterator[LambdaLayout]:
+        """A layout built in a temporary folder, removed afterwards (it is read-only meanwhile)."""
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                yield cls.build(Path(folder), python, functions)
+            finally:
+                make_writable(Path(folder))
+
+    @classmethod
     def build(cls, root: Path, python: str, functions: Mapping[str, Function]) -> LambdaLayout:
         layout = cls(root, python)
         staging = root / "staging"
@@ -180,8 +192,27 @@ class LambdaLayout:
 
     def run(self, code: str, function: str, extra: Mapping[str, str], *args: str) -> dict[str, Any]:
         """Run ``code`` (which prints one JSON object last) in a fresh interpreter of this layout."""
+        stdout, _ = self._python(function, extra, "-c", code, *args)
+        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+        return result
+
+    def import_times(self, code: str, function: str, extra: Mapping[str, str]) -> dict[str, float]:
+        """Milliseconds of ``python -X importtime`` self time per importing package while ``code``
+        runs (the handler module's own top-level work counts under its name, ``app``)."""
+        _, stderr = self._python(function, extra, "-X", "importtime", "-c", code)
+        totals: dict[str, float] = {}
+        for line in stderr.splitlines():
+            match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+            if match:
+                name = match.group(2)
+                group = ".".join(name.split(".")[:2]) if name.startswith("tracking.") else name.split(".")[0]
+                totals[group] = totals.get(group, 0.0) + int(match.group(1)) / 1000
+        return totals
+
+    def _python(self, function: str, extra: Mapping[str, str], *argv: str) -> tuple[str, str]:
+        """A fresh interpreter of this layout, as ``function``'s runtime starts one: its output."""
         done = subprocess.run(
-            [self.python, "-s", "-c", code, *args],
+            [self.python, "-s", *argv],
             capture_output=True,
             text=True,
             env=self.environment(function, extra),
@@ -190,28 +221,7 @@ class LambdaLayout:
         )
         if done.returncode != 0:
             raise RuntimeError(f"{function}: {done.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        return result
-
-    def import_times(self, code: str, function: str, extra: Mapping[str, str]) -> dict[str, float]:
-        """Milliseconds of ``python -X importtime`` self time per importing package while ``code``
-        runs (the handler module's own top-level work counts under its name, ``app``)."""
-        done = subprocess.run(
-            [self.python, "-s", "-X", "importtime", "-c", code],
-            capture_output=True,
-            text=True,
-            env=self.environment(function, extra),
-            cwd=self.task(function),
-            check=True,
-        )
-        totals: dict[str, float] = {}
-        for line in done.stderr.splitlines():
-            match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
-            if match:
-                name = match.group(2)
-                group = ".".join(name.split(".")[:2]) if name.startswith("tracking.") else name.split(".")[0]
-                totals[group] = totals.get(group, 0.0) + int(match.group(1)) / 1000
-        return totals
+        return done.stdout, done.stderr
 
 
 # Counts every module compiled from source while the code runs (a .pyc that did not validate).

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from devstack import dynamodb
 from devstack.bench.stats import spread
 from devstack.bench.workloads import ADMIN_KEY, TEMPLATE, Function, environment_of
-from devstack.lambdalayout import COMPILE_PROBE, LambdaLayout, make_writable, python313
+from devstack.lambdalayout import COMPILE_PROBE, LambdaLayout, python313
 from devstack.template import ROOT
 
 FUNCTIONS = {"ingest": "IngestFunction", "aggregate": "AggregateFunction", "query": "QueryFunction"}
@@ -81,20 +79,14 @@ def cold_start_deployed(database: dynamodb.Database, rounds: int) -> dict[str, A
         **dynamodb.local_environment(database.endpoint),
         "TRACKING_ADMIN_KEY": SAMPLE_ADMIN_KEY,
     }
-    with tempfile.TemporaryDirectory() as scratch:
-        layout = LambdaLayout.build(
-            Path(scratch), python, {name: functions[name] for name in FUNCTIONS.values()}
-        )
-        try:
-            samples: dict[str, list[dict[str, Any]]] = {key: [] for key in ["floor", *FUNCTIONS]}
-            for _ in range(rounds):
-                samples["floor"].append(layout.run(FLOOR_CODE, "IngestFunction", local))
-                for key, function in FUNCTIONS.items():
-                    environment = {**functions[function].environment, **local}
-                    samples[key].append(layout.run(HANDLER_CODE, function, environment, str(EVENTS[key])))
-            breakdown = _breakdown(layout, functions, local, 3 if rounds < 7 else 5)
-        finally:
-            make_writable(Path(scratch))
+    with LambdaLayout.scratch(python, {name: functions[name] for name in FUNCTIONS.values()}) as layout:
+        samples: dict[str, list[dict[str, Any]]] = {key: [] for key in ["floor", *FUNCTIONS]}
+        for _ in range(rounds):
+            samples["floor"].append(layout.run(FLOOR_CODE, "IngestFunction", local))
+            for key, function in FUNCTIONS.items():
+                environment = {**functions[function].environment, **local}
+                samples[key].append(layout.run(HANDLER_CODE, function, environment, str(EVENTS[key])))
+        breakdown = _breakdown(layout, functions, local, 3 if rounds < 7 else 5)
     return {**_summary(samples, rounds, python), "import_ms": breakdown}
 
 

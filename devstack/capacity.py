@@ -12,32 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+# One count of an item's size, DynamoDB's own (tests/e2e/test_item_sizes.py holds it to DynamoDB Local).
+from tracking.storage.dynamo import item_size
+
+__all__ = ["Usage", "item_size", "metered", "read_units", "write_units"]
+
 KB = 1024
-
-
-def attribute_size(value: Mapping[str, Any]) -> int:
-    """Bytes DynamoDB counts for an attribute value (its documented item-size rules)."""
-    ((kind, data),) = value.items()
-    if kind == "S":
-        return len(str(data).encode())
-    if kind == "N":
-        digits = len(str(data).lstrip("-").replace(".", "").lstrip("0")) or 1
-        return 1 + math.ceil(digits / 2)
-    if kind == "B":
-        return len(data)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "L":
-        return 3 + sum(1 + attribute_size(v) for v in data)
-    if kind == "M":
-        return 3 + sum(1 + len(k.encode()) + attribute_size(v) for k, v in data.items())
-    if kind in ("SS", "NS", "BS"):
-        return sum(attribute_size({kind[0]: v}) for v in data)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
 
 
 def write_units(size: int) -> int:

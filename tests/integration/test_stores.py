@@ -10,6 +10,7 @@ from devstack.capacity import metered
 from tracking.errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
 from tracking.models.canonical import CanonicalEvent
+from tracking.models.failures import ItemTooLarge
 from tracking.models.request import RequestInfo
 from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore
@@ -155,3 +156,31 @@ def test_a_visitor_on_one_container_costs_a_write_per_lease(aws: Any) -> None:
     with metered(client()) as usage:
         assert all(admitted([limiter], 8, clock))
     assert usage.total_writes() == 1
+
+
+def test_an_event_too_large_for_an_item_is_refused_before_anything_is_written(aws: Any) -> None:
+    # Given a batch of events, one of which would not fit DynamoDB's 400 KB item
+    store = EventStore(client(), "EventsTable", retention_days=400)
+
+    def event(n: int, note: str) -> CanonicalEvent:
+        return CanonicalEvent(
+            plugin_id="p",
+            user_id="u",
+            key="k",
+            kind="track",
+            dialect="segment",
+            event_id=f"m:{n}",
+            event_time=NOW,
+            received_at=NOW,
+            properties={"note": note},
+        )
+
+    events = [event(1, "small"), event(2, "x" * 420_000), event(3, "small")]
+    # When it is stored, as one batch or one at a time
+    with pytest.raises(ItemTooLarge) as refused:
+        store.put_all(events)
+    with pytest.raises(ItemTooLarge):
+        store.put(events[1])
+    # Then nothing of it was written, and the refusal says how large the item would have been
+    assert aws.scan(TableName="EventsTable")["Items"] == []
+    assert refused.value.size > refused.value.limit == 400 * 1024

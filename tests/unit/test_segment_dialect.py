@@ -45,7 +45,7 @@ def single(
     raw: dict[str, Any], route: Route, config: PluginConfig, plugin_id: str, info: RequestInfo
 ) -> CanonicalEvent:
     """One call of ``/v1/track`` or ``/v1/identify``, parsed and normalized."""
-    (event,) = to_canonical(parse(raw, route), plugin_id, config, info)
+    (event,), _ = to_canonical(parse(raw, route), plugin_id, config, info)
     return event
 
 
@@ -53,7 +53,8 @@ def batch(
     payload: dict[str, Any], config: PluginConfig, plugin_id: str, info: RequestInfo
 ) -> list[CanonicalEvent]:
     """A ``/v1/batch`` payload, parsed and normalized."""
-    return to_canonical(parse(payload, "batch"), plugin_id, config, info)
+    events, _ = to_canonical(parse(payload, "batch"), plugin_id, config, info)
+    return events
 
 
 def track(properties: dict[str, Any] | None = None, **fields: Any):  # type: ignore[no-untyped-def]

@@ -25,8 +25,8 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from pydantic import BaseModel
 
 from tracking.compact import dumps_compact
-from tracking.errors import INTERNAL_ERROR_CODE, ApiError, NotFound, Unavailable
-from tracking.models.failures import StorageUnavailable
+from tracking.errors import INTERNAL_ERROR_CODE, ApiError, NotFound, PayloadTooLarge, Unavailable
+from tracking.models.failures import ItemTooLarge, StorageUnavailable
 from tracking.models.request import RequestInfo
 from tracking.models.responses import Error, Reply, Success
 from tracking.payloads import body_text
@@ -68,11 +68,18 @@ def segment_errors(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         return error_response(error, segment=True)
     except StorageUnavailable as exc:
         return error_response(Unavailable(str(exc)), segment=True)
+    except ItemTooLarge as exc:
+        return error_response(too_large(exc), segment=True)
 
 
 def storage_unavailable(error: StorageUnavailable) -> Response[str]:
     """Storage throttled or down: a 503 the client may retry (nothing was half-written)."""
     return error_response(Unavailable(str(error)))
+
+
+def too_large(error: ItemTooLarge) -> PayloadTooLarge:
+    """What one request would store does not fit an item: refused before anything was written."""
+    return PayloadTooLarge(str(error))
 
 
 def _unexpected(error: Exception) -> Response[str]:
@@ -92,6 +99,7 @@ def new_resolver() -> APIGatewayRestResolver:
 
     app.exception_handler(ApiError)(error_response)
     app.exception_handler(StorageUnavailable)(storage_unavailable)
+    app.exception_handler(ItemTooLarge)(lambda error: error_response(too_large(error)))
     app.not_found(not_found)
     app.exception_handler(Exception)(_unexpected)
     return app

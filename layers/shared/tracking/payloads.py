@@ -7,7 +7,12 @@ was stored, can meet what this refuses):
 - a string (a key or a value, at any depth) holding a lone surrogate or a NUL: 400 ``ANALYTICS_001``
   (it could be stored but never encoded again, by a read, an export or the page);
 - a number DynamoDB cannot hold exactly (beyond 38 significant digits, magnitude above 9.99e125,
-  non-zero below 1e-130), ``NaN`` or ``Infinity``: 422 ``VALIDATION`` naming each field.
+  non-zero below 1e-130), ``NaN`` or ``Infinity``: 422 ``VALIDATION`` naming each field. Ingest
+  parses with ``judge_numbers=False``: such a number stays in place as an :class:`UnstorableNumber`
+  and each dialect judges it with the call that holds it (``check_numbers``, ``number_details``), so
+  one bad number refuses its own call, never its batch, and is recorded once the plugin is known.
+  Numeric strings that become numbers (a price sent as text) follow the same rule
+  (``models.canonical.number_problem``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ import binascii
 import json
 import re
 import zlib
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tracking.errors import BadRequest, PayloadTooLarge, ValidationFailed, field_path
+from tracking.models.canonical import number_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -75,20 +80,21 @@ def _utf8_length(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
-MAX_DIGITS = 38
-MAX_EXPONENT = 125  # |x| < 10**126
-MIN_EXPONENT = -130  # |x| >= 10**-130, or zero
 _UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 class UnstorableNumber:
-    """A number as the client wrote it, which DynamoDB cannot hold (or ``NaN``, ``Infinity``)."""
+    """A number as the client wrote it, which DynamoDB cannot hold (or ``NaN``, ``Infinity``): kept
+    in place of the number so that each call of a batch is judged on its own (``number_details``)."""
 
     __slots__ = ("reason", "text")
 
     def __init__(self, text: str, reason: str) -> None:
         self.text = text
         self.reason = reason
+
+    def __str__(self) -> str:  # how a recorded rejection's payload shows it
+        return self.text
 
 
 def _constant(name: str) -> UnstorableNumber:
@@ -105,27 +111,6 @@ def _integer(text: str) -> int | UnstorableNumber:
     return UnstorableNumber(text, problem) if problem else int(text)
 
 
-def number_problem(text: str) -> str | None:
-    """Why a number cannot be stored exactly, or None."""
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        return "not a number"
-    if not number.is_finite():
-        return f"{text} is not a number"
-    if number.is_zero():
-        return None
-    # Significant digits as written (normalize() would round them to the context's 28).
-    digits = "".join(map(str, number.as_tuple().digits)).strip("0")
-    if len(digits) > MAX_DIGITS:
-        return f"more than {MAX_DIGITS} significant digits"
-    if number.adjusted() > MAX_EXPONENT:
-        return "larger than 9.99e125"
-    if number.adjusted() < MIN_EXPONENT:
-        return "smaller than 1e-130"
-    return None
-
-
 def has_unsafe_text(text: str) -> bool:
     """A lone surrogate or a NUL: storable, but never to be encoded again."""
     if text.isascii():
@@ -138,45 +123,74 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\\u0000")
 
 
+def _walk(value: Any, loc: tuple[int | str, ...] = ()) -> Any:
+    """Every (node, location) of a parsed JSON value, keys' locations included (as their parent's)."""
+    pending: list[tuple[Any, tuple[int | str, ...]]] = [(value, loc)]
+    while pending:
+        node, where = pending.pop()
+        yield node, where
+        if isinstance(node, dict):
+            for key, child in node.items():
+                yield key, where
+                pending.append((child, (*where, key)))
+        elif isinstance(node, list):
+            pending.extend((child, (*where, index)) for index, child in enumerate(node))
+
+
+def check_text(value: Any, what: str = "body") -> None:
+    """Refuse what no read could ever encode again: a lone surrogate or a NUL anywhere (400)."""
+    unsafe = {
+        _printable(field_path(loc))
+        for node, loc in _walk(value)
+        if isinstance(node, str) and has_unsafe_text(node)
+    }
+    if unsafe:
+        where = ", ".join(sorted(unsafe)[:5])
+        raise BadRequest(f"Invalid {what}: a lone surrogate or NUL character in text ({where})")
+
+
+def number_details(value: Any, prefix: str = "") -> list[dict[str, str]]:
+    """The fields of ``value`` holding a number no table can hold, as the contract's ``details``."""
+    found = [
+        {"field": field_path(loc, prefix), "message": f"cannot be stored exactly: {node.reason}"}
+        for node, loc in _walk(value)
+        if isinstance(node, UnstorableNumber)
+    ]
+    return sorted(found, key=lambda detail: detail["field"])
+
+
+def check_numbers(value: Any, prefix: str = "") -> None:
+    """422 naming every field of ``value`` that holds a number no table can hold."""
+    details = number_details(value, prefix)
+    if details:
+        raise ValidationFailed("A number cannot be stored", details)
+
+
 def check_hygiene(value: Any, what: str = "body") -> None:
     """Refuse what no read could ever encode again (400), and numbers no table can hold (422)."""
-    unsafe: list[str] = []
-    numbers: list[dict[str, str]] = []
-    pending: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
-    while pending:
-        node, loc = pending.pop()
-        if isinstance(node, str):
-            if has_unsafe_text(node):
-                unsafe.append(_printable(field_path(loc)))
-        elif isinstance(node, UnstorableNumber):
-            numbers.append({"field": field_path(loc), "message": f"cannot be stored exactly: {node.reason}"})
-        elif isinstance(node, dict):
-            for key, child in node.items():
-                if has_unsafe_text(key):
-                    unsafe.append(_printable(field_path(loc)))
-                pending.append((child, (*loc, key)))
-        elif isinstance(node, list):
-            pending.extend((child, (*loc, index)) for index, child in enumerate(node))
-    if unsafe:
-        where = ", ".join(sorted(set(unsafe))[:5])
-        raise BadRequest(f"Invalid {what}: a lone surrogate or NUL character in text ({where})")
-    if numbers:
-        raise ValidationFailed("A number cannot be stored", sorted(numbers, key=lambda d: d["field"]))
+    check_text(value, what)
+    check_numbers(value)
 
 
-def parse_json(text: str | bytes, what: str = "body") -> Any:
+def parse_json(text: str | bytes, what: str = "body", *, judge_numbers: bool = True) -> Any:
+    """``judge_numbers=False`` leaves each unstorable number in place as an :class:`UnstorableNumber`
+    for the caller to judge call by call (ingest: one bad number refuses its own call, and is recorded
+    for the plugin once the plugin is known)."""
     try:
         value = json.loads(text, parse_constant=_constant, parse_float=_number, parse_int=_integer)
     except RecursionError:
         raise BadRequest(f"Invalid {what}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"Invalid {what}: malformed JSON ({exc})") from None
-    check_hygiene(value, what)
+    if judge_numbers:
+        check_hygiene(value, what)
+    else:
+        check_text(value, what)
     return value
 
 
-def parse_json_object(text: str | bytes, what: str = "body") -> dict[str, Any]:
-    value = parse_json(text, what)
+def parse_json_object(text: str | bytes, what: str = "body", *, judge_numbers: bool = True) -> dict[str, Any]:
+    value = parse_json(text, what, judge_numbers=judge_numbers)
     if not isinstance(value, dict):
         raise BadRequest(f"Invalid {what}: expected a JSON object")
     return value

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tracking.models.canonical import MAX_AMOUNT, Commerce, Item
+from tracking.errors import ValidationFailed
+from tracking.models.canonical import MAX_AMOUNT, Commerce, Item, number_problem
 from tracking.models.currency import BASE_CURRENCY, CENTS, rate_to_base
 
 logger = logging.getLogger(__name__)
@@ -35,13 +36,15 @@ SEGMENT_SINGLE_PRODUCT = frozenset({"product_viewed", "product_clicked", "add_to
 WIDGET_COMMERCE: dict[str, Commerce] = {"added_to_cart": "add_to_cart", "purchase": "purchase"}
 
 
-def as_amount(raw: Any) -> Decimal | None:
-    """A finite money amount from a JSON number or numeric string; None for anything else."""
+def as_amount(raw: Any, field: str | None = None) -> Decimal | None:
+    """A finite money amount from a JSON number or numeric string; None for anything else (properties
+    are free-form). A numeric string no table could hold exactly is a 422 naming ``field``, as the same
+    number sent as a JSON number is."""
     if isinstance(raw, bool) or raw is None:
         return None
     if isinstance(raw, (int, float, Decimal)):
         text = str(raw)
-    elif isinstance(raw, str) and len(raw) <= 40:
+    elif isinstance(raw, str) and len(raw) <= 64:
         text = raw.strip()
     else:
         return None
@@ -49,6 +52,13 @@ def as_amount(raw: Any) -> Decimal | None:
         amount = Decimal(text)
     except InvalidOperation:
         return None
+    problem = number_problem(text) if amount.is_finite() else None
+    if problem is not None:
+        if field is None:
+            return None
+        raise ValidationFailed(
+            "A number cannot be stored", [{"field": field, "message": f"cannot be stored exactly: {problem}"}]
+        )
     if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
         return None
     return amount
@@ -89,19 +99,20 @@ def segment_items(properties: Mapping[str, Any], commerce: Commerce, default_cur
     """Product lines of a Segment ecommerce event, leniently read (properties are free-form JSON)."""
     order_currency = as_currency(properties.get("currency")) or default_currency
     if commerce in SEGMENT_SINGLE_PRODUCT:
-        products: list[Any] = [properties]
+        products: list[tuple[str, Any]] = [("properties", properties)]
     else:
         raw_products = properties.get("products")
-        products = raw_products[:200] if isinstance(raw_products, list) else []
+        listed = raw_products[:200] if isinstance(raw_products, list) else []
+        products = [(f"properties.products[{index}]", product) for index, product in enumerate(listed)]
     items = []
-    for product in products:
+    for where, product in products:
         if not isinstance(product, Mapping):
             continue
         raw_id = product.get("product_id", product.get("sku", product.get("id")))
         items.append(
             Item(
                 item_id=str(raw_id)[:128] if isinstance(raw_id, (str, int)) and raw_id != "" else None,
-                value=as_amount(product.get("price")),
+                value=as_amount(product.get("price"), f"{where}.price"),
                 quantity=as_quantity(product.get("quantity")),
                 currency=as_currency(product.get("currency")) or order_currency,
             )
@@ -114,7 +125,7 @@ def segment_order_total(properties: Mapping[str, Any], default_currency: str) ->
     ``value`` (Segment's order properties, in that order of preference)."""
     currency = as_currency(properties.get("currency")) or default_currency
     for name in ("revenue", "total", "value"):
-        amount = as_amount(properties.get(name))
+        amount = as_amount(properties.get(name), f"properties.{name}")
         if amount is not None:
             return total_in_base([Item(value=amount, currency=currency)], where=f"properties.{name}")
     return None

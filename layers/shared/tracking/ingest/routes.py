@@ -67,7 +67,7 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
         body = read_body(app, WIDGET_MAX_BYTES)
         info = request_info(app)
         service.admit(info.ip)
-        service.widget(parse_json_object(body), info)
+        service.widget(parse_json_object(body, judge_numbers=False), info)
         return accepted()
 
     @app.get(
@@ -94,7 +94,7 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
         body = read_body(app, PLUGIN_MAX_BYTES)
         info = request_info(app)
         service.admit(info.ip)
-        service.plugin(path_param(plugin_id), parse_json_object(body), info)
+        service.plugin(path_param(plugin_id), parse_json_object(body, judge_numbers=False), info)
         return accepted()
 
     @app.route(
@@ -110,7 +110,8 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
         body = read_body(app, segment.BATCH_MAX_BYTES if route == "batch" else segment.CALL_MAX_BYTES)
         info = request_info(app)
         service.admit(info.ip)
-        outcome = service.segment(route, parse_json_object(body), header(app, "Authorization"), info)
+        payload = parse_json_object(body, judge_numbers=False)
+        outcome = service.segment(route, payload, header(app, "Authorization"), info)
         if route != "batch":
             return accepted()
         rejected = [RejectedCall.model_validate(rejection.reply()) for rejection in outcome.rejected]

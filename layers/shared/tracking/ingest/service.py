@@ -150,20 +150,21 @@ class IngestService:
             raise Unauthorized("Unknown write key")
         self._check_origin(published, info.origin)
         try:
-            request = segment.parse(payload, route)
+            request = segment.parse(payload, route, info.context())
+            events, unusable = segment.to_canonical(request, published.plugin_id, published.config, info)
         except ValidationFailed as error:
             self._rejections.record(published.plugin_id, "segment", [refused(error, payload)])
             raise
-        self._rejections.record(published.plugin_id, "segment", request.rejected)
-        if not request.calls:
+        rejected = tuple(sorted((*request.rejected, *unusable), key=lambda r: r.index or 0))
+        self._rejections.record(published.plugin_id, "segment", rejected)
+        if not events:
             raise ValidationFailed(
-                "No call of the batch is valid", [rejection.reply() for rejection in request.rejected]
+                "No call of the batch is valid", [rejection.reply() for rejection in rejected]
             )
-        events = segment.to_canonical(request, published.plugin_id, published.config, info)
         if route == "batch":
             kept = self._unsuppressed(events)
             if kept:
                 self._before_writing(info)
                 self._sink.put_all(kept)
-            return Outcome(len(events), request.rejected)
+            return Outcome(len(events), rejected)
         return self._stored(events, info)

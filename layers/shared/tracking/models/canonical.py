@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -40,6 +40,43 @@ _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 # would be 2,048 bytes): events' pk plugin␟user <= 1,025, aggregates' sk user␟key <= 769.
 IDENTIFIER_MAX_BYTES = 512
 KEY_MAX_BYTES = 256
+
+
+# What a DynamoDB number holds exactly: 38 significant digits, magnitudes from 1e-130 to below 1e126.
+MAX_DIGITS = 38
+MAX_EXPONENT = 125  # |x| < 10**126
+MIN_EXPONENT = -130  # |x| >= 10**-130, or zero
+
+
+def number_problem(text: str) -> str | None:
+    """Why the number written ``text`` cannot be stored exactly (the one rule for JSON numbers and
+    numeric strings alike), or None."""
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return "not a number"
+    if not number.is_finite():
+        return f"{text} is not a number"
+    if number.is_zero():
+        return None
+    # Significant digits as written (normalize() would round them to the context's 28).
+    digits = "".join(map(str, number.as_tuple().digits)).strip("0")
+    if len(digits) > MAX_DIGITS:
+        return f"more than {MAX_DIGITS} significant digits"
+    if number.adjusted() > MAX_EXPONENT:
+        return "larger than 9.99e125"
+    if number.adjusted() < MIN_EXPONENT:
+        return "smaller than 1e-130"
+    return None
+
+
+def storable_decimal(value: Decimal) -> Decimal:
+    """A decimal as it will be stored; ValueError (a pydantic validation error, naming the field)
+    when no table could hold it exactly."""
+    problem = number_problem(str(value))
+    if problem is not None:
+        raise ValueError(f"cannot be stored exactly: {problem}")
+    return value
 
 
 def utf8_length(text: str) -> int:

@@ -24,3 +24,13 @@ class WriteKeyTaken(Exception):
     def __init__(self, keys: Sequence[str]) -> None:
         super().__init__(f"write keys already in use: {', '.join(keys)}")
         self.keys = tuple(keys)
+
+
+class ItemTooLarge(Exception):
+    """An item would exceed DynamoDB's 400 KB: refused before anything of the request is written."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} would take {size:,} bytes, over DynamoDB's limit of {limit:,} per item")
+        self.what = what
+        self.size = size
+        self.limit = limit

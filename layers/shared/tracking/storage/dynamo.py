@@ -18,7 +18,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tracking.models.failures import StorageUnavailable
+from tracking.models.failures import ItemTooLarge, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,52 @@ def batch_delete(
             if attempt == UNPROCESSED_RETRIES:
                 raise StorageUnavailable("Storage is throttling deletes")
             sleep(min(0.05 * 2**attempt, 1.0))
+
+
+# DynamoDB's limit on one item, counted by its own rules (``item_size``).
+ITEM_MAX_BYTES = 400 * 1024
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def attr_size(attr: AttributeValue) -> int:
+    """Bytes one attribute value takes by DynamoDB's rules: strings and binaries their length (UTF-8),
+    a number 1 byte per two significant digits plus 1, booleans and nulls 1, lists and maps 3 bytes
+    plus 1 per element plus their elements (a map's names too)."""
+    ((kind, value),) = attr.items()
+    if kind == "S":
+        return _utf8(value)
+    if kind == "N":
+        digits = value.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(value)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + attr_size(element) for element in value)
+    if kind == "M":
+        return 3 + sum(1 + _utf8(name) + attr_size(element) for name, element in value.items())
+    if kind == "SS":
+        return sum(_utf8(member) for member in value)
+    if kind == "NS":
+        return sum(attr_size({"N": member}) for member in value)
+    raise TypeError(f"unknown attribute type {kind}")
+
+
+def item_size(item: Mapping[str, AttributeValue]) -> int:
+    """An item's size as DynamoDB counts it against its 400 KB limit: names plus values."""
+    return sum(_utf8(name) + attr_size(attr) for name, attr in item.items())
+
+
+def check_size(item: Item, what: str) -> Item:
+    """The item, or :class:`ItemTooLarge` before DynamoDB refuses it."""
+    size = item_size(item)
+    if size > ITEM_MAX_BYTES:
+        raise ItemTooLarge(what, size, ITEM_MAX_BYTES)
+    return item
 
 
 def to_attr(value: Any) -> AttributeValue:

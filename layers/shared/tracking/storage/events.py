@@ -28,6 +28,7 @@ from tracking.models.request import SEP, is_client_named
 from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,
+    check_size,
     error_code,
     from_item,
     query,
@@ -35,6 +36,7 @@ from tracking.storage.dynamo import (
     to_attr,
     to_item,
 )
+from tracking.storage.dynamo import Item as StoredItem
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +93,33 @@ def event_to_item(event: CanonicalEvent, expires_at: int) -> dict[str, Attribute
     values.update({name: getattr(event, name) for name in TEXT_FIELDS})
     if event.items:
         values["items"] = [item.model_dump(exclude_none=True) for item in event.items]
-    for name in JSON_FIELDS:
-        if getattr(event, name):
-            values[name] = dumps_compact(getattr(event, name))
+    stored = {name: getattr(event, name) for name in JSON_FIELDS}
+    stored["traits"] = _own_traits(event)
+    for name, value in stored.items():
+        if value:
+            values[name] = dumps_compact(value)
     item = to_item(values)
     if event.items or event.commerce:
         # Stored even when null: an unknown currency is recorded as "no known value", never guessed.
         item["total_value_base"] = to_attr(event.total_value_base)
     return item
+
+
+def _context_traits(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's traits a call carries in ``context.traits`` (a group call's traits are the group's)."""
+    found = context.get("traits") if kind != "group" else None
+    return found if isinstance(found, dict) else {}
+
+
+def _own_traits(event: CanonicalEvent) -> dict[str, Any]:
+    """The event's traits less those its context already holds with the same value: stored once, and
+    read back whole (``event_from_values``)."""
+    inherited = _context_traits(event.kind, event.context)
+    return {
+        name: value
+        for name, value in event.traits.items()
+        if name not in inherited or inherited[name] != value or type(inherited[name]) is not type(value)
+    }
 
 
 def event_from_item(item: Mapping[str, AttributeValue]) -> CanonicalEvent:
@@ -117,6 +138,7 @@ def event_from_values(values: Mapping[str, Any]) -> CanonicalEvent:
     values = dict(values)
     for name in JSON_FIELDS:
         values[name] = json.loads(values[name]) if name in values else {}
+    values["traits"] = {**_context_traits(values.get("kind", "track"), values["context"]), **values["traits"]}
     values["items"] = tuple(Item.model_validate(raw) for raw in values.get("items", ()))
     for name in ("event_time", "received_at"):
         values[name] = int(values[name])
@@ -157,14 +179,19 @@ class EventStore:
     def _expires_at(self, event: CanonicalEvent) -> int:
         return event.received_at // 1000 + self._retention_s
 
+    def _item(self, event: CanonicalEvent) -> StoredItem:
+        """The event's item, refused (:class:`ItemTooLarge`) before any write if DynamoDB would."""
+        return check_size(event_to_item(event, self._expires_at(event)), "The event")
+
     def put(self, event: CanonicalEvent) -> bool:
         """Store one event; False when it was already stored (an id the client chose, seen before)."""
-        item = event_to_item(event, self._expires_at(event))
+        return self._put(self._item(event))
+
+    def _put(self, item: StoredItem) -> bool:
         # An id this service just generated is new by construction; an id the client chose may be a
-        # retry (or a reuse), which must leave the stored event as it was.
-        condition = (
-            {"ConditionExpression": "attribute_not_exists(pk)"} if is_client_named(event.event_id) else {}
-        )
+        # retry (or a reuse), which must leave the stored event as it was (the sort key is the id).
+        named = is_client_named(item["sk"]["S"])
+        condition = {"ConditionExpression": "attribute_not_exists(pk)"} if named else {}
         try:
             with storage_errors("put event"):
                 self._client.put_item(TableName=self._events_table, Item=item, **condition)
@@ -183,25 +210,29 @@ class EventStore:
         each, in parallel (a retry of the call stores only what is missing); the others (calls without
         an id of their own) in transactions of up to 100, so a 503 never leaves part of one behind."""
         unique = list({event_key(event): event for event in events}.values())
-        named = [event for event in unique if is_client_named(event.event_id)]
-        generated = [event for event in unique if not is_client_named(event.event_id)]
+        # Every item is built (and its size checked) before the first write.
+        items = [self._item(event) for event in unique]
+        named = [item for item in items if is_client_named(item["sk"]["S"])]
+        generated = [item for item in items if not is_client_named(item["sk"]["S"])]
         for start in range(0, len(generated), TRANSACTION_MAX):
-            self.put_atomic(generated[start : start + TRANSACTION_MAX])
+            self._put_atomic(generated[start : start + TRANSACTION_MAX])
         if len(named) <= 1:
-            for event in named:
-                self.put(event)
+            for item in named:
+                self._put(item)
         else:
-            list(self._pool.map(self.put, named))
+            list(self._pool.map(self._put, named))
 
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
         """All or none (one transaction, at most 100): for a call whose events carry no id of their own,
         so a 503 never leaves half of it behind for a retry to count twice."""
-        if len(events) == 1:
-            self.put(events[0])
-            return
         if len(events) > TRANSACTION_MAX:
             raise ValueError(f"at most {TRANSACTION_MAX} events are written atomically")
-        items = [event_to_item(event, self._expires_at(event)) for event in events]
+        self._put_atomic([self._item(event) for event in events])
+
+    def _put_atomic(self, items: Sequence[StoredItem]) -> None:
+        if len(items) == 1:
+            self._put(items[0])
+            return
         try:
             # botocore gives the call one ClientRequestToken for all its attempts, so its own retries
             # of a transaction that did commit change nothing.

@@ -12,6 +12,7 @@ from tracking.errors import ValidationFailed, validate
 from tracking.models.canonical import KEY_MAX_BYTES, CanonicalEvent, Identifier, at_most_bytes
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo, new_event_ids
+from tracking.payloads import check_numbers
 
 MAX_BATCH = 100
 
@@ -51,7 +52,9 @@ class PluginRequest:
 
 def parse(payload: dict[str, Any]) -> PluginRequest:
     """One call or ``{"events": [...]}``, each event's shape checked. A malformed batch is a 422 at
-    once; a malformed event is kept with its problems, so the 422 names every bad event."""
+    once; a malformed event is kept with its problems, so the 422 names every bad event. A number no
+    table can hold, anywhere, refuses the call (it is one call, all or nothing)."""
+    check_numbers(payload)
     if "events" in payload:
         batch = validate(PluginBatch, payload)
         raw_events = [

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -17,7 +18,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tracking.compact import dumps_compact
-from tracking.errors import PayloadTooLarge, Unauthorized, validate, validation_details
+from tracking.errors import (
+    ApiError,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+    validate,
+    validation_details,
+)
 from tracking.ingest.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
 from tracking.models.canonical import (
     IDENTIFIER_PATTERN,
@@ -34,16 +42,26 @@ from tracking.models.canonical import (
 from tracking.models.config import WRITE_KEY, PluginConfig
 from tracking.models.rejections import Rejection, cut_payload
 from tracking.models.request import RequestInfo, client_event_id, new_event_ids
+from tracking.payloads import check_numbers, number_details
 
 logger = logging.getLogger(__name__)
 
 CALL_MAX_BYTES = 32 * 1024
 BATCH_MAX_BYTES = 500 * 1024
 BATCH_MAX_CALLS = 2_500
+# What one batch may store, at most, as a multiple of its own size (the batch-level context and what
+# the request attaches, such as its user agent, are stored with every call).
+STORED_MAX_MULTIPLE = 8
+OVER_BUDGET = (
+    f"The batch would store more than {STORED_MAX_MULTIPLE} times its own size (its context is stored "
+    "with every call): send fewer calls per batch, or the context with each call"
+)
 # A route carries one call of its type, or (batch) a list of calls of any type.
 Route = Literal["track", "identify", "page", "screen", "group", "alias", "batch"]
 CALL_TYPES: tuple[Kind, ...] = ("track", "identify", "page", "screen", "group", "alias")
 _ORDER_EVENTS = frozenset({"checkout", "purchase", "order_updated", "refund", "cancel"})
+# Identifiers a client may send empty, meaning none.
+_IDS = frozenset({"userId", "anonymousId", "previousId", "groupId", "messageId"})
 # A client's timestamp as sent: ISO 8601 text (what every library sends), or epoch seconds.
 ClientTime = str | int | float | None
 # What a datetime can hold (years 1 to 9999): beyond, a client's time is not representable.
@@ -77,6 +95,14 @@ class SegmentCall(BaseModel):
     timestamp: ClientTime = None
     sentAt: ClientTime = None
     originalTimestamp: ClientTime = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, raw: Any) -> Any:
+        """An empty id is no id (RudderStack's browser SDK sends ``"userId": ""`` until identify)."""
+        if isinstance(raw, dict) and any(raw.get(name) == "" for name in _IDS):
+            return {name: value for name, value in raw.items() if not (name in _IDS and value == "")}
+        return raw
 
     @model_validator(mode="after")
     def _required(self) -> SegmentCall:
@@ -210,59 +236,105 @@ class SegmentRequest:
     sent_at: ClientTime = None
 
 
-def parse(payload: dict[str, Any], route: Route) -> SegmentRequest:
+def parse(payload: dict[str, Any], route: Route, attached: Mapping[str, Any] | None = None) -> SegmentRequest:
     """A single-call route's call must be valid (a 422 names every bad field); a batch keeps its
-    valid calls and lists the others as rejections, each with the contract's error."""
+    valid calls and lists the others as rejections, each with the contract's error.
+
+    ``attached`` is what the request adds to every call it stores (the caller's IP, user agent, ...):
+    with the batch's own ``context``, which every call inherits, it counts toward each call's 32 KB
+    and toward what the whole request may store (``STORED_MAX_MULTIPLE`` times its own size)."""
+    attached_bytes = _json_bytes(attached) if attached else 0
     if route != "batch":
+        check_numbers(payload)
         call = validate(SegmentCall, {**payload, "type": route})
         return SegmentRequest((ParsedCall(None, payload, call),))
+    check_numbers({name: value for name, value in payload.items() if name != "batch"})
     batch = validate(SegmentBatch, payload)
     if len(batch.batch) > BATCH_MAX_CALLS:
         raise PayloadTooLarge(f"A batch holds at most {BATCH_MAX_CALLS} calls")
-    calls, rejected = [], []
-    for index, raw in enumerate(batch.batch):
-        outcome = _judge(index, raw)
+    shared = {name: _json_bytes({name: value}) for name, value in (batch.context or {}).items()}
+    texts = [dumps_compact(raw) for raw in batch.batch]
+    sizes = [_utf8_bytes(text) for text in texts]
+    budget = STORED_MAX_MULTIPLE * (sum(sizes) + sum(shared.values()) + attached_bytes)
+    calls: list[ParsedCall] = []
+    rejected: list[Rejection] = []
+    stored = 0
+    for index, (raw, text, size) in enumerate(zip(batch.batch, texts, sizes, strict=True)):
+        own = raw.get("context") if isinstance(raw, dict) else None
+        inherited = sum(n for name, n in shared.items() if not (isinstance(own, dict) and name in own))
+        weight = size + inherited + attached_bytes
+        outcome = _judge(index, raw, text, weight)
+        if isinstance(outcome, ParsedCall) and stored + weight > budget:
+            outcome = _refused(index, raw, text, PayloadTooLarge(OVER_BUDGET))
         if isinstance(outcome, Rejection):
             rejected.append(outcome)
         else:
+            stored += weight
             calls.append(outcome)
     return SegmentRequest(tuple(calls), tuple(rejected), batch.context, batch.sentAt)
 
 
-def _judge(index: int, raw: Any) -> ParsedCall | Rejection:
-    text = dumps_compact(raw)
+def _utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def _json_bytes(value: Any) -> int:
+    return _utf8_bytes(dumps_compact(value))
+
+
+def _refused(index: int, raw: Any, text: str, error: ApiError) -> Rejection:
+    """A call of a batch refused with the contract's ``error``, listed with its place and messageId."""
     message_id = raw.get("messageId") if isinstance(raw, dict) else None
     message_id = message_id if isinstance(message_id, str) else None
+    return Rejection(error.code, error.message, tuple(error.details), cut_payload(text), index, message_id)
 
-    def refused(code: str, message: str, details: list[dict[str, str]]) -> Rejection:
-        return Rejection(code, message, tuple(details), cut_payload(text), index, message_id)
+
+def _judge(index: int, raw: Any, text: str, weight: int) -> ParsedCall | Rejection:
+    """One call of a batch: valid, or refused with the contract's error. ``weight`` is what storing
+    it takes: the call, the batch context it inherits, and what the request attaches."""
+
+    def refused(error: ApiError) -> Rejection:
+        return _refused(index, raw, text, error)
 
     if not isinstance(raw, dict):
         return refused(
-            "VALIDATION", "A call must be a JSON object", [{"field": "body", "message": "not an object"}]
+            ValidationFailed("A call must be a JSON object", [{"field": "body", "message": "not an object"}])
         )
-    if len(text.encode("utf-8", errors="surrogatepass")) > CALL_MAX_BYTES:
-        return refused("ANALYTICS_002", f"A call is at most {CALL_MAX_BYTES} bytes", [])
+    if weight > CALL_MAX_BYTES:
+        return refused(
+            PayloadTooLarge(f"A call is at most {CALL_MAX_BYTES} bytes, with the batch context it inherits")
+        )
+    numbers = number_details(raw)
+    if numbers:
+        return refused(ValidationFailed("A number cannot be stored", numbers))
     kind = raw.get("type")
     if kind not in CALL_TYPES:
         detail = {"field": "type", "message": f"must be one of {', '.join(CALL_TYPES)}"}
-        return refused("VALIDATION", "The call failed validation", [detail])
+        return refused(ValidationFailed("The call failed validation", [detail]))
     try:
         call = SegmentCall.model_validate({**raw, "type": kind})
     except ValidationError as exc:
         details = validation_details(exc.errors(include_url=False, include_input=False))
-        return refused("VALIDATION", "The call failed validation", details)
+        return refused(ValidationFailed("The call failed validation", details))
     return ParsedCall(index, raw, call)
 
 
 def to_canonical(
     request: SegmentRequest, plugin_id: str, config: PluginConfig, info: RequestInfo
-) -> list[CanonicalEvent]:
+) -> tuple[list[CanonicalEvent], list[Rejection]]:
+    """Each valid call's event; a call whose content cannot be normalized (a price no table can hold,
+    sent as text) is refused alone, as a rejection of its own."""
     fresh = new_event_ids(info.received_at, len(request.calls))
-    return [
-        _canonical(parsed, request, plugin_id, config, info, fresh_id=fresh_id)
-        for parsed, fresh_id in zip(request.calls, fresh, strict=True)
-    ]
+    events: list[CanonicalEvent] = []
+    rejected: list[Rejection] = []
+    for parsed, fresh_id in zip(request.calls, fresh, strict=True):
+        try:
+            events.append(_canonical(parsed, request, plugin_id, config, info, fresh_id=fresh_id))
+        except ValidationFailed as error:
+            if parsed.index is None:
+                raise
+            rejected.append(_refused(parsed.index, parsed.raw, dumps_compact(parsed.raw), error))
+    return events, rejected
 
 
 def _traits(call: SegmentCall, context: dict[str, Any]) -> dict[str, Any]:

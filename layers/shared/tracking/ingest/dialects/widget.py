@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from tracking.errors import BadRequest, ValidationFailed, validate
 from tracking.ingest.commerce import WIDGET_COMMERCE, total_in_base
@@ -19,10 +19,12 @@ from tracking.models.canonical import (
     CanonicalEvent,
     Item,
     at_most_bytes,
+    storable_decimal,
 )
 from tracking.models.config import PluginConfig
 from tracking.models.request import URL_MAX, USER_AGENT_MAX, RequestInfo, client_event_id, new_event_ids
 from tracking.models.widget import EVENT_TYPES
+from tracking.payloads import check_numbers
 
 EVENT_ALIASES = {"tracktrans": "purchase"}
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -34,13 +36,17 @@ class WidgetItem(BaseModel):
     model_config = _MODEL
 
     item_id: str | None = Field(None, max_length=128, validation_alias=AliasChoices("item_id", "id"))
-    value: Decimal | None = Field(
-        None,
-        validation_alias=AliasChoices("value", "price"),
-        allow_inf_nan=False,
-        gt=-MAX_AMOUNT,
-        lt=MAX_AMOUNT,
-    )
+    # A JSON number or a numeric string, held to the same rule as every number stored.
+    value: Annotated[
+        Decimal | None,
+        Field(
+            validation_alias=AliasChoices("value", "price"),
+            allow_inf_nan=False,
+            gt=-MAX_AMOUNT,
+            lt=MAX_AMOUNT,
+        ),
+        AfterValidator(lambda value: None if value is None else storable_decimal(value)),
+    ] = None
     quantity: int = Field(1, ge=1, le=1_000_000)
     currency: str | None = Field(None, min_length=1, max_length=3)
 
@@ -96,7 +102,7 @@ def ab_group(token: str) -> AbGroup | None:
 
 def payload_from_query(params: Mapping[str, str | None]) -> dict[str, Any]:
     """The legacy GET form: ``e`` event, ``u`` token, ``d`` URL-encoded JSON data."""
-    from tracking.payloads import check_hygiene, parse_json  # noqa: PLC0415 - the legacy GET path only
+    from tracking.payloads import check_text, parse_json  # noqa: PLC0415 - the legacy GET path only
 
     payload: dict[str, Any] = {}
     if params.get("e") is not None:
@@ -105,12 +111,13 @@ def payload_from_query(params: Mapping[str, str | None]) -> dict[str, Any]:
         payload["token"] = params["u"]
     raw = params.get("d")
     if raw not in (None, ""):
-        payload["data"] = parse_json(raw, "d")
-    check_hygiene(payload, "query")
+        payload["data"] = parse_json(raw, "d", judge_numbers=False)
+    check_text(payload, "query")
     return payload
 
 
 def parse(payload: dict[str, Any]) -> WidgetTrack:
+    check_numbers(payload)
     if payload.get("data") is not None and not isinstance(payload["data"], dict):
         raise BadRequest("Invalid event payload: data must be a JSON object")
     if payload.get("data") is None:

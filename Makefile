@@ -9,6 +9,11 @@ NODE_STAMP := devstack/node_modules/.installed
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_PINS := aws-sam-cli==1.170.0 cfn-lint==1.58.0
+# Client libraries whose pins clash with the project's (analytics-python 1.4 pins backoff 1.10): the
+# end-to-end tests run them in a virtualenv of their own, as their users do.
+CLIENTS_VENV := .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+CLIENTS_PINS := analytics-python==1.4.0
 # Validation and build need no AWS account, only a region and some credentials.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline \
 	AWS_SECRET_ACCESS_KEY=offline SAM_CLI_TELEMETRY=0
@@ -41,7 +46,12 @@ $(NODE_STAMP): devstack/package.json devstack/package-lock.json
 	npm ci --prefix devstack --no-audit --no-fund --loglevel=error
 	@touch $@
 
-deps: $(PY_STAMP) $(NODE_STAMP)
+$(CLIENTS_STAMP): Makefile
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet --disable-pip-version-check $(CLIENTS_PINS)
+	@touch $@
+
+deps: $(PY_STAMP) $(NODE_STAMP) $(CLIENTS_STAMP)
 	@command -v java >/dev/null || echo "WARNING: no java on PATH: the local stack falls back to moto's DynamoDB server"
 
 run: deps
@@ -125,4 +135,4 @@ openapi: $(PY_STAMP)
 	$(BIN)/python -m devstack.openapi
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) devstack/node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CLIENTS_VENV) devstack/node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

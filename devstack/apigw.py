@@ -24,7 +24,16 @@ logger = logging.getLogger("devstack.api")
 
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 JSON = {"Content-Type": "application/json"}
-STOPPING_BODY = b'{"success":false,"error":{"code":"UNAVAILABLE","message":"The local stack is stopping"}}'
+
+
+def gateway_error(code: str, message: str) -> bytes:
+    """An answer the gateway gives itself, shaped as the template's gateway responses: the contract's
+    error, with Segment's top-level ``code`` and ``message`` (its libraries read those)."""
+    error = {"code": code, "message": message}
+    return json.dumps({"success": False, **error, "error": error}).encode()
+
+
+STOPPING_BODY = gateway_error("UNAVAILABLE", "The local stack is stopping")
 
 
 def match(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -108,8 +117,7 @@ def proxy_event(
 
 def not_found_body(method: str, path: str) -> bytes:
     """What the deployed API answers for an unknown route (its gateway response is set the same)."""
-    error = {"code": "NOT_FOUND", "message": f"No route {method} {path}"}
-    return json.dumps({"success": False, "error": error}).encode()
+    return gateway_error("NOT_FOUND", f"No route {method} {path}")
 
 
 class ApiServer:
@@ -146,11 +154,8 @@ class ApiServer:
         try:
             status, headers, payload = self._answer(request)
         except RequestEntityTooLarge:
-            status, headers, payload = (
-                413,
-                {"Content-Type": "application/json"},
-                b'{"message":"Request Too Long"}',
-            )
+            # As the template's REQUEST_TOO_LARGE gateway response answers it.
+            status, headers, payload = 400, JSON, gateway_error("ANALYTICS_002", "Payload too large")
         response = Response(payload, status=status)
         response.headers.clear()
         for name, value in headers.items():

@@ -35,6 +35,15 @@ _INTRINSICS = {
 }
 
 
+@dataclass(frozen=True)
+class GatewayReply:
+    """An answer API Gateway gives itself (a gateway response), as a client receives it."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
 _LOCAL_TYPES = frozenset({"AWS::DynamoDB::Table", "AWS::Serverless::Function", "AWS::SQS::Queue"})
 
 
@@ -222,6 +231,26 @@ class Template:
                     routes.append(Route.of(props["Method"], props["Path"], name))
         # API Gateway prefers literal path segments over variables.
         return sorted(routes, key=lambda route: route.variables)
+
+    def gateway_response(self, name: str, context: Mapping[str, str]) -> GatewayReply:
+        """What API Gateway answers itself for one of the API's gateway responses (``THROTTLED``,
+        ``DEFAULT_5XX``, ...), rendered as API Gateway renders it: each ``$context`` variable of its
+        template replaced by its value in ``context`` (every variable it uses must be given)."""
+        (api,) = self.of_type("AWS::Serverless::Api").values()
+        response = api["Properties"]["GatewayResponses"][name]
+
+        def value(match: re.Match[str]) -> str:
+            variable = match.group(0)
+            if variable not in context:
+                raise KeyError(f"{variable} has no value: is it safe inside JSON?")
+            return context[variable]
+
+        body = re.sub(r"\$context(?:\.[A-Za-z]+)+", value, response["ResponseTemplates"]["application/json"])
+        headers = {
+            header: str(given).strip("'")
+            for header, given in response.get("ResponseParameters", {}).get("Headers", {}).items()
+        }
+        return GatewayReply(int(response.get("StatusCode", 400)), headers, body)
 
     def stream_mapping(self, function: str) -> StreamMapping:
         """The event source mapping that feeds ``function``."""

@@ -4,19 +4,17 @@ local stack: what a person sees. Saves screenshots in tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import base64
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
 
+from tests.e2e.browsers import chromium
 from tests.e2e.conftest import ADMIN_KEY, Stack, eventually, run_demo
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PLUGIN = {
     "tracking": {
@@ -144,24 +142,8 @@ def seeded(stack: Stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Chromium not found: the dashboard's browser test needs Debian's `chromium` package")
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+    with chromium("the dashboard's browser test") as launched:
         yield launched
-        launched.close()
 
 
 def open_dashboard(browser: Any, stack: Stack, key: str, locale: str = "en-US") -> Any:

@@ -16,6 +16,7 @@ import pytest
 
 from devstack.stack import Stack, eventually
 from tests.conftest import ROOT
+from tests.e2e.gateway import Gateway, running
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,8 @@ def test_a_real_library_stores_every_call_once(stack: Stack, library: str, gzip:
     # Given a plugin whose write key the library is configured with
     plugin, write_key, prefix = f"sdk-{library}-{gzip}", f"wk_{library}_{gzip}_key", f"{library}-{gzip}"
     publish(stack, plugin, write_key)
-    # When the library sends every call type, then a batch with one bad call among nine good ones
+    # When the library sends every call type, then a batch with two bad calls among nine good ones (an
+    # event name too long, an amount of 1e+200)
     result = send(stack, library, gzip, write_key, prefix)
     # Then the library was told of no error (nothing for it to retry or drop)
     assert result["errors"] == []
@@ -90,6 +92,7 @@ def test_a_real_library_stores_every_call_once(stack: Stack, library: str, gzip:
         f"{prefix}-b{n}" for n in range(9)
     ]
     assert f"{prefix}-bad" not in by_id
+    assert f"{prefix}-huge" not in by_id
     user, anonymous = f"{prefix}-user", f"{prefix}-anon"
     # and every identity field the contract lists was kept
     identify = by_id[f"{prefix}-i1"]
@@ -107,10 +110,15 @@ def test_a_real_library_stores_every_call_once(stack: Stack, library: str, gzip:
     assert all(
         e["client_times"].get("timestamp") or e["client_times"].get("originalTimestamp") for e in events
     )
-    # and the bad call is listed as a rejection of the plugin
+    # and the bad calls are listed as rejections of the plugin, each naming its field
     rejections = stack.admin("GET", f"/v1/plugins/{plugin}/rejections").json["rejections"]
-    assert [r["code"] for r in rejections] == ["VALIDATION"]
-    assert f"{prefix}-bad" in rejections[0]["payload"]
+    fields = {
+        message_id: [d["field"] for d in r["details"]]
+        for r in rejections
+        for message_id in (f"{prefix}-bad", f"{prefix}-huge")
+        if message_id in r["payload"]
+    }
+    assert fields == {f"{prefix}-bad": ["event"], f"{prefix}-huge": ["properties.amount"]}
 
     # And the aggregates read back over HTTP once the stream has been applied
     def aggregated() -> Any:
@@ -153,3 +161,44 @@ def test_analytics_js_short_paths_from_a_browser_origin(stack: Stack, name: str)
     ids = [c["messageId"] for c in sent.get("batch", [sent])]
     stored = {e["message_id"] for e in stack.stored() if e["plugin_id"] == "demo-plugin"}
     assert set(ids) <= stored
+
+
+OLD_CLIENTS = ROOT / ".venv-clients" / "bin" / "python"
+
+
+def send_python14(url: str, write_key: str, prefix: str) -> list[dict[str, Any]]:
+    if not OLD_CLIENTS.is_file():
+        pytest.fail("analytics-python 1.4 is installed by `make deps` in .venv-clients/")
+    done = subprocess.run(
+        [str(OLD_CLIENTS), str(CLIENTS / "send_python14.py"), url, write_key, prefix],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    errors: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])["errors"]
+    return errors
+
+
+def test_analytics_python_1_4_reads_the_gateways_own_errors(stack: Stack) -> None:
+    # Given an old analytics-python, between it and the stack a gateway that answers as API Gateway
+    plugin, write_key = "sdk-python14", "wk_python14_key"
+    publish(stack, plugin, write_key)
+    with running(Gateway(stack)) as gateway:
+        # When the gateway throttles its batch once (the template's THROTTLED response)
+        gateway.fail("/v1/batch", 429)
+        errors = send_python14(gateway.url, write_key, "throttled")
+        # Then the library read the error, retried, and its calls were stored once
+        assert errors == []
+        assert [s.status for s in gateway.posts("/v1/batch")] == [429, 200]
+        stored = sorted(e["message_id"] for e in stack.stored() if e["plugin_id"] == plugin)
+        assert stored == [f"throttled-{n}" for n in range(3)]
+        # When the gateway refuses a batch as too large (a 400 of its own)
+        since = len(gateway.seen)
+        gateway.fail("/v1/batch", 400, 400, 400)
+        errors = send_python14(gateway.url, write_key, "large")
+    # Then the library was told the contract's code, and did not retry what cannot succeed
+    # (without a top-level code it raised KeyError, which it retries as a network error)
+    assert errors == [{"type": "APIError", "status": 400, "code": "ANALYTICS_002"}]
+    assert [s.status for s in gateway.posts("/v1/batch", since)] == [400]

@@ -294,7 +294,7 @@ segment_batches = st.fixed_dictionaries(
 )
 # Each call type's path and analytics.js's short one.
 SEGMENT_PATHS = {kind: (f"/v1/{kind}", f"/v1/{kind[0]}") for kind in SEGMENT_TYPES}
-SEGMENT_BATCH = ["/v1/batch", "/v1/import", "/v1/b"]
+SEGMENT_BATCH = ["/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch"]
 WIDGET_POST = ["/api/analytics/track", "/api/events/track", "/api/save"]
 
 

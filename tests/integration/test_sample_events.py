@@ -16,7 +16,7 @@ from tests.integration.conftest import TEMPLATE, Invoke, stored_events
 SAMPLES = sorted(path.stem for path in EVENTS_DIR.glob("*.json"))
 API_SAMPLES = [name for name in SAMPLES if "httpMethod" in sample_event(name)]
 ROUTES = TEMPLATE.routes()
-BATCH_ROUTES = {"/v1/batch", "/v1/import", "/v1/b"}
+BATCH_ROUTES = {"/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch"}
 
 
 def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:

@@ -341,3 +341,58 @@ def test_storage_down_while_recording_does_not_change_the_answer(
     ):
         answer = post(ingest, "/v1/track", {"userId": "u"})
     assert answer["statusCode"] == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "asked"),
+    [
+        # analytics.js retrying after a 503 or a 429
+        ("/v1/t", "authorization,content-type,x-retry-count"),
+        ("/v1/b", "authorization,content-type,x-retry-count"),
+        # RudderStack's browser SDK, every call, and its retries
+        ("/v1/track", "anonymousid,authorization,content-type,sentat"),
+        (
+            "/v1/page",
+            "anonymousid,authorization,content-type,rsa-retry-attempt,rsa-since-last-attempt,sentat",
+        ),
+        ("/v1/identify", "anonymousid,content-type,rsa-recovered,rsa-retry-reason,rsa-since-first-attempt"),
+    ],
+)
+def test_preflights_allow_the_headers_browser_sdks_send(ingest: Invoke, path: str, asked: str) -> None:
+    # Given a browser's preflight for what the SDK is about to send
+    headers = {
+        "Origin": "https://app.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": asked,
+    }
+    answer = ingest(api_event("OPTIONS", path, headers=headers))
+    # Then every header it asks for is allowed, for any origin (the call itself checks the plugin's)
+    assert answer["statusCode"] == 204
+    allowed = answer["multiValueHeaders"]["Access-Control-Allow-Headers"][0]
+    assert set(asked.split(",")) <= {name.strip().lower() for name in allowed.split(",")}
+    assert answer["multiValueHeaders"]["Access-Control-Allow-Origin"][0] in ("*", "https://app.example.com")
+    assert "POST" in answer["multiValueHeaders"]["Access-Control-Allow-Methods"][0]
+
+
+def test_rudderstacks_beacon_batch_takes_its_write_key_from_the_query(
+    ingest: Invoke, aws: Any, demo_config: Any
+) -> None:
+    # Given navigator.sendBeacon's request: text/plain, no Authorization, the write key in the query
+    calls = [
+        call("track", "beacon-1", userId="", anonymousId="anon-9"),
+        call("page", "beacon-2", name="Home"),
+    ]
+    payload = {"batch": calls, "sentAt": "2025-11-24T20:00:00Z"}
+    event = api_event("POST", "/beacon/v1/batch", payload, headers=BROWSER, query={"writeKey": WRITE_KEY})
+    # When it is posted
+    answer = ingest(event)
+    # Then it is a batch like any other
+    assert answer["statusCode"] == 200, answer["body"]
+    assert body(answer) == {"success": True, "accepted": 2, "rejected": []}
+    assert sorted(e["message_id"] for e in stored_events(aws)) == ["beacon-1", "beacon-2"]
+    # And an unknown write key is refused as on every Segment route
+    unknown = api_event(
+        "POST", "/beacon/v1/batch", {"batch": calls}, headers=BROWSER, query={"writeKey": "wk_nobody_123"}
+    )
+    answer = ingest(unknown)
+    assert (answer["statusCode"], body(answer)["code"]) == (401, "UNAUTHORIZED")

@@ -33,10 +33,27 @@ from tracking.payloads import body_text
 
 logger = logging.getLogger(__name__)
 
+# Headers the browser SDKs send, which their CORS preflights ask for (a header the preflight does not
+# allow blocks the call): analytics.js retries with X-Retry-Count; RudderStack's SDK sends AnonymousId
+# and SentAt with every call and its Rsa-* headers on retries; some clients send Content-Encoding.
+SDK_HEADERS = (
+    "Content-Type",
+    "Content-Encoding",
+    "Authorization",
+    "X-Api-Key",
+    "X-Retry-Count",
+    "AnonymousId",
+    "SentAt",
+    "Rsa-Recovered",
+    "Rsa-Retry-Attempt",
+    "Rsa-Retry-Reason",
+    "Rsa-Since-First-Attempt",
+    "Rsa-Since-Last-Attempt",
+)
 # Ingest answers any origin at the CORS layer; each plugin's allowed_origins is enforced per request.
 CORS = CORSConfig(
     allow_origin="*",
-    allow_headers=["Content-Type", "Authorization", "X-Api-Key"],
+    allow_headers=list(SDK_HEADERS),
     expose_headers=["Retry-After"],
     max_age=600,
 )

@@ -24,5 +24,6 @@ for (let n = 0; n < 9; n++) {
   analytics.track({ userId: user, event: 'Batched', properties: { value: n }, messageId: `${prefix}-b${n}` })
 }
 analytics.track({ userId: user, event: 'x'.repeat(300), properties: {}, messageId: `${prefix}-bad` })
+analytics.track({ userId: user, event: 'Paid', properties: { amount: 1e200 }, messageId: `${prefix}-huge` }) // 1e+200
 await analytics.closeAndFlush({ timeout: 20000 })
 console.log(JSON.stringify({ errors }))

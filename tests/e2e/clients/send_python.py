@@ -37,10 +37,11 @@ def main(library: str, url: str, write_key: str, gzip: str, prefix: str) -> int:
     client.group(user, "acme", {"name": "Acme Inc"}, message_id=f"{prefix}-g1")
     client.alias(anonymous, user, message_id=f"{prefix}-a1")
     client.flush()
-    # One bad call among good ones: the good ones are stored and the library is not told to retry.
+    # Two bad calls among good ones: the good ones are stored and the library is not told to retry.
     for n in range(9):
         client.track(user, "Batched", {"value": n}, message_id=f"{prefix}-b{n}")
     client.track(user, "x" * 300, {}, message_id=f"{prefix}-bad")
+    client.track(user, "Paid", {"amount": 1e200}, message_id=f"{prefix}-huge")  # sent as 1e+200
     client.shutdown()
     print(json.dumps({"errors": errors}))
     return 0

@@ -46,7 +46,9 @@ SEGMENT_BATCHES = (
     ("/v1/batch", "Segment-spec batch, judged call by call"),
     ("/v1/import", "Segment-spec batch of historical calls (as /v1/batch)"),
     ("/v1/b", "Segment-spec batch (analytics.js)"),
+    ("/beacon/v1/batch", "Segment-spec batch sent by navigator.sendBeacon (RudderStack's useBeacon)"),
 )
+BEACON_QUERY = (QueryParam("writeKey", "The source's write key (a beacon sends no Authorization)"),)
 
 
 def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
@@ -111,7 +113,8 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
         info = request_info(app)
         service.admit(info.ip)
         payload = parse_json_object(body, judge_numbers=False)
-        outcome = service.segment(route, payload, header(app, "Authorization"), info)
+        in_query = app.current_event.query_string_parameters.get("writeKey")
+        outcome = service.segment(route, payload, header(app, "Authorization"), info, in_query)
         if route != "batch":
             return accepted()
         rejected = [RejectedCall.model_validate(rejection.reply()) for rejection in outcome.rejected]
@@ -125,12 +128,13 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
             body=segment.SegmentBatch if batch else segment.SegmentCall,
             reply=BatchAccepted if batch else Success,
             error=SegmentError,
+            query=BEACON_QUERY if path.startswith("/beacon/") else (),
         )
 
         def handle() -> Response[str]:
             return segment_call(route)
 
-        handle.__name__ = f"segment_{path.rsplit('/', 1)[-1]}"
+        handle.__name__ = "segment_" + path.strip("/").replace("/", "_")
         app.post(path, middlewares=[segment_errors], **docs)(handle)
 
     for route, short, summary in SEGMENT_CALLS:

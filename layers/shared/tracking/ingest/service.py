@@ -140,8 +140,9 @@ class IngestService:
         payload: dict[str, Any],
         authorization: str | None,
         info: RequestInfo,
+        query_write_key: str | None = None,
     ) -> Outcome:
-        write_key = segment.write_key_from(authorization, payload)
+        write_key = segment.write_key_from(authorization, payload, query_write_key)
         plugin_id = (
             self._directory.plugin_for_write_key(write_key) if segment.is_write_key(write_key) else None
         )

@@ -128,9 +128,10 @@ class SegmentBatch(BaseModel):
     sentAt: ClientTime = None
 
 
-def write_key_from(authorization: str | None, payload: dict[str, Any]) -> str:
+def write_key_from(authorization: str | None, payload: dict[str, Any], in_query: str | None = None) -> str:
     """HTTP Basic with the write key as user name (or a Bearer write key, as Customer.io's libraries
-    send region keys), else ``writeKey`` in the body, else in a batch's first call (analytics.js)."""
+    send region keys), else ``writeKey`` in the body, else in a batch's first call (analytics.js), else
+    in the query string (RudderStack's beacon: ``navigator.sendBeacon`` sends no headers)."""
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         credentials = credentials.strip()
@@ -144,7 +145,7 @@ def write_key_from(authorization: str | None, payload: dict[str, Any]) -> str:
             raise Unauthorized("Authorization is not valid base64") from None
         key = decoded.partition(":")[0]
     else:
-        key = _body_write_key(payload)
+        key = _body_write_key(payload) or in_query or ""
     if not key:
         raise Unauthorized("A write key is required (HTTP Basic user name or writeKey)")
     return key

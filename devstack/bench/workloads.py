@@ -228,6 +228,9 @@ class _MemoryStore:
     def get_profile(self, plugin_id: str, user_id: str) -> None:
         return None
 
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool:
+        return False
+
     def load_funnels(self, keys: Any) -> dict[Any, Any]:
         return {}
 

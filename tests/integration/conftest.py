@@ -125,3 +125,62 @@ def aggregate_stored_events(dynamodb: Any, aggregate: Invoke, shard: str = "shar
     ]
     answer = aggregate(invocation(shard, records))
     assert answer["batchItemFailures"] == [], answer
+
+
+class Stream:
+    """The events table's stream as Lambda delivers it: every item written since the last delivery,
+    in write order, with ever-growing sequence numbers (moto has no stream to poll)."""
+
+    def __init__(self, aws: Any, aggregate: Invoke, forget: Invoke) -> None:
+        self._aws, self._aggregate, self._forget = aws, aggregate, forget
+        self._seen: set[tuple[str, str]] = set()
+        self._seq = 0
+
+    def _new_items(self) -> list[dict[str, Any]]:
+        items = [i for i in scan(self._aws, "EventsTable") if (i["pk"]["S"], i["sk"]["S"]) not in self._seen]
+
+        def written(item: dict[str, Any]) -> int:
+            stamp = item.get("received_at") or item.get("at") or item.get("requested_at")
+            return int(stamp["N"]) if stamp else 0
+
+        items.sort(key=written)
+        return items
+
+    def _records(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        records = []
+        for item in items:
+            self._seen.add((item["pk"]["S"], item["sk"]["S"]))
+            self._seq += 1
+            records.append(
+                {
+                    "eventID": f"evt-{self._seq}",
+                    "eventName": "INSERT",
+                    "eventSource": "aws:dynamodb",
+                    "dynamodb": {
+                        "SequenceNumber": f"{self._seq:021d}",
+                        "NewImage": item,
+                        "StreamViewType": "NEW_IMAGE",
+                    },
+                }
+            )
+        return records
+
+    def aggregate(self) -> None:
+        records = self._records([i for i in self._new_items() if i["kind"]["S"] != "deletion"])
+        if records:
+            assert self._aggregate(invocation("shard-1", records))["batchItemFailures"] == []
+
+    def forget_all(self, max_steps: int = 200) -> None:
+        """Run every pending deletion step, and the steps they write, until none is left."""
+        for _ in range(max_steps):
+            steps = [i for i in self._new_items() if i["kind"]["S"] == "deletion"]
+            if not steps:
+                return
+            for record in self._records(steps):
+                assert self._forget({"Records": [record]}) == {"batchItemFailures": []}
+        raise AssertionError("the deletion did not finish")
+
+
+@pytest.fixture
+def stream(aws: Any, aggregate: Invoke, forget: Invoke, function_env: Any) -> Stream:
+    return Stream(aws, aggregate, forget)

@@ -31,7 +31,7 @@ from tracking.models.config import PublishedConfig
 from tracking.models.failures import Conflict
 from tracking.models.funnel import Change as FunnelChange
 from tracking.models.funnel import FunnelState, funnel_key
-from tracking.models.people import TRAIT_COLUMNS_MAX, People, ProfileState
+from tracking.models.people import ANONYMOUS_IDS_MAX, LINK_DEPTH_MAX, TRAIT_COLUMNS_MAX, People, ProfileState
 from tracking.models.rejections import Rejection, RejectionRecord, cut_payload
 from tracking.models.request import SEP
 
@@ -55,6 +55,7 @@ class Store(Protocol):
     ]: ...
     def get_aggregate(self, key: AggregateKey) -> AggregateState | None: ...
     def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None: ...
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool: ...
     def load_funnels(self, keys: Sequence[FunnelKey]) -> dict[FunnelKey, FunnelState]: ...
     def get_funnel(self, plugin_id: str, user_id: str) -> FunnelState | None: ...
     def load_rollups(self, rollups: Sequence[RollupKey], shard: str) -> dict[RollupKey, RollupState]: ...
@@ -182,7 +183,13 @@ class Aggregator:
                 shard,
                 list(profiles.groups),
             )
-            links, refused = decide_links(profiles.links, stored_profiles, shard, self._store.get_profile)
+            users = frozenset(
+                (record.event.plugin_id, record.event.user_id)
+                for record in records
+                if record.event is not None and record.event_name == "INSERT" and record.event.identified
+            )
+            identities = _Identities(self._store, shard)
+            links, refused = decide_links(profiles.links, stored_profiles, shard, identities, users)
         except Exception as exc:
             logger.warning("batch not applied", extra={"shard": shard, "error": repr(exc)})
             run.fail(records, exc)
@@ -197,9 +204,7 @@ class Aggregator:
             except Exception as exc:
                 logger.warning("funnels not applied", extra={"shard": shard, "error": repr(exc)})
                 run.fail([record for group in funnels.values() for record in group], exc)
-        for link in refused:
-            if not run.failed_at(link.seq):
-                self._refuse(link)
+        self._refuse([link for link in refused if not run.failed_at(link.seq)])
         self._register_traits(written, {plugin: people for plugin, (_, people) in loaded.items()})
         return run.failures
 
@@ -271,35 +276,26 @@ class Aggregator:
         )
         state.pending_ids = []
 
-    def _refuse(self, link: Link) -> None:
-        """A link that does not hold is a rejection of its call, recorded for the plugin."""
-        field = "previousId" if link.event.kind == "alias" else "anonymousId"
-        rejection = Rejection(
-            code="VALIDATION",
-            message="The link was refused",
-            details=(
-                {
-                    "field": field,
-                    "message": f"{link.anonymous!r} is already part of another user, or linking it to "
-                    f"{link.user!r} would make a circle",
-                },
-            ),
-            payload=cut_payload(
-                dumps_compact({"type": link.event.kind, "userId": link.user, field: link.anonymous})
-            ),
-            message_id=link.event.message_id,
-        )
-        record = RejectionRecord(
-            plugin_id=link.plugin_id,
-            at=link.event.received_at,
-            dialect=link.event.dialect,
-            rejections=(rejection,),
-            counts={"VALIDATION": 1},
-        )
-        try:
-            self._refusals.record(record)
-        except Exception as exc:
-            logger.warning("link refusal not recorded", extra={"error": repr(exc)})
+    def _refuse(self, links: Sequence[Link]) -> None:
+        """Links that do not hold are rejections of their calls, recorded for the plugin: one record per
+        plugin and batch, however many (its entries are capped, its counts are not)."""
+        by_plugin: dict[str, list[Link]] = {}
+        for link in links:
+            by_plugin.setdefault(link.plugin_id, []).append(link)
+        for plugin_id, refused in by_plugin.items():
+            record = RejectionRecord(
+                plugin_id=plugin_id,
+                at=max(link.event.received_at for link in refused),
+                dialect=refused[0].event.dialect,
+                rejections=tuple(_refusal(link) for link in refused),
+                counts={"VALIDATION": len(refused)},
+            )
+            try:
+                self._refusals.record(record)
+            except Exception as exc:
+                logger.warning(
+                    "link refusals not recorded", extra={"error": repr(exc), "links": len(refused)}
+                )
 
     def _register_unconfigured(
         self, records: Sequence[StreamEvent], configs: Mapping[str, PublishedConfig | None]
@@ -526,6 +522,40 @@ class Aggregator:
             except Conflict:
                 state = self._store.get_aggregate(state.identity) or AggregateState.start(state.identity)
         raise Conflict(f"aggregate {state.identity} kept changing")
+
+
+@dataclass(frozen=True)
+class _Identities:
+    """What link decisions read, from the store."""
+
+    store: Store
+    shard: str
+
+    def read_profiles(self, keys: Sequence[ProfileKey]) -> dict[ProfileKey, ProfileState]:
+        return self.store.load([], [], self.shard, keys)[2]
+
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool:
+        return self.store.has_been_user(plugin_id, user_id)
+
+
+def _refusal(link: Link) -> Rejection:
+    field = "previousId" if link.event.kind == "alias" else "anonymousId"
+    return Rejection(
+        code="VALIDATION",
+        message="The link was refused",
+        details=(
+            {
+                "field": field,
+                "message": f"{link.anonymous!r} has been a user, is already part of another user, or "
+                f"linking it to {link.user!r} would make a circle or a person over "
+                f"{LINK_DEPTH_MAX} links deep or {ANONYMOUS_IDS_MAX} ids wide",
+            },
+        ),
+        payload=cut_payload(
+            dumps_compact({"type": link.event.kind, "userId": link.user, field: link.anonymous})
+        ),
+        message_id=link.event.message_id,
+    )
 
 
 def _plugin_of(record: StreamEvent) -> str | None:

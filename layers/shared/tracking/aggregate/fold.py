@@ -151,6 +151,7 @@ def mark_applied(state: Guarded, shard: str, last: int, now_ms: int) -> None:
 def _count(state: AggregateState, event: CanonicalEvent, aggregations: Iterable[Aggregation]) -> None:
     state.count += 1
     state.seen(event.event_time)
+    state.as_user = state.as_user or event.identified
     if is_client_named(event.event_id):
         state.pending_ids.append((event.event_id, event.event_time))
     value = event.value

@@ -4,17 +4,19 @@ Which records touch a profile: identify, group and alias calls, and any call car
 (``context.traits``). A link (an identify with ``userId`` and ``anonymousId``, an alias from
 ``previousId``) touches two: the anonymous id's (``merged_into``) and the user's (``anonymous_ids``).
 Whether a link holds is decided once, in sequence order, from the stored profiles: the first link
-of an anonymous id wins, a link that would make a circle or a person deeper than ``LINK_DEPTH_MAX``
-is refused. Replayed records are recognised by each profile's per-shard guard and decided again
+of an anonymous id wins; a link is refused when its anonymous id has been a user (the user id of any
+call, or ids linked to it: two users never merge through a public write key), or when it would make
+a circle or a person deeper than ``LINK_DEPTH_MAX`` links or wider than ``ANONYMOUS_IDS_MAX`` ids.
+Replayed records are recognised by each profile's per-shard guard and decided again
 from what that profile already says, so a retried batch decides the same.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from tracking.aggregate.fold import StreamEvent, mark_applied
 from tracking.models.canonical import CanonicalEvent
@@ -22,6 +24,7 @@ from tracking.models.people import (
     ANONYMOUS_IDS_MAX,
     GROUPS_MAX,
     LINK_DEPTH_MAX,
+    READ_DEPTH_MAX,
     TRAITS_MAX,
     ProfileState,
     TraitValue,
@@ -103,24 +106,97 @@ def applied_before(state: ProfileState | None, shard: str, seq: int) -> bool:
     return state is not None and state.applied.get(shard, (-1, 0))[0] >= seq
 
 
+class Identities(Protocol):
+    """What a link decision reads: profiles (consistently, many at once) and, for an id about to be
+    linked into a user, whether any of its items says it has been a user itself."""
+
+    def read_profiles(self, keys: Sequence[ProfileKey]) -> dict[ProfileKey, ProfileState]: ...
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool: ...
+
+
+class _People:
+    """Profiles as a batch's link decisions see them: what is stored, read on demand and kept, with
+    the links this batch has already accepted laid over it."""
+
+    def __init__(self, stored: dict[ProfileKey, ProfileState], identities: Identities) -> None:
+        self._profiles: dict[ProfileKey, ProfileState | None] = dict(stored)
+        self._identities = identities
+        self._merged: dict[ProfileKey, str] = {}
+        self._added: dict[ProfileKey, list[str]] = {}
+
+    def _read(self, keys: Iterable[ProfileKey]) -> None:
+        missing = [key for key in dict.fromkeys(keys) if key not in self._profiles]
+        if missing:
+            found = self._identities.read_profiles(missing)
+            self._profiles.update({key: found.get(key) for key in missing})
+
+    def profile(self, key: ProfileKey) -> ProfileState | None:
+        self._read([key])
+        return self._profiles[key]
+
+    def merged_into(self, key: ProfileKey) -> str | None:
+        if key in self._merged:
+            return self._merged[key]
+        found = self.profile(key)
+        return found.merged_into if found else None
+
+    def linked(self, key: ProfileKey) -> list[str]:
+        found = self.profile(key)
+        return [*(found.anonymous_ids if found else ()), *self._added.get(key, ())]
+
+    def link(self, anonymous: ProfileKey, user: ProfileKey) -> None:
+        self._merged[anonymous] = user[1]
+        self._added.setdefault(user, []).append(anonymous[1])
+
+    def is_user(self, key: ProfileKey, users_in_batch: frozenset[ProfileKey]) -> bool:
+        """It has been a user: the user id of a call (in this batch or stored), or ids are linked to it."""
+        if key in users_in_batch or self.linked(key):
+            return True
+        found = self.profile(key)
+        return (found is not None and found.is_user) or self._identities.has_been_user(*key)
+
+    def ancestors(self, key: ProfileKey) -> list[ProfileKey] | None:
+        """The ids above ``key``, nearest first, up to its person's user (None: past what is read)."""
+        found: list[ProfileKey] = []
+        node = key
+        while (target := self.merged_into(node)) is not None:
+            node = (node[0], target)
+            if node in found or node == key or len(found) >= READ_DEPTH_MAX:
+                return None  # a circle, or a chain no link should have made
+            found.append(node)
+        return found
+
+    def size(self, root: ProfileKey, most: int) -> int:
+        """The ids of the person ``root`` is the user of (itself included), counted up to ``most``."""
+        seen = {root}
+        level = [root]
+        while level and len(seen) <= most:
+            self._read((root[0], child) for key in level for child in self.linked(key))
+            following = []
+            for key in level:
+                for child in self.linked(key):
+                    member = (root[0], child)
+                    if member not in seen:
+                        seen.add(member)
+                        following.append(member)
+            level = following
+        return len(seen)
+
+
 def decide_links(
     links: Sequence[Link],
     stored: dict[ProfileKey, ProfileState],
     shard: str,
-    fetch: Callable[[str, str], ProfileState | None],
+    identities: Identities,
+    users_in_batch: frozenset[ProfileKey] = frozenset(),
 ) -> tuple[dict[int, bool], list[Link]]:
     """Whether each link holds (by sequence number), and the links refused for the first time (to be
-    recorded as rejections; a replayed refusal is not recorded again)."""
-    merged: dict[ProfileKey, str | None] = {key: state.merged_into for key, state in stored.items()}
-    members: dict[ProfileKey, int] = {key: len(state.anonymous_ids) for key, state in stored.items()}
+    recorded as rejections; a replayed refusal is not recorded again).
 
-    def merged_into(key: ProfileKey) -> str | None:
-        if key not in merged:
-            found = fetch(*key)
-            merged[key] = found.merged_into if found else None
-            members[key] = len(found.anonymous_ids) if found else 0
-        return merged[key]
-
+    A link holds when its anonymous id is not part of a user yet (the first link wins), has never been
+    a user itself (two users never merge through a public write key), and the person it joins stays
+    within ``LINK_DEPTH_MAX`` links deep and ``ANONYMOUS_IDS_MAX`` ids besides its user."""
+    people = _People(stored, identities)
     outcome: dict[int, bool] = {}
     refused: list[Link] = []
     for link in links:
@@ -128,35 +204,29 @@ def decide_links(
         if applied_before(stored.get(anonymous), shard, link.seq):
             outcome[link.seq] = stored[anonymous].merged_into == link.user
             continue
-        current = merged_into(anonymous)
+        current = people.merged_into(anonymous)
         if current is not None:
-            outcome[link.seq] = current == link.user
+            holds = current == link.user
         else:
-            outcome[link.seq] = (
-                _may_link(anonymous, user, merged_into) and members.get(user, 0) < ANONYMOUS_IDS_MAX
-            )
-            if outcome[link.seq]:
-                merged[anonymous] = link.user
-                members[user] = members.get(user, 0) + 1
-        if not outcome[link.seq]:
+            holds = _may_link(people, anonymous, user, users_in_batch)
+            if holds:
+                people.link(anonymous, user)
+        outcome[link.seq] = holds
+        if not holds:
             refused.append(link)
     return outcome, refused
 
 
 def _may_link(
-    anonymous: ProfileKey, user: ProfileKey, merged_into: Callable[[ProfileKey], str | None]
+    people: _People, anonymous: ProfileKey, user: ProfileKey, users_in_batch: frozenset[ProfileKey]
 ) -> bool:
-    """No circle (the user is not, through its own links, part of the anonymous id) and no person
-    deeper than LINK_DEPTH_MAX."""
-    node = user
-    for _ in range(LINK_DEPTH_MAX):
-        if node == anonymous:
-            return False
-        target = merged_into(node)
-        if target is None:
-            return True
-        node = (node[0], target)
-    return False
+    if people.is_user(anonymous, users_in_batch):
+        return False
+    above = people.ancestors(user)
+    if above is None or anonymous in above or len(above) + 1 > LINK_DEPTH_MAX:
+        return False
+    root = above[-1] if above else user
+    return people.size(root, ANONYMOUS_IDS_MAX + 1) + 1 <= ANONYMOUS_IDS_MAX + 1
 
 
 def fold_profile(
@@ -191,6 +261,7 @@ def fold_profile(
 
 def _apply_self(state: ProfileState, event: CanonicalEvent) -> None:
     state.seen(event.event_time)
+    state.is_user = state.is_user or event.identified
     if event.kind in IDENTITY_KINDS and is_client_named(event.event_id):
         # Counted calls are listed on their aggregate; identity calls on the profile.
         state.pending_ids.append((event.event_id, event.event_time))

@@ -90,6 +90,7 @@ class AggregateState:
     days: int = 0
     # Which record first counted a day, while a retry of it may still come (see ``first_of_day``).
     day_firsts: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # day -> (shard, seq, when)
+    as_user: bool = False  # an event counted here named this id as its user (not anonymously)
 
     @classmethod
     def start(cls, key: AggregateKey) -> AggregateState:

@@ -204,6 +204,17 @@ class CanonicalEvent(BaseModel):
         return self.model_copy(update={"event_time": at, "time_adjusted": adjusted})
 
     @property
+    def identified(self) -> bool:
+        """Whether ``user_id`` is a user's id, not an anonymous one: a plugin call's ``user_id``, a
+        Segment call's ``userId`` (its ``anonymousId`` alone is anonymous); a widget's token is a
+        visitor's anonymous token. An id that has been a user is never linked into another."""
+        if self.dialect == "plugin":
+            return True
+        if self.dialect == "segment":
+            return self.anonymous_id is None or self.user_id != self.anonymous_id
+        return False
+
+    @property
     def counts_once_per_order(self) -> bool:
         """A purchase carrying an order number is counted once per (plugin, order), whoever sends it."""
         return self.commerce == "purchase" and self.order_id is not None

@@ -17,10 +17,14 @@ from typing import Any
 
 from tracking.models.canonical import CanonicalEvent
 
-# A person is at most this many ids deep (user <- anonymous <- ...); a link that would go deeper, or
-# round in a circle, is refused.
+# A person is at most this many links deep (user <- anonymous <- ...) and this many ids besides its
+# user, counted over the whole person; a link past either, or round in a circle, is refused.
 LINK_DEPTH_MAX = 8
 ANONYMOUS_IDS_MAX = 100
+# What a read or a deletion follows at most: above what a link decision allows (two links decided at
+# once on two shards may each pass the check), so whatever the links made is read and deleted whole.
+READ_DEPTH_MAX = 2 * LINK_DEPTH_MAX
+READ_IDS_MAX = 2 * (ANONYMOUS_IDS_MAX + 1)
 TRAITS_MAX = 100
 GROUPS_MAX = 50
 # Trait names a plugin's CSV export shows as columns, first seen first.
@@ -60,6 +64,7 @@ class ProfileState:
     groups: dict[str, dict[str, TraitValue]] = field(default_factory=dict)  # group id -> its traits
     anonymous_ids: list[str] = field(default_factory=list)  # ids linked into this one, first first
     merged_into: str | None = None  # the user this id was linked to (first link wins)
+    is_user: bool = False  # it was the user id of an identity call: never linked into another
     first_at: int | None = None  # event times of its identity calls (identify, group, alias, traits)
     last_at: int | None = None
     pending_ids: list[tuple[str, int]] = field(default_factory=list)  # see AggregateState

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 from tracking.models.aggregates import AggregateState, combine
 from tracking.models.canonical import is_identifier
 from tracking.models.people import (
-    ANONYMOUS_IDS_MAX,
-    LINK_DEPTH_MAX,
+    READ_DEPTH_MAX,
+    READ_IDS_MAX,
     Person,
     ProfileState,
     TraitValue,
@@ -64,12 +64,15 @@ def resolve(reader: PeopleReader, plugin_id: str, user_id: str) -> tuple[str, Ga
     """The user ``user_id`` belongs to (itself unless it was linked), and, when the asked id is that
     user, what was read of it on the way."""
     current = user_id
-    for _ in range(LINK_DEPTH_MAX):
+    passed = {user_id}
+    for _ in range(READ_DEPTH_MAX):
         states, profile = reader.user_items(plugin_id, current)
-        if profile is None or profile.merged_into is None or not is_identifier(profile.merged_into):
+        target = profile.merged_into if profile else None
+        if target is None or not is_identifier(target) or target in passed:
             first = Gathered(current, {current: states}, {current: profile} if profile else {})
             return current, first
-        current = profile.merged_into
+        passed.add(target)
+        current = target
     return current, None
 
 
@@ -80,14 +83,15 @@ def gather(
     states: list[AggregateState],
     profile: ProfileState | None,
 ) -> Gathered:
-    """The user's items (already read) and those of every id linked into it, breadth first, at most
-    ANONYMOUS_IDS_MAX ids and LINK_DEPTH_MAX links deep."""
+    """The user's items (already read) and those of every id linked into it, breadth first: the whole
+    person (links are refused past LINK_DEPTH_MAX deep and ANONYMOUS_IDS_MAX wide; this follows up to
+    twice that, READ_DEPTH_MAX and READ_IDS_MAX, so whatever links were made is read whole)."""
     found = Gathered(user_id, {user_id: states}, {user_id: profile} if profile else {})
     level = list(profile.anonymous_ids) if profile else []
-    for _ in range(LINK_DEPTH_MAX):
+    for _ in range(READ_DEPTH_MAX):
         following: list[str] = []
         for member in level:
-            if member in found.states or len(found.states) > ANONYMOUS_IDS_MAX:
+            if member in found.states or len(found.states) >= READ_IDS_MAX:
                 continue
             member_states, member_profile = reader.user_items(plugin_id, member)
             # Only an id that still says it belongs here (a deletion may be half way).

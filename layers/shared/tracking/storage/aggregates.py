@@ -161,6 +161,8 @@ def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
         values["day_firsts"] = [
             [day, shard, str(seq), when] for day, (shard, seq, when) in state.day_firsts.items()
         ]
+    if state.as_user:
+        values["as_user"] = True
     if state.counts or state.other:
         # Pairs, not a map: a map key may not be empty, a tracked value may.
         values["counts"] = [[name, count] for name, count in state.counts.items()]
@@ -198,6 +200,7 @@ def aggregate_from_item(item: dict[str, AttributeValue]) -> AggregateState:
         day_firsts={
             int(day): (shard, int(seq), int(when)) for day, shard, seq, when in values.get("day_firsts", [])
         },
+        as_user=bool(values.get("as_user", False)),
     )
 
 
@@ -233,6 +236,8 @@ def profile_to_item(state: ProfileState) -> dict[str, AttributeValue]:
         values["anonymous_ids"] = state.anonymous_ids
     if state.merged_into is not None:
         values["merged_into"] = state.merged_into
+    if state.is_user:
+        values["is_user"] = True
     if state.first_at is not None:
         values["first_at"], values["last_at"] = state.first_at, state.last_at
     if state.pending_ids:
@@ -259,6 +264,7 @@ def profile_from_values(values: dict[str, Any]) -> ProfileState:
         groups={gid: _traits_in(traits) for gid, traits in groups.items()},
         anonymous_ids=list(values.get("anonymous_ids", [])),
         merged_into=values.get("merged_into"),
+        is_user=bool(values.get("is_user", False)),
         first_at=_optional_int(values.get("first_at")),
         last_at=_optional_int(values.get("last_at")),
         pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
@@ -458,6 +464,31 @@ class AggregateStore:
         except Exception:
             state.version = expected
             raise
+
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool:
+        """Whether any item of the id says it has been a user: an aggregate counting an event that named
+        it as its user, or its profile (a user's identity call, or ids linked to it). Read only when a
+        link would make the id part of another user: the id's items, until the first that says so."""
+        condition = "pk = :pk AND begins_with(sk, :user)"
+        values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}", ":yes": True}
+        start: dict[str, Any] = {}
+        while True:
+            answer = query(
+                self._client,
+                self._table,
+                condition,
+                values,
+                "read aggregates",
+                ConsistentRead=True,
+                FilterExpression="as_user = :yes OR is_user = :yes OR attribute_exists(anonymous_ids)",
+                ProjectionExpression="sk",
+                **start,
+            )
+            if answer.get("Items"):
+                return True
+            if "LastEvaluatedKey" not in answer:
+                return False
+            start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
 
     def user_items(self, plugin_id: str, user_id: str) -> tuple[list[AggregateState], ProfileState | None]:
         """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""

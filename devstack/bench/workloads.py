@@ -243,6 +243,9 @@ class _MemoryStore:
     def put_index(self, plugin_id: str, user_id: str, name: str, entries: Any) -> None:
         pass
 
+    def forget(self, events: Any) -> None:
+        pass
+
     def record(self, record: Any) -> None:
         pass
 

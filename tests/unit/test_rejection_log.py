@@ -106,3 +106,23 @@ def test_nothing_is_written_without_rejections() -> None:
     log.record("p", "widget", [])
     log.flush_due()
     assert sink.records == []
+
+
+def test_a_rejection_mentions_an_id_as_a_json_string_not_as_any_substring() -> None:
+    payload = '{"type":"track","userId":"user-12","anonymousId":"ano\\"n"}'
+    rejection = Rejection("VALIDATION", "bad", ({"field": "event", "message": "required"},), payload)
+    assert rejection.mentions(["user-12"])
+    assert rejection.mentions(['ano"n'])  # as JSON escapes it
+    assert not rejection.mentions(["user-1"])  # a prefix of an id is another id
+    # Cut short at the payload's end: the part that is kept still names the person
+    cut = Rejection("VALIDATION", "bad", (), '{"type":"track","userId":"a-very-long-user-id-that-was-c')
+    assert cut.mentions(["a-very-long-user-id-that-was-cut-at-2-kb"])
+    assert not cut.mentions(["someone-else"])
+    # Named in the details (a refused link says which ids it would have joined)
+    link = Rejection(
+        "VALIDATION", "The link was refused", ({"field": "anonymousId", "message": "'v-9' is ..."},)
+    )
+    assert link.mentions(["v-9"])
+    # Redacted: still counted and listed, naming nobody
+    assert not rejection.redacted().mentions(["user-12"])
+    assert rejection.redacted().code == "VALIDATION"

@@ -95,10 +95,12 @@ def forgetter(settings: Settings) -> Forgetter:
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.events import UserEvents  # noqa: PLC0415
+    from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
     return Forgetter(
         DeletionStore(client(), settings.events_table),
         UserEvents(client(), settings.events_table, settings.retention_days),
         AggregateStore(client(), settings.aggregates_table),
+        RejectionStore(client(), settings.events_table),
         cache_seconds=settings.config_cache_seconds,
     )

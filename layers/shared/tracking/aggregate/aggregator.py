@@ -27,6 +27,7 @@ from tracking.aggregate.funnel import FunnelKey, fold_funnel, in_funnel
 from tracking.aggregate.profiles import Change, Link, ProfileGroups, ProfileKey, decide_links, fold_profile
 from tracking.compact import dumps_compact
 from tracking.models.aggregates import PENDING_IDS_MAX, AggregateKey, AggregateState, RollupKey, RollupState
+from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PublishedConfig
 from tracking.models.failures import Conflict
 from tracking.models.funnel import Change as FunnelChange
@@ -69,11 +70,13 @@ class Configs(Protocol):
 
 
 class Index(Protocol):
-    """Where the ids of client-named events go once an aggregate or profile has listed enough."""
+    """A user's events: where the ids of client-named events go once an aggregate or profile has listed
+    enough, and how the stored calls of a suppressed id are removed."""
 
     def put_index(
         self, plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]]
     ) -> None: ...
+    def forget(self, events: Sequence[CanonicalEvent]) -> None: ...
 
 
 class Refusals(Protocol):
@@ -153,8 +156,7 @@ class Aggregator:
             return run.failures
         configs = {plugin: published for plugin, (published, _) in loaded.items()}
         self._register_unconfigured(records, configs)
-        # Calls of forgotten ids that were stored before every container knew: never counted.
-        records = [_unless_suppressed(record, loaded) for record in records]
+        records = self._forget_suppressed(run, records, loaded)
         grouped = group_records(records)
         run.failures.update(grouped.failed)
         profiles = ProfileGroups()
@@ -207,6 +209,23 @@ class Aggregator:
         self._refuse([link for link in refused if not run.failed_at(link.seq)])
         self._register_traits(written, {plugin: people for plugin, (_, people) in loaded.items()})
         return run.failures
+
+    def _forget_suppressed(
+        self, run: _Run, records: Sequence[StreamEvent], loaded: Mapping[str, tuple[Any, People]]
+    ) -> list[StreamEvent]:
+        """Calls of forgotten ids stored before every container knew are never counted, and removed (a
+        deletion's sweep cannot find a call keyed by its messageId that nothing listed); the records,
+        those calls left out."""
+        forgotten = [record for record in records if _suppressed(record, loaded)]
+        if not forgotten:
+            return list(records)
+        try:
+            self._index.forget([record.event for record in forgotten if record.event is not None])
+        except Exception as exc:
+            logger.warning("suppressed calls not removed", extra={"shard": run.shard, "error": repr(exc)})
+            run.fail(forgotten, exc)
+        left_out = {record.seq for record in forgotten}
+        return [StreamEvent(r.seq, r.event_name, None) if r.seq in left_out else r for r in records]
 
     def _apply_profiles(
         self,
@@ -564,14 +583,11 @@ def _plugin_of(record: StreamEvent) -> str | None:
     return record.rejected.plugin_id if record.rejected is not None else None
 
 
-def _unless_suppressed(record: StreamEvent, loaded: Mapping[str, tuple[Any, People]]) -> StreamEvent:
+def _suppressed(record: StreamEvent, loaded: Mapping[str, tuple[Any, People]]) -> bool:
     event = record.event
-    if event is None:
-        return record
-    people = loaded[event.plugin_id][1]
-    if people.suppresses(event.user_id, event.anonymous_id, event.previous_id):
-        return StreamEvent(record.seq, record.event_name, None)
-    return record
+    if event is None or record.event_name != "INSERT":
+        return False
+    return loaded[event.plugin_id][1].suppresses(event.user_id, event.anonymous_id, event.previous_id)
 
 
 def _capture(apply: Callable[[T], R]) -> Callable[[T], tuple[R | None, BaseException | None]]:

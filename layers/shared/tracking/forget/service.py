@@ -7,9 +7,11 @@ is interrupted is delivered again and resumes: removing what is already gone cha
 
 Per id: the user's partition (events this service named, and index items listing the events the
 client named, which are removed with them), then its aggregates and profile (the ids of
-client-named events still listed on them first). After the last id, a sweep waits until every
-container has seen the suppression (``CONFIG_CACHE_SECONDS``), then goes over every id once more for
-calls stored meanwhile. Daily rollups stay: they count, and name nobody.
+client-named events still listed on them first). After the last id, the plugin's recorded
+rejections lose the refused calls that name one of the ids (their counts stay). Then a sweep waits
+until every container has seen the suppression (``CONFIG_CACHE_SECONDS``) and goes over every id and
+the rejections once more, for calls stored meanwhile (calls of a suppressed id that reach the stream
+later are removed by the aggregator). Daily rollups stay: they count, and name nobody.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Protocol
 from tracking.models.aggregates import UserItems
 from tracking.models.failures import Conflict
 from tracking.models.people import DeletionStep, PartitionPage, ProfileState
+from tracking.models.rejections import RejectionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,13 @@ class Events(Protocol):
     def delete_in_partition(self, plugin_id: str, user_id: str, sort_keys: Sequence[str]) -> None: ...
 
 
+class Refused(Protocol):
+    def page(
+        self, plugin_id: str, after: str | None, max_records: int
+    ) -> tuple[list[tuple[str, RejectionRecord]], str | None]: ...
+    def replace(self, sk: str, record: RejectionRecord) -> None: ...
+
+
 class PeopleStore(Protocol):
     def user_items(self, plugin_id: str, user_id: str) -> UserItems: ...
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]: ...
@@ -56,6 +66,7 @@ class Forgetter:
         steps: Steps,
         events: Events,
         people: PeopleStore,
+        refused: Refused,
         *,
         cache_seconds: float,
         clock: Callable[[], float] = time.time,
@@ -64,6 +75,7 @@ class Forgetter:
         self._steps = steps
         self._events = events
         self._people = people
+        self._refused = refused
         self._cache_ms = int(cache_seconds * 1000)
         self._clock = clock
         self._sleep = sleep
@@ -92,11 +104,10 @@ class Forgetter:
                 self._sleep(min(wait_ms / 1000, STEP_SECONDS / 2))
                 return work, 0
             return dataclasses.replace(work, phase="events", position=0, cursor=None, swept=True), 0
+        if work.phase == "rejections":
+            return self._rejections_page(work)
         if work.position >= len(work.ids):
-            if work.swept or not work.suppress:
-                return dataclasses.replace(work, phase="done", cursor=None), 0
-            after = int(self._clock() * 1000) + self._cache_ms + SWEEP_MARGIN_MS
-            return dataclasses.replace(work, phase="sweep", sweep_after=after, cursor=None), 0
+            return dataclasses.replace(work, phase="rejections", cursor=None), 0
         user_id = work.ids[work.position]
         if work.phase == "events":
             return self._events_page(work, user_id)
@@ -134,6 +145,26 @@ class Forgetter:
             return counted, aggregates + profiles + len(named)
         following = dataclasses.replace(counted, phase="events", position=work.position + 1, cursor=None)
         return following, aggregates + profiles + len(named)
+
+    def _rejections_page(self, work: DeletionStep) -> tuple[DeletionStep, int]:
+        """One page of the plugin's recorded rejections, each kept without the refused calls that name
+        one of the ids; after the last page, done (or the sweep, when suppressing)."""
+        records, following = self._refused.page(work.plugin_id, work.cursor, PAGE_ITEMS)
+        removed = 0
+        for sk, record in records:
+            kept = tuple(r for r in record.rejections if not r.mentions(work.ids))
+            if len(kept) < len(record.rejections):
+                removed += len(record.rejections) - len(kept)
+                self._refused.replace(sk, dataclasses.replace(record, rejections=kept))
+        counted = dataclasses.replace(work, removed_rejections=work.removed_rejections + removed)
+        if following is not None:
+            return dataclasses.replace(counted, cursor=following), len(records) + removed
+        if work.swept or not work.suppress:
+            return dataclasses.replace(counted, phase="done", cursor=None), len(records) + removed
+        after = int(self._clock() * 1000) + self._cache_ms + SWEEP_MARGIN_MS
+        return dataclasses.replace(counted, phase="sweep", sweep_after=after, cursor=None), len(
+            records
+        ) + removed
 
     def _unlink(self, step: DeletionStep) -> None:
         """An id forgotten from a user it was linked into leaves that user's list of ids."""

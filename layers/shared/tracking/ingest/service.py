@@ -15,6 +15,7 @@ from tracking.ingest.dialects import plugin, segment, widget
 from tracking.ingest.rejections import RejectionLog
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
+from tracking.models.failures import StorageUnavailable
 from tracking.models.rejections import Rejection, cut_payload
 from tracking.models.request import RequestInfo
 from tracking.ratelimit import RateLimiter
@@ -41,6 +42,28 @@ class Outcome:
 
 def refused(error: ApiError, payload: Any) -> Rejection:
     return Rejection(error.code, error.message, tuple(error.details), cut_payload(dumps_compact(payload)))
+
+
+# Where a call of any dialect names a person.
+_ID_FIELDS = ("userId", "anonymousId", "previousId", "user_id", "token")
+
+
+def _call_of(rejection: Rejection, payload: Any, calls: Any) -> Any:
+    """The call a rejection refused: its place in a batch, else the whole payload."""
+    if rejection.index is not None and isinstance(calls, list) and 0 <= rejection.index < len(calls):
+        return calls[rejection.index]
+    return payload
+
+
+def _ids_of(call: Any) -> list[str]:
+    """The ids a call names (a plugin call's list of events included)."""
+    if not isinstance(call, dict):
+        return []
+    found = [value for name in _ID_FIELDS if isinstance(value := call.get(name), str)]
+    events = call.get("events")
+    if isinstance(events, list):
+        found += [value for event in events if isinstance(event, dict) for value in _ids_of(event)]
+    return found
 
 
 class IngestService:
@@ -93,6 +116,26 @@ class IngestService:
             self._sink.put(event)
         return Outcome(accepted=len(events))
 
+    def _record(self, plugin_id: str, dialect: str, rejections: Sequence[Rejection], payload: Any) -> None:
+        """Record a request's refused calls for the plugin; those of a suppressed id are counted and
+        listed without anything of the call (the person asked to be forgotten)."""
+        if not rejections:
+            return
+        try:
+            people = self._directory.people(plugin_id)
+        except StorageUnavailable:  # who is suppressed cannot be told: keep nothing of any call
+            self._rejections.record(plugin_id, dialect, [rejection.redacted() for rejection in rejections])
+            return
+        if people.suppressed:
+            calls = payload.get("batch") if isinstance(payload, dict) else None
+            rejections = [
+                rejection.redacted()
+                if people.suppresses(*_ids_of(_call_of(rejection, payload, calls)))
+                else rejection
+                for rejection in rejections
+            ]
+        self._rejections.record(plugin_id, dialect, rejections)
+
     def _unsuppressed(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
         """The events of ids nobody asked to forget: a suppressed id's calls are answered as if stored
         (so its clients do not retry) and leave nothing behind."""
@@ -110,7 +153,7 @@ class IngestService:
             request = widget.parse(payload)
         except ValidationFailed as error:
             if known:
-                self._rejections.record(known, "widget", [refused(error, payload)])
+                self._record(known, "widget", [refused(error, payload)], payload)
             raise
         plugin_id = request.data.chatbot_id or self._default_plugin_id
         config = published.config if published else None
@@ -126,7 +169,7 @@ class IngestService:
         try:
             events = plugin.to_canonical(plugin.parse(payload), plugin_id, published.config, info)
         except ValidationFailed as error:
-            self._rejections.record(plugin_id, "plugin", [refused(error, payload)])
+            self._record(plugin_id, "plugin", [refused(error, payload)], payload)
             raise
         kept = self._unsuppressed(events)
         if kept:
@@ -154,10 +197,10 @@ class IngestService:
             request = segment.parse(payload, route, info.context())
             events, unusable = segment.to_canonical(request, published.plugin_id, published.config, info)
         except ValidationFailed as error:
-            self._rejections.record(published.plugin_id, "segment", [refused(error, payload)])
+            self._record(published.plugin_id, "segment", [refused(error, payload)], payload)
             raise
         rejected = tuple(sorted((*request.rejected, *unusable), key=lambda r: r.index or 0))
-        self._rejections.record(published.plugin_id, "segment", rejected)
+        self._record(published.plugin_id, "segment", rejected, payload)
         if not events:
             raise ValidationFailed(
                 "No call of the batch is valid", [rejection.reply() for rejection in rejected]

@@ -140,11 +140,12 @@ class DeletionStep:
     ids: tuple[str, ...]  # every id of the person being forgotten
     requested_at: int
     position: int = 0  # index into ids
-    phase: str = "events"  # events, aggregates, sweep, done
+    phase: str = "events"  # events, aggregates (per id), then rejections, sweep, done
     cursor: str | None = None  # where the current phase's listing resumes
     removed_events: int = 0
     removed_aggregates: int = 0
     removed_profiles: int = 0
+    removed_rejections: int = 0  # refused calls of the person no longer kept
     suppress: bool = True
     sweep_after: int = 0  # epoch ms: the final sweep waits until every cache has seen the suppression
     swept: bool = False  # the ids are being gone over a second time

@@ -3,7 +3,9 @@ route lists and the summary counts per code."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,21 @@ class Rejection:
     payload: str = ""
     index: int | None = None  # its place in a batch
     message_id: str | None = None
+
+    def mentions(self, ids: Iterable[str]) -> bool:
+        """Whether what it keeps of the call names one of ``ids``: as a JSON string in its payload or
+        details, or cut short at the payload's end."""
+        text = self.payload + json.dumps([dict(detail) for detail in self.details], ensure_ascii=False)
+        tail = self.payload[self.payload.rfind('"') :] if '"' in self.payload else ""
+        for user_id in ids:
+            quoted = json.dumps(user_id, ensure_ascii=False)
+            if quoted in text or repr(user_id) in text or (len(tail) > 1 and quoted.startswith(tail)):
+                return True
+        return False
+
+    def redacted(self) -> Rejection:
+        """The same refusal with nothing of the call kept: still counted and listed, naming nobody."""
+        return dataclasses.replace(self, payload="", message_id=None)
 
     def reply(self) -> dict[str, Any]:
         """As a batch reply lists it."""

@@ -323,6 +323,13 @@ class UserEvents:
                 pending = answer.get("UnprocessedKeys") or {}
         return found
 
+    def forget(self, events: Sequence[CanonicalEvent]) -> None:
+        """Delete these stored events, wherever their ids put them (deleting what is gone is a no-op)."""
+        keys = {event_key(event) for event in events}
+        batch_delete(
+            self._client, self._table, [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in sorted(keys)]
+        )
+
     def delete_named(self, plugin_id: str, event_ids: Sequence[str]) -> None:
         keys = [
             {"pk": {"S": client_id_pk(plugin_id, event_id)}, "sk": {"S": event_id}}

@@ -23,7 +23,8 @@ def rejections_pk(plugin_id: str) -> str:
     return f"{SEP}rejections{SEP}{plugin_id}"
 
 
-def record_to_item(record: RejectionRecord) -> dict[str, Any]:
+def record_to_item(record: RejectionRecord, sk: str | None = None) -> dict[str, Any]:
+    """The item of a record (a new one, newest by key, unless ``sk`` names the one it replaces)."""
     entries: list[dict[str, Any]] = []
     size = 0
     for rejection in record.rejections:
@@ -42,7 +43,7 @@ def record_to_item(record: RejectionRecord) -> dict[str, Any]:
     return to_item(
         {
             "pk": rejections_pk(record.plugin_id),
-            "sk": f"{record.at:013d}{SEP}{secrets.token_hex(6)}",
+            "sk": sk or f"{record.at:013d}{SEP}{secrets.token_hex(6)}",
             "kind": REJECTED_KIND,
             "plugin_id": record.plugin_id,
             "at": record.at,
@@ -84,6 +85,33 @@ class RejectionStore:
     def record(self, record: RejectionRecord) -> None:
         with storage_errors("record rejections"):
             self._client.put_item(TableName=self._table, Item=record_to_item(record))
+
+    def page(
+        self, plugin_id: str, after: str | None, max_records: int
+    ) -> tuple[list[tuple[str, RejectionRecord]], str | None]:
+        """Up to ``max_records`` records of the plugin, oldest first, after key ``after``; and the key
+        to continue after (None at the end)."""
+        condition = "pk = :pk"
+        values: dict[str, Any] = {":pk": rejections_pk(plugin_id)}
+        if after is not None:
+            condition += " AND sk > :after"
+            values[":after"] = after
+        answer = query(self._client, self._table, condition, values, "read rejections", Limit=max_records)
+        found = [(item["sk"], record_from_values(item)) for item in map(from_item, answer.get("Items", []))]
+        following = found[-1][0] if "LastEvaluatedKey" in answer and found else None
+        return found, following
+
+    def replace(self, sk: str, record: RejectionRecord) -> None:
+        """Keep a record with fewer rejections listed (its counts stay: they name nobody); with none
+        left, the record goes. A rewrite is a MODIFY on the stream, which counts nothing again."""
+        if record.rejections:
+            with storage_errors("rewrite rejections"):
+                self._client.put_item(TableName=self._table, Item=record_to_item(record, sk))
+        else:
+            with storage_errors("delete rejections"):
+                self._client.delete_item(
+                    TableName=self._table, Key=to_item({"pk": rejections_pk(record.plugin_id), "sk": sk})
+                )
 
     def newest(
         self, plugin_id: str, before: str | None, max_records: int

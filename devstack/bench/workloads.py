@@ -267,8 +267,8 @@ def aggregate_throughput(records: int) -> dict[str, Any]:
         def add_trait_names(self, plugin_id: str, names: Any) -> None:
             pass
 
-        def register_plugin(self, plugin_id: str, at: int) -> None:
-            pass
+        def register_plugin(self, plugin_id: str, at: int) -> bool:
+            return True
 
     store = _MemoryStore()
     aggregator = Aggregator(store, Configs(), index=store, refusals=store, workers=1)

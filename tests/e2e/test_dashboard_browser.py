@@ -48,6 +48,7 @@ PLUGIN = {
     "write_keys": ["wk_browser_0001"],
 }
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_browser_0001:").decode()}
+PIXEL = "http://pixel.tracker.invalid/p.gif?who=admin"
 CHATBOT = {
     "tracking": {
         "events": [
@@ -72,7 +73,8 @@ def seeded(stack: Stack) -> Stack:
         events += [
             {
                 "key": "avatar",
-                "value": f"http://127.0.0.1:{stack.port}/dashboard?avatar={n}",
+                # One avatar is a third party's pixel: it must not load until the reader asks.
+                "value": PIXEL if n == 1 else f"http://127.0.0.1:{stack.port}/dashboard?avatar={n}",
                 "user_id": user,
             },
             {"key": "homepage", "value": f"https://example.com/{n}", "user_id": user},
@@ -164,6 +166,8 @@ def column_names(page: Any) -> list[str]:
 
 def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) -> None:
     page = open_dashboard(browser, seeded, ADMIN_KEY, locale="fr-FR")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     page.get_by_test_id("plugin").select_option("browser-plugin")
     rows = page.locator("[data-testid=rows] tbody tr")
     page.locator("tr[data-user='participant-00']").wait_for()
@@ -174,6 +178,12 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     assert first.locator("a").get_attribute("href") == "https://example.com/0"
     assert first.locator(".check").inner_text() == "✓"
     assert page.locator("tr[data-user='participant-01'] .cross").inner_text() == "✗"
+    # An image from an origin that is not the plugin's loads only when asked for
+    pixel = page.locator("tr[data-user='participant-01']")
+    assert pixel.locator("img").count() == 0
+    assert not [url for url in asked if "tracker.invalid" in url]
+    pixel.locator("button.show-image").click()
+    assert pixel.locator("img.thumb").get_attribute("src") == PIXEL
     assert first.locator(".total").inner_text() == "2"
     assert first.locator(".counts li").all_inner_texts() == ["👏 1", "😍 1"]  # ties by value
 

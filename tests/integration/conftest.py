@@ -165,10 +165,12 @@ class Stream:
             )
         return records
 
-    def aggregate(self) -> None:
+    def aggregate(self, batch_size: int = 100) -> None:
+        """Deliver what was written since, in batches of ``batch_size`` (the mapping's BatchSize)."""
         records = self._records([i for i in self._new_items() if i["kind"]["S"] != "deletion"])
-        if records:
-            assert self._aggregate(invocation("shard-1", records))["batchItemFailures"] == []
+        for start in range(0, len(records), batch_size):
+            answer = self._aggregate(invocation("shard-1", records[start : start + batch_size]))
+            assert answer["batchItemFailures"] == []
 
     def forget_all(self, max_steps: int = 200) -> None:
         """Run every pending deletion step, and the steps they write, until none is left."""

@@ -276,13 +276,19 @@ def test_a_dashboard_key_reads_its_plugin_only(query: Invoke, key_of_p1: str) ->
         answer = get(query, path, headers=mine)
         assert (answer["statusCode"], body(answer)["error"]["code"]) == (403, "FORBIDDEN"), path
     assert get(query, "/api/analytics/summary", headers=mine, chatbot_id="p2")["statusCode"] == 403
-    assert body(get(query, "/v1/plugins", headers=mine)) == {"plugins": [{"plugin_id": "p1"}]}
+    assert body(get(query, "/v1/plugins", headers=mine)) == {
+        "plugins": [{"plugin_id": "p1"}],
+        "next_cursor": None,
+    }
 
 
 def test_the_admin_key_reads_every_plugin(query: Invoke, key_of_p1: str) -> None:
     assert query(api_event("PUT", "/v1/plugins/p2/config", CONFIG, headers=ADMIN))["statusCode"] == 200
     assert get(query, "/v1/plugins/p2/columns")["statusCode"] == 200
-    assert body(get(query, "/v1/plugins")) == {"plugins": [{"plugin_id": "p1"}, {"plugin_id": "p2"}]}
+    assert body(get(query, "/v1/plugins")) == {
+        "plugins": [{"plugin_id": "p1"}, {"plugin_id": "p2"}],
+        "next_cursor": None,
+    }
 
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "dk_not-a-key-we-made"}, {"x-api-key": "whatever"}])
@@ -401,3 +407,10 @@ def test_each_key_has_a_daily_quota_shared_by_every_container(
     assert 23 * 3600 < int(refused["multiValueHeaders"]["Retry-After"][0]) <= 24 * 3600
     # Every key has a quota of its own.
     assert get(one, "/v1/plugins/p1/columns", headers={"x-api-key": other})["statusCode"] == 200
+
+
+def test_columns_name_the_plugins_own_origins_for_images(query: Invoke, demo_config: Any) -> None:
+    # The page loads a client-sent image by itself only from these (others on a click)
+    reply = body(query(api_event("GET", "/v1/plugins/demo-plugin/columns", headers=ADMIN)))
+    assert reply["image_origins"] == demo_config["allowed_origins"]
+    assert "*" not in reply["image_origins"]

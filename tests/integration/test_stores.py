@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 
 from devstack.capacity import metered
@@ -184,3 +185,47 @@ def test_an_event_too_large_for_an_item_is_refused_before_anything_is_written(aw
     # Then nothing of it was written, and the refusal says how large the item would have been
     assert aws.scan(TableName="EventsTable")["Items"] == []
     assert refused.value.size > refused.value.limit == 400 * 1024
+
+
+def test_a_budget_others_keep_changing_grants_nothing_rather_than_one_unreserved(aws: Any) -> None:
+    # Given an IP's window that other containers keep drawing on between each of our tries
+    store = ControlStore(client(), "ControlTable")
+    assert store.reserve("busy", 112, 120, 60_000, NOW).granted == 112
+    other = boto3.client("dynamodb")  # another container's client, outside our hooks
+    key = {"pk": {"S": "ratelimit\x1fbusy"}, "sk": {"S": "window"}}
+
+    def another_container_takes_one(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key and "ConditionExpression" in params:
+            other.update_item(
+                TableName="ControlTable",
+                Key=key,
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    client().meta.events.register("before-parameter-build.dynamodb.UpdateItem", another_container_takes_one)
+    try:
+        # When this container asks for a lease of 8 while 8 are left
+        grant = store.reserve("busy", 8, 120, 60_000, NOW + 1)
+    finally:
+        client().meta.events.unregister(
+            "before-parameter-build.dynamodb.UpdateItem", another_container_takes_one
+        )
+    # Then it is granted nothing (it used to let one through unreserved: the 121st of 120)
+    assert (grant.granted, grant.contended) == (0, True)
+    (item,) = aws.scan(TableName="ControlTable")["Items"]
+    assert int(item["n"]["N"]) == 112 + 4  # the others' four, none of ours
+    # And the limiter, in the same spot (a window with 8 left that others keep drawing on), answers
+    # 429 with a retry in a second
+    store.reserve("busy-2", 112, 120, 60_000, NOW)
+    key = {"pk": {"S": "ratelimit\x1fbusy-2"}, "sk": {"S": "window"}}
+    limiter = RateLimiter(store, 120, clock=lambda: (NOW + 2) / 1000)
+    client().meta.events.register("before-parameter-build.dynamodb.UpdateItem", another_container_takes_one)
+    try:
+        with pytest.raises(RateLimited) as limited:
+            limiter.check("busy-2")
+    finally:
+        client().meta.events.unregister(
+            "before-parameter-build.dynamodb.UpdateItem", another_container_takes_one
+        )
+    assert limited.value.retry_after == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from devstack.template import Template
 from tracking.aggregate.fold import (
     SHARD_MEMORY_MS,
     Counted,
@@ -15,8 +16,10 @@ from tracking.aggregate.fold import (
     fold,
     fold_rollup,
 )
+from tracking.aggregate.funnel import RECENT_MAX
 from tracking.models.aggregates import (
     ARRAY_MAX_VALUES,
+    DAY_FIRSTS_MAX,
     GROUP_MAX_DISTINCT,
     AggregateState,
     RollupState,
@@ -237,3 +240,27 @@ def test_rollups_count_events_new_users_and_purchase_revenue() -> None:
 )
 def test_values_display_plainly(value: Any, display: str) -> None:
     assert shown(applied(records(value)), "string")["display"] == display  # type: ignore[index]
+
+
+def test_what_folds_remember_for_retries_holds_a_whole_batch_twice_over() -> None:
+    # A batch's own records are never dropped from day_firsts or recent (their retry is the next
+    # batch): the bound must hold the largest batch the event source mapping delivers, and more.
+    batch = Template.load().stream_mapping("AggregateFunction").batch_size
+    assert 2 * batch <= DAY_FIRSTS_MAX
+    assert 2 * batch <= RECENT_MAX
+
+
+def test_a_fold_forgets_what_its_shard_has_done_below_the_batch_start() -> None:
+    # Given an aggregate that counted a new day on each of 150 records of one shard, over two batches
+    recs = [
+        StreamEvent(n, "INSERT", event("v", at=NOW - n * 86_400_000, received=NOW, event_id=f"g:{n:04d}"))
+        for n in range(1, 151)
+    ]
+    state, _ = fold(AggregateState("p", "u", "k"), "s1", recs[:100], KeySpec(ALL), NOW, batch_start=1)
+    assert len(state.day_firsts) == 100
+    # When the next batch starts after them, what the first remembered is dropped: done for good
+    state, _ = fold(state, "s1", recs[100:], KeySpec(ALL), NOW, batch_start=101)
+    assert sorted(first[1] for first in state.day_firsts.values()) == list(range(101, 151))
+    assert state.count == 150
+    # And a retry of that batch (same start) still tells which record counted each day
+    assert all(state.first_of_day(day, "s1", seq) for day, (_, seq, _) in state.day_firsts.items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -59,7 +59,9 @@ class MemoryReader:
     def user_items(self, plugin_id: str, user_id: str) -> UserItems:
         return self._users.get(user_id, []), None
 
-    def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]:
+    def rollups(
+        self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
+    ) -> list[RollupState]:
         return [r for r in self._rollups if first_day <= r.day <= last_day]
 
     def has_rollups(self, plugin_id: str) -> bool:

@@ -97,6 +97,10 @@ class RateLimiter:
             else:
                 want = self._first_lease
         grant = self._store.reserve(client_ip, want, self._limit, self._window_ms, now, joining=joining)
+        if grant.contended:
+            raise RateLimited(
+                retry_after=1, message="Too many requests at once from this client; retry in 1 s"
+            )
         granted = grant.granted
         share = fair_share(grant)
         if share is not None and granted > share:

@@ -66,7 +66,7 @@ class Store(Protocol):
 class Configs(Protocol):
     def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
     def add_trait_names(self, plugin_id: str, names: Sequence[str]) -> None: ...
-    def register_plugin(self, plugin_id: str, at: int) -> None: ...
+    def register_plugin(self, plugin_id: str, at: int) -> bool: ...
 
 
 class Index(Protocol):
@@ -93,6 +93,7 @@ class _Run:
     """One batch being applied: its shard and which of its records failed (by sequence number)."""
 
     shard: str
+    start: int | None = None  # the invocation's first sequence number: this shard is done below it
     failures: dict[int, BaseException] = field(default_factory=dict)
 
     def fail(self, records: Sequence[StreamEvent], error: BaseException) -> None:
@@ -144,7 +145,7 @@ class Aggregator:
     def process(self, shard: str, records: Sequence[StreamEvent]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
         number) that failed."""
-        run = _Run(shard)
+        run = _Run(shard, records[0].seq if records else None)
         plugins = {plugin for record in records if (plugin := _plugin_of(record))}
         if not plugins:
             return run.failures
@@ -329,6 +330,8 @@ class Aggregator:
                 continue
             try:
                 self._configs.register_plugin(event.plugin_id, int(self._clock() * 1000))
+                if len(self._registered) >= STATE_CACHE_MAX:
+                    self._registered.clear()  # a flood of chatbot ids costs a write each, not memory
                 self._registered.add(event.plugin_id)
             except Exception as exc:
                 logger.warning("plugin not listed", extra={"plugin_id": event.plugin_id, "error": repr(exc)})
@@ -362,7 +365,7 @@ class Aggregator:
             spec = KeySpec.of(configs[key[0]], key[1])
             base = self._aggregates.get(key) or stored.get(key) or AggregateState.start(key)
             try:
-                state = self._apply(base, run.shard, group, spec, now)
+                state = self._apply(base, run, group, spec, now)
             except Exception:
                 self._aggregates.pop(key, None)
                 raise
@@ -436,7 +439,7 @@ class Aggregator:
             state = self._funnels.get(key) or stored.get(key) or FunnelState(plugin_id=key[0], user_id=key[1])
             try:
                 for _ in range(CONFLICT_RETRIES):
-                    new, changed, changes = fold_funnel(state, run.shard, group, now)
+                    new, changed, changes = fold_funnel(state, run.shard, group, now, batch_start=run.start)
                     if changed:
                         try:
                             self._store.save(new)
@@ -526,15 +529,15 @@ class Aggregator:
         cache[key] = state
 
     def _apply(
-        self, state: AggregateState, shard: str, group: Sequence[StreamEvent], spec: KeySpec, now: int
+        self, state: AggregateState, run: _Run, group: Sequence[StreamEvent], spec: KeySpec, now: int
     ) -> AggregateState:
         """Fold the group into the aggregate and write it once; re-read and fold again if another
         shard's invocation wrote the item in between (a user's events on two shards after a split)."""
         for _ in range(CONFLICT_RETRIES):
-            new, changed = fold(state, shard, group, spec, now)
+            new, changed = fold(state, run.shard, group, spec, now, batch_start=run.start)
             if not changed:
                 return new
-            self._spill(new, shard, state.key)
+            self._spill(new, run.shard, state.key)
             try:
                 self._store.save(new)
                 return new

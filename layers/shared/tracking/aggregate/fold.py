@@ -99,13 +99,25 @@ def _reset(state: AggregateState, reset_at: int) -> None:
 
 
 def fold(
-    state: AggregateState, shard: str, records: Sequence[StreamEvent], spec: KeySpec, now_ms: int
+    state: AggregateState,
+    shard: str,
+    records: Sequence[StreamEvent],
+    spec: KeySpec,
+    now_ms: int,
+    *,
+    batch_start: int | None = None,
 ) -> tuple[AggregateState, bool]:
     """Apply the records of one shard (in sequence order) that the state has not applied yet.
+
+    ``batch_start`` is the first sequence number of the invocation: every record of this shard below
+    it is done (Lambda delivers a shard's batch again from its first failed record), so what the
+    aggregate remembers of those for a retry (``day_firsts``) is dropped.
 
     Returns the new state and whether anything counted (nothing to write otherwise).
     """
     new = copy.deepcopy(state)
+    if batch_start is not None:
+        new.forget_done(shard, batch_start)
     if spec.reset_at > new.reset_at:
         _reset(new, spec.reset_at)
     last = new.applied.get(shard, (-1, 0))[0]
@@ -126,7 +138,7 @@ def fold(
             new.add_day(day, shard, record.seq, now_ms)
     if changed:
         mark_applied(new, shard, last, now_ms)
-        new.forget_day_firsts(now_ms, SHARD_MEMORY_MS)
+        new.forget_day_firsts(now_ms, SHARD_MEMORY_MS, keep=shard)
     return new, changed
 
 

@@ -14,6 +14,8 @@ from tracking.aggregate.fold import SHARD_MEMORY_MS, StreamEvent, mark_applied
 from tracking.models.funnel import FUNNEL, Change, FunnelState
 
 FunnelKey = tuple[str, str]  # (plugin, user)
+# Moves remembered for retries: a batch's own (at most 100) and others' while their shards may retry.
+RECENT_MAX = 200
 
 
 def in_funnel(record: StreamEvent) -> bool:
@@ -22,11 +24,19 @@ def in_funnel(record: StreamEvent) -> bool:
 
 
 def fold_funnel(
-    state: FunnelState, shard: str, records: Sequence[StreamEvent], now_ms: int
+    state: FunnelState,
+    shard: str,
+    records: Sequence[StreamEvent],
+    now_ms: int,
+    *,
+    batch_start: int | None = None,
 ) -> tuple[FunnelState, bool, dict[int, tuple[Change, ...]]]:
     """Apply one shard's records (in sequence order); the new state, whether it must be written, and
-    each record's changes to the rollups (by sequence number)."""
+    each record's changes to the rollups (by sequence number). What is remembered of this shard's
+    records below ``batch_start`` (the invocation's first) is dropped: they are done for good."""
     new = copy.deepcopy(state)
+    if batch_start is not None:
+        new.recent = {k: v for k, v in new.recent.items() if not (k[0] == shard and k[1] < batch_start)}
     last = new.applied.get(shard, (-1, 0))[0]
     changes: dict[int, tuple[Change, ...]] = {}
     changed = False
@@ -61,5 +71,9 @@ def fold_funnel(
         changed = True
     if changed:
         mark_applied(new, shard, last, now_ms)
-        new.recent = {k: v for k, v in new.recent.items() if now_ms - v[0] < SHARD_MEMORY_MS}
+        recent = {k: v for k, v in new.recent.items() if now_ms - v[0] < SHARD_MEMORY_MS}
+        others = sorted((when, key) for key, (when, _) in recent.items() if key[0] != shard)
+        for _, key in others[: max(0, len(recent) - RECENT_MAX)]:
+            del recent[key]  # the oldest of other shards, past the bound (see RECENT_MAX)
+        new.recent = recent
     return new, changed, changes

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from tracking.aggregate.fold import StreamEvent, mark_applied
-from tracking.models.canonical import CanonicalEvent
+from tracking.models.canonical import CanonicalEvent, utf8_length
 from tracking.models.people import (
     ANONYMOUS_IDS_MAX,
+    GROUP_TRAITS_MAX,
     GROUPS_MAX,
     LINK_DEPTH_MAX,
     READ_DEPTH_MAX,
+    READ_IDS_MAX,
+    TRAIT_NAME_MAX_BYTES,
     TRAITS_MAX,
     ProfileState,
     TraitValue,
@@ -252,11 +255,16 @@ def fold_profile(
                 _apply_self(new, event)
             elif change.role == "link_from" and links.get(record.seq) and new.merged_into is None:
                 new.merged_into = change.other
-            elif change.role == "link_to" and links.get(record.seq) and change.other not in new.anonymous_ids:
+            elif change.role == "link_to" and links.get(record.seq) and _room_for(new, change.other):
                 new.anonymous_ids.append(str(change.other))
     if changed:
         mark_applied(new, shard, last, now_ms)
     return new, changed
+
+
+def _room_for(state: ProfileState, member: str | None) -> bool:
+    """A newly linked id is listed, up to READ_IDS_MAX (link decisions keep a person far below)."""
+    return member not in state.anonymous_ids and len(state.anonymous_ids) < READ_IDS_MAX
 
 
 def _apply_self(state: ProfileState, event: CanonicalEvent) -> None:
@@ -268,17 +276,23 @@ def _apply_self(state: ProfileState, event: CanonicalEvent) -> None:
     if event.kind == "group":
         if event.group_id and (event.group_id in state.groups or len(state.groups) < GROUPS_MAX):
             group = state.groups.setdefault(event.group_id, {})
-            _merge_traits(group, event)
+            room = GROUP_TRAITS_MAX - sum(len(traits) for traits in state.groups.values())
+            _merge_traits(group, event, room)
         return
-    _merge_traits(state.traits, event)
+    _merge_traits(state.traits, event, TRAITS_MAX - len(state.traits))
 
 
-def _merge_traits(traits: dict[str, TraitValue], event: CanonicalEvent) -> None:
+def _merge_traits(traits: dict[str, TraitValue], event: CanonicalEvent, room: int) -> None:
+    """The event's traits, each the latest by (event time, event id); ``room`` new names at most."""
     for name, value in event.traits.items():
-        candidate = TraitValue(value, event.event_time, event.event_id)
+        if utf8_length(name) > TRAIT_NAME_MAX_BYTES:
+            continue
         current = traits.get(name)
+        if current is None and room <= 0:
+            continue
+        candidate = TraitValue.kept(value, event.event_time, event.event_id)
         if current is None:
-            if len(traits) < TRAITS_MAX:
-                traits[name] = candidate
+            traits[name] = candidate
+            room -= 1
         elif candidate.rank() > current.rank():
             traits[name] = candidate

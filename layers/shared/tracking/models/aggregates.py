@@ -20,6 +20,10 @@ GROUP_MAX_DISTINCT = 50
 # aggregate that counted them, for deletion and access; past this many the list moves to an index
 # item in the user's partition, so the aggregate stays small.
 PENDING_IDS_MAX = 16
+# Records whose day a retry must still tell (``day_firsts``): a batch's own (at most 100) and, past
+# those, others' while their shards may still retry them; beyond this many the oldest of other shards
+# are dropped (docs/DESIGN.md says what that costs: at worst one active user of a day uncounted).
+DAY_FIRSTS_MAX = 200
 # The group slot of a rollup that counts refused calls instead of events (its key is the error code).
 REJECTED_GROUP = "rejected"
 
@@ -128,8 +132,23 @@ class AggregateState:
         found = self.day_firsts.get(day)
         return found is not None and found[:2] == (shard, seq)
 
-    def forget_day_firsts(self, now_ms: int, memory_ms: int) -> None:
-        self.day_firsts = {d: f for d, f in self.day_firsts.items() if now_ms - f[2] < memory_ms}
+    def forget_done(self, shard: str, batch_start: int) -> None:
+        """Drop what is remembered of this shard's records below ``batch_start``: done for good."""
+        self.day_firsts = {
+            day: first
+            for day, first in self.day_firsts.items()
+            if not (first[0] == shard and first[1] < batch_start)
+        }
+
+    def forget_day_firsts(self, now_ms: int, memory_ms: int, keep: str | None = None) -> None:
+        """Drop what is older than ``memory_ms``; then, past DAY_FIRSTS_MAX, the oldest of shards other
+        than ``keep`` (the batch being applied, whose records may all be retried)."""
+        kept = {d: f for d, f in self.day_firsts.items() if now_ms - f[2] < memory_ms}
+        if len(kept) > DAY_FIRSTS_MAX:
+            others = sorted((f[2], f[1], d) for d, f in kept.items() if f[0] != keep)
+            for _, _, day in others[: len(kept) - DAY_FIRSTS_MAX]:
+                del kept[day]
+        self.day_firsts = kept
 
     def add_value(self, entry: Entry) -> None:
         """Place a value by event time and keep the latest ones within the bounds: the same values

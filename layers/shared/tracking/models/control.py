@@ -32,3 +32,4 @@ class Grant:
     granted: int
     holders: int = 1
     left: int = 0
+    contended: bool = False  # others kept changing the budget: nothing granted, ask again shortly

@@ -11,6 +11,7 @@ so a link moves nothing and can be applied any number of times.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,15 +26,25 @@ ANONYMOUS_IDS_MAX = 100
 # once on two shards may each pass the check), so whatever the links made is read and deleted whole.
 READ_DEPTH_MAX = 2 * LINK_DEPTH_MAX
 READ_IDS_MAX = 2 * (ANONYMOUS_IDS_MAX + 1)
+# What one profile item keeps (it is rewritten on every identify): at most TRAITS_MAX traits, GROUPS_MAX
+# groups and GROUP_TRAITS_MAX traits over all its groups; a trait's name at most TRAIT_NAME_MAX_BYTES
+# (longer names are not kept: the event keeps them), its value's JSON at most TRAIT_VALUE_MAX_BYTES
+# (a longer value is kept as that much of its JSON text, ending in "…"), its event id as a rank of at
+# most RANK_ID_MAX_CHARS. With ids of at most 512 bytes, a profile stays under 280 KB plus its
+# per-shard guard (docs/DESIGN.md, "What each item holds at most").
 TRAITS_MAX = 100
 GROUPS_MAX = 50
+GROUP_TRAITS_MAX = 100
+TRAIT_NAME_MAX_BYTES = 256
+TRAIT_VALUE_MAX_BYTES = 512
+RANK_ID_MAX_CHARS = 64
 # Trait names a plugin's CSV export shows as columns, first seen first.
 TRAIT_COLUMNS_MAX = 50
 
 
 @dataclass(frozen=True, slots=True)
 class TraitValue:
-    """One trait's latest value (any JSON) by event time, then event id."""
+    """One trait's latest value (any JSON) by event time, then event id (a long id by its digest)."""
 
     value: Any
     at: int
@@ -41,6 +52,18 @@ class TraitValue:
 
     def rank(self) -> tuple[int, str]:
         return (self.at, self.event_id)
+
+    @classmethod
+    def kept(cls, value: Any, at: int, event_id: str) -> TraitValue:
+        """The value as a profile keeps it: its JSON cut to TRAIT_VALUE_MAX_BYTES, its event id to
+        RANK_ID_MAX_CHARS (a digest, the same on every replay)."""
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        if len(text.encode("utf-8", "surrogatepass")) > TRAIT_VALUE_MAX_BYTES:
+            cut = text.encode("utf-8", "replace")[: TRAIT_VALUE_MAX_BYTES - 3].decode("utf-8", "ignore")
+            value = cut + "…"
+        if len(event_id) > RANK_ID_MAX_CHARS:
+            event_id = "#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return cls(value, at, event_id)
 
 
 def latest_traits(*maps: dict[str, TraitValue]) -> dict[str, TraitValue]:

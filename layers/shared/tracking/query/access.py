@@ -16,10 +16,13 @@ from tracking.models.aggregates import AggregateState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import PartitionPage, ProfileState
 from tracking.query.cursors import decode_cursor, encode_cursor
+from tracking.query.dashboard import response_size
 from tracking.query.people import Gathered
 
 PARTITION_PAGE = 1_000
 ACCESS_PAGE = 500
+# A page as Lambda sends it (6 MB at most): it ends early, at one event at least, past this.
+ACCESS_BUDGET_BYTES = 5_000_000
 
 
 class EventsReader(Protocol):
@@ -42,7 +45,13 @@ def _after(cursor: str | None) -> tuple[int, str] | None:
 
 
 def access_page(
-    events: EventsReader, plugin_id: str, person: Gathered, cursor: str | None, limit: int = ACCESS_PAGE
+    events: EventsReader,
+    plugin_id: str,
+    person: Gathered,
+    cursor: str | None,
+    *,
+    limit: int = ACCESS_PAGE,
+    budget_bytes: int = ACCESS_BUDGET_BYTES,
 ) -> tuple[str, str | None]:
     """One page of the person's events as NDJSON, and the cursor of the next page (None at the end)."""
     after = _after(cursor)
@@ -64,6 +73,18 @@ def access_page(
     missing = [event_id for at, event_id in chosen if listed[(at, event_id)] is None]
     for event in events.named(plugin_id, missing):
         listed[(event.event_time, event.event_id)] = event
-    lines = [event_line(found) for key in chosen if (found := listed.get(key)) is not None]
+    lines: list[str] = []
+    size = 0
+    for position, key in enumerate(chosen):
+        found = listed.get(key)
+        if found is None:
+            continue
+        line = event_line(found)
+        weight = response_size(line)
+        if lines and size + weight > budget_bytes:
+            last = chosen[position - 1]  # the next page starts with this event
+            return "".join(lines), encode_cursor({"at": last[0], "id": last[1]})
+        lines.append(line)
+        size += weight
     following = encode_cursor({"at": chosen[-1][0], "id": chosen[-1][1]}) if len(ordered) > limit else None
     return "".join(lines), following

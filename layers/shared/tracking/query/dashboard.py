@@ -34,11 +34,21 @@ MAX_SERIES_DAYS = 400
 MAX_SERIES_KEYS = 20
 CSV_BUDGET_BYTES = 5_000_000  # of the answer as Lambda sends it (6 MB at most), with room for headers
 ROWS_BUDGET_BYTES = 5_000_000  # likewise for a page of rows
+# One row as Lambda sends it: a page always holds one, so a row is bounded on its own. A row is far
+# below (200 keys of bounded cells), unless clients filled every key with the longest values allowed:
+# then the cells past the bound show as truncated (in key order), never an answer Lambda cannot send.
+ROW_MAX_BYTES = 1_000_000
+TRUNCATED_CELL: dict[str, Any] = {"value": None, "display": "…", "truncated": True}
+# The summary's counts per event type: the most frequent first, the rest summed (a Segment source may
+# send thousands of event names).
+SUMMARY_COUNTS_MAX = 500
 
 
 class Reader(PeopleReader, Protocol):
     def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage: ...
-    def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]: ...
+    def rollups(
+        self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
+    ) -> list[RollupState]: ...
     def has_rollups(self, plugin_id: str) -> bool: ...
     def users(self, plugin_id: str, after_user: str | None = None) -> Iterator[UsersPage]: ...
     def user_items(
@@ -95,15 +105,30 @@ def row_values(
     declared_only: bool,
 ) -> dict[str, dict[str, Any]]:
     """A row's cells from the aggregates of every id of one person (combined per key, only those
-    counted since their key's last reset)."""
+    counted since their key's last reset), in key order."""
     values = {}
-    for state in combined(s for s in states if current(s, published)):
+    for state in sorted(combined(s for s in states if current(s, published)), key=lambda s: s.key):
         if declared_only and published.config.tracked_key(state.key) is None:
             continue
         shown = cell(state, aggregation_for(published, state.key, chosen))
         if shown is not None:
             values[state.key] = shown
     return values
+
+
+def bounded_row(values: dict[str, dict[str, Any]], most: int = ROW_MAX_BYTES) -> dict[str, dict[str, Any]]:
+    """The cells as a row shows them: past ``most`` bytes as sent, the cells left show as truncated."""
+    kept: dict[str, dict[str, Any]] = {}
+    size = 0
+    for key, shown in values.items():
+        weight = response_size(dumps_compact({key: shown}))
+        if size + weight > most:
+            kept[key] = TRUNCATED_CELL
+            size += response_size(dumps_compact({key: TRUNCATED_CELL}))
+        else:
+            kept[key] = shown
+            size += weight
+    return kept
 
 
 def person_states(
@@ -117,6 +142,34 @@ def person_states(
         return None
     gathered = gather(reader, plugin_id, user_id, states, profile)
     return gathered.all_states(), gathered
+
+
+# A person's values in one answer (users/{id}): the rest of the answer (profile, ids) is bounded apart.
+USER_VALUES_BUDGET_BYTES = 4_000_000
+
+
+def values_page(
+    values: dict[str, dict[str, Any]], cursor: str | None, budget_bytes: int = USER_VALUES_BUDGET_BYTES
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The values (in key order) after the cursor's key that fit the budget as sent, at least one;
+    and the cursor of the rest (None when none is left)."""
+
+    def read(fields: dict[str, Any]) -> str | None:
+        after = fields.get("after_key")
+        return after if isinstance(after, str) else None
+
+    after = decode_cursor(cursor, read)
+    page: dict[str, dict[str, Any]] = {}
+    size = 0
+    for key, shown in values.items():
+        if after is not None and key <= after:
+            continue
+        weight = response_size(dumps_compact({key: shown}))
+        if page and size + weight > budget_bytes:
+            return page, encode_cursor({"after_key": next(reversed(page))})
+        page[key] = shown
+        size += weight
+    return page, None
 
 
 def encode_user_cursor(user_id: str) -> str:
@@ -173,7 +226,7 @@ def rows(
         found = person_states(reader, plugin_id, user_id, own, page.profiles.get(user_id))
         values = row_values(found[0], published, chosen, declared_only=True) if found else {}
         if values:
-            row = {"user_id": user_id, "values": values}
+            row = {"user_id": user_id, "values": bounded_row(values)}
             # The row as the reply's JSON text, then as Lambda escapes that text in its answer.
             weight = response_size(dumps_compact(row))
             if result and size + weight > budget_bytes:
@@ -222,6 +275,7 @@ def export_csv(
         # The byte order mark lets spreadsheet programs read UTF-8 (emoji included).
         header = ["user_id", *(k.label(lang) for k in keys), *(f"traits.{name}" for name in trait_names)]
         add("\ufeff" + csv_line([_csv_cell(name) for name in header]))
+    previous: str | None = None  # the last user of this part
     for page in reader.users(published.plugin_id, decode_user_cursor(cursor)):
         ((user_id, own),) = page.users.items()
         found = person_states(reader, published.plugin_id, user_id, own, page.profiles.get(user_id))
@@ -232,10 +286,23 @@ def export_csv(
                 gathered = found[1] if found else None
                 traits = gathered.person().traits if gathered else _own_traits(page.profiles.get(user_id))
                 cells += [_trait_text(traits[name].value) if name in traits else "" for name in trait_names]
-            add(csv_line([_csv_cell(user_id), *(_csv_cell(text) for text in cells)]))
-        if size > budget_bytes:
-            return "".join(parts), encode_user_cursor(user_id)
+            line = csv_line([_csv_cell(user_id), *(_csv_cell(text) for text in _bounded_cells(cells))])
+            if previous is not None and size + response_size(line) > budget_bytes:
+                return "".join(parts), encode_user_cursor(previous)  # this user starts the next part
+            add(line)
+        previous = user_id
     return "".join(parts), None
+
+
+def _bounded_cells(cells: list[str], most: int = ROW_MAX_BYTES) -> list[str]:
+    """A CSV row's cells, past ``most`` bytes as sent shown as "…" (see ROW_MAX_BYTES)."""
+    kept: list[str] = []
+    size = 0
+    for text in cells:
+        weight = response_size(text)
+        kept.append(text if size + weight <= most else "…")
+        size += weight if size + weight <= most else 1
+    return kept
 
 
 def _own_traits(profile: ProfileState | None) -> dict[str, TraitValue]:
@@ -318,7 +385,7 @@ def series(
     days = [(first_day + timedelta(days=n)).isoformat() for n in range((last_day - first_day).days + 1)]
     wanted = set(keys)
     totals: dict[tuple[str, str], list[int]] = {}
-    for rollup in reader.rollups(plugin_id, days[0], days[-1]):
+    for rollup in reader.rollups(plugin_id, days[0], days[-1], keys):
         if rollup.group == REJECTED_GROUP or rollup.key not in wanted or is_internal_key(rollup.key):
             continue
         if published is not None and rollup.reset_at < published.reset_at(rollup.key):
@@ -409,11 +476,15 @@ def summary(
             "conversion_rate": _ratio(buyers, visitors),
             "revenue_eur": _money(revenue.get(group, Decimal(0))),
         }
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown, rest = ranked[:SUMMARY_COUNTS_MAX], ranked[SUMMARY_COUNTS_MAX:]
+    other = {"keys": len(rest), "events": sum(n for _, n in rest)} if rest else None
     return {
         "chatbot_id": plugin_id,
         "from": first_day.isoformat(),
         "to": last_day.isoformat(),
-        "counts": dict(sorted(counts.items())),
+        "counts": dict(sorted(shown)),
+        "other_counts": other,
         "funnel": funnel,
         "ab_test": ab_test,
         "revenue_eur": _money(sum(revenue.values(), Decimal(0))),

@@ -20,6 +20,7 @@ class PluginEntry(Reply):
 
 class Plugins(Reply):
     plugins: list[PluginEntry]
+    next_cursor: str | None = None
 
 
 class Published(Reply):
@@ -66,6 +67,10 @@ class Column(Reply):
 
 class Columns(Reply):
     columns: list[Column]
+    image_origins: list[str] = Field(
+        default_factory=list,
+        description="the plugin's own origins: the page shows images from these (others on a click)",
+    )
 
 
 class Cell(Reply):
@@ -132,7 +137,10 @@ class Summary(Reply):
     chatbot_id: str
     first_day: str = Field(alias="from", json_schema_extra={"format": "date"})
     last_day: str = Field(alias="to", json_schema_extra={"format": "date"})
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(description="events per key, the 500 most frequent keys")
+    other_counts: dict[str, int] | None = absent_if_none(
+        description="past the 500 most frequent keys: how many more keys, and their events in all"
+    )
     funnel: list[FunnelStep]
     ab_test: dict[str, AbGroup]
     revenue_eur: int | float
@@ -148,6 +156,9 @@ class Person(Row):
     groups: dict[str, dict[str, Any]] = Field(description="group ids with their traits")
     first_seen: str | None = Field(description="ISO 8601, UTC")
     last_seen: str | None = Field(description="ISO 8601, UTC")
+    next_cursor: str | None = absent_if_none(
+        description="more keys than one answer holds: pass it as cursor for the next keys' values"
+    )
 
 
 class Deletion(Reply):

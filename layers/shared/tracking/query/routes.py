@@ -89,10 +89,20 @@ def _api_key(app: APIGatewayRestResolver) -> str | None:
 
 
 def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
-    @app.get("/v1/plugins", **operation("Plugins this key reads", "dashboard", api_key=True, reply=Plugins))
+    @app.get(
+        "/v1/plugins",
+        **operation(
+            "Plugins this key reads, a page at a time",
+            "dashboard",
+            api_key=True,
+            query=(QueryParam("limit", "Plugins per page", LIMIT.schema), CURSOR),
+            reply=Plugins,
+        ),
+    )
     def list_plugins() -> Response[str]:
-        plugins = service.plugins(_api_key(app))
-        return json_response(200, Plugins(plugins=[PluginEntry(plugin_id=p) for p in plugins]))
+        plugins, cursor = service.plugins(_api_key(app), app.current_event.query_string_parameters)
+        entries = [PluginEntry(plugin_id=p) for p in plugins]
+        return json_response(200, Plugins(plugins=entries, next_cursor=cursor))
 
     @app.put(
         "/v1/plugins/<plugin_id>/config",
@@ -176,8 +186,9 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         **operation("Dashboard columns", "dashboard", api_key=True, query=(LANG,), reply=Columns),
     )
     def get_columns(plugin_id: str) -> Response[str]:
-        columns = service.columns(_api_key(app), path_param(plugin_id), params().get("lang"))
-        return json_response(200, Columns(columns=[Column.model_validate(c) for c in columns]))
+        columns, origins = service.columns(_api_key(app), path_param(plugin_id), params().get("lang"))
+        reply = Columns(columns=[Column.model_validate(c) for c in columns], image_origins=origins)
+        return json_response(200, reply)
 
     @app.get(
         "/v1/plugins/<plugin_id>/rows",
@@ -199,7 +210,7 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
             "One user's row and profile (any of their ids)",
             "dashboard",
             api_key=True,
-            query=(AGGREGATION,),
+            query=(AGGREGATION, QueryParam("cursor", "next_cursor of the previous answer (more keys)")),
             reply=PersonReply,
         ),
     )
@@ -216,6 +227,7 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
                 "groups": {gid: people.traits_out(traits) for gid, traits in sorted(person.groups.items())},
                 "first_seen": iso_time(person.first_at) if person.first_at is not None else None,
                 "last_seen": iso_time(person.last_at) if person.last_at is not None else None,
+                "next_cursor": view.next_cursor,
             }
         )
         return json_response(200, reply)

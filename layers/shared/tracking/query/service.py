@@ -26,7 +26,7 @@ class ControlStore(Protocol):
     def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
     def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None: ...
-    def list_plugins(self) -> list[str]: ...
+    def list_plugins(self, after: str | None, limit: int) -> tuple[list[str], bool]: ...
     def save_dashboard_key(self, key: DashboardKey) -> None: ...
     def is_listed(self, plugin_id: str) -> bool: ...
     def list_keys(self, plugin_id: str) -> list[DashboardKey]: ...
@@ -51,6 +51,7 @@ class UserView:
     user_id: str
     values: dict[str, dict[str, Any]]
     person: Person
+    next_cursor: str | None = None  # more keys than one answer holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +94,15 @@ class QueryService:
 
     # -- admin ----------------------------------------------------------------------------------------
 
-    def plugins(self, api_key: str | None) -> list[str]:
-        """The plugins this key reads: all of them for the admin key."""
+    def plugins(self, api_key: str | None, params: Mapping[str, str]) -> tuple[list[str], str | None]:
+        """A page of the plugins this key reads (all of them for the admin key), and the next page's
+        cursor."""
         caller = self._auth.caller(api_key)
-        plugins = self._control.list_plugins() if caller.admin else [caller.plugin_id]
-        return [plugin for plugin in plugins if plugin]
+        limit = dashboard.parse_limit(params.get("limit"))
+        if not caller.admin:
+            return ([caller.plugin_id] if caller.plugin_id else []), None
+        plugins, more = self._control.list_plugins(dashboard.decode_user_cursor(params.get("cursor")), limit)
+        return plugins, dashboard.encode_user_cursor(plugins[-1]) if more and plugins else None
 
     def managed(self, api_key: str | None, raw_plugin: str) -> str:
         """The plugin an admin request manages (401/403 for other keys, 404 for a bad plugin id)."""
@@ -180,8 +185,13 @@ class QueryService:
             published = widget_defaults(plugin_id)
         return published, people_lists
 
-    def columns(self, api_key: str | None, raw_plugin: str, lang: str | None) -> list[dict[str, Any]]:
-        return dashboard.columns(self.readable(api_key, raw_plugin), lang)
+    def columns(
+        self, api_key: str | None, raw_plugin: str, lang: str | None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The plugin's columns, and its own origins (where the page loads images from by itself)."""
+        published = self.readable(api_key, raw_plugin)
+        origins = [origin for origin in published.config.allowed_origins if origin != "*"]
+        return dashboard.columns(published, lang), origins
 
     def rows(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> dashboard.Page:
         published = self.readable(api_key, raw_plugin)
@@ -200,7 +210,8 @@ class QueryService:
         values = dashboard.row_values(gathered.all_states(), published, chosen, declared_only=False)
         if not values and not gathered.profiles:
             raise NotFound(f"Nothing tracked for user {user_id!r}")
-        return UserView(user_id, root, values, gathered.person())
+        shown, following = dashboard.values_page(values, params.get("cursor"))
+        return UserView(user_id, root, shown, gathered.person(), following)
 
     def user_events(
         self, api_key: str | None, raw_plugin: str, user_id: str, cursor: str | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -26,13 +26,14 @@ from tracking.models.aggregates import (
     RollupState,
     UsersPage,
 )
-from tracking.models.failures import Conflict, StorageUnavailable
+from tracking.models.failures import Conflict, ItemTooLarge, StorageUnavailable
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
 from tracking.models.request import SEP
 from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,
+    check_size,
     error_code,
     from_item,
     query,
@@ -446,6 +447,11 @@ class AggregateStore:
             item = funnel_to_item(state)
         else:
             item = rollup_to_item(state)
+        try:
+            check_size(item, "The aggregate")  # bounded by design: this is what says so if not
+        except ItemTooLarge:
+            state.version = expected
+            raise
         if expected == 0:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -562,22 +568,38 @@ class AggregateStore:
         profiles = sum(1 for i in items if i.get("kind", {}).get("S") == PROFILE_KIND)
         return len(items) - profiles, profiles, "LastEvaluatedKey" in answer
 
-    def rollups(self, plugin_id: str, first_day: str, last_day: str) -> list[RollupState]:
-        """Every rollup of the plugin for the days ``first_day``..``last_day`` (YYYY-MM-DD)."""
+    def rollups(
+        self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
+    ) -> list[RollupState]:
+        """The rollups of the plugin for the days ``first_day``..``last_day`` (YYYY-MM-DD): every one,
+        or only those of ``keys`` (at most 100; DynamoDB still reads the range, the function gets only
+        what it asked for)."""
         condition = "pk = :pk AND sk BETWEEN :first AND :last"
         # "day␟key␟group␟shard" of the last day sorts before "day ", and after every earlier day.
-        values = {":pk": rollup_pk(plugin_id), ":first": first_day, ":last": f"{last_day} "}
-        return [rollup_from_item(item) for item in self._query_all(condition, values)]
+        values: dict[str, Any] = {":pk": rollup_pk(plugin_id), ":first": first_day, ":last": f"{last_day} "}
+        options: dict[str, Any] = {}
+        if keys is not None:
+            names = {f":k{n}": key for n, key in enumerate(dict.fromkeys(keys))}
+            values.update(names)
+            options = {
+                "FilterExpression": f"#key IN ({', '.join(names)})",
+                "ExpressionAttributeNames": {"#key": "key"},
+            }
+        return [rollup_from_item(item) for item in self._query_all(condition, values, **options)]
 
     def has_rollups(self, plugin_id: str) -> bool:
         values = {":pk": rollup_pk(plugin_id)}
         answer = query(self._client, self._table, "pk = :pk", values, "read aggregates", Limit=1)
         return bool(answer.get("Items"))
 
-    def _query_all(self, condition: str, values: dict[str, Any]) -> Iterator[dict[str, AttributeValue]]:
+    def _query_all(
+        self, condition: str, values: dict[str, Any], **options: Any
+    ) -> Iterator[dict[str, AttributeValue]]:
         start: dict[str, Any] = {}
         while True:
-            answer = query(self._client, self._table, condition, values, "read aggregates", **start)
+            answer = query(
+                self._client, self._table, condition, values, "read aggregates", **options, **start
+            )
             yield from answer.get("Items", [])
             if "LastEvaluatedKey" not in answer:
                 return

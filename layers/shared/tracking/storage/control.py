@@ -55,12 +55,18 @@ def _key_from_values(values: dict[str, Any]) -> DashboardKey:
 
 # Every plugin with a config or a dashboard key, under one partition key: listing them is one query.
 PLUGIN_INDEX_PK = "plugins"
+# Chatbots listed without a config (they only ever sent widget events) are counted, and listed up to
+# this many: a flood of calls naming new chatbot ids cannot grow the list without bound (past it, a
+# chatbot is listed once it publishes a config).
+UNCONFIGURED_MAX = 10_000
+UNCONFIGURED_COUNT = {"pk": PLUGIN_INDEX_PK + SEP + "count", "sk": "unconfigured"}
 
 
 class ControlStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, *, unconfigured_max: int = UNCONFIGURED_MAX) -> None:
         self._client = client
         self._table = table
+        self._unconfigured_max = unconfigured_max
 
     # -- plugin configs -------------------------------------------------------------------------
 
@@ -189,18 +195,47 @@ class ControlStore:
     def _index_item(self, plugin_id: str, at: int) -> dict[str, Any]:
         return to_item({"pk": PLUGIN_INDEX_PK, "sk": plugin_id, "plugin_id": plugin_id, "updated_at": at})
 
-    def register_plugin(self, plugin_id: str, at: int) -> None:
-        """List a plugin that has events and no config (a chatbot that only ever sent widget events)."""
-        with storage_errors("register plugin"):
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=self._index_item(plugin_id, at),
-                    ConditionExpression="attribute_not_exists(pk)",
+    def register_plugin(self, plugin_id: str, at: int) -> bool:
+        """List a plugin that has events and no config (a chatbot that only ever sent widget events),
+        counted, up to ``unconfigured_max`` of them; whether it is listed (now or before)."""
+        listed = {
+            "TableName": self._table,
+            "Item": self._index_item(plugin_id, at),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        counted = {
+            "Key": to_item(UNCONFIGURED_COUNT),
+            "UpdateExpression": "ADD n :one",
+            "ConditionExpression": "attribute_not_exists(n) OR n < :most",
+            "ExpressionAttributeValues": to_item({":one": 1, ":most": self._unconfigured_max}),
+        }
+        try:
+            with storage_errors("register plugin"):
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": self._index_item(plugin_id, at),
+                                **listed,
+                            }
+                        },
+                        {"Update": {"TableName": self._table, **counted}},
+                    ]
                 )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return True  # listed already
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                logger.warning(
+                    "unconfigured chatbots at their bound, not listed", extra={"plugin": plugin_id}
+                )
+                return False
+            raise
+        return True
 
     def is_listed(self, plugin_id: str) -> bool:
         with storage_errors("read plugin"):
@@ -209,24 +244,30 @@ class ControlStore:
             )
         return "Item" in answer
 
-    def list_plugins(self) -> list[str]:
+    def list_plugins(self, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """Up to ``limit`` plugin ids after ``after``, in order; and whether there are more."""
+        condition, values = "pk = :pk", {":pk": PLUGIN_INDEX_PK}
+        if after is not None:
+            condition += " AND sk > :after"
+            values[":after"] = after
         plugins: list[str] = []
         start: dict[str, Any] = {}
-        while True:
-            values = {":pk": PLUGIN_INDEX_PK}
+        while len(plugins) <= limit:
             answer = query(
                 self._client,
                 self._table,
-                "pk = :pk",
+                condition,
                 values,
                 "list plugins",
                 ProjectionExpression="sk",
+                Limit=limit + 1 - len(plugins),
                 **start,
             )
             plugins.extend(item["sk"]["S"] for item in answer.get("Items", []))
             if "LastEvaluatedKey" not in answer:
-                return plugins
+                break
             start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+        return plugins[:limit], len(plugins) > limit
 
     # -- dashboard keys -----------------------------------------------------------------------------
 
@@ -391,9 +432,10 @@ class ControlStore:
             if room <= 0:
                 return Grant(int(old["ws"]["N"]), 0, int(old.get("h", {}).get("N", 1)), 0)
             want = min(want, room)
-        # Heavy contention on one IP's counter: let the request through rather than fail it.
-        logger.warning("rate limiter contention, request allowed", extra={"ip": client_ip})
-        return Grant(now_ms, 1)
+        # Heavy contention on one IP's counter: grant nothing this time (the limit is never exceeded);
+        # the client is told to retry in a second.
+        logger.warning("rate limiter contention, request refused for now")
+        return Grant(now_ms, 0, contended=True)
 
     def release(self, client_ip: str, window_start: int, count: int) -> None:
         """Give back ``count`` requests of a lease taken in the window starting at ``window_start``

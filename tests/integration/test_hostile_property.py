@@ -13,11 +13,13 @@ import base64
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -88,6 +90,14 @@ extreme_times = st.one_of(
     ),
     st.datetimes(timezones=st.none()).map(lambda t: t.isoformat() + "Z"),
 )
+# Numbers sent as text, where prices and revenues may be: storable, and not (a 422 naming the field).
+numeric_strings = st.one_of(
+    storable_numbers.map(str),
+    st.sampled_from(
+        ["1.23456789012345678901234567890123456789", "1e200", "-1E-131", "NaN", "Infinity", " 12.5 "]
+    ),
+)
+prices = st.one_of(storable_numbers, numeric_strings)
 scalars = st.one_of(st.none(), st.booleans(), storable_numbers, nasty_strings)
 
 
@@ -202,8 +212,8 @@ widget_items = st.lists(
         {},
         optional={
             "item_id": sometimes(st.just("SKU-1")),
-            "price": sometimes(storable_numbers),
-            "value": sometimes(storable_numbers),
+            "price": sometimes(prices),
+            "value": sometimes(prices),
             "quantity": sometimes(storable_numbers),
             "currency": sometimes(st.sampled_from(["EUR", "USD", "XYZ"])),
         },
@@ -256,8 +266,8 @@ SEGMENT_OPTIONAL = {
         {},
         optional={
             "value": json_values,
-            "price": storable_numbers,
-            "revenue": storable_numbers,
+            "price": prices,
+            "revenue": prices,
             "currency": st.sampled_from(["EUR", "USD", "XYZ"]),
             "order_id": nasty_strings,
             "products": widget_items,
@@ -288,10 +298,82 @@ def segment_single(kind: str) -> st.SearchStrategy[dict[str, Any]]:
     return segment_calls(kind).map(lambda call: {**call, "writeKey": WRITE_KEY})
 
 
+# A batch-level context every call inherits: small, or large enough to push calls past 32 KB and the
+# batch past what it may store.
+batch_contexts = st.one_of(
+    objects, st.integers(min_value=1_000, max_value=40_000).map(lambda n: {"blob": "c" * n, "ip": "1"})
+)
 segment_batches = st.fixed_dictionaries(
     {"batch": st.lists(st.sampled_from(SEGMENT_TYPES).flatmap(segment_calls), min_size=1, max_size=6)},
-    optional={"sentAt": extreme_times, "context": objects, "writeKey": st.just(WRITE_KEY)},
+    optional={"sentAt": extreme_times, "context": batch_contexts, "writeKey": st.just(WRITE_KEY)},
 )
+
+
+@st.composite
+def link_chains(draw: st.DrawFn) -> dict[str, Any]:
+    """Ids linked one into the next (as far as the rules let), each with an event: up to 12 deep,
+    built from the head down or the tail up, a user among them now and then."""
+    length = draw(st.integers(min_value=2, max_value=12))
+    ids = [f"chain-{draw(st.integers(0, 3))}-{n}" for n in range(length)]
+    calls: list[dict[str, Any]] = [
+        {"type": "track", "event": "emoji", "anonymousId": i, "properties": {"value": "x"}} for i in ids
+    ]
+    # From the head down (each id linked into the one before), or from the tail up (into the next).
+    down = draw(st.booleans())
+    pairs = [(b, a) if down else (a, b) for a, b in itertools.pairwise(ids)]
+    for anonymous, user in pairs:
+        kind = draw(st.sampled_from(["alias", "identify"]))
+        calls.append(
+            {"type": "alias", "previousId": anonymous, "userId": user}
+            if kind == "alias"
+            else {"type": "identify", "anonymousId": anonymous, "userId": user}
+        )
+    return {"batch": calls}
+
+
+@st.composite
+def trait_floods(draw: st.DrawFn) -> dict[str, Any]:
+    """Identify calls whose traits have many names, long names and long values."""
+    users = draw(st.lists(user_ids, min_size=1, max_size=3))
+    calls = []
+    for user in users:
+        count = draw(st.integers(min_value=1, max_value=160))
+        name_length = draw(st.sampled_from([1, 40, 256, 300, 2_000]))
+        value = draw(st.sampled_from(["v", "😀" * 200, {"nested": ["x" * 900]}]))
+        traits = {f"{n:03d}" + "n" * name_length: value for n in range(count)}
+        calls.append(
+            {
+                "type": draw(st.sampled_from(["identify", "group"])),
+                "userId": user,
+                "groupId": "g",
+                "traits": traits,
+            }
+        )
+    return {"batch": calls}
+
+
+@st.composite
+def history_imports(draw: st.DrawFn) -> dict[str, Any]:
+    """One user's history: an event a day (or every few days) over up to 400 days, years ago."""
+    days = draw(st.integers(min_value=1, max_value=400))
+    step = draw(st.integers(min_value=1, max_value=30))
+    first = datetime(draw(st.integers(min_value=2000, max_value=2024)), 1, 1, 12, tzinfo=UTC)
+    key = draw(st.sampled_from(["emoji", "score", "Signed Up"]))
+    return {
+        "batch": [
+            {
+                "type": "track",
+                "event": key,
+                "userId": "historian",
+                "messageId": f"import-{first.year}-{n}",
+                "timestamp": (first + timedelta(days=n * step)).isoformat(),
+                "properties": {"value": n},
+            }
+            for n in range(days)
+        ]
+    }
+
+
 # Each call type's path and analytics.js's short one.
 SEGMENT_PATHS = {kind: (f"/v1/{kind}", f"/v1/{kind[0]}") for kind in SEGMENT_TYPES}
 SEGMENT_BATCH = ["/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch"]
@@ -325,7 +407,11 @@ encodings = st.sampled_from(["plain"] * 14 + ["gzip", "gzip", "deflate", "lying"
 def hostile_calls(draw: st.DrawFn) -> tuple[dict[str, Any], Expected]:
     """One API Gateway event for a random ingest route, with a hostile body; and what the contract
     says of it when it carries a value the contract refuses."""
-    route = draw(st.sampled_from(["widget", "widget-get", "plugin", "segment", "batch", "metrics"]))
+    route = draw(
+        st.sampled_from(
+            ["widget", "widget-get", "plugin", "segment", "batch", "metrics", "chain", "traits", "import"]
+        )
+    )
     headers: dict[str, str] = {}
     if route == "widget-get":
         payload = draw(poisoned(widget_calls))
@@ -350,6 +436,10 @@ def hostile_calls(draw: st.DrawFn) -> tuple[dict[str, Any], Expected]:
         headers["Authorization"] = BASIC
     elif route == "batch":
         path, payloads = draw(st.sampled_from(SEGMENT_BATCH)), segment_batches
+        headers["Authorization"] = BASIC
+    elif route in ("chain", "traits", "import"):
+        path = "/v1/import" if route == "import" else "/v1/batch"
+        payloads = {"chain": link_chains(), "traits": trait_floods(), "import": history_imports()}[route]
         headers["Authorization"] = BASIC
     else:
         path, payloads = "/v1/m", json_values  # analytics.js's metrics: answered, never read

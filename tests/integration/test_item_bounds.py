@@ -24,6 +24,10 @@ PROFILE_MAX = 290_000
 AGGREGATE_MAX = 160_000
 PEOPLE_MAX = 20_000
 REJECTION_RECORD_MAX = 12_000
+FUNNEL_MAX = 92_000
+INDEX_MAX = 122_000
+DELETION_STEP_MAX = 112_000
+CONFIG_MAX = 320_000
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +42,12 @@ def batch(ingest: Invoke, calls: list[dict[str, Any]], path: str = "/v1/batch") 
     return reply
 
 
-def items_of(aws: Any, table: str, sk_part: str) -> list[dict[str, Any]]:
-    return [item for item in scan(aws, table) if sk_part in item["sk"]["S"]]
+def ingest_raw(ingest: Invoke, raw: bytes, headers: dict[str, str]) -> int:
+    """A batch posted as the client wrote it (UTF-8, not escaped); how many calls were accepted."""
+    answer = ingest(api_event("POST", "/v1/batch", raw=raw, headers=headers))
+    assert answer["statusCode"] == 200, answer["body"][:500]
+    accepted: int = body(answer)["accepted"]
+    return accepted
 
 
 def person(query: Invoke, user_id: str) -> dict[str, Any]:
@@ -169,3 +177,111 @@ def test_a_batch_of_2500_refused_calls_is_one_small_record_counting_all(
     (item,) = [i for i in scan(aws, "EventsTable") if i["kind"]["S"] == "rejected"]
     assert item_size(item) < REJECTION_RECORD_MAX
     assert len(json.loads(record["entries"])) >= 1
+
+
+def test_an_aggregate_holding_the_longest_values_allowed_stays_bounded(
+    ingest: Invoke, query: Invoke, aws: Any, stream: Stream, demo_config: Any
+) -> None:
+    # Given a key kept as array, string and group_array, fed the longest values of the most bytes
+    # (1,024 emoji), each call named by the longest messageId (256 characters)
+    config = {
+        "tracking": {
+            "events": [
+                {
+                    "key": "long",
+                    "name": {"en": "Long"},
+                    "aggregations": ["array", "string", "group_array", "increment"],
+                    "value_type": "string",
+                }
+            ]
+        },
+        "write_keys": ["wk_long_values"],
+    }
+    assert query(api_event("PUT", "/v1/plugins/longest/config", config, headers=ADMIN))["statusCode"] == 200
+    basic = {"Authorization": "Basic " + base64.b64encode(b"wk_long_values:").decode()}
+    for chunk in range(4):
+        calls = [
+            {
+                "type": "track",
+                "event": "long",
+                "userId": "full",
+                "messageId": f"{chunk}-{n:03d}" + "m" * 248,
+                "properties": {"value": f"{chunk}-{n:03d}" + "😀" * 1_018},
+            }
+            for n in range(60)
+        ]
+        raw = json.dumps({"batch": calls}, ensure_ascii=False).encode()
+        assert ingest_raw(ingest, raw, basic) == 60
+    stream.aggregate()
+    # Then the aggregate is under the stated maximum and reads back
+    (aggregate,) = [i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == "full\x1flong"]
+    assert item_size(aggregate) < AGGREGATE_MAX
+    assert int(aggregate["count"]["N"]) == 240
+
+
+def test_a_funnel_moved_by_every_event_stays_bounded(
+    ingest: Invoke, aws: Any, stream: Stream, demo_config: Any
+) -> None:
+    # Given 1,300 visits, each (its explicit timestamp a day earlier than the last) moving the user's
+    # first visit, so each a move of the funnel that the item remembers for retries
+    first = datetime(2025, 11, 1, tzinfo=UTC)
+    for n in range(1_300):
+        call = {"event": "visitor", "userId": "mover", "timestamp": (first - timedelta(days=n)).isoformat()}
+        assert ingest(api_event("POST", "/v1/track", call, headers=BASIC))["statusCode"] == 200
+    # When the stream delivers them, 100 at a time
+    stream.aggregate()
+    # Then the funnel item remembers one batch's moves at most, and counted every visit
+    (funnel,) = [i for i in scan(aws, "AggregatesTable") if i.get("kind", {}).get("S") == "funnel"]
+    assert item_size(funnel) < FUNNEL_MAX
+    assert len(funnel["recent"]["L"]) <= 100
+    assert int(funnel["entered_at"]["N"]) == int((first - timedelta(days=1_299)).timestamp() * 1000)
+
+
+def test_index_items_and_deletion_steps_of_the_largest_person_stay_bounded(
+    ingest: Invoke, query: Invoke, aws: Any, stream: Stream, demo_config: Any
+) -> None:
+    # Given a user with 100 anonymous ids of 512 bytes, and 100 events named by the longest ids a
+    # client can give (a messageId of 256 characters), all in one stream batch
+    anonymous = [f"{n:03d}" + "a" * 509 for n in range(100)]
+    batch(ingest, [{"type": "identify", "userId": "largest", "anonymousId": a} for a in anonymous])
+    stream.aggregate()
+    calls = [
+        {"type": "track", "event": "rating", "userId": "largest", "messageId": f"{n:03d}" + "m" * 253}
+        for n in range(100)
+    ]
+    batch(ingest, calls)
+    stream.aggregate()
+    index = [i for i in scan(aws, "EventsTable") if i["kind"]["S"] == "index"]
+    assert index
+    assert max(item_size(i) for i in index) < INDEX_MAX
+    # When the person is deleted
+    answer = query(api_event("DELETE", "/v1/plugins/demo-plugin/users/largest", headers=ADMIN))
+    assert answer["statusCode"] == 202
+    steps = [i for i in scan(aws, "EventsTable") if i["kind"]["S"] == "deletion"]
+    assert max(item_size(step) for step in steps) < DELETION_STEP_MAX
+    stream.forget_all()
+    # Then it finished, and removed all of it
+    deletion = body(answer)["deletion_id"]
+    done = body(query(api_event("GET", f"/v1/plugins/demo-plugin/deletions/{deletion}", headers=ADMIN)))
+    assert done["status"] == "done"
+    assert done["removed"]["events"] >= 200
+
+
+def test_the_largest_config_allowed_is_stored(query: Invoke, aws: Any) -> None:
+    # Given a config of 200 keys of 128 characters, each named in 20 languages, near its 256 KB
+    names = {f"{chr(97 + n)}{chr(97 + n)}": "n" * 40 for n in range(20)}
+    events = [
+        {
+            "key": f"{k:03d}" + "k" * 125,
+            "name": names,
+            "aggregations": ["increment"],
+            "delete_existing_events": True,
+        }
+        for k in range(200)
+    ]
+    config = {"tracking": {"events": events}, "write_keys": [f"wk_{n:04d}_larger" for n in range(20)]}
+    assert len(json.dumps(config)) < 256 * 1024
+    answer = query(api_event("PUT", "/v1/plugins/largest/config", config, headers=ADMIN))
+    assert answer["statusCode"] == 200, answer["body"][:300]
+    (item,) = [i for i in scan(aws, "ControlTable") if i["sk"]["S"] == "config"]
+    assert item_size(item) < CONFIG_MAX

@@ -59,7 +59,19 @@ def link_cost(database: dynamodb.Database, visitors: int) -> dict[str, Any]:
     for n in range(visitors):
         for key in keys[: 1 + n % 3]:
             aggregates += 1
-            activity.append(canonical(key, "x", user=f"anon-{n:05d}", plugin=PLUGIN, at=START + n))
+            # As a visitor's SDK sends it before identify: the anonymous id alone.
+            anonymous = f"anon-{n:05d}"
+            activity.append(
+                canonical(
+                    key,
+                    "x",
+                    user=anonymous,
+                    plugin=PLUGIN,
+                    at=START + n,
+                    dialect="segment",
+                    anonymous_id=anonymous,
+                )
+            )
 
     def identify(user: str, anonymous: str | None, n: int) -> CanonicalEvent:
         extra = {"anonymous_id": anonymous} if anonymous else {}

@@ -8,13 +8,14 @@ call it made is matched against its role's statements, transactions and batches 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from devstack.template import load_template
-from tests.conftest import SAMPLE_ADMIN_KEY
+from tests.conftest import SAMPLE_ADMIN_KEY, sample_event
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, Stream, body, new_container
 from tracking.storage.dynamo import client
@@ -124,21 +125,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(
         assert answer["statusCode"] < 500, answer
         return answer
 
-    config = {
-        "tracking": {
-            "events": [
-                {
-                    "key": "rating",
-                    "name": {"en": "Rating"},
-                    "aggregations": ["average", "array"],
-                    "value_type": "number",
-                }
-            ]
-        },
-        "write_keys": ["wk_live_123"],
-        "allowed_origins": ["https://app.example.com"],
-    }
-    admin("PUT", "/v1/plugins/demo-plugin/config", config)
+    admin("PUT", "/v1/plugins/demo-plugin/config", json.loads(sample_event("config-put")["body"]))
     key = body(admin("POST", "/v1/plugins/demo-plugin/keys", {"label": "reader"}))
     # Ingest: each dialect, a batch with a refusal, a refused plugin call, the legacy GET
     widget = {"event": "visitor", "token": "user_abc123def450", "data": {"chatbot_id": "lone-bot"}}

@@ -18,6 +18,7 @@ from typing import Any
 
 from devstack import dynamodb
 from devstack.stack import Stack
+from tracking.keys import PROFILE_KIND, is_aggregates_pk
 
 PLUGIN = "load-plugin"
 CHATBOT = "load-bot"
@@ -137,7 +138,7 @@ def aggregate_counts(database: dynamodb.Database) -> Counter[tuple[str, str, str
     counts: Counter[tuple[str, str, str]] = Counter()
     for page in database.client().get_paginator("scan").paginate(TableName="AggregatesTable"):
         for item in page["Items"]:
-            if item["pk"]["S"].startswith("u\x1f"):
+            if is_aggregates_pk(item["pk"]["S"]) and item.get("kind", {}).get("S") != PROFILE_KIND:
                 counts[(item["plugin_id"]["S"], item["key"]["S"], item["user_id"]["S"])] = int(
                     item["count"]["N"]
                 )

@@ -27,6 +27,7 @@ from tracking.aggregate.fold import (
     fold_rollup,
     rollup_key,
 )
+from tracking.keys import event_pk, is_aggregates_pk
 from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
@@ -135,7 +136,7 @@ def with_faults(draw: st.DrawFn, shards: dict[str, list[Planned]]) -> Scenario:
     )
 
 
-POISON_IMAGE = {"pk": {"S": "p1\x1fu0"}, "sk": {"S": "g:poison"}, "kind": {"S": "track"}}
+POISON_IMAGE = {"pk": {"S": event_pk("p1", "u0")}, "sk": {"S": "g:poison"}, "kind": {"S": "track"}}
 
 
 def _record(planned: Planned) -> dict[str, Any]:
@@ -261,7 +262,7 @@ def stored_outcome(dynamodb: Any, table: str = "AggregatesTable") -> Outcome:
     rollups: dict[tuple[RollupKey, str], tuple[Any, ...]] = {}
     for page in dynamodb.get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
-            if item["pk"]["S"].startswith("u\x1f"):
+            if is_aggregates_pk(item["pk"]["S"]):
                 state = aggregate_from_item(item)
                 aggregates[state.identity] = _aggregate_view(state)
             else:

@@ -11,6 +11,7 @@ from devstack import dynamodb
 from devstack.bench.workloads import ADMIN, Function, environment_of
 from devstack.builders import api_event, canonical, invocation, stream_record
 from devstack.capacity import metered
+from tracking.keys import aggregate_pk, deletions_pk, user_prefix
 from tracking.models.canonical import CanonicalEvent
 from tracking.storage.dynamo import client
 from tracking.storage.events import event_to_item
@@ -164,7 +165,7 @@ def deletion_cost(database: dynamodb.Database, events: int) -> dict[str, Any]:
                 latest = watcher.query(
                     TableName="EventsTable",
                     KeyConditionExpression="pk = :pk",
-                    ExpressionAttributeValues={":pk": {"S": f"\x1fdeletions\x1f{PLUGIN}"}},
+                    ExpressionAttributeValues={":pk": {"S": deletions_pk(PLUGIN)}},
                     ScanIndexForward=False,
                     Limit=1,
                     ConsistentRead=True,
@@ -183,7 +184,7 @@ def deletion_cost(database: dynamodb.Database, events: int) -> dict[str, Any]:
     left = watcher.query(
         TableName="AggregatesTable",
         KeyConditionExpression="pk = :pk AND begins_with(sk, :user)",
-        ExpressionAttributeValues={":pk": {"S": f"u\x1f{PLUGIN}"}, ":user": {"S": f"{user}\x1f"}},
+        ExpressionAttributeValues={":pk": {"S": aggregate_pk(PLUGIN)}, ":user": {"S": user_prefix(user)}},
     )["Count"]
     assert left == 0
     reads = usage.total_reads()

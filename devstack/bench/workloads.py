@@ -31,6 +31,7 @@ from devstack.stack import start_stack, stop_stack
 from devstack.template import Template
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.stream import decode
+from tracking.keys import is_aggregates_pk
 from tracking.models.aggregates import AggregateState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
@@ -305,7 +306,7 @@ def aggregate_writes(database: dynamodb.Database, batches: int) -> dict[str, Any
             written = {
                 item: n
                 for item, n in usage.items_written.items()
-                if item[0] == "AggregatesTable" and item[1].startswith("u\x1f")
+                if item[0] == "AggregatesTable" and is_aggregates_pk(item[1])
             }
             per_group += list(written.values())
             groups += len(written)

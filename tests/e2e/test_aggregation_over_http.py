@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Reply, Stack, eventually
+from tracking.keys import event_pk
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +83,7 @@ def test_a_poison_record_goes_to_the_on_failure_file_without_blocking_the_ones_b
     # An item no canonical event can be read from, written straight into the events table.
     dynamodb.put_item(
         TableName="EventsTable",
-        Item={"pk": {"S": "poison-plugin\x1fu9"}, "sk": {"S": "g:poison"}, "kind": {"S": "track"}},
+        Item={"pk": {"S": event_pk("poison-plugin", "u9")}, "sk": {"S": "g:poison"}, "kind": {"S": "track"}},
     )
     track(stack, "poison-plugin", "u9", "test")
     row = eventually(lambda: user_row(stack, "poison-plugin", "u9").status == 200)

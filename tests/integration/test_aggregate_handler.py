@@ -18,6 +18,7 @@ from tests.integration.conftest import Invoke, body
 from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
 from tracking.aggregate.stream import MissingShardId
+from tracking.keys import aggregate_pk, aggregate_sk, event_pk, funnel_key, rollup_pk
 from tracking.storage.dynamo import client
 
 CONFIG = {
@@ -107,8 +108,8 @@ def test_one_write_per_group_per_batch(
     events = [canonical("emoji", "😍", user=f"u{i % 3}", event_id=f"g:{i}") for i in range(30)]
     events += [canonical("test", user=f"u{i % 3}", event_id=f"g:t{i}") for i in range(30)]
     aggregate(invocation("shard-1", [stream_record(i + 1, e) for i, e in enumerate(events)]))
-    aggregates = {item: n for item, n in writes.items() if item[0] == "u\x1fp1"}
-    rollups = {item: n for item, n in writes.items() if item[0] == "r\x1fp1"}
+    aggregates = {item: n for item, n in writes.items() if item[0] == aggregate_pk("p1")}
+    rollups = {item: n for item, n in writes.items() if item[0] == rollup_pk("p1")}
     assert len(aggregates) == 6  # 3 users x 2 keys
     assert set(aggregates.values()) == {1}
     assert len(rollups) == 2  # 1 day x 2 keys x 1 group, this shard
@@ -138,7 +139,7 @@ def rollup_counts(aws: Any) -> dict[str, int]:
     items = aws.query(
         TableName="AggregatesTable",
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "r\x1fp1"}},
+        ExpressionAttributeValues={":pk": {"S": rollup_pk("p1")}},
     )["Items"]
     return {item["key"]["S"]: int(item["count"]["N"]) for item in items}
 
@@ -154,7 +155,7 @@ def test_a_failed_group_is_reported_and_the_rest_applied_exactly_once_on_retry(
     batch = invocation("shard-1", [stream_record(i + 1, e) for i, e in enumerate(events)])
 
     def u1_aggregate(params: dict[str, Any]) -> bool:
-        return bool(params["Item"]["sk"]["S"] == "u1\x1ftest")
+        return bool(params["Item"]["sk"]["S"] == aggregate_sk("u1", "test"))
 
     with dynamodb_fails("PutItem", when=u1_aggregate):
         answer = aggregate(batch)
@@ -178,7 +179,7 @@ def test_when_every_record_fails_lambda_is_told_to_bisect(aggregate: Invoke, pub
 
 def test_a_poison_record_fails_alone(aggregate: Invoke, query: Invoke, published: None) -> None:
     poison = stream_record(
-        2, None, image={"pk": {"S": "p1\x1fu1"}, "sk": {"S": "g:bad"}, "kind": {"S": "track"}}
+        2, None, image={"pk": {"S": event_pk("p1", "u1")}, "sk": {"S": "g:bad"}, "kind": {"S": "track"}}
     )
     batch = invocation(
         "shard-1",
@@ -249,7 +250,7 @@ def test_rollups_per_day_key_and_group(aggregate: Invoke, aws: Any, published: N
     items = aws.query(
         TableName="AggregatesTable",
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "r\x1fp1"}},
+        ExpressionAttributeValues={":pk": {"S": rollup_pk("p1")}},
     )["Items"]
     rollups = {
         (i["day"]["S"], i["key"]["S"], i["ab_group"]["S"]): (
@@ -264,7 +265,7 @@ def test_rollups_per_day_key_and_group(aggregate: Invoke, aws: Any, published: N
         ("2025-11-24", "purchase", "test"): (1, 1, Decimal(0)),
         ("2025-11-25", "visitor", "control"): (1, 1, Decimal(0)),
         # the ordered funnel: one user entered it (visitor) that day; the buyers never visited
-        ("2025-11-25", "\x1ffunnel\x1f1", "none"): (0, 1, Decimal(0)),
+        ("2025-11-25", funnel_key(1), "none"): (0, 1, Decimal(0)),
     }
 
 

@@ -22,6 +22,7 @@ from tests.helpers import api_event
 from tests.integration.conftest import TEMPLATE, Invoke, aggregate_stored_events, body, new_container
 from tests.replay import BASE_TIME, Planned, replay, with_faults
 from tests.streams import canonical
+from tracking.keys import funnel_key
 from tracking.models.funnel import FUNNEL
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
@@ -83,7 +84,7 @@ def test_series_counts_events_and_distinct_users_per_day_zero_filled(
     ]
     assert [d["events"] for d in series["bot_open"]] == [0, 0, 1]
     # and the funnel's own rollups are no key's
-    assert get(query, "/v1/plugins/p9/series", keys="\x1ffunnel\x1f1")["statusCode"] == 200
+    assert get(query, "/v1/plugins/p9/series", keys=funnel_key(1))["statusCode"] == 200
     assert all(d["events"] == 0 for d in body(get(query, "/v1/plugins/p9/series", keys="x"))["series"]["x"])
 
 

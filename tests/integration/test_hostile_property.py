@@ -32,6 +32,7 @@ from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event, assert_contract_error
 from tests.integration.conftest import TEMPLATE, aggregate_stored_events, new_container, stored_events
 from tracking.errors import CLIENT_ERROR_CODES
+from tracking.keys import SEP
 
 PLUGIN = "hostile"
 WRITE_KEY = "wk_hostile_key_01"
@@ -69,7 +70,7 @@ nasty_strings = st.one_of(
     st.text(text_characters, min_size=300, max_size=800),
     st.integers(min_value=1, max_value=400).map(lambda n: "😍" * n),
     st.sampled_from(
-        ["", "a\x1fb", "\u202e", "=cmd|' /C calc'!A0", '"\r\n,', "null", "%00", "\ufeff", "𝕏" * 40, "\\"]
+        ["", f"a{SEP}b", "\u202e", "=cmd|' /C calc'!A0", '"\r\n,', "null", "%00", "\ufeff", "𝕏" * 40, "\\"]
     ),
 )
 storable_numbers = st.one_of(

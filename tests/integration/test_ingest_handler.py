@@ -17,6 +17,7 @@ from tests.conftest import SAMPLE_ADMIN_KEY, sample_event
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, body, new_container, stored_events
 from tests.integration.faults import dynamodb_fails
+from tracking.keys import client_id_pk
 from tracking.storage.dynamo import client
 
 WRITE_KEY_AUTH = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}
@@ -82,7 +83,7 @@ def test_a_purchase_is_stored_with_items_group_and_total_in_eur(ingest: Invoke, 
     assert (event["items"][0]["quantity"], event["items"][0]["currency"]) == (2, "USD")
     raw = aws.scan(TableName="EventsTable")["Items"][0]
     # Keyed by its order within the chatbot: the same order counts once, whoever reports it.
-    assert (raw["pk"]["S"], raw["sk"]["S"]) == ("demo-bot\x1f\x1fo:ORD-2024-001", "o:ORD-2024-001")
+    assert (raw["pk"]["S"], raw["sk"]["S"]) == (client_id_pk("demo-bot", "o:ORD-2024-001"), "o:ORD-2024-001")
     assert raw["user_id"]["S"] == "user_abc123def450"
 
 

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, Stream, body, scan, stored_rejections
+from tracking.keys import aggregate_sk
 from tracking.storage.dynamo import item_size
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
@@ -150,7 +151,9 @@ def test_a_history_import_of_one_event_a_day_since_2000_counts_every_event(
     assert found["values"]["rating"]["value"] == pytest.approx(
         sum(n % 5 for n in range(days)) / days, abs=1e-5
     )
-    (aggregate,) = [i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == "historian\x1frating"]
+    (aggregate,) = [
+        i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == aggregate_sk("historian", "rating")
+    ]
     assert int(aggregate["count"]["N"]) == days
     assert item_size(aggregate) < AGGREGATE_MAX
     series = query(
@@ -214,7 +217,7 @@ def test_an_aggregate_holding_the_longest_values_allowed_stays_bounded(
         assert ingest_raw(ingest, raw, basic) == 60
     stream.aggregate()
     # Then the aggregate is under the stated maximum and reads back
-    (aggregate,) = [i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == "full\x1flong"]
+    (aggregate,) = [i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == aggregate_sk("full", "long")]
     assert item_size(aggregate) < AGGREGATE_MAX
     assert int(aggregate["count"]["N"]) == 240
 

@@ -10,6 +10,7 @@ import pytest
 from devstack.capacity import metered
 from tracking.errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
+from tracking.keys import rate_pk
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.failures import ItemTooLarge
 from tracking.models.request import RequestInfo
@@ -192,7 +193,7 @@ def test_a_budget_others_keep_changing_grants_nothing_rather_than_one_unreserved
     store = ControlStore(client(), "ControlTable")
     assert store.reserve("busy", 112, 120, 60_000, NOW).granted == 112
     other = boto3.client("dynamodb")  # another container's client, outside our hooks
-    key = {"pk": {"S": "ratelimit\x1fbusy"}, "sk": {"S": "window"}}
+    key = {"pk": {"S": rate_pk("busy")}, "sk": {"S": "window"}}
 
     def another_container_takes_one(params: dict[str, Any], **_: Any) -> None:
         if params.get("Key") == key and "ConditionExpression" in params:
@@ -218,7 +219,7 @@ def test_a_budget_others_keep_changing_grants_nothing_rather_than_one_unreserved
     # And the limiter, in the same spot (a window with 8 left that others keep drawing on), answers
     # 429 with a retry in a second
     store.reserve("busy-2", 112, 120, 60_000, NOW)
-    key = {"pk": {"S": "ratelimit\x1fbusy-2"}, "sk": {"S": "window"}}
+    key = {"pk": {"S": rate_pk("busy-2")}, "sk": {"S": "window"}}
     limiter = RateLimiter(store, 120, clock=lambda: (NOW + 2) / 1000)
     client().meta.events.register("before-parameter-build.dynamodb.UpdateItem", another_container_takes_one)
     try:

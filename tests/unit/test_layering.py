@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -62,5 +63,17 @@ def test_storage_and_models_import_no_stage() -> None:
 def test_the_stream_adapters_use_storage_only_to_decode() -> None:
     decoders = {"tracking.storage.events", "tracking.storage.rejections"}  # events, recorded rejections
     assert {i for i in modules()["aggregate/stream.py"] if i.startswith(AWS)} == decoders
-    steps = {"tracking.storage.events", "tracking.storage.deletions"}  # the kind, a deletion step
+    steps = {"tracking.storage.deletions"}  # a deletion step (its kind is in tracking.keys)
     assert {i for i in modules()["forget/stream.py"] if i.startswith(AWS)} == steps
+
+
+def test_every_key_layout_is_built_in_one_module() -> None:
+    # The separator that joins the parts of a key appears in tracking/keys.py and nowhere else (gzip's
+    # magic number starts with the same byte: it is not a key).
+    separator = re.compile(r"\\x1f(?!\\x8b)|\\u001f(?!\\u007f)|␟")
+    holders = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if separator.search(path.read_text(encoding="utf-8"))
+    ]
+    assert holders == ["keys.py"]

@@ -9,6 +9,7 @@ import pytest
 
 from tracking.errors import ValidationFailed
 from tracking.ingest.dialects.plugin import parse, to_canonical
+from tracking.keys import SEP
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo
 
@@ -137,4 +138,4 @@ def test_a_batch_holds_at_most_100_events() -> None:
 
 def test_user_id_is_required_and_may_not_hold_control_characters() -> None:
     assert rejected({"key": "clicks"})[0]["field"] == "user_id"
-    assert rejected({"key": "clicks", "user_id": "a\x1fb"})[0]["field"] == "user_id"
+    assert rejected({"key": "clicks", "user_id": f"a{SEP}b"})[0]["field"] == "user_id"

@@ -26,6 +26,7 @@ from tracking.aggregate.fold import (
 from tracking.aggregate.funnel import FunnelKey, fold_funnel, in_funnel
 from tracking.aggregate.profiles import Change, Link, ProfileGroups, ProfileKey, decide_links, fold_profile
 from tracking.compact import dumps_compact
+from tracking.keys import index_name
 from tracking.models.aggregates import PENDING_IDS_MAX, AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PublishedConfig
@@ -34,7 +35,6 @@ from tracking.models.funnel import Change as FunnelChange
 from tracking.models.funnel import FunnelState, funnel_key
 from tracking.models.people import ANONYMOUS_IDS_MAX, LINK_DEPTH_MAX, TRAIT_COLUMNS_MAX, People, ProfileState
 from tracking.models.rejections import Rejection, RejectionRecord, cut_payload
-from tracking.models.request import SEP
 
 logger = logging.getLogger(__name__)
 
@@ -291,9 +291,7 @@ class Aggregator:
         if len(state.pending_ids) <= PENDING_IDS_MAX:
             return
         seq = state.applied[shard][0]
-        self._index.put_index(
-            state.plugin_id, state.user_id, f"{name}{SEP}{shard}{SEP}{seq}", state.pending_ids
-        )
+        self._index.put_index(state.plugin_id, state.user_id, index_name(name, shard, seq), state.pending_ids)
         state.pending_ids = []
 
     def _refuse(self, links: Sequence[Link]) -> None:

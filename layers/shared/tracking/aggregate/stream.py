@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.fold import StreamEvent
-from tracking.storage.events import DELETION_KIND, INDEX_KIND, REJECTED_KIND, event_from_values
+from tracking.keys import DELETION_KIND, INDEX_KIND, REJECTED_KIND
+from tracking.storage.events import event_from_values
 from tracking.storage.rejections import record_from_values
 
 logger = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.forget.service import Forgetter
+from tracking.keys import DELETION_KIND
 from tracking.models.people import DeletionStep
 from tracking.storage.deletions import step_from_values
-from tracking.storage.events import DELETION_KIND
 
 
 def decode(record: DynamoDBRecord) -> DeletionStep | None:

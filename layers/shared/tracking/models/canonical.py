@@ -33,11 +33,12 @@ MAX_AMOUNT = Decimal("1e18")
 STRING_MAX = 1024
 
 # Identifiers become parts of DynamoDB keys joined by a control character, so they may hold none.
-IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+IDENTIFIER_PATTERN = r"^[^\u0000-\u001f\u007f]+$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 # DynamoDB caps a partition key at 2,048 bytes and a sort key at 1,024, counted in UTF-8; the keys
 # join a plugin, a user and a tracked key, so each is capped in bytes, not characters (512 emoji
-# would be 2,048 bytes): events' pk plugin␟user <= 1,025, aggregates' sk user␟key <= 769.
+# would be 2,048 bytes): an event's partition key (plugin, user) <= 1,025, an aggregate's sort key
+# (user, key) <= 769 (tracking.keys).
 IDENTIFIER_MAX_BYTES = 512
 KEY_MAX_BYTES = 256
 

@@ -4,7 +4,7 @@ A user counts at a step once they have done it and every step before it (in any 
 in the cohort of the day they first visited (their earliest ``visitor`` event by event time). So no
 step ever holds more users than the one before, in any range of days. Late events move a user
 deeper, or into an earlier cohort; the aggregator turns each change into +1/-1 on the per-day
-funnel rollups (keys ``␟funnel␟<step>``), which the summary adds up."""
+funnel rollups (internal keys, ``keys.funnel_key``), which the summary adds up."""
 
 from __future__ import annotations
 
@@ -12,30 +12,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tracking.models.request import SEP
+from tracking.keys import FUNNEL_KEY_PREFIX, funnel_key, is_internal_key
+
+__all__ = ["FUNNEL", "Change", "FunnelState", "funnel_key", "funnel_step", "is_internal_key"]
 
 FUNNEL = ("visitor", "bot_open", "convo_started", "message_sent", "added_to_cart", "purchase")
-FUNNEL_PREFIX = f"{SEP}funnel{SEP}"
 
 # (day, step number from 1, +1 or -1): one change a record made to the funnel rollups
 Change = tuple[str, int, int]
 
 
-def funnel_key(step: int) -> str:
-    """The rollup key holding the users at ``step`` (1 = visitor) per cohort day."""
-    return f"{FUNNEL_PREFIX}{step}"
-
-
 def funnel_step(key: str) -> int | None:
-    """The step a rollup key counts, or None for an ordinary event key."""
-    if not key.startswith(FUNNEL_PREFIX):
+    """The step a rollup key counts (``keys.funnel_key``), or None for an ordinary event key."""
+    if not key.startswith(FUNNEL_KEY_PREFIX):
         return None
-    return int(key[len(FUNNEL_PREFIX) :])
-
-
-def is_internal_key(key: str) -> bool:
-    """Rollups the service keeps for itself (no tracked key starts with the separator)."""
-    return key.startswith(SEP)
+    return int(key[len(FUNNEL_KEY_PREFIX) :])
 
 
 @dataclass

@@ -9,8 +9,6 @@ from typing import Any
 
 USER_AGENT_MAX = 1024
 URL_MAX = 2048
-# Keys join identifiers with a control character, which identifiers may not contain.
-SEP = "\x1f"
 # Event ids this service generates start so; a client's own ids (``m:``, ``o:``, ``h:``) never do.
 GENERATED_PREFIX = "g:"
 # An event id is a DynamoDB sort key: at most 1,024 bytes of UTF-8.

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from tracking.errors import Forbidden, RateLimited, Unauthorized
+from tracking.keys import quota_name
 from tracking.models.control import KEY_USE_RESOLUTION_MS, DashboardKey
-from tracking.models.request import SEP
 
 if TYPE_CHECKING:
     from tracking.ratelimit import RateLimiter
@@ -116,7 +116,7 @@ class ApiKeyAuth:
         if self._quota is None:
             return
         try:
-            self._quota.check(f"key{SEP}{key_name}")
+            self._quota.check(quota_name(key_name))
         except RateLimited as limited:
             raise RateLimited(limited.retry_after, "This key used its daily quota of requests") from None
 

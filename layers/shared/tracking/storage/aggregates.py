@@ -1,8 +1,8 @@
 """The aggregates table: one item per (plugin, key, user) and per-shard daily rollups.
 
-Layout: aggregates under ``pk = u␟plugin``, ``sk = user␟key``, so one plugin's users sort together and
-a page of rows is one query; rollups under ``pk = r␟plugin``, ``sk = day␟key␟group␟shard``, so a date
-range is one query. Every write is a conditional put on the item's version (optimistic concurrency).
+Layout (``tracking.keys``): a plugin's aggregates under one partition, sorted by user then key, so one
+plugin's users sort together and a page of rows is one query; its rollups under another, sorted by day,
+so a date range is one query. Every write is a conditional put on the item's version (optimistic concurrency).
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tracking.compact import dumps_compact
+from tracking.keys import (
+    FUNNEL_KIND,
+    PROFILE_KIND,
+    after_user,
+    aggregate_pk,
+    aggregate_sk,
+    days_range,
+    funnel_pk,
+    profile_sk,
+    rollup_pk,
+    rollup_sk,
+    user_prefix,
+)
 from tracking.models.aggregates import (
     AggregateKey,
     AggregateState,
@@ -29,7 +42,6 @@ from tracking.models.aggregates import (
 from tracking.models.failures import Conflict, ItemTooLarge, StorageUnavailable
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
-from tracking.models.request import SEP
 from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,
@@ -44,28 +56,6 @@ from tracking.storage.dynamo import (
 
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
-
-
-def aggregate_pk(plugin_id: str) -> str:
-    return f"u{SEP}{plugin_id}"
-
-
-def aggregate_sk(user_id: str, key: str) -> str:
-    return f"{user_id}{SEP}{key}"
-
-
-def profile_sk(user_id: str) -> str:
-    """A profile sorts first among its id's items (no key starts with the separator)."""
-    return f"{user_id}{SEP}{SEP}profile"
-
-
-PROFILE_KIND = "profile"
-FUNNEL_KIND = "funnel"
-
-
-def funnel_pk(plugin_id: str) -> str:
-    """A plugin's funnel items, one per user, apart from the aggregates (pages of rows never read them)."""
-    return f"f{SEP}{plugin_id}"
 
 
 def funnel_to_item(state: FunnelState) -> dict[str, AttributeValue]:
@@ -104,14 +94,6 @@ def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
             for shard, seq, when, changes in values.get("recent", [])
         },
     )
-
-
-def rollup_pk(plugin_id: str) -> str:
-    return f"r{SEP}{plugin_id}"
-
-
-def rollup_sk(day: str, key: str, group: str, shard: str) -> str:
-    return f"{day}{SEP}{key}{SEP}{group}{SEP}{shard}"
 
 
 def _aggregate_item_key(key: AggregateKey) -> dict[str, AttributeValue]:
@@ -476,7 +458,7 @@ class AggregateStore:
         it as its user, or its profile (a user's identity call, or ids linked to it). Read only when a
         link would make the id part of another user: the id's items, until the first that says so."""
         condition = "pk = :pk AND begins_with(sk, :user)"
-        values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}", ":yes": True}
+        values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id), ":yes": True}
         start: dict[str, Any] = {}
         while True:
             answer = query(
@@ -499,7 +481,7 @@ class AggregateStore:
     def user_items(self, plugin_id: str, user_id: str) -> tuple[list[AggregateState], ProfileState | None]:
         """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""
         condition = "pk = :pk AND begins_with(sk, :user)"
-        values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
+        values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id)}
         states: list[AggregateState] = []
         profile: ProfileState | None = None
         for item in self._query_all(condition, values):
@@ -510,16 +492,14 @@ class AggregateStore:
                 states.append(parsed)
         return states, profile
 
-    def page_of_users(self, plugin_id: str, after_user: str | None, max_items: int) -> UsersPage:
-        """Aggregates and profiles of the users after ``after_user``, in user order: one query of at
+    def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
+        """Aggregates and profiles of the users after ``after``, in user order: one query of at
         most ``max_items`` items. Users whose items the query cut off are left for the next page."""
         condition = "pk = :pk"
         values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
-        if after_user is not None:
-            # Every sort key of a user is "user␟..." and identifiers hold no control character, so
-            # the next user's items all sort at or after "user" followed by a space.
+        if after is not None:
             condition += " AND sk >= :next"
-            values[":next"] = f"{after_user} "
+            values[":next"] = after_user(after)
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=max_items)
         page = UsersPage(users={}, more="LastEvaluatedKey" in answer)
         for item in answer.get("Items", []):
@@ -536,14 +516,14 @@ class AggregateStore:
                     page.profiles[last] = profile
         return page
 
-    def users(self, plugin_id: str, after_user: str | None = None) -> Iterator[UsersPage]:
-        """Every user after ``after_user`` with their aggregates and profile, one user at a time in user
+    def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
+        """Every user after ``after`` with their aggregates and profile, one user at a time in user
         order, reading each item once."""
         condition = "pk = :pk"
         values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
-        if after_user is not None:
+        if after is not None:
             condition += " AND sk >= :next"
-            values[":next"] = f"{after_user} "
+            values[":next"] = after_user(after)
         current = UsersPage(users={}, more=False)
         for item in self._query_all(condition, values):
             parsed = _parse(item)
@@ -558,7 +538,7 @@ class AggregateStore:
         """Delete up to ``limit`` of one id's aggregates and profile: (aggregates, profiles) removed and
         whether any are left."""
         condition = "pk = :pk AND begins_with(sk, :user)"
-        values = {":pk": aggregate_pk(plugin_id), ":user": f"{user_id}{SEP}"}
+        values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id)}
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=limit)
         items = answer.get("Items", [])
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
@@ -575,8 +555,8 @@ class AggregateStore:
         or only those of ``keys`` (at most 100; DynamoDB still reads the range, the function gets only
         what it asked for)."""
         condition = "pk = :pk AND sk BETWEEN :first AND :last"
-        # "day␟key␟group␟shard" of the last day sorts before "day ", and after every earlier day.
-        values: dict[str, Any] = {":pk": rollup_pk(plugin_id), ":first": first_day, ":last": f"{last_day} "}
+        first, last = days_range(first_day, last_day)
+        values: dict[str, Any] = {":pk": rollup_pk(plugin_id), ":first": first, ":last": last}
         options: dict[str, Any] = {}
         if keys is not None:
             names = {f":k{n}": key for n, key in enumerate(dict.fromkeys(keys))}

@@ -11,35 +11,24 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tracking.compact import dumps_compact
+from tracking.keys import (
+    CONFIG_SK,
+    PEOPLE_SK,
+    PLUGIN_INDEX_PK,
+    UNCONFIGURED_COUNT,
+    api_key_pk,
+    config_pk,
+    keys_pk,
+    rate_pk,
+    write_key_pk,
+)
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey, Grant
 from tracking.models.failures import ConfigChanged, WriteKeyTaken
 from tracking.models.people import NO_PEOPLE, People
-from tracking.models.request import SEP
 from tracking.storage.dynamo import cancellation_codes, error_code, from_item, query, storage_errors, to_item
 
 logger = logging.getLogger(__name__)
-
-
-def config_pk(plugin_id: str) -> str:
-    return f"plugin{SEP}{plugin_id}"
-
-
-def write_key_pk(write_key: str) -> str:
-    return f"writekey{SEP}{write_key}"
-
-
-def rate_pk(client_ip: str) -> str:
-    return f"ratelimit{SEP}{client_ip}"
-
-
-def api_key_pk(key_hash: str) -> str:
-    return f"apikey{SEP}{key_hash}"
-
-
-def keys_pk(plugin_id: str) -> str:
-    """A plugin's keys, listed (hash, label, last 4 characters, times), one item per key."""
-    return f"keys{SEP}{plugin_id}"
 
 
 def _key_from_values(values: dict[str, Any]) -> DashboardKey:
@@ -53,13 +42,10 @@ def _key_from_values(values: dict[str, Any]) -> DashboardKey:
     )
 
 
-# Every plugin with a config or a dashboard key, under one partition key: listing them is one query.
-PLUGIN_INDEX_PK = "plugins"
 # Chatbots listed without a config (they only ever sent widget events) are counted, and listed up to
 # this many: a flood of calls naming new chatbot ids cannot grow the list without bound (past it, a
 # chatbot is listed once it publishes a config).
 UNCONFIGURED_MAX = 10_000
-UNCONFIGURED_COUNT = {"pk": PLUGIN_INDEX_PK + SEP + "count", "sk": "unconfigured"}
 
 
 class ControlStore:
@@ -88,7 +74,7 @@ class ControlStore:
         people = NO_PEOPLE
         for item in answer.get("Items", []):
             values = from_item(item)
-            if values["sk"] == "config":
+            if values["sk"] == CONFIG_SK:
                 published = PublishedConfig(
                     plugin_id=plugin_id,
                     config=PluginConfig.model_validate(json.loads(values["config"])),
@@ -96,7 +82,7 @@ class ControlStore:
                     published_at=int(values["published_at"]),
                     resets={key: int(at) for key, at in values.get("resets", {}).items()},
                 )
-            elif values["sk"] == "people":
+            elif values["sk"] == PEOPLE_SK:
                 people = People(
                     suppressed=frozenset(values.get("suppressed", ())),
                     trait_names=tuple(sorted(values.get("trait_names", ()))),
@@ -118,7 +104,7 @@ class ControlStore:
         with storage_errors("update people"):
             self._client.update_item(
                 TableName=self._table,
-                Key=to_item({"pk": config_pk(plugin_id), "sk": "people"}),
+                Key=to_item({"pk": config_pk(plugin_id), "sk": PEOPLE_SK}),
                 UpdateExpression=expression,
                 ExpressionAttributeValues={":hashes": {"SS": sorted(members)}},
             )
@@ -133,7 +119,7 @@ class ControlStore:
         config_item = to_item(
             {
                 "pk": config_pk(plugin_id),
-                "sk": "config",
+                "sk": CONFIG_SK,
                 "config": dumps_compact(published.config.model_dump(mode="json")),
                 "version": published.version,
                 "published_at": published.published_at,

@@ -10,23 +10,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tracking.keys import DELETION_KIND, deletion_prefix, deletion_sk, deletions_pk
 from tracking.models.people import DeletionStep
-from tracking.models.request import SEP
 from tracking.storage.dynamo import batch_delete, error_code, from_item, query, storage_errors, to_item
-from tracking.storage.events import DELETION_KIND
 
 KEEP_DAYS = 30
-
-
-def deletions_pk(plugin_id: str) -> str:
-    return f"{SEP}deletions{SEP}{plugin_id}"
 
 
 def step_to_item(step: DeletionStep, written_s: int) -> dict[str, Any]:
     return to_item(
         {
             "pk": deletions_pk(step.plugin_id),
-            "sk": f"{step.deletion_id}{SEP}{step.step:08d}",
+            "sk": deletion_sk(step.deletion_id, step.step),
             "kind": DELETION_KIND,
             "plugin_id": step.plugin_id,
             "deletion_id": step.deletion_id,
@@ -95,7 +90,7 @@ class DeletionStore:
             self._client,
             self._table,
             "pk = :pk AND begins_with(sk, :deletion)",
-            {":pk": deletions_pk(plugin_id), ":deletion": f"{deletion_id}{SEP}"},
+            {":pk": deletions_pk(plugin_id), ":deletion": deletion_prefix(deletion_id)},
             "read deletion",
             ScanIndexForward=False,
             Limit=1,
@@ -112,8 +107,8 @@ class DeletionStore:
             "pk = :pk AND sk BETWEEN :first AND :last",
             {
                 ":pk": deletions_pk(plugin_id),
-                ":first": f"{deletion_id}{SEP}",
-                ":last": f"{deletion_id}{SEP}{before - 1:08d}",
+                ":first": deletion_prefix(deletion_id),
+                ":last": deletion_sk(deletion_id, before - 1),
             },
             "read deletion",
         )

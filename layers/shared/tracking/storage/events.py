@@ -2,9 +2,9 @@
 the rejections recorded for each plugin.
 
 An event whose id the client chose (a Segment ``messageId``, an order number, a content digest) is
-keyed by that id within its plugin (``pk = plugin␟␟id``): a conditional put is the whole
+keyed by that id within its plugin (``keys.client_id_pk``): a conditional put is the whole
 exactly-once check, one write, whoever sends it again. An event whose id this service generated is
-new by construction and sits in its user's partition (``pk = plugin␟user``).
+new by construction and sits in its user's partition (``keys.event_pk``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,18 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tracking.compact import dumps_compact
+from tracking.keys import (
+    DELETION_KIND,
+    INDEX_KIND,
+    REJECTED_KIND,
+    client_id_pk,
+    event_pk,
+    index_sk,
+)
 from tracking.models.canonical import CanonicalEvent, Item
 from tracking.models.failures import StorageUnavailable
 from tracking.models.people import PartitionPage
-from tracking.models.request import SEP, is_client_named
+from tracking.models.request import is_client_named
 from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,
@@ -57,16 +65,6 @@ TEXT_FIELDS = (
     "category",
     "message_id",
 )
-
-
-def event_pk(plugin_id: str, user_id: str) -> str:
-    """A user's partition: the events whose ids this service generated."""
-    return f"{plugin_id}{SEP}{user_id}"
-
-
-def client_id_pk(plugin_id: str, event_id: str) -> str:
-    """An event the client named: unique per plugin (no identifier starts with the separator)."""
-    return f"{plugin_id}{SEP}{SEP}{event_id}"
 
 
 def event_key(event: CanonicalEvent) -> tuple[str, str]:
@@ -151,13 +149,9 @@ def event_from_values(values: Mapping[str, Any]) -> CanonicalEvent:
     return CanonicalEvent.model_validate(values)
 
 
-REJECTED_KIND = "rejected"
-# Items of the events table that are not events: an index of a user's client-named events, and the
-# steps of a deletion (their stream records go to the forget function, never to the aggregator).
-INDEX_KIND = "index"
-DELETION_KIND = "deletion"
+# Items of the events table that are not events: recorded rejections, an index of a user's
+# client-named events, and the steps of a deletion (their stream records go to the forget function).
 NOT_EVENTS = frozenset({REJECTED_KIND, INDEX_KIND, DELETION_KIND})
-INDEX_PREFIX = "x:"
 BATCH_GET_MAX = 100
 
 
@@ -277,7 +271,7 @@ class UserEvents:
         item = to_item(
             {
                 "pk": event_pk(plugin_id, user_id),
-                "sk": f"{INDEX_PREFIX}{name}",
+                "sk": index_sk(name),
                 "kind": INDEX_KIND,
                 "plugin_id": plugin_id,
                 "user_id": user_id,

@@ -10,17 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracking.compact import dumps_compact
+from tracking.keys import REJECTED_KIND, rejection_sk, rejections_pk
 from tracking.models.rejections import RETENTION_DAYS, Rejection, RejectionRecord
-from tracking.models.request import SEP
 from tracking.storage.dynamo import from_item, query, storage_errors, to_item
-from tracking.storage.events import REJECTED_KIND
 
 # Entries of one record beyond this many bytes are counted, not kept: one request, one small write.
 RECORD_MAX_BYTES = 8_000
-
-
-def rejections_pk(plugin_id: str) -> str:
-    return f"{SEP}rejections{SEP}{plugin_id}"
 
 
 def record_to_item(record: RejectionRecord, sk: str | None = None) -> dict[str, Any]:
@@ -43,7 +38,7 @@ def record_to_item(record: RejectionRecord, sk: str | None = None) -> dict[str, 
     return to_item(
         {
             "pk": rejections_pk(record.plugin_id),
-            "sk": sk or f"{record.at:013d}{SEP}{secrets.token_hex(6)}",
+            "sk": sk or rejection_sk(record.at, secrets.token_hex(6)),
             "kind": REJECTED_KIND,
             "plugin_id": record.plugin_id,
             "at": record.at,

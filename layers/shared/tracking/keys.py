@@ -1,0 +1,187 @@
+"""Every key this service builds, in one place: the partition and sort keys of its three tables, the
+kinds of item that share them, and the names it gives internal keys. Parts of a key are joined by a
+control character (``SEP``, shown as ␟ in the docs) that no identifier may hold, so no two layouts
+can produce the same key. Pure: no AWS; storage builds its items with these, and the few modules that
+name an internal key (a funnel step's rollup, a key's quota) take it from here.
+
+Events table::
+
+    plugin ␟ user                  a user's events this service named, and their index items (x:...)
+    plugin ␟ ␟ event id            an event the client named (messageId, order, content digest)
+    ␟ rejections ␟ plugin          recorded rejections, by time
+    ␟ deletions ␟ plugin           deletion steps, by deletion and step
+
+Aggregates table::
+
+    u ␟ plugin  /  user ␟ key      an aggregate;  user ␟ ␟ profile: its id's profile
+    f ␟ plugin  /  user            a user's funnel progress
+    r ␟ plugin  /  day ␟ key ␟ group ␟ shard     a daily rollup of one shard
+
+Control table::
+
+    plugin ␟ plugin / config | people          a plugin's config and lists about people
+    writekey ␟ key, apikey ␟ hash, keys ␟ plugin / key id, ratelimit ␟ who / window
+    plugins / plugin id                        the plugin listing; plugins ␟ count / unconfigured
+"""
+
+from __future__ import annotations
+
+SEP = "\x1f"
+
+# -- kinds of item (the ``kind`` attribute) that are not events ---------------------------------------
+REJECTED_KIND = "rejected"
+INDEX_KIND = "index"
+DELETION_KIND = "deletion"
+PROFILE_KIND = "profile"
+FUNNEL_KIND = "funnel"
+
+# -- events table -------------------------------------------------------------------------------------
+
+
+def event_pk(plugin_id: str, user_id: str) -> str:
+    """A user's partition: the events whose ids this service generated."""
+    return f"{plugin_id}{SEP}{user_id}"
+
+
+def client_id_pk(plugin_id: str, event_id: str) -> str:
+    """An event the client named: unique per plugin (no identifier starts with the separator)."""
+    return f"{plugin_id}{SEP}{SEP}{event_id}"
+
+
+INDEX_PREFIX = "x:"
+
+
+def index_sk(name: str) -> str:
+    """An index item of a user's client-named events, in the user's partition."""
+    return f"{INDEX_PREFIX}{name}"
+
+
+def index_name(writer: str, shard: str, seq: int) -> str:
+    """What names an index item: what wrote it (a key, or ``profile``) and the record that did, so a
+    retried batch rewrites the same item."""
+    return f"{writer}{SEP}{shard}{SEP}{seq}"
+
+
+def rejections_pk(plugin_id: str) -> str:
+    return f"{SEP}rejections{SEP}{plugin_id}"
+
+
+def rejection_sk(at: int, token: str) -> str:
+    """Newest last by key: the time, then a random token (two records of the same millisecond)."""
+    return f"{at:013d}{SEP}{token}"
+
+
+def deletions_pk(plugin_id: str) -> str:
+    return f"{SEP}deletions{SEP}{plugin_id}"
+
+
+def deletion_prefix(deletion_id: str) -> str:
+    """What every step of one deletion's sort key starts with."""
+    return f"{deletion_id}{SEP}"
+
+
+def deletion_sk(deletion_id: str, step: int) -> str:
+    return f"{deletion_prefix(deletion_id)}{step:08d}"
+
+
+# -- aggregates table ---------------------------------------------------------------------------------
+
+
+def aggregate_pk(plugin_id: str) -> str:
+    return f"u{SEP}{plugin_id}"
+
+
+def is_aggregates_pk(pk: str) -> bool:
+    """Whether a partition key is a plugin's aggregates' (and profiles') partition."""
+    return pk.startswith(f"u{SEP}")
+
+
+def user_prefix(user_id: str) -> str:
+    """What every sort key of one id's aggregates and profile starts with."""
+    return f"{user_id}{SEP}"
+
+
+def after_user(user_id: str) -> str:
+    """The lowest sort key of the users after ``user_id``: every key of a user is ``user␟...`` and
+    identifiers hold no control character, so the next user's all sort at or after ``user `` ."""
+    return f"{user_id} "
+
+
+def aggregate_sk(user_id: str, key: str) -> str:
+    return f"{user_prefix(user_id)}{key}"
+
+
+def profile_sk(user_id: str) -> str:
+    """A profile sorts first among its id's items (no key starts with the separator)."""
+    return f"{user_prefix(user_id)}{SEP}profile"
+
+
+def funnel_pk(plugin_id: str) -> str:
+    """A plugin's funnel items, one per user, apart from the aggregates (pages of rows never read them)."""
+    return f"f{SEP}{plugin_id}"
+
+
+def rollup_pk(plugin_id: str) -> str:
+    return f"r{SEP}{plugin_id}"
+
+
+def rollup_sk(day: str, key: str, group: str, shard: str) -> str:
+    return f"{day}{SEP}{key}{SEP}{group}{SEP}{shard}"
+
+
+def days_range(first_day: str, last_day: str) -> tuple[str, str]:
+    """The sort keys of every rollup of ``first_day``..``last_day``: "day␟key␟group␟shard" of the last
+    day sorts before "day " and after every earlier day."""
+    return first_day, f"{last_day} "
+
+
+# Internal keys (never a client's: no key name starts with the separator): a funnel step's rollups.
+FUNNEL_KEY_PREFIX = f"{SEP}funnel{SEP}"
+
+
+def funnel_key(step: int) -> str:
+    return f"{FUNNEL_KEY_PREFIX}{step}"
+
+
+def is_internal_key(key: str) -> bool:
+    return key.startswith(SEP)
+
+
+# -- control table ------------------------------------------------------------------------------------
+
+
+def config_pk(plugin_id: str) -> str:
+    return f"plugin{SEP}{plugin_id}"
+
+
+CONFIG_SK = "config"
+PEOPLE_SK = "people"
+
+
+def write_key_pk(write_key: str) -> str:
+    return f"writekey{SEP}{write_key}"
+
+
+def rate_pk(client: str) -> str:
+    """A rate-limit window: of a client IP, or of a key's daily quota (``quota_name``)."""
+    return f"ratelimit{SEP}{client}"
+
+
+def quota_name(key_name: str) -> str:
+    """Whom a key's daily quota is kept for (never an IP: no IP holds the separator)."""
+    return f"key{SEP}{key_name}"
+
+
+def api_key_pk(key_hash: str) -> str:
+    return f"apikey{SEP}{key_hash}"
+
+
+def keys_pk(plugin_id: str) -> str:
+    """A plugin's keys, listed (hash, label, last 4 characters, times), one item per key."""
+    return f"keys{SEP}{plugin_id}"
+
+
+# Every plugin with a config or a dashboard key, under one partition key: listing them is one query.
+PLUGIN_INDEX_PK = "plugins"
+# How many plugins without a config are listed (see ControlStore.register_plugin).
+UNCONFIGURED_COUNT = {"pk": f"{PLUGIN_INDEX_PK}{SEP}count", "sk": "unconfigured"}

@@ -41,12 +41,18 @@ def decode(record: DynamoDBRecord) -> StreamEvent:
     stream = record.dynamodb
     if stream is None or stream.raw_event.get("NewImage") is None:
         raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
-    image = stream.new_image
+    return decode_image(sequence_number(record), name, stream.new_image)
+
+
+def decode_image(seq: int, name: str, image: Mapping[str, Any] | None) -> StreamEvent:
+    """A record from its new image, already turned into Python values."""
+    if name != "INSERT" or image is None:
+        return StreamEvent(seq, name, None)
     if image.get("kind") in (INDEX_KIND, DELETION_KIND):  # not events: nothing to count
-        return StreamEvent(sequence_number(record), name, None)
+        return StreamEvent(seq, name, None)
     if image.get("kind") == REJECTED_KIND:
-        return StreamEvent(sequence_number(record), name, None, rejected=record_from_values(image))
-    return StreamEvent(sequence_number(record), name, event_from_values(image))
+        return StreamEvent(seq, name, None, rejected=record_from_values(image))
+    return StreamEvent(seq, name, event_from_values(image))
 
 
 class GroupedBatchProcessor(BatchProcessor):

@@ -1,0 +1,55 @@
+"""What the aggregator needs from the world, as protocols: storage implements them (``wiring.py``
+builds the real ones), tests and the scale simulation pass in-memory ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from tracking.aggregate.funnel import FunnelKey
+from tracking.aggregate.profiles import ProfileKey
+from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
+from tracking.models.canonical import CanonicalEvent
+from tracking.models.config import PublishedConfig
+from tracking.models.funnel import FunnelState
+from tracking.models.people import People, ProfileState
+from tracking.models.rejections import RejectionRecord
+
+
+class Store(Protocol):
+    def load(
+        self,
+        aggregates: Sequence[AggregateKey],
+        rollups: Sequence[RollupKey],
+        shard: str,
+        profiles: Sequence[ProfileKey] = (),
+    ) -> tuple[
+        dict[AggregateKey, AggregateState], dict[RollupKey, RollupState], dict[ProfileKey, ProfileState]
+    ]: ...
+    def get_aggregate(self, key: AggregateKey) -> AggregateState | None: ...
+    def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None: ...
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool: ...
+    def load_funnels(self, keys: Sequence[FunnelKey]) -> dict[FunnelKey, FunnelState]: ...
+    def get_funnel(self, plugin_id: str, user_id: str) -> FunnelState | None: ...
+    def load_rollups(self, rollups: Sequence[RollupKey], shard: str) -> dict[RollupKey, RollupState]: ...
+    def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None: ...
+
+
+class Configs(Protocol):
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
+    def add_trait_names(self, plugin_id: str, names: Sequence[str]) -> None: ...
+    def register_plugin(self, plugin_id: str, at: int) -> bool: ...
+
+
+class Index(Protocol):
+    """A user's events: where the ids of client-named events go once an aggregate or profile has listed
+    enough, and how the stored calls of a suppressed id are removed."""
+
+    def put_index(
+        self, plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]]
+    ) -> None: ...
+    def forget(self, events: Sequence[CanonicalEvent]) -> None: ...
+
+
+class Refusals(Protocol):
+    def record(self, record: RejectionRecord) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -31,7 +31,7 @@ from tracking.keys import event_pk, is_aggregates_pk
 from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.storage.aggregates import aggregate_from_item, rollup_from_item
+from tracking.storage.aggregate_items import aggregate_from_item, rollup_from_item
 from tracking.storage.dynamo import client
 
 CONFIG = {
@@ -258,17 +258,22 @@ def clean_pass(scenario: Scenario) -> Outcome:
 
 
 def stored_outcome(dynamodb: Any, table: str = "AggregatesTable") -> Outcome:
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table)
+    return outcome_of_items(item for page in pages for item in page["Items"])
+
+
+def outcome_of_items(items: Iterable[dict[str, Any]]) -> Outcome:
+    """The aggregates and rollups among an aggregates table's items, as a clean pass sees them."""
     aggregates: dict[AggregateKey, tuple[Any, ...]] = {}
     rollups: dict[tuple[RollupKey, str], tuple[Any, ...]] = {}
-    for page in dynamodb.get_paginator("scan").paginate(TableName=table):
-        for item in page["Items"]:
-            if is_aggregates_pk(item["pk"]["S"]):
-                state = aggregate_from_item(item)
-                aggregates[state.identity] = _aggregate_view(state)
-            else:
-                rollup = rollup_from_item(item)
-                key = (rollup.plugin_id, rollup.day, rollup.key, rollup.group)
-                rollups[(key, rollup.shard)] = _rollup_view(rollup)
+    for item in items:
+        if is_aggregates_pk(item["pk"]["S"]):
+            state = aggregate_from_item(item)
+            aggregates[state.identity] = _aggregate_view(state)
+        elif "day" in item:
+            rollup = rollup_from_item(item)
+            key = (rollup.plugin_id, rollup.day, rollup.key, rollup.group)
+            rollups[(key, rollup.shard)] = _rollup_view(rollup)
     return Outcome(aggregates, rollups)
 
 

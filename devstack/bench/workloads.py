@@ -37,7 +37,7 @@ from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.people import NO_PEOPLE, People
 from tracking.settings import get_settings
-from tracking.storage.aggregates import aggregate_to_item
+from tracking.storage.aggregate_items import aggregate_to_item
 from tracking.storage.dynamo import client
 
 TEMPLATE = Template.load({"StageName": "bench"})

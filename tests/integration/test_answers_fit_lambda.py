@@ -18,7 +18,7 @@ from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, body
 from tracking.models.aggregates import AggregateState, RollupState
-from tracking.storage.aggregates import aggregate_to_item, rollup_to_item
+from tracking.storage.aggregate_items import aggregate_to_item, rollup_to_item
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
 

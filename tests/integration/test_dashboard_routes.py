@@ -20,7 +20,7 @@ from tests.integration.conftest import Invoke, aggregate_stored_events, body, ne
 from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
 from tracking.models.aggregates import AggregateState
-from tracking.storage.aggregates import aggregate_to_item
+from tracking.storage.aggregate_items import aggregate_to_item
 from tracking.storage.dynamo import client
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}

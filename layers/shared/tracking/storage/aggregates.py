@@ -8,46 +8,40 @@ so a date range is one query. Every write is a conditional put on the item's ver
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.compact import dumps_compact
 from tracking.keys import (
-    FUNNEL_KIND,
     PROFILE_KIND,
     after_user,
     aggregate_pk,
-    aggregate_sk,
     days_range,
     funnel_pk,
     profile_sk,
     rollup_pk,
-    rollup_sk,
     user_prefix,
 )
-from tracking.models.aggregates import (
-    AggregateKey,
-    AggregateState,
-    Entry,
-    Latest,
-    RollupKey,
-    RollupState,
-    UsersPage,
-)
-from tracking.models.failures import Conflict, ItemTooLarge, StorageUnavailable
+from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState, UsersPage
+from tracking.models.failures import Conflict, StorageUnavailable
 from tracking.models.funnel import FunnelState
-from tracking.models.people import ProfileState, TraitValue
+from tracking.models.people import ProfileState
+from tracking.storage.aggregate_items import (
+    aggregate_from_item,
+    aggregate_item_key,
+    funnel_from_item,
+    parse_user_item,
+    profile_from_item,
+    rollup_from_item,
+    rollup_item_key,
+    versioned,
+)
 from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,
-    check_size,
     error_code,
-    from_item,
     query,
     storage_errors,
     to_attr,
@@ -56,254 +50,6 @@ from tracking.storage.dynamo import (
 
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
-
-
-def funnel_to_item(state: FunnelState) -> dict[str, AttributeValue]:
-    values: dict[str, Any] = {
-        "pk": funnel_pk(state.plugin_id),
-        "sk": state.user_id,
-        "kind": FUNNEL_KIND,
-        "plugin_id": state.plugin_id,
-        "user_id": state.user_id,
-        "version": state.version,
-        "updated_at": state.updated_at,
-        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
-        "done": state.done,
-        "entered_at": state.entered_at,
-    }
-    if state.recent:
-        values["recent"] = [
-            [shard, str(seq), when, [list(change) for change in changes]]
-            for (shard, seq), (when, changes) in state.recent.items()
-        ]
-    return to_item(values)
-
-
-def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
-    values = from_item(item)
-    return FunnelState(
-        plugin_id=values["plugin_id"],
-        user_id=values["user_id"],
-        version=int(values["version"]),
-        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
-        updated_at=int(values.get("updated_at", 0)),
-        entered_at=_optional_int(values.get("entered_at")),
-        done=int(values.get("done", 0)),
-        recent={
-            (shard, int(seq)): (int(when), tuple((str(d), int(n), int(c)) for d, n, c in changes))
-            for shard, seq, when, changes in values.get("recent", [])
-        },
-    )
-
-
-def _aggregate_item_key(key: AggregateKey) -> dict[str, AttributeValue]:
-    plugin_id, name, user_id = key
-    return to_item({"pk": aggregate_pk(plugin_id), "sk": aggregate_sk(user_id, name)})
-
-
-def _rollup_item_key(key: RollupKey, shard: str) -> dict[str, AttributeValue]:
-    plugin_id, day, name, group = key
-    return to_item({"pk": rollup_pk(plugin_id), "sk": rollup_sk(day, name, group, shard)})
-
-
-def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
-    values: dict[str, Any] = {
-        "pk": aggregate_pk(state.plugin_id),
-        "sk": aggregate_sk(state.user_id, state.key),
-        "plugin_id": state.plugin_id,
-        "user_id": state.user_id,
-        "key": state.key,
-        "version": state.version,
-        "reset_at": state.reset_at,
-        "updated_at": state.updated_at,
-        # Sequence numbers have up to 40 digits: beyond a DynamoDB number's 38, so kept as strings.
-        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
-        "count": state.count,
-    }
-    if state.first is not None:
-        values["first"] = [state.first[0], str(state.first[1])]
-    if state.numeric:
-        values["total"], values["numeric"] = state.total, state.numeric
-    if state.latest is not None:
-        values["latest"] = {
-            "value": state.latest.value,
-            "at": state.latest.at,
-            "event_id": state.latest.event_id,
-        }
-    if state.values_total:
-        values["values"] = [[entry.value, entry.at, entry.event_id] for entry in state.values]
-        values["values_total"] = state.values_total
-    if state.first_at is not None:
-        values["first_at"], values["last_at"] = state.first_at, state.last_at
-    if state.pending_ids:
-        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
-    if state.days:
-        # A bit per day from days_base, as hex: a year of daily activity is 92 characters.
-        values["days"] = [state.days_base, format(state.days, "x")]
-    if state.day_firsts:
-        values["day_firsts"] = [
-            [day, shard, str(seq), when] for day, (shard, seq, when) in state.day_firsts.items()
-        ]
-    if state.as_user:
-        values["as_user"] = True
-    if state.counts or state.other:
-        # Pairs, not a map: a map key may not be empty, a tracked value may.
-        values["counts"] = [[name, count] for name, count in state.counts.items()]
-        values["other"] = state.other
-    return to_item(values)
-
-
-def aggregate_from_item(item: dict[str, AttributeValue]) -> AggregateState:
-    values = from_item(item)
-    latest = values.get("latest")
-    first = values.get("first")
-    days = values.get("days")
-    return AggregateState(
-        plugin_id=values["plugin_id"],
-        user_id=values["user_id"],
-        key=values["key"],
-        version=int(values["version"]),
-        reset_at=int(values.get("reset_at", 0)),
-        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
-        first=(first[0], int(first[1])) if first else None,
-        count=int(values.get("count", 0)),
-        total=values.get("total", Decimal(0)),
-        numeric=int(values.get("numeric", 0)),
-        latest=Latest(_scalar(latest["value"]), int(latest["at"]), latest["event_id"]) if latest else None,
-        values=[_entry(v) for v in values.get("values", [])],
-        values_total=int(values.get("values_total", 0)),
-        counts={name: int(count) for name, count in values.get("counts", [])},
-        other=int(values.get("other", 0)),
-        updated_at=int(values.get("updated_at", 0)),
-        first_at=_optional_int(values.get("first_at")),
-        last_at=_optional_int(values.get("last_at")),
-        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
-        days_base=int(days[0]) if days else 0,
-        days=int(days[1], 16) if days else 0,
-        day_firsts={
-            int(day): (shard, int(seq), int(when)) for day, shard, seq, when in values.get("day_firsts", [])
-        },
-        as_user=bool(values.get("as_user", False)),
-    )
-
-
-def _entry(stored: Any) -> Entry:
-    """An array value as stored: [value, event time, event id]; a bare value from before times were
-    kept reads as the oldest."""
-    if isinstance(stored, list) and len(stored) == 3:
-        return Entry(_scalar(stored[0]), int(stored[1]), str(stored[2]))
-    return Entry(_scalar(stored), 0, "")
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def profile_to_item(state: ProfileState) -> dict[str, AttributeValue]:
-    values: dict[str, Any] = {
-        "pk": aggregate_pk(state.plugin_id),
-        "sk": profile_sk(state.user_id),
-        "kind": PROFILE_KIND,
-        "plugin_id": state.plugin_id,
-        "user_id": state.user_id,
-        "version": state.version,
-        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
-        "updated_at": state.updated_at,
-    }
-    # Traits are any JSON a client sent: kept as JSON text (a map could not hold an empty name).
-    if state.traits:
-        values["traits"] = dumps_compact(_traits_out(state.traits))
-    if state.groups:
-        values["groups"] = dumps_compact({gid: _traits_out(traits) for gid, traits in state.groups.items()})
-    if state.anonymous_ids:
-        values["anonymous_ids"] = state.anonymous_ids
-    if state.merged_into is not None:
-        values["merged_into"] = state.merged_into
-    if state.is_user:
-        values["is_user"] = True
-    if state.first_at is not None:
-        values["first_at"], values["last_at"] = state.first_at, state.last_at
-    if state.pending_ids:
-        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
-    return to_item(values)
-
-
-def _traits_out(traits: dict[str, TraitValue]) -> dict[str, list[Any]]:
-    return {name: [t.value, t.at, t.event_id] for name, t in traits.items()}
-
-
-def _traits_in(stored: dict[str, list[Any]]) -> dict[str, TraitValue]:
-    return {name: TraitValue(value, int(at), str(event_id)) for name, (value, at, event_id) in stored.items()}
-
-
-def profile_from_values(values: dict[str, Any]) -> ProfileState:
-    groups = json.loads(values["groups"]) if "groups" in values else {}
-    return ProfileState(
-        plugin_id=values["plugin_id"],
-        user_id=values["user_id"],
-        version=int(values["version"]),
-        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
-        traits=_traits_in(json.loads(values["traits"])) if "traits" in values else {},
-        groups={gid: _traits_in(traits) for gid, traits in groups.items()},
-        anonymous_ids=list(values.get("anonymous_ids", [])),
-        merged_into=values.get("merged_into"),
-        is_user=bool(values.get("is_user", False)),
-        first_at=_optional_int(values.get("first_at")),
-        last_at=_optional_int(values.get("last_at")),
-        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
-        updated_at=int(values.get("updated_at", 0)),
-    )
-
-
-def _parse(item: dict[str, AttributeValue]) -> AggregateState | ProfileState:
-    if item.get("kind", {}).get("S") == PROFILE_KIND:
-        return profile_from_values(from_item(item))
-    return aggregate_from_item(item)
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value
-
-
-def rollup_to_item(state: RollupState) -> dict[str, AttributeValue]:
-    return to_item(
-        {
-            "pk": rollup_pk(state.plugin_id),
-            "sk": rollup_sk(state.day, state.key, state.group, state.shard),
-            "plugin_id": state.plugin_id,
-            "day": state.day,
-            "key": state.key,
-            "ab_group": state.group,
-            "shard": state.shard,
-            "version": state.version,
-            "reset_at": state.reset_at,
-            "seq": str(state.seq),
-            "count": state.count,
-            "users": state.users,
-            "revenue": state.revenue,
-            "active": state.active,
-        }
-    )
-
-
-def rollup_from_item(item: dict[str, AttributeValue]) -> RollupState:
-    values = from_item(item)
-    return RollupState(
-        plugin_id=values["plugin_id"],
-        day=values["day"],
-        key=values["key"],
-        group=values["ab_group"],
-        shard=values["shard"],
-        version=int(values["version"]),
-        reset_at=int(values["reset_at"]),
-        seq=int(values["seq"]),
-        count=int(values["count"]),
-        users=int(values["users"]),
-        revenue=values["revenue"],
-        active=int(values.get("active", 0)),
-    )
 
 
 class AggregateStore:
@@ -330,10 +76,10 @@ class AggregateStore:
         consistently."""
         wanted: dict[tuple[str, str], tuple[str, Any]] = {}
         for key in aggregates:
-            item_key = _aggregate_item_key(key)
+            item_key = aggregate_item_key(key)
             wanted[(item_key["pk"]["S"], item_key["sk"]["S"])] = ("aggregate", key)
         for rollup in rollups:
-            item_key = _rollup_item_key(rollup, shard)
+            item_key = rollup_item_key(rollup, shard)
             wanted[(item_key["pk"]["S"], item_key["sk"]["S"])] = ("rollup", rollup)
         for plugin_id, user_id in profiles:
             wanted[(aggregate_pk(plugin_id), profile_sk(user_id))] = ("profile", (plugin_id, user_id))
@@ -358,7 +104,7 @@ class AggregateStore:
             elif kind == "rollup":
                 found_rollups[key] = rollup_from_item(item)
             else:
-                found_profiles[key] = profile_from_values(from_item(item))
+                found_profiles[key] = profile_from_item(item)
         return found_aggregates, found_rollups, found_profiles
 
     def _batch_get(
@@ -382,7 +128,7 @@ class AggregateStore:
     def get_aggregate(self, key: AggregateKey) -> AggregateState | None:
         with storage_errors("read aggregate"):
             answer = self._client.get_item(
-                TableName=self._table, Key=_aggregate_item_key(key), ConsistentRead=True
+                TableName=self._table, Key=aggregate_item_key(key), ConsistentRead=True
             )
         return aggregate_from_item(answer["Item"]) if "Item" in answer else None
 
@@ -395,7 +141,7 @@ class AggregateStore:
     def load_rollups(self, rollups: Iterable[RollupKey], shard: str) -> dict[RollupKey, RollupState]:
         """This shard's stored rollups among these (missing ones absent)."""
         found = (
-            rollup_from_item(item) for item in self._batch_get([_rollup_item_key(r, shard) for r in rollups])
+            rollup_from_item(item) for item in self._batch_get([rollup_item_key(r, shard) for r in rollups])
         )
         return {(state.plugin_id, state.day, state.key, state.group): state for state in found}
 
@@ -415,43 +161,26 @@ class AggregateStore:
                 Key=to_item({"pk": aggregate_pk(plugin_id), "sk": profile_sk(user_id)}),
                 ConsistentRead=True,
             )
-        return profile_from_values(from_item(answer["Item"])) if "Item" in answer else None
+        return profile_from_item(answer["Item"]) if "Item" in answer else None
 
     def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None:
         """Write ``state`` as the next version of its item, if nobody else did in between."""
-        expected = state.version
-        state.version = expected + 1
-        if isinstance(state, AggregateState):
-            item = aggregate_to_item(state)
-        elif isinstance(state, ProfileState):
-            item = profile_to_item(state)
-        elif isinstance(state, FunnelState):
-            item = funnel_to_item(state)
-        else:
-            item = rollup_to_item(state)
-        try:
-            check_size(item, "The aggregate")  # bounded by design: this is what says so if not
-        except ItemTooLarge:
-            state.version = expected
-            raise
-        if expected == 0:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-        else:
-            condition = {
-                "ConditionExpression": "version = :expected",
-                "ExpressionAttributeValues": {":expected": to_attr(expected)},
-            }
-        try:
-            with storage_errors("write aggregate"):
-                self._client.put_item(TableName=self._table, Item=item, **condition)
-        except ClientError as exc:
-            state.version = expected
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise Conflict(f"{item['pk']['S']!r} {item['sk']['S']!r} changed since it was read") from exc
-            raise
-        except Exception:
-            state.version = expected
-            raise
+        with versioned(state) as (item, expected):
+            if expected == 0:
+                condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            else:
+                condition = {
+                    "ConditionExpression": "version = :expected",
+                    "ExpressionAttributeValues": {":expected": to_attr(expected)},
+                }
+            try:
+                with storage_errors("write aggregate"):
+                    self._client.put_item(TableName=self._table, Item=item, **condition)
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    where = f"{item['pk']['S']!r} {item['sk']['S']!r}"
+                    raise Conflict(f"{where} changed since it was read") from exc
+                raise
 
     def has_been_user(self, plugin_id: str, user_id: str) -> bool:
         """Whether any item of the id says it has been a user: an aggregate counting an event that named
@@ -485,7 +214,7 @@ class AggregateStore:
         states: list[AggregateState] = []
         profile: ProfileState | None = None
         for item in self._query_all(condition, values):
-            parsed = _parse(item)
+            parsed = parse_user_item(item)
             if isinstance(parsed, ProfileState):
                 profile = parsed
             else:
@@ -503,7 +232,7 @@ class AggregateStore:
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=max_items)
         page = UsersPage(users={}, more="LastEvaluatedKey" in answer)
         for item in answer.get("Items", []):
-            page.add(_parse(item))
+            page.add(parse_user_item(item))
         if page.more and page.users:
             last = next(reversed(page.users))
             if len(page.users) > 1:
@@ -526,7 +255,7 @@ class AggregateStore:
             values[":next"] = after_user(after)
         current = UsersPage(users={}, more=False)
         for item in self._query_all(condition, values):
-            parsed = _parse(item)
+            parsed = parse_user_item(item)
             if current.users and parsed.user_id not in current.users:
                 yield current
                 current = UsersPage(users={}, more=False)

@@ -256,6 +256,23 @@ class EventStore:
         return found
 
 
+def index_to_item(
+    plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]], retention_s: int
+) -> dict[str, AttributeValue]:
+    """An index item: the ids of a user's client-named events, in the user's partition."""
+    return to_item(
+        {
+            "pk": event_pk(plugin_id, user_id),
+            "sk": index_sk(name),
+            "kind": INDEX_KIND,
+            "plugin_id": plugin_id,
+            "user_id": user_id,
+            "entries": [[event_id, at] for event_id, at in entries],
+            "expires_at": int(time.time()) + retention_s,
+        }
+    )
+
+
 class UserEvents:
     """A user's events as deletion and the right of access find them: the user's partition holds the
     events this service named and index items listing the events the client named (kept under their
@@ -268,17 +285,7 @@ class UserEvents:
 
     def put_index(self, plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]]) -> None:
         """Rewriting the same index item (a retried batch) changes nothing."""
-        item = to_item(
-            {
-                "pk": event_pk(plugin_id, user_id),
-                "sk": index_sk(name),
-                "kind": INDEX_KIND,
-                "plugin_id": plugin_id,
-                "user_id": user_id,
-                "entries": [[event_id, at] for event_id, at in entries],
-                "expires_at": int(time.time()) + self._retention_s,
-            }
-        )
+        item = index_to_item(plugin_id, user_id, name, entries, self._retention_s)
         with storage_errors("write index"):
             self._client.put_item(TableName=self._table, Item=item)
 

@@ -1,0 +1,304 @@
+"""The items of the aggregates table, built from the aggregator's states and read back: every layout
+from ``tracking.keys``, every size checked by DynamoDB's own rules before a write (``versioned``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from tracking.compact import dumps_compact
+from tracking.keys import (
+    FUNNEL_KIND,
+    PROFILE_KIND,
+    aggregate_pk,
+    aggregate_sk,
+    funnel_pk,
+    profile_sk,
+    rollup_pk,
+    rollup_sk,
+)
+from tracking.models.aggregates import AggregateKey, AggregateState, Entry, Latest, RollupKey, RollupState
+from tracking.models.funnel import FunnelState
+from tracking.models.people import ProfileState, TraitValue
+from tracking.storage.dynamo import AttributeValue, check_size, from_item, to_item
+
+State = AggregateState | RollupState | ProfileState | FunnelState
+
+
+def funnel_to_item(state: FunnelState) -> dict[str, AttributeValue]:
+    values: dict[str, Any] = {
+        "pk": funnel_pk(state.plugin_id),
+        "sk": state.user_id,
+        "kind": FUNNEL_KIND,
+        "plugin_id": state.plugin_id,
+        "user_id": state.user_id,
+        "version": state.version,
+        "updated_at": state.updated_at,
+        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
+        "done": state.done,
+        "entered_at": state.entered_at,
+    }
+    if state.recent:
+        values["recent"] = [
+            [shard, str(seq), when, [list(change) for change in changes]]
+            for (shard, seq), (when, changes) in state.recent.items()
+        ]
+    return to_item(values)
+
+
+def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
+    values = from_item(item)
+    return FunnelState(
+        plugin_id=values["plugin_id"],
+        user_id=values["user_id"],
+        version=int(values["version"]),
+        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
+        updated_at=int(values.get("updated_at", 0)),
+        entered_at=_optional_int(values.get("entered_at")),
+        done=int(values.get("done", 0)),
+        recent={
+            (shard, int(seq)): (int(when), tuple((str(d), int(n), int(c)) for d, n, c in changes))
+            for shard, seq, when, changes in values.get("recent", [])
+        },
+    )
+
+
+def aggregate_item_key(key: AggregateKey) -> dict[str, AttributeValue]:
+    plugin_id, name, user_id = key
+    return to_item({"pk": aggregate_pk(plugin_id), "sk": aggregate_sk(user_id, name)})
+
+
+def rollup_item_key(key: RollupKey, shard: str) -> dict[str, AttributeValue]:
+    plugin_id, day, name, group = key
+    return to_item({"pk": rollup_pk(plugin_id), "sk": rollup_sk(day, name, group, shard)})
+
+
+def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
+    values: dict[str, Any] = {
+        "pk": aggregate_pk(state.plugin_id),
+        "sk": aggregate_sk(state.user_id, state.key),
+        "plugin_id": state.plugin_id,
+        "user_id": state.user_id,
+        "key": state.key,
+        "version": state.version,
+        "reset_at": state.reset_at,
+        "updated_at": state.updated_at,
+        # Sequence numbers have up to 40 digits: beyond a DynamoDB number's 38, so kept as strings.
+        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
+        "count": state.count,
+    }
+    if state.first is not None:
+        values["first"] = [state.first[0], str(state.first[1])]
+    if state.numeric:
+        values["total"], values["numeric"] = state.total, state.numeric
+    if state.latest is not None:
+        values["latest"] = {
+            "value": state.latest.value,
+            "at": state.latest.at,
+            "event_id": state.latest.event_id,
+        }
+    if state.values_total:
+        values["values"] = [[entry.value, entry.at, entry.event_id] for entry in state.values]
+        values["values_total"] = state.values_total
+    if state.first_at is not None:
+        values["first_at"], values["last_at"] = state.first_at, state.last_at
+    if state.pending_ids:
+        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
+    if state.days:
+        # A bit per day from days_base, as hex: a year of daily activity is 92 characters.
+        values["days"] = [state.days_base, format(state.days, "x")]
+    if state.day_firsts:
+        values["day_firsts"] = [
+            [day, shard, str(seq), when] for day, (shard, seq, when) in state.day_firsts.items()
+        ]
+    if state.as_user:
+        values["as_user"] = True
+    if state.counts or state.other:
+        # Pairs, not a map: a map key may not be empty, a tracked value may.
+        values["counts"] = [[name, count] for name, count in state.counts.items()]
+        values["other"] = state.other
+    return to_item(values)
+
+
+def aggregate_from_item(item: dict[str, AttributeValue]) -> AggregateState:
+    values = from_item(item)
+    latest = values.get("latest")
+    first = values.get("first")
+    days = values.get("days")
+    return AggregateState(
+        plugin_id=values["plugin_id"],
+        user_id=values["user_id"],
+        key=values["key"],
+        version=int(values["version"]),
+        reset_at=int(values.get("reset_at", 0)),
+        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
+        first=(first[0], int(first[1])) if first else None,
+        count=int(values.get("count", 0)),
+        total=values.get("total", Decimal(0)),
+        numeric=int(values.get("numeric", 0)),
+        latest=Latest(_scalar(latest["value"]), int(latest["at"]), latest["event_id"]) if latest else None,
+        values=[_entry(v) for v in values.get("values", [])],
+        values_total=int(values.get("values_total", 0)),
+        counts={name: int(count) for name, count in values.get("counts", [])},
+        other=int(values.get("other", 0)),
+        updated_at=int(values.get("updated_at", 0)),
+        first_at=_optional_int(values.get("first_at")),
+        last_at=_optional_int(values.get("last_at")),
+        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
+        days_base=int(days[0]) if days else 0,
+        days=int(days[1], 16) if days else 0,
+        day_firsts={
+            int(day): (shard, int(seq), int(when)) for day, shard, seq, when in values.get("day_firsts", [])
+        },
+        as_user=bool(values.get("as_user", False)),
+    )
+
+
+def _entry(stored: Any) -> Entry:
+    """An array value as stored: [value, event time, event id]; a bare value from before times were
+    kept reads as the oldest."""
+    if isinstance(stored, list) and len(stored) == 3:
+        return Entry(_scalar(stored[0]), int(stored[1]), str(stored[2]))
+    return Entry(_scalar(stored), 0, "")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def profile_to_item(state: ProfileState) -> dict[str, AttributeValue]:
+    values: dict[str, Any] = {
+        "pk": aggregate_pk(state.plugin_id),
+        "sk": profile_sk(state.user_id),
+        "kind": PROFILE_KIND,
+        "plugin_id": state.plugin_id,
+        "user_id": state.user_id,
+        "version": state.version,
+        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
+        "updated_at": state.updated_at,
+    }
+    # Traits are any JSON a client sent: kept as JSON text (a map could not hold an empty name).
+    if state.traits:
+        values["traits"] = dumps_compact(_traits_out(state.traits))
+    if state.groups:
+        values["groups"] = dumps_compact({gid: _traits_out(traits) for gid, traits in state.groups.items()})
+    if state.anonymous_ids:
+        values["anonymous_ids"] = state.anonymous_ids
+    if state.merged_into is not None:
+        values["merged_into"] = state.merged_into
+    if state.is_user:
+        values["is_user"] = True
+    if state.first_at is not None:
+        values["first_at"], values["last_at"] = state.first_at, state.last_at
+    if state.pending_ids:
+        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
+    return to_item(values)
+
+
+def _traits_out(traits: dict[str, TraitValue]) -> dict[str, list[Any]]:
+    return {name: [t.value, t.at, t.event_id] for name, t in traits.items()}
+
+
+def _traits_in(stored: dict[str, list[Any]]) -> dict[str, TraitValue]:
+    return {name: TraitValue(value, int(at), str(event_id)) for name, (value, at, event_id) in stored.items()}
+
+
+def profile_from_values(values: dict[str, Any]) -> ProfileState:
+    groups = json.loads(values["groups"]) if "groups" in values else {}
+    return ProfileState(
+        plugin_id=values["plugin_id"],
+        user_id=values["user_id"],
+        version=int(values["version"]),
+        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
+        traits=_traits_in(json.loads(values["traits"])) if "traits" in values else {},
+        groups={gid: _traits_in(traits) for gid, traits in groups.items()},
+        anonymous_ids=list(values.get("anonymous_ids", [])),
+        merged_into=values.get("merged_into"),
+        is_user=bool(values.get("is_user", False)),
+        first_at=_optional_int(values.get("first_at")),
+        last_at=_optional_int(values.get("last_at")),
+        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
+        updated_at=int(values.get("updated_at", 0)),
+    )
+
+
+def parse_user_item(item: dict[str, AttributeValue]) -> AggregateState | ProfileState:
+    if item.get("kind", {}).get("S") == PROFILE_KIND:
+        return profile_from_values(from_item(item))
+    return aggregate_from_item(item)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value
+
+
+def rollup_to_item(state: RollupState) -> dict[str, AttributeValue]:
+    return to_item(
+        {
+            "pk": rollup_pk(state.plugin_id),
+            "sk": rollup_sk(state.day, state.key, state.group, state.shard),
+            "plugin_id": state.plugin_id,
+            "day": state.day,
+            "key": state.key,
+            "ab_group": state.group,
+            "shard": state.shard,
+            "version": state.version,
+            "reset_at": state.reset_at,
+            "seq": str(state.seq),
+            "count": state.count,
+            "users": state.users,
+            "revenue": state.revenue,
+            "active": state.active,
+        }
+    )
+
+
+def rollup_from_item(item: dict[str, AttributeValue]) -> RollupState:
+    values = from_item(item)
+    return RollupState(
+        plugin_id=values["plugin_id"],
+        day=values["day"],
+        key=values["key"],
+        group=values["ab_group"],
+        shard=values["shard"],
+        version=int(values["version"]),
+        reset_at=int(values["reset_at"]),
+        seq=int(values["seq"]),
+        count=int(values["count"]),
+        users=int(values["users"]),
+        revenue=values["revenue"],
+        active=int(values.get("active", 0)),
+    )
+
+
+def profile_from_item(item: dict[str, AttributeValue]) -> ProfileState:
+    return profile_from_values(from_item(item))
+
+
+def state_to_item(state: State) -> dict[str, AttributeValue]:
+    if isinstance(state, AggregateState):
+        return aggregate_to_item(state)
+    if isinstance(state, ProfileState):
+        return profile_to_item(state)
+    if isinstance(state, FunnelState):
+        return funnel_to_item(state)
+    return rollup_to_item(state)
+
+
+@contextmanager
+def versioned(state: State) -> Iterator[tuple[dict[str, AttributeValue], int]]:
+    """The item of ``state`` as its next version, and the version it must replace (0: none yet); the
+    item's size checked first (bounded by design: this is what says so if not). If the write fails,
+    the state keeps its version."""
+    expected = state.version
+    state.version = expected + 1
+    try:
+        yield check_size(state_to_item(state), "The aggregate"), expected
+    except BaseException:
+        state.version = expected
+        raise

@@ -1,0 +1,104 @@
+"""The aggregates table in memory: the aggregator's ``Store``, built on storage's own item builders and
+version rule (``storage.aggregate_items``), so an item too large or a stale version fails here as it
+fails on DynamoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tests.fakes.table import ConditionFailed, Table
+from tracking.keys import aggregate_pk, funnel_pk, profile_sk, user_prefix
+from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
+from tracking.models.failures import Conflict
+from tracking.models.funnel import FunnelState
+from tracking.models.people import ProfileState
+from tracking.storage.aggregate_items import (
+    aggregate_from_item,
+    aggregate_item_key,
+    funnel_from_item,
+    profile_from_item,
+    rollup_from_item,
+    rollup_item_key,
+    versioned,
+)
+from tracking.storage.dynamo import from_item
+
+ProfileKey = tuple[str, str]
+
+
+class FakeAggregates:
+    def __init__(self, table: Table | None = None) -> None:
+        self.table = table or Table()
+        self.conflicts = 0  # writes refused because the item changed since it was read
+
+    def load(
+        self,
+        aggregates: Sequence[AggregateKey],
+        rollups: Sequence[RollupKey],
+        shard: str,
+        profiles: Sequence[ProfileKey] = (),
+    ) -> tuple[
+        dict[AggregateKey, AggregateState], dict[RollupKey, RollupState], dict[ProfileKey, ProfileState]
+    ]:
+        found_aggregates = {
+            key: aggregate_from_item(item)
+            for key in aggregates
+            if (item := self.table.get(_key(aggregate_item_key(key)), consistent=False)) is not None
+        }
+        return (
+            found_aggregates,
+            self.load_rollups(rollups, shard),
+            {key: state for key in profiles if (state := self.get_profile(*key)) is not None},
+        )
+
+    def get_aggregate(self, key: AggregateKey) -> AggregateState | None:
+        item = self.table.get(_key(aggregate_item_key(key)))
+        return aggregate_from_item(item) if item is not None else None
+
+    def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None:
+        item = self.table.get((aggregate_pk(plugin_id), profile_sk(user_id)))
+        return profile_from_item(item) if item is not None else None
+
+    def has_been_user(self, plugin_id: str, user_id: str) -> bool:
+        for item in self.table.query(aggregate_pk(plugin_id), user_prefix(user_id)):
+            values = from_item(item)
+            if values.get("as_user") or values.get("is_user") or "anonymous_ids" in values:
+                return True
+        return False
+
+    def load_funnels(self, keys: Iterable[ProfileKey]) -> dict[ProfileKey, FunnelState]:
+        return {key: state for key in keys if (state := self.get_funnel(*key)) is not None}
+
+    def get_funnel(self, plugin_id: str, user_id: str) -> FunnelState | None:
+        item = self.table.get((funnel_pk(plugin_id), user_id))
+        return funnel_from_item(item) if item is not None else None
+
+    def load_rollups(self, rollups: Iterable[RollupKey], shard: str) -> dict[RollupKey, RollupState]:
+        return {
+            rollup: rollup_from_item(item)
+            for rollup in rollups
+            if (item := self.table.get(_key(rollup_item_key(rollup, shard)))) is not None
+        }
+
+    def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None:
+        with versioned(state) as (item, expected):
+            try:
+                if expected == 0:
+                    self.table.put(item, if_absent=True)
+                else:
+                    self.table.put(item, if_version=expected)
+            except ConditionFailed as exc:
+                self.conflicts += 1
+                raise Conflict(f"{item['pk']['S']!r} {item['sk']['S']!r} changed since it was read") from exc
+
+    def stored(self) -> list[AggregateState]:
+        """Every aggregate in the table (profiles, funnels and rollups left out)."""
+        return [
+            aggregate_from_item(item)
+            for item in self.table.all_items()
+            if "key" in item and "kind" not in item and "day" not in item
+        ]
+
+
+def _key(item_key: dict[str, dict[str, str]]) -> tuple[str, str]:
+    return item_key["pk"]["S"], item_key["sk"]["S"]

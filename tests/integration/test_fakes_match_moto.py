@@ -1,0 +1,187 @@
+"""The in-memory fakes (tests/fakes) keep the stores' semantics: the same sequence of calls, on the real
+store over moto and on the fake, gives the same answers step by step: a conditional write that fails
+on one fails on the other, an item too large is refused by both, and what is read back is equal."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from devstack.builders import canonical
+from tests.fakes.aggregates import FakeAggregates
+from tests.fakes.control import FakeBudgets, FakeControl
+from tests.fakes.events import FakeEvents
+from tests.integration.conftest import TEMPLATE
+from tracking.models.aggregates import AggregateState, RollupState
+from tracking.models.failures import Conflict, ItemTooLarge
+from tracking.models.funnel import FunnelState
+from tracking.models.people import ProfileState, TraitValue
+from tracking.storage.aggregates import AggregateStore
+from tracking.storage.control import ControlStore
+from tracking.storage.dynamo import client
+from tracking.storage.events import EventStore
+
+NOW = 1_764_016_800_000
+States = AggregateState | RollupState | ProfileState | FunnelState
+
+
+def on_moto(run: Callable[[Any], list[Any]]) -> list[Any]:
+    import boto3  # noqa: PLC0415
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        for definition in TEMPLATE.table_definitions().values():
+            dynamodb.create_table(**definition["create"])
+        return run(client())
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    """What a call came to: its answer, or the kind of error it raised."""
+    try:
+        return ("ok", call())
+    except (Conflict, ItemTooLarge, ValueError) as exc:
+        return ("error", type(exc).__name__)
+
+
+def fresh_state(kind: str, n: int) -> States:
+    if kind == "aggregate":
+        return AggregateState.start(("p1", f"k{n % 2}", f"u{n % 3}"))
+    if kind == "profile":
+        return ProfileState(plugin_id="p1", user_id=f"u{n % 3}")
+    if kind == "funnel":
+        return FunnelState(plugin_id="p1", user_id=f"u{n % 3}")
+    return RollupState("p1", "2025-11-24", f"k{n % 2}", "none", "shard-1")
+
+
+def grow(state: States, size: int) -> None:
+    """Make the state's item about ``size`` bytes (past 400 KB it must be refused)."""
+    if isinstance(state, AggregateState):
+        state.count += 1
+        state.pending_ids = [(f"m-{n:06d}-" + "x" * 40, n) for n in range(size // 40)]
+    elif isinstance(state, ProfileState):
+        state.traits = {f"t{n}": TraitValue("v" * 500, n, "e") for n in range(size // 530)}
+    elif isinstance(state, FunnelState):
+        state.done += 1
+        state.entered_at = NOW
+    else:
+        state.count += 1
+        state.revenue += Decimal("0.5")
+
+
+step = st.tuples(
+    st.sampled_from(["aggregate", "profile", "funnel", "rollup"]),
+    st.integers(0, 5),  # which item
+    st.sampled_from(["fresh", "latest", "stale"]),  # what copy the writer starts from
+    st.sampled_from([100, 100, 5_000, 420_000]),  # item size
+)
+
+
+def run_steps(store: Any, steps: list[tuple[str, int, str, int]]) -> list[Any]:
+    answers: list[Any] = []
+    copies: dict[tuple[str, int], list[States]] = {}
+    for kind, n, start, size in steps:
+        seen = copies.setdefault((kind, n % 3), [fresh_state(kind, n)])
+        base = seen[-1] if start == "latest" else seen[0] if start == "stale" else fresh_state(kind, n)
+        state = copy.deepcopy(base)
+        grow(state, size)
+        answer = outcome(lambda state=state: store.save(state))  # type: ignore[misc]
+        answers.append((answer, state.version))
+        if answer[0] == "ok":
+            seen.append(copy.deepcopy(state))
+    answers.append(read_back(store))
+    return answers
+
+
+def read_back(store: Any) -> list[Any]:
+    aggregates, rollups, profiles = store.load(
+        [("p1", f"k{k}", f"u{u}") for k in range(2) for u in range(3)],
+        [("p1", "2025-11-24", f"k{k}", "none") for k in range(2)],
+        "shard-1",
+        [("p1", f"u{u}") for u in range(3)],
+    )
+    funnels = store.load_funnels([("p1", f"u{u}") for u in range(3)])
+    return [sorted(map(repr, group.values())) for group in (aggregates, rollups, profiles, funnels)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(step, min_size=1, max_size=12))
+def test_versioned_writes_answer_the_same_on_both(steps: list[tuple[str, int, str, int]]) -> None:
+    real = on_moto(lambda dynamodb: run_steps(AggregateStore(dynamodb, "AggregatesTable"), steps))
+    assert run_steps(FakeAggregates(), steps) == real
+
+
+def test_has_been_user_reads_the_same_items_on_both() -> None:
+    def run(store: Any) -> list[Any]:
+        as_user = AggregateState.start(("p1", "k", "alice"))
+        as_user.as_user, as_user.count = True, 1
+        store.save(as_user)
+        store.save(ProfileState(plugin_id="p1", user_id="bob", anonymous_ids=["b-anon"]))
+        store.save(ProfileState(plugin_id="p1", user_id="carol"))
+        store.save(AggregateState.start(("p1", "k", "alice-2")))
+        return [store.has_been_user("p1", user) for user in ("alice", "bob", "carol", "alice-2", "al")]
+
+    assert run(FakeAggregates()) == on_moto(lambda dynamodb: run(AggregateStore(dynamodb, "AggregatesTable")))
+
+
+def test_event_writes_answer_the_same_on_both() -> None:
+    named = canonical("test", None, event_id="msg-1", dialect="segment", at=NOW)
+    generated = [canonical("test", n, event_id=f"g:{n:06d}", at=NOW + n) for n in range(3)]
+    huge = canonical(
+        "test", None, event_id="msg-2", dialect="segment", at=NOW, properties={"x": "y" * 410_000}
+    )
+
+    def run(sink: Any) -> list[Any]:
+        return [
+            outcome(lambda: sink.put(named)),
+            outcome(lambda: sink.put(named)),  # a retry: already stored
+            outcome(lambda: sink.put_all([*generated, named, generated[0]])),
+            outcome(lambda: sink.put_atomic(generated * 40)),  # over 100: refused before writing
+            outcome(lambda: sink.put(huge)),
+            outcome(lambda: sink.put_all([huge, *generated])),  # nothing of the call is written
+        ]
+
+    fake = FakeEvents(retention_s=30 * 86_400)
+    real = on_moto(lambda dynamodb: run(EventStore(dynamodb, "EventsTable", 30)))
+    assert run(fake) == real
+    assert sorted(event.event_id for event in fake.events()) == ["g:000000", "g:000001", "g:000002", "msg-1"]
+
+
+def test_budgets_grant_the_same_on_both() -> None:
+    calls = [
+        ("a", 100, 120, NOW, True),
+        ("a", 50, 120, NOW + 1, True),
+        ("a", 1, 120, NOW + 2, False),
+        ("b", 10, 120, NOW + 3, True),
+        ("a", 5, 120, NOW + 60_000, True),  # the next window
+        ("a", 200, 120, NOW + 60_001, False),
+    ]
+
+    def run(store: Any) -> list[Any]:
+        grants = [
+            store.reserve(ip, want, limit, 60_000, at, joining=joining)
+            for ip, want, limit, at, joining in calls
+        ]
+        store.release("a", NOW + 60_000, 3)
+        grants.append(store.reserve("a", 120, 120, 60_000, NOW + 60_002))
+        return grants
+
+    assert run(FakeBudgets()) == on_moto(lambda dynamodb: run(ControlStore(dynamodb, "ControlTable")))
+
+
+def test_plugin_lists_answer_the_same_on_both() -> None:
+    def run(store: Any) -> list[Any]:
+        answers = [store.register_plugin(f"bot-{n}", NOW) for n in (1, 2, 1, 3, 4)]
+        store.add_trait_names("bot-1", ["plan", "email"])
+        store.add_trait_names("bot-1", ["plan", "age"])
+        return [*answers, store.get_plugin("bot-1"), store.get_plugin("bot-9")]
+
+    fake = FakeControl(unconfigured_max=3)
+    assert run(fake) == on_moto(
+        lambda dynamodb: run(ControlStore(dynamodb, "ControlTable", unconfigured_max=3))
+    )

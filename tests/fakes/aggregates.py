@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from tests.fakes.table import ConditionFailed, Table
-from tracking.keys import aggregate_pk, funnel_pk, profile_sk, user_prefix
-from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
+from tracking.keys import PROFILE_KIND, aggregate_pk, funnel_pk, profile_sk, user_prefix
+from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState, UserItems
 from tracking.models.failures import Conflict
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState
@@ -19,6 +19,7 @@ from tracking.storage.aggregate_items import (
     profile_from_item,
     rollup_from_item,
     rollup_item_key,
+    user_items_of,
     versioned,
 )
 from tracking.storage.dynamo import from_item
@@ -90,6 +91,22 @@ class FakeAggregates:
             except ConditionFailed as exc:
                 self.conflicts += 1
                 raise Conflict(f"{item['pk']['S']!r} {item['sk']['S']!r} changed since it was read") from exc
+
+    # -- what deletion reads and removes ----------------------------------------------------------
+
+    def user_items(self, plugin_id: str, user_id: str) -> UserItems:
+        return user_items_of(self.table.query(aggregate_pk(plugin_id), user_prefix(user_id)))
+
+    def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]:
+        items, more = self.table.page(aggregate_pk(plugin_id), prefix=user_prefix(user_id), limit=limit)
+        for item in items:
+            self.table.delete(self.table.key_of(item))
+        if not more:  # the last of them: its funnel item goes too
+            self.table.delete((funnel_pk(plugin_id), user_id))
+        profiles = sum(1 for item in items if item.get("kind", {}).get("S") == PROFILE_KIND)
+        return len(items) - profiles, profiles, more
+
+    # -- for tests ----------------------------------------------------------------------------------
 
     def stored(self) -> list[AggregateState]:
         """Every aggregate in the table (profiles, funnels and rollups left out)."""

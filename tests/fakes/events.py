@@ -4,16 +4,31 @@ event the client named is a put if absent, the others go in all-or-none transact
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Sequence
 
 from tests.fakes.table import ConditionFailed, Table
+from tracking.keys import (
+    INDEX_KIND,
+    REJECTED_KIND,
+    client_id_pk,
+    deletion_prefix,
+    deletion_sk,
+    deletions_pk,
+    event_pk,
+    rejections_pk,
+)
 from tracking.models.canonical import CanonicalEvent
+from tracking.models.people import DeletionStep, PartitionPage
 from tracking.models.rejections import RejectionRecord
 from tracking.models.request import is_client_named
+from tracking.storage.deletions import step_from_values, step_to_item
 from tracking.storage.dynamo import check_size, from_item
 from tracking.storage.events import (
     TRANSACTION_MAX,
     event_from_item,
+    event_from_values,
     event_key,
     event_to_item,
     index_to_item,
@@ -68,6 +83,38 @@ class FakeEvents:
         for key in sorted({event_key(event) for event in events}):
             self.table.delete(key)
 
+    # -- what deletion and the right of access read ----------------------------------------------
+
+    def partition(self, plugin_id: str, user_id: str, start: str | None, limit: int) -> PartitionPage:
+        items, more = self.table.page(event_pk(plugin_id, user_id), after=start, limit=limit)
+        values = [from_item(item) for item in items]
+        return PartitionPage(
+            [event_from_values(value) for value in values if is_event(value)],
+            [
+                (str(event_id), int(at))
+                for value in values
+                if value.get("kind") == INDEX_KIND
+                for event_id, at in value["entries"]
+            ],
+            [value["sk"] for value in values],
+            values[-1]["sk"] if more and values else None,
+        )
+
+    def named(self, plugin_id: str, event_ids: Sequence[str]) -> list[CanonicalEvent]:
+        found = (
+            self.table.get((client_id_pk(plugin_id, event_id), event_id))
+            for event_id in dict.fromkeys(event_ids)
+        )
+        return [event_from_item(item) for item in found if item is not None]
+
+    def delete_named(self, plugin_id: str, event_ids: Sequence[str]) -> None:
+        for event_id in dict.fromkeys(event_ids):
+            self.table.delete((client_id_pk(plugin_id, event_id), event_id))
+
+    def delete_in_partition(self, plugin_id: str, user_id: str, sort_keys: Sequence[str]) -> None:
+        for sk in sort_keys:
+            self.table.delete((event_pk(plugin_id, user_id), sk))
+
     # -- for tests --------------------------------------------------------------------------------------
 
     def events(self) -> list[CanonicalEvent]:
@@ -83,5 +130,44 @@ class FakeRefusals:
     def record(self, record: RejectionRecord) -> None:
         self.table.put(record_to_item(record))
 
+    def page(
+        self, plugin_id: str, after: str | None, max_records: int
+    ) -> tuple[list[tuple[str, RejectionRecord]], str | None]:
+        items, more = self.table.page(rejections_pk(plugin_id), after=after, limit=max_records)
+        found = [(item["sk"]["S"], record_from_values(from_item(item))) for item in items]
+        return found, found[-1][0] if more and found else None
+
+    def replace(self, sk: str, record: RejectionRecord) -> None:
+        if record.rejections:
+            self.table.put(record_to_item(record, sk))
+        else:
+            self.table.delete((rejections_pk(record.plugin_id), sk))
+
     def records(self) -> list[RejectionRecord]:
-        return [record_from_values(from_item(item)) for item in self.table.all_items()]
+        return [
+            record_from_values(values)
+            for values in map(from_item, self.table.all_items())
+            if values.get("kind") == REJECTED_KIND
+        ]
+
+
+class FakeDeletions:
+    """A deletion's steps, as the events table keeps them (each new one on the stream)."""
+
+    def __init__(self, table: Table | None = None) -> None:
+        self.table = table or Table()
+
+    def write_step(self, step: DeletionStep) -> None:
+        # A step retried after its successor was written leaves that alone.
+        with contextlib.suppress(ConditionFailed):
+            self.table.put(step_to_item(step, int(time.time())), if_absent=True)
+
+    def latest(self, plugin_id: str, deletion_id: str) -> DeletionStep | None:
+        steps = self.table.query(deletions_pk(plugin_id), deletion_prefix(deletion_id))
+        return step_from_values(from_item(steps[-1])) if steps else None
+
+    def remove_steps(self, plugin_id: str, deletion_id: str, before: int) -> None:
+        last = deletion_sk(deletion_id, before - 1)
+        for item in self.table.query(deletions_pk(plugin_id), deletion_prefix(deletion_id)):
+            if item["sk"]["S"] <= last:
+                self.table.delete(self.table.key_of(item))

@@ -111,6 +111,17 @@ class Table:
         self.read_units += max(1, math.ceil(sum(item_size(item) for item in found) / 4096))
         return found
 
+    def page(
+        self, pk: str, *, after: str | None = None, limit: int | None = None, prefix: str = ""
+    ) -> tuple[list[Item], bool]:
+        """A Query's page: items after sort key ``after``, at most ``limit``, and whether it stopped
+        at the limit (DynamoDB then returns a LastEvaluatedKey even when nothing follows, so a page
+        may come back empty; moto looks ahead)."""
+        found = [item for item in self.query(pk, prefix) if after is None or item["sk"]["S"] > after]
+        if limit is None or len(found) < limit:
+            return found, False
+        return found[:limit], True
+
     def _write(self, key: Key, old: Item | None, new: Item) -> None:
         self.partitions.setdefault(key[0], {})[key[1]] = new
         self.writes += 1

@@ -4,7 +4,7 @@ from ``tracking.keys``, every size checked by DynamoDB's own rules before a writ
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -20,7 +20,15 @@ from tracking.keys import (
     rollup_pk,
     rollup_sk,
 )
-from tracking.models.aggregates import AggregateKey, AggregateState, Entry, Latest, RollupKey, RollupState
+from tracking.models.aggregates import (
+    AggregateKey,
+    AggregateState,
+    Entry,
+    Latest,
+    RollupKey,
+    RollupState,
+    UserItems,
+)
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
 from tracking.storage.dynamo import AttributeValue, check_size, from_item, to_item
@@ -274,6 +282,19 @@ def rollup_from_item(item: dict[str, AttributeValue]) -> RollupState:
         revenue=values["revenue"],
         active=int(values.get("active", 0)),
     )
+
+
+def user_items_of(items: Iterable[dict[str, AttributeValue]]) -> UserItems:
+    """One id's aggregates and its profile, from its items."""
+    states: list[AggregateState] = []
+    profile: ProfileState | None = None
+    for item in items:
+        parsed = parse_user_item(item)
+        if isinstance(parsed, ProfileState):
+            profile = parsed
+        else:
+            states.append(parsed)
+    return states, profile
 
 
 def profile_from_item(item: dict[str, AttributeValue]) -> ProfileState:

@@ -36,6 +36,7 @@ from tracking.storage.aggregate_items import (
     profile_from_item,
     rollup_from_item,
     rollup_item_key,
+    user_items_of,
     versioned,
 )
 from tracking.storage.dynamo import (
@@ -211,15 +212,7 @@ class AggregateStore:
         """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""
         condition = "pk = :pk AND begins_with(sk, :user)"
         values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id)}
-        states: list[AggregateState] = []
-        profile: ProfileState | None = None
-        for item in self._query_all(condition, values):
-            parsed = parse_user_item(item)
-            if isinstance(parsed, ProfileState):
-                profile = parsed
-            else:
-                states.append(parsed)
-        return states, profile
+        return user_items_of(self._query_all(condition, values))
 
     def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
         """Aggregates and profiles of the users after ``after``, in user order: one query of at

@@ -1,0 +1,210 @@
+"""Forgetting a person through the forget service's ports (fakes): every step bounded, an interrupted
+step resumed, a person's events, index items, aggregates, profiles, funnel and refused calls gone,
+the user they were linked into no longer listing them; rollups kept. The handler on moto is in
+tests/integration/test_people.py and test_deletion_reaches_everything.py."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from devstack.builders import canonical
+from tests.fakes.aggregates import FakeAggregates
+from tests.fakes.control import FakeControl
+from tests.fakes.events import FakeDeletions, FakeEvents, FakeRefusals
+from tests.fakes.stream import FakeStream
+from tracking.aggregate.aggregator import Aggregator
+from tracking.forget.service import PAGE_ITEMS, STEP_ITEMS, Forgetter
+from tracking.models.canonical import CanonicalEvent
+from tracking.models.failures import StorageUnavailable
+from tracking.models.people import DeletionStep
+from tracking.models.rejections import Rejection, RejectionRecord
+
+NOW = 1_764_016_800_000
+
+
+@dataclass
+class People:
+    control: FakeControl = field(default_factory=FakeControl)
+    events: FakeEvents = field(default_factory=FakeEvents)
+    aggregates: FakeAggregates = field(default_factory=FakeAggregates)
+    now: float = NOW / 1000
+    meanwhile: Callable[[], None] | None = None  # what happens while the forgetter waits
+
+    def __post_init__(self) -> None:
+        self.refusals = FakeRefusals(self.events.table)
+        self.deletions = FakeDeletions(self.events.table)
+        self.forgetter = Forgetter(
+            self.deletions,
+            self.events,
+            self.aggregates,
+            self.refusals,
+            cache_seconds=5,
+            clock=lambda: self.now,
+            sleep=self.sleep,
+        )
+
+    def sleep(self, seconds: float) -> None:
+        if self.meanwhile is not None:
+            self.meanwhile()
+        self.now += seconds
+
+    def store(self, events: list[CanonicalEvent]) -> None:
+        self.events.put_all(events)
+        aggregator = Aggregator(
+            self.aggregates, self.control, index=self.events, refusals=self.refusals, workers=1
+        )
+        assert FakeStream(self.events.table).deliver(aggregator.process) == {}
+
+    def forget(self, first: DeletionStep, *, most: int = 100) -> tuple[DeletionStep, int]:
+        """Run the steps as the stream hands them over, until done; the last step and how many."""
+        step, count = first, 0
+        while not step.done:
+            step = self.forgetter.run(step)
+            count += 1
+            assert count < most
+        return step, count
+
+
+def visits(user: str, count: int, *, named: bool = False, start: int = 0) -> list[CanonicalEvent]:
+    return [
+        canonical(
+            "test",
+            None,
+            user=user,
+            at=NOW + start + n,
+            event_id=f"msg-{user}-{n}" if named else f"g:{user}-{start + n:08d}",
+            dialect="segment" if named else "plugin",
+        )
+        for n in range(count)
+    ]
+
+
+def deletion(*ids: str, merged_into: str | None = None, suppress: bool = False) -> DeletionStep:
+    return DeletionStep(
+        plugin_id="p1",
+        deletion_id="del_1",
+        step=1,
+        user_id=ids[0],
+        ids=ids,
+        requested_at=NOW,
+        suppress=suppress,
+        merged_into=merged_into,
+    )
+
+
+def users_left(people: People) -> set[str]:
+    return {event.user_id for event in people.events.events()} | {
+        s.user_id for s in people.aggregates.stored()
+    }
+
+
+def test_a_person_is_forgotten_whole_and_others_are_kept() -> None:
+    people = People()
+    people.store(visits("gone", 30) + visits("gone", 40, named=True) + visits("kept", 5))
+    rollups_before = Counter(
+        {item["sk"]["S"]: item["count"]["N"] for item in people.aggregates.table.all_items() if "day" in item}
+    )
+    last, _ = people.forget(deletion("gone"))
+    assert users_left(people) == {"kept"}
+    assert (last.removed_events, last.removed_aggregates) == (70, 1)
+    assert last.ids == ()  # the finished deletion keeps counts, not ids
+    rollups_after = Counter(
+        {item["sk"]["S"]: item["count"]["N"] for item in people.aggregates.table.all_items() if "day" in item}
+    )
+    assert rollups_after == rollups_before  # counts name nobody
+
+
+def test_no_step_does_more_than_its_budget() -> None:
+    people = People()
+    people.store(visits("big", STEP_ITEMS + PAGE_ITEMS))
+    last, steps = people.forget(deletion("big"))
+    assert steps >= 2
+    assert last.removed_events == STEP_ITEMS + PAGE_ITEMS
+    assert users_left(people) == set()
+
+
+def test_an_interrupted_step_is_delivered_again_and_resumes() -> None:
+    people = People()
+    people.store(visits("gone", 1_200))
+    people.events.table.fail_next(1)  # the first delete of the first step fails
+    first = deletion("gone")
+    with pytest.raises(StorageUnavailable):
+        people.forgetter.run(first)
+    last, _ = people.forget(first)  # the stream delivers the same step again
+    assert users_left(people) == set()
+    assert last.removed_events == 1_200
+
+
+def test_a_linked_id_leaves_its_users_list_and_its_refused_calls_go() -> None:
+    people = People()
+    people.store(
+        [
+            canonical(
+                "identify",
+                None,
+                user="bob",
+                at=NOW,
+                event_id="m-1",
+                dialect="segment",
+                kind="identify",
+                anonymous_id="anon-7",
+            ),
+            *(
+                canonical(
+                    "test",
+                    None,
+                    user="anon-7",
+                    at=NOW + n,
+                    event_id=f"m-a{n}",
+                    dialect="segment",
+                    anonymous_id="anon-7",
+                )
+                for n in range(3)
+            ),
+        ]
+    )
+    linked = people.aggregates.get_profile("p1", "bob")
+    assert linked is not None
+    assert linked.anonymous_ids == ["anon-7"]
+    people.refusals.record(
+        RejectionRecord(
+            plugin_id="p1",
+            at=NOW,
+            dialect="segment",
+            rejections=(
+                Rejection("VALIDATION", "bad", (), '{"anonymousId":"anon-7"}'),
+                Rejection("VALIDATION", "bad", (), '{"anonymousId":"someone-else"}'),
+            ),
+            counts={"VALIDATION": 2},
+        )
+    )
+    last, _ = people.forget(deletion("anon-7", merged_into="bob"))
+    bob = people.aggregates.get_profile("p1", "bob")
+    assert bob is not None
+    assert bob.anonymous_ids == []
+    assert last.removed_rejections == 1
+    (record,) = people.refusals.records()
+    assert [r.payload for r in record.rejections] == ['{"anonymousId":"someone-else"}']
+    assert record.counts == {"VALIDATION": 2}
+
+
+def test_a_suppressing_deletion_sweeps_again_after_every_cache_has_seen_it() -> None:
+    people = People()
+    people.store(visits("gone", 10))
+    late = visits("gone", 4, start=100)  # stored by a container that did not know yet
+
+    def meanwhile() -> None:
+        if late:
+            people.events.put_all(late)
+            late.clear()
+
+    people.meanwhile = meanwhile
+    last, _ = people.forget(deletion("gone", suppress=True))
+    assert last.swept
+    assert not late  # the sweep waited
+    assert users_left(people) == set()
+    assert last.removed_events == 14

@@ -15,7 +15,7 @@ from tracking.keys import SEP, is_internal_key
 from tracking.models.aggregates import AggregateState, RollupState, UserItems, UsersPage
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.funnel import funnel_key
-from tracking.query import dashboard
+from tracking.query import csv_export, paging, rollups, rows
 
 CONFIG = PublishedConfig(
     plugin_id="p",
@@ -79,7 +79,7 @@ def test_pages_skip_users_with_nothing_to_show_and_lose_no_one() -> None:
     reader = MemoryReader(users)
     seen, cursor = [], None
     while True:
-        page = dashboard.rows(reader, CONFIG, cursor, 2, {})
+        page = rows.page_of_rows(reader, CONFIG, cursor, 2, {})
         seen += [row["user_id"] for row in page.rows]
         cursor = page.next_cursor
         if cursor is None:
@@ -88,18 +88,18 @@ def test_pages_skip_users_with_nothing_to_show_and_lose_no_one() -> None:
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_rejected() -> None:
-    assert dashboard.decode_user_cursor(dashboard.encode_user_cursor("user 😍")) == "user 😍"
+    assert paging.decode_user_cursor(paging.encode_user_cursor("user 😍")) == "user 😍"
     with pytest.raises(ValidationFailed):
-        dashboard.decode_user_cursor(dashboard.encode_user_cursor(f"bad{SEP}user"))
+        paging.decode_user_cursor(paging.encode_user_cursor(f"bad{SEP}user"))
     with pytest.raises(ValidationFailed):
-        dashboard.decode_user_cursor("not-base64-json")
+        paging.decode_user_cursor("not-base64-json")
 
 
 def test_csv_parts_continue_where_the_budget_stopped() -> None:
     reader = MemoryReader({f"user-{i:04d}": user(f"user-{i:04d}", i + 1) for i in range(500)})
-    first, cursor = dashboard.export_csv(reader, CONFIG, lang=None, chosen={}, budget_bytes=2_000)
+    first, cursor = csv_export.export_csv(reader, CONFIG, lang=None, chosen={}, budget_bytes=2_000)
     assert cursor is not None
-    second, rest = dashboard.export_csv(reader, CONFIG, lang=None, chosen={}, cursor=cursor)
+    second, rest = csv_export.export_csv(reader, CONFIG, lang=None, chosen={}, cursor=cursor)
     assert rest is None
     rows = list(csv.reader(io.StringIO(first.removeprefix("\ufeff") + second)))
     assert rows[0] == ["user_id", "K"]
@@ -108,21 +108,21 @@ def test_csv_parts_continue_where_the_budget_stopped() -> None:
 
 def test_a_page_of_rows_ends_at_its_budget_and_the_next_continues() -> None:
     reader = MemoryReader({f"user-{i:04d}": user(f"user-{i:04d}", i + 1) for i in range(50)})
-    first = dashboard.rows(reader, CONFIG, None, 200, {}, budget_bytes=1_000)
+    first = rows.page_of_rows(reader, CONFIG, None, 200, {}, budget_bytes=1_000)
     assert 1 <= len(first.rows) < 50
     assert first.next_cursor is not None
-    rest = dashboard.rows(reader, CONFIG, first.next_cursor, 200, {})
+    rest = rows.page_of_rows(reader, CONFIG, first.next_cursor, 200, {})
     assert rest.next_cursor is None
     assert [row["user_id"] for row in first.rows + rest.rows] == [f"user-{i:04d}" for i in range(50)]
     # However small the budget, a page holds one row, so paging always moves on.
-    assert len(dashboard.rows(reader, CONFIG, None, 200, {}, budget_bytes=1).rows) == 1
+    assert len(rows.page_of_rows(reader, CONFIG, None, 200, {}, budget_bytes=1).rows) == 1
 
 
 @pytest.mark.parametrize(
     ("value", "cell"), [("=1+2", "'=1+2"), ("-5", "-5"), ("@cmd", "'@cmd"), ("plain", "plain")]
 )
 def test_csv_cells_that_look_like_formulas_are_defused(value: str, cell: str) -> None:
-    assert dashboard._csv_cell(value) == cell
+    assert csv_export._csv_cell(value) == cell
 
 
 def rollup(
@@ -151,7 +151,7 @@ def test_summary_sums_days_groups_and_shards() -> None:
             rollup("2025-11-24", funnel_key(6), "none", 0, 1),
         ],
     )
-    result = dashboard.summary(reader, "bot", None, first="2025-11-24", last="2025-11-30")
+    result = rollups.summary(reader, "bot", None, first="2025-11-24", last="2025-11-30")
     assert result is not None
     assert result["counts"] == {"purchase": 2, "visitor": 10}
     assert result["revenue_eur"] == 91.99
@@ -169,7 +169,7 @@ def test_summary_sums_days_groups_and_shards() -> None:
 
 
 def test_summary_without_visitors_has_no_rates_rather_than_a_division_by_zero() -> None:
-    result = dashboard.summary(
+    result = rollups.summary(
         MemoryReader({}, [rollup("2025-11-24", "purchase", "test", 1, 1)]),
         "bot",
         None,
@@ -190,13 +190,13 @@ def test_summary_ignores_rollups_from_before_a_reset() -> None:
             rollup("2025-11-24", "visitor", "none", 1, 1, reset_at=100),
         ],
     )
-    result = dashboard.summary(reader, "bot", published, first="2025-11-24", last="2025-11-24")
+    result = rollups.summary(reader, "bot", published, first="2025-11-24", last="2025-11-24")
     assert result is not None
     assert result["counts"] == {"visitor": 1}
 
 
 def test_summary_defaults_to_the_last_30_days() -> None:
-    result = dashboard.summary(
+    result = rollups.summary(
         MemoryReader({}, [rollup("2025-11-01", "visitor", "none", 1, 1)]),
         "bot",
         None,
@@ -209,4 +209,4 @@ def test_summary_defaults_to_the_last_30_days() -> None:
 
 
 def test_summary_of_an_unknown_chatbot_is_none() -> None:
-    assert dashboard.summary(MemoryReader({}), "nobody", None, first=None, last=None) is None
+    assert rollups.summary(MemoryReader({}), "nobody", None, first=None, last=None) is None

@@ -16,7 +16,7 @@ from tracking.models.aggregates import AggregateState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import PartitionPage, ProfileState
 from tracking.query.cursors import decode_cursor, encode_cursor
-from tracking.query.dashboard import response_size
+from tracking.query.paging import response_size
 from tracking.query.people import Gathered
 
 PARTITION_PAGE = 1_000

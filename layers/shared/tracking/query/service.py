@@ -16,7 +16,7 @@ from tracking.models.failures import ConfigChanged, WriteKeyTaken
 from tracking.models.people import DeletionStep, People, Person, new_deletion_id, suppression_hash
 from tracking.models.rejections import RejectionsPage
 from tracking.models.widget import widget_defaults
-from tracking.query import access, dashboard, people
+from tracking.query import access, csv_export, paging, people, rejections, rollups, rows
 from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
 
 
@@ -34,7 +34,7 @@ class ControlStore(Protocol):
     def delete_dashboard_key(self, key: DashboardKey) -> None: ...
 
 
-class AggregateReader(dashboard.Reader, Protocol):
+class AggregateReader(rows.Reader, Protocol):
     pass
 
 
@@ -78,7 +78,7 @@ class QueryService:
         control: ControlStore,
         aggregates: AggregateReader,
         auth: ApiKeyAuth,
-        rejections: dashboard.RejectionReader,
+        rejections: rejections.RejectionReader,
         *,
         events: access.EventsReader,
         deletions: Deletions,
@@ -98,11 +98,11 @@ class QueryService:
         """A page of the plugins this key reads (all of them for the admin key), and the next page's
         cursor."""
         caller = self._auth.caller(api_key)
-        limit = dashboard.parse_limit(params.get("limit"))
+        limit = paging.parse_limit(params.get("limit"))
         if not caller.admin:
             return ([caller.plugin_id] if caller.plugin_id else []), None
-        plugins, more = self._control.list_plugins(dashboard.decode_user_cursor(params.get("cursor")), limit)
-        return plugins, dashboard.encode_user_cursor(plugins[-1]) if more and plugins else None
+        plugins, more = self._control.list_plugins(paging.decode_user_cursor(params.get("cursor")), limit)
+        return plugins, paging.encode_user_cursor(plugins[-1]) if more and plugins else None
 
     def managed(self, api_key: str | None, raw_plugin: str) -> str:
         """The plugin an admin request manages (401/403 for other keys, 404 for a bad plugin id)."""
@@ -191,26 +191,26 @@ class QueryService:
         """The plugin's columns, and its own origins (where the page loads images from by itself)."""
         published = self.readable(api_key, raw_plugin)
         origins = [origin for origin in published.config.allowed_origins if origin != "*"]
-        return dashboard.columns(published, lang), origins
+        return rows.columns(published, lang), origins
 
-    def rows(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> dashboard.Page:
+    def rows(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> rows.Page:
         published = self.readable(api_key, raw_plugin)
-        chosen = dashboard.chosen_aggregations(published, params)
-        limit = dashboard.parse_limit(params.get("limit"))
-        return dashboard.rows(self._aggregates, published, params.get("cursor"), limit, chosen)
+        chosen = rows.chosen_aggregations(published, params)
+        limit = paging.parse_limit(params.get("limit"))
+        return rows.page_of_rows(self._aggregates, published, params.get("cursor"), limit, chosen)
 
     def user(self, api_key: str | None, raw_plugin: str, user_id: str, params: Mapping[str, str]) -> UserView:
         """One person's values (every key with data, declared or not) and profile, for any of their
         ids: an id linked into a user answers that user's (404 when nothing is known of it)."""
         published = self.readable(api_key, raw_plugin)
-        chosen = dashboard.chosen_aggregations(published, params)
+        chosen = rows.chosen_aggregations(published, params)
         if not is_identifier(user_id):
             raise NotFound(f"Nothing tracked for user {user_id!r}")
         root, gathered = people.person_of(self._aggregates, published.plugin_id, user_id)
-        values = dashboard.row_values(gathered.all_states(), published, chosen, declared_only=False)
+        values = rows.row_values(gathered.all_states(), published, chosen, declared_only=False)
         if not values and not gathered.profiles:
             raise NotFound(f"Nothing tracked for user {user_id!r}")
-        shown, following = dashboard.values_page(values, params.get("cursor"))
+        shown, following = rows.values_page(values, params.get("cursor"))
         return UserView(user_id, root, shown, gathered.person(), following)
 
     def user_events(
@@ -260,8 +260,8 @@ class QueryService:
 
     def export(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> CsvPart:
         published, people_lists = self._readable(api_key, raw_plugin)
-        chosen = dashboard.chosen_aggregations(published, params)
-        text, cursor = dashboard.export_csv(
+        chosen = rows.chosen_aggregations(published, params)
+        text, cursor = csv_export.export_csv(
             self._aggregates,
             published,
             lang=params.get("lang"),
@@ -275,16 +275,16 @@ class QueryService:
         """The calls refused for the plugin, newest first (empty when there were none)."""
         plugin_id = plugin_id_of(raw_plugin)
         self._auth.reader(api_key, plugin_id)
-        limit = dashboard.parse_limit(params.get("limit"))
-        return dashboard.rejections(self._rejections, plugin_id, params.get("cursor"), limit)
+        limit = paging.parse_limit(params.get("limit"))
+        return rejections.newest_first(self._rejections, plugin_id, params.get("cursor"), limit)
 
     def series(self, api_key: str | None, raw_plugin: str, params: Mapping[str, str]) -> dict[str, Any]:
         """Events and distinct users per key per day (one query over the rollups)."""
         plugin_id = plugin_id_of(raw_plugin)
         self._auth.reader(api_key, plugin_id)
         published = self._control.get_config(plugin_id)
-        keys = dashboard.series_keys(published, params.get("keys"))
-        return dashboard.series(
+        keys = rollups.series_keys(published, params.get("keys"))
+        return rollups.series(
             self._aggregates, plugin_id, published, keys=keys, first=params.get("from"), last=params.get("to")
         )
 
@@ -293,7 +293,7 @@ class QueryService:
     ) -> dict[str, Any]:
         plugin_id = plugin_id_of(raw_chatbot)
         self._auth.reader(api_key, plugin_id)
-        result = dashboard.summary(
+        result = rollups.summary(
             self._aggregates, plugin_id, self._control.get_config(plugin_id), first=first, last=last
         )
         if result is None:

@@ -1,0 +1,197 @@
+"""Answers from the daily rollups: a series per key and day, and the chatbot summary (counts, the
+ordered funnel, A/B groups, revenue)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tracking.errors import ValidationFailed
+from tracking.models.aggregates import REJECTED_GROUP
+from tracking.models.config import PublishedConfig
+from tracking.models.funnel import FUNNEL, funnel_step, is_internal_key
+from tracking.query.cells import json_number
+from tracking.query.rows import Reader
+
+GROUPS = ("control", "test")
+MAX_SUMMARY_DAYS = 366
+MAX_SERIES_DAYS = 400
+MAX_SERIES_KEYS = 20
+# The summary's counts per event type: the most frequent first, the rest summed (a Segment source may
+# send thousands of event names).
+SUMMARY_COUNTS_MAX = 500
+
+
+def days_before(day: date, days: int, field: str) -> date:
+    try:
+        return day - timedelta(days=days)
+    except OverflowError:
+        raise ValidationFailed("Invalid date", [{"field": field, "message": "too early a date"}]) from None
+
+
+def parse_day(raw: str | None, field: str, default: date) -> date:
+    if raw is None or raw == "":
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(
+            "Invalid date", [{"field": field, "message": "a date as YYYY-MM-DD"}]
+        ) from None
+
+
+def day_range(first: str | None, last: str | None, today: date | None, most: int) -> tuple[date, date]:
+    """The UTC days ``from``..``to`` asked (the last 30 days by default), at most ``most`` of them."""
+    last_day = parse_day(last, "to", today or datetime.now(UTC).date())
+    first_day = parse_day(first, "from", days_before(last_day, 29, "to"))
+    if first_day > last_day:
+        raise ValidationFailed("Invalid range", [{"field": "from", "message": "after 'to'"}])
+    if (last_day - first_day).days >= most:
+        raise ValidationFailed("Invalid range", [{"field": "from", "message": f"at most {most} days"}])
+    return first_day, last_day
+
+
+def series_keys(published: PublishedConfig | None, raw: str | None) -> list[str]:
+    """The keys asked (comma-separated), else the declared ones; at most ``MAX_SERIES_KEYS``."""
+    if raw:
+        keys = list(dict.fromkeys(key.strip() for key in raw.split(",") if key.strip()))
+    else:
+        keys = [event.key for event in published.config.tracking.events] if published else []
+    if not keys or len(keys) > MAX_SERIES_KEYS:
+        raise ValidationFailed(
+            "Invalid keys", [{"field": "keys", "message": f"1 to {MAX_SERIES_KEYS} keys, comma-separated"}]
+        )
+    return keys
+
+
+def series(
+    reader: Reader,
+    plugin_id: str,
+    published: PublishedConfig | None,
+    *,
+    keys: list[str],
+    first: str | None,
+    last: str | None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Events and distinct users per key per UTC day, zero-filled, from the rollups (one query). A
+    rollup counts a user on a day once, on the event that made the day active for that user and key
+    (exact, however many users)."""
+    first_day, last_day = day_range(first, last, today, MAX_SERIES_DAYS)
+    days = [(first_day + timedelta(days=n)).isoformat() for n in range((last_day - first_day).days + 1)]
+    wanted = set(keys)
+    totals: dict[tuple[str, str], list[int]] = {}
+    for rollup in reader.rollups(plugin_id, days[0], days[-1], keys):
+        if rollup.group == REJECTED_GROUP or rollup.key not in wanted or is_internal_key(rollup.key):
+            continue
+        if published is not None and rollup.reset_at < published.reset_at(rollup.key):
+            continue  # counted before the key was reset
+        found = totals.setdefault((rollup.key, rollup.day), [0, 0])
+        found[0] += rollup.count
+        found[1] += rollup.active
+    return {
+        "plugin_id": plugin_id,
+        "from": days[0],
+        "to": days[-1],
+        "series": {
+            key: [
+                {
+                    "day": day,
+                    "events": totals.get((key, day), [0, 0])[0],
+                    "users": totals.get((key, day), [0, 0])[1],
+                }
+                for day in days
+            ]
+            for key in keys
+        },
+    }
+
+
+def summary(
+    reader: Reader,
+    plugin_id: str,
+    published: PublishedConfig | None,
+    *,
+    first: str | None,
+    last: str | None,
+    today: date | None = None,
+) -> dict[str, Any] | None:
+    """Counts per event type, the visitor funnel, A/B groups and revenue in EUR, from the rollups
+    of the days asked (UTC). None when the chatbot has neither a config nor ever an event."""
+    first_day, last_day = day_range(first, last, today, MAX_SUMMARY_DAYS)
+    rollups = [
+        r
+        for r in reader.rollups(plugin_id, first_day.isoformat(), last_day.isoformat())
+        if published is None or r.reset_at >= published.reset_at(r.key)
+    ]
+    if not rollups and published is None and not reader.has_rollups(plugin_id):
+        return None
+    counts: dict[str, int] = {}
+    users: dict[tuple[str, str], int] = {}
+    revenue: dict[str, Decimal] = {}
+    rejected: dict[str, int] = {}
+    in_funnel = [0] * len(FUNNEL)
+    for rollup in rollups:
+        if rollup.group == REJECTED_GROUP:
+            rejected[rollup.key] = rejected.get(rollup.key, 0) + rollup.count
+            continue
+        step = funnel_step(rollup.key)
+        if step is not None:
+            if 1 <= step <= len(FUNNEL):
+                in_funnel[step - 1] += rollup.users
+            continue
+        if is_internal_key(rollup.key):
+            continue
+        counts[rollup.key] = counts.get(rollup.key, 0) + rollup.count
+        users[(rollup.key, rollup.group)] = users.get((rollup.key, rollup.group), 0) + rollup.users
+        revenue[rollup.group] = revenue.get(rollup.group, Decimal(0)) + rollup.revenue
+
+    def step_users(key: str, group: str | None = None) -> int:
+        return sum(n for (k, g), n in users.items() if k == key and (group is None or g == group))
+
+    # The ordered funnel: the users who first visited in these days, by how far in order they went.
+    funnel = []
+    first_step = in_funnel[0]
+    previous: int | None = None
+    for name, reached in zip(FUNNEL, in_funnel, strict=True):
+        funnel.append(
+            {
+                "step": name,
+                "users": reached,
+                "conversion_from_previous": _ratio(reached, previous) if previous is not None else None,
+                "conversion_overall": _ratio(reached, first_step),
+            }
+        )
+        previous = reached
+    ab_test = {}
+    for group in GROUPS:
+        visitors, buyers = step_users("visitor", group), step_users("purchase", group)
+        ab_test[group] = {
+            "users": visitors,
+            "conversions": buyers,
+            "conversion_rate": _ratio(buyers, visitors),
+            "revenue_eur": _money(revenue.get(group, Decimal(0))),
+        }
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown, rest = ranked[:SUMMARY_COUNTS_MAX], ranked[SUMMARY_COUNTS_MAX:]
+    other = {"keys": len(rest), "events": sum(n for _, n in rest)} if rest else None
+    return {
+        "chatbot_id": plugin_id,
+        "from": first_day.isoformat(),
+        "to": last_day.isoformat(),
+        "counts": dict(sorted(shown)),
+        "other_counts": other,
+        "funnel": funnel,
+        "ab_test": ab_test,
+        "revenue_eur": _money(sum(revenue.values(), Decimal(0))),
+        "rejected": dict(sorted(rejected.items())),
+    }
+
+
+def _ratio(part: int, whole: int | None) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _money(amount: Decimal) -> int | float:
+    return json_number(amount.quantize(Decimal("0.01")))

@@ -13,11 +13,10 @@ from tracking.ingest.dialects.segment import (
     Route,
     SegmentCall,
     event_time,
-    is_write_key,
     parse,
     to_canonical,
-    write_key_from,
 )
+from tracking.ingest.dialects.write_keys import is_write_key, write_key_from
 from tracking.keys import SEP
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig

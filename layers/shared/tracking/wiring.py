@@ -13,14 +13,39 @@ if TYPE_CHECKING:
     from tracking.ingest.service import IngestService
     from tracking.query.auth import AdminKey
     from tracking.query.service import QueryService
+    from tracking.storage.budgets import BudgetStore
     from tracking.storage.control import ControlStore
+    from tracking.storage.dashboard_keys import DashboardKeyStore
+    from tracking.storage.plugins import PluginStore
 
 
 def control_store(settings: Settings) -> ControlStore:
+    """The control table whole (the query service reads plugins and manages keys)."""
     from tracking.storage.control import ControlStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
 
     return ControlStore(client(), settings.control_table)
+
+
+def plugin_store(settings: Settings) -> PluginStore:
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.plugins import PluginStore  # noqa: PLC0415
+
+    return PluginStore(client(), settings.control_table)
+
+
+def budget_store(settings: Settings) -> BudgetStore:
+    from tracking.storage.budgets import BudgetStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    return BudgetStore(client(), settings.control_table)
+
+
+def dashboard_key_store(settings: Settings) -> DashboardKeyStore:
+    from tracking.storage.dashboard_keys import DashboardKeyStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    return DashboardKeyStore(client(), settings.control_table)
 
 
 def ingest_service(settings: Settings) -> IngestService:
@@ -32,11 +57,11 @@ def ingest_service(settings: Settings) -> IngestService:
     from tracking.storage.events import EventStore  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
-    control = control_store(settings)
+    limit, lease = settings.rate_limit_per_minute, settings.rate_limit_max_lease
     return IngestService(
-        directory=PluginDirectory(control, settings.config_cache_seconds),
+        directory=PluginDirectory(plugin_store(settings), settings.config_cache_seconds),
         sink=EventStore(client(), settings.events_table, settings.retention_days),
-        limiter=RateLimiter(control, settings.rate_limit_per_minute, max_lease=settings.rate_limit_max_lease),
+        limiter=RateLimiter(budget_store(settings), limit, max_lease=lease),
         rejections=RejectionLog(RejectionStore(client(), settings.events_table)),
         default_plugin_id=settings.default_plugin_id,
     )
@@ -51,7 +76,7 @@ def aggregator(settings: Settings) -> Aggregator:
 
     return Aggregator(
         AggregateStore(client(), settings.aggregates_table),
-        control_store(settings),
+        plugin_store(settings),
         index=UserEvents(client(), settings.events_table, settings.retention_days),
         refusals=RejectionStore(client(), settings.events_table),
     )
@@ -67,12 +92,12 @@ def query_service(settings: Settings) -> QueryService:
     from tracking.storage.events import UserEvents  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
-    control = control_store(settings)
-    quota = RateLimiter(control, settings.key_quota_per_day, window_ms=QUOTA_WINDOW_MS)
+    quota = RateLimiter(budget_store(settings), settings.key_quota_per_day, window_ms=QUOTA_WINDOW_MS)
+    keys = dashboard_key_store(settings)
     return QueryService(
-        control=control,
+        control=control_store(settings),
         aggregates=AggregateStore(client(), settings.aggregates_table),
-        auth=ApiKeyAuth(admin_key(settings), control, quota=quota if quota.enabled else None),
+        auth=ApiKeyAuth(admin_key(settings), keys, quota=quota if quota.enabled else None),
         rejections=RejectionStore(client(), settings.events_table),
         events=UserEvents(client(), settings.events_table, settings.retention_days),
         deletions=DeletionStore(client(), settings.events_table),

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from tracking.compact import dumps_compact
 from tracking.errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
 from tracking.ingest.configs import PluginDirectory
-from tracking.ingest.dialects import plugin, segment, widget
+from tracking.ingest.dialects import plugin, segment, widget, write_keys
 from tracking.ingest.rejections import RejectionLog
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
@@ -185,9 +185,9 @@ class IngestService:
         info: RequestInfo,
         query_write_key: str | None = None,
     ) -> Outcome:
-        write_key = segment.write_key_from(authorization, payload, query_write_key)
+        write_key = write_keys.write_key_from(authorization, payload, query_write_key)
         plugin_id = (
-            self._directory.plugin_for_write_key(write_key) if segment.is_write_key(write_key) else None
+            self._directory.plugin_for_write_key(write_key) if write_keys.is_write_key(write_key) else None
         )
         published = self._directory.config(plugin_id) if plugin_id else None
         if published is None:

@@ -4,8 +4,6 @@ in a batch that is judged call by call."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -21,7 +19,6 @@ from tracking.compact import dumps_compact
 from tracking.errors import (
     ApiError,
     PayloadTooLarge,
-    Unauthorized,
     ValidationFailed,
     validate,
     validation_details,
@@ -39,7 +36,7 @@ from tracking.models.canonical import (
     at_most_bytes,
     capped_time,
 )
-from tracking.models.config import WRITE_KEY, PluginConfig
+from tracking.models.config import PluginConfig
 from tracking.models.rejections import Rejection, cut_payload
 from tracking.models.request import RequestInfo, client_event_id, new_event_ids
 from tracking.payloads import check_numbers, number_details
@@ -126,41 +123,6 @@ class SegmentBatch(BaseModel):
     batch: list[Any] = Field(min_length=1)
     context: dict[str, Any] | None = None
     sentAt: ClientTime = None
-
-
-def write_key_from(authorization: str | None, payload: dict[str, Any], in_query: str | None = None) -> str:
-    """HTTP Basic with the write key as user name (or a Bearer write key, as Customer.io's libraries
-    send region keys), else ``writeKey`` in the body, else in a batch's first call (analytics.js), else
-    in the query string (RudderStack's beacon: ``navigator.sendBeacon`` sends no headers)."""
-    if authorization:
-        scheme, _, credentials = authorization.partition(" ")
-        credentials = credentials.strip()
-        if scheme.lower() == "bearer" and credentials:
-            return credentials
-        if scheme.lower() != "basic" or not credentials:
-            raise Unauthorized("Authorization must be HTTP Basic with the write key as user name")
-        try:
-            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("Authorization is not valid base64") from None
-        key = decoded.partition(":")[0]
-    else:
-        key = _body_write_key(payload) or in_query or ""
-    if not key:
-        raise Unauthorized("A write key is required (HTTP Basic user name or writeKey)")
-    return key
-
-
-def _body_write_key(payload: dict[str, Any]) -> str:
-    raw = payload.get("writeKey")
-    calls = payload.get("batch")
-    if raw is None and isinstance(calls, list) and calls and isinstance(calls[0], dict):
-        raw = calls[0].get("writeKey")
-    return raw if isinstance(raw, str) else ""
-
-
-def is_write_key(text: str) -> bool:
-    return WRITE_KEY.match(text) is not None
 
 
 def client_ms(raw: ClientTime) -> int | None:

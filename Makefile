@@ -86,9 +86,9 @@ template-lint: $(SAM_STAMP)
 	$(OFFLINE_AWS) $(SAM_VENV)/bin/sam validate --lint
 	$(OFFLINE_AWS) $(SAM_VENV)/bin/cfn-lint template.yaml
 
-# Every write in the template's IAM statements names a resource of this stack (devstack/policies.py).
+# Every write in the template's IAM statements names a resource of this stack (devstack/checks/policies.py).
 policy-check: $(PY_STAMP)
-	$(BIN)/python -m devstack.policies
+	$(BIN)/python -m devstack.checks.policies
 
 # `sam build` needs the runtime's Python (3.13): pyenv's, when installed, is made visible here.
 build-check: $(SAM_STAMP) $(PY_STAMP)
@@ -97,7 +97,7 @@ build-check: $(SAM_STAMP) $(PY_STAMP)
 		if [ -n "$$v" ]; then export PYENV_VERSION="$$(pyenv version-name):$$v"; fi; \
 	fi; \
 	if command -v python3.13 >/dev/null 2>&1 && python3.13 -V >/dev/null 2>&1; then \
-		$(OFFLINE_AWS) $(SAM_VENV)/bin/sam build && $(BIN)/python -m devstack.buildcheck; \
+		$(OFFLINE_AWS) $(SAM_VENV)/bin/sam build && $(BIN)/python -m devstack.checks.buildcheck; \
 	else \
 		echo "SKIPPED: sam build check: no python3.13 on PATH (the functions run on python3.13; install it, or pyenv install 3.13)"; \
 	fi
@@ -106,7 +106,7 @@ build: build-check
 
 # Everything a deploy needs that can be checked without an AWS account, then what `sam deploy --guided` asks.
 deploy-check: template-lint policy-check build-check
-	$(BIN)/python -m devstack.deployprompts
+	$(BIN)/python -m devstack.checks.deployprompts
 
 # The first deploy asks for the stack's parameters (admin key, alarm email, ...): make deploy GUIDED=1
 deploy: build-check
@@ -132,7 +132,7 @@ bench: deps
 	$(BIN)/python -m devstack.bench
 
 openapi: $(PY_STAMP)
-	$(BIN)/python -m devstack.openapi
+	$(BIN)/python -m devstack.checks.openapi
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CLIENTS_VENV) devstack/node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

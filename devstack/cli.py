@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack import dynamodb
-from devstack.template import ROOT, Template
+from devstack.local import dynamodb
+from devstack.local.template import ROOT, Template
 
 DEFAULT_STATE_DIR = ROOT / ".local"
 STATE_FILE = "stack.json"
@@ -101,9 +101,9 @@ class LocalStack:
 
     def start(self, args: argparse.Namespace) -> bool:
         """Start everything; False if asked to stop meanwhile."""
-        from devstack.apigw import ApiServer  # noqa: PLC0415
-        from devstack.lambdas import ProcessPool, function_environment  # noqa: PLC0415
-        from devstack.poller import StreamPoller  # noqa: PLC0415
+        from devstack.local.apigw import ApiServer  # noqa: PLC0415
+        from devstack.local.lambdas import ProcessPool, function_environment  # noqa: PLC0415
+        from devstack.local.poller import StreamPoller  # noqa: PLC0415
 
         data_dir = None if args.in_memory else self.state_dir / "dynamodb"
         database = self.database = dynamodb.start(
@@ -235,7 +235,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     import contextlib  # noqa: PLC0415
     import traceback  # noqa: PLC0415
 
-    from devstack.lambdas import LambdaContext, function_environment, load_handler  # noqa: PLC0415
+    from devstack.local.lambdas import LambdaContext, function_environment, load_handler  # noqa: PLC0415
 
     state_dir = _state_dir(args)
     stack = _stack(state_dir)
@@ -269,7 +269,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Send the demo traffic to the running stack."""
-    from devstack import demo  # noqa: PLC0415
+    from devstack.tools import demo  # noqa: PLC0415
 
     state_dir = _state_dir(args)
     stack = _stack(state_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from devstack.builders import api_event
+from devstack.local.builders import api_event
 
 __all__ = ["api_event", "assert_contract_error"]
 

@@ -14,8 +14,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from hypothesis import strategies as st
 
-from devstack.esm import ShardConsumer
-from devstack.template import Template
+from devstack.local.esm import ShardConsumer
+from devstack.local.template import Template
 from tests.streams import STREAM_ARN, canonical, stream_record
 from tracking.aggregate.fold import (
     DAY_MS,

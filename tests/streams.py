@@ -3,6 +3,6 @@ builders the benchmarks use too)."""
 
 from __future__ import annotations
 
-from devstack.builders import STREAM_ARN, canonical, invocation, stream_record
+from devstack.local.builders import STREAM_ARN, canonical, invocation, stream_record
 
 __all__ = ["STREAM_ARN", "canonical", "invocation", "stream_record"]

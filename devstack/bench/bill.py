@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from devstack.template import Template
+from devstack.local.template import Template
 from tracking.observability import outcome_metric
 
 MONTH_DAYS = 30.4375

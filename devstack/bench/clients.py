@@ -25,7 +25,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from devstack.template import ROOT
+from devstack.local.template import ROOT
 
 NODE_MODULES = ROOT / "devstack" / "node_modules"
 ANALYTICS_NEXT = NODE_MODULES / "@segment" / "analytics-next" / "dist" / "umd"

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from typing import Any
 
-from devstack import dynamodb
+from devstack.bench.harness import TEMPLATE
 from devstack.bench.stats import spread
-from devstack.bench.workloads import TEMPLATE
-from devstack.lambdas import function_environment
-from devstack.template import ROOT
+from devstack.local import dynamodb
+from devstack.local.lambdas import function_environment
+from devstack.local.template import ROOT
 
 FLOOR_CODE = (
     "import time;t=time.process_time();import boto3;boto3.client('dynamodb');print(time.process_time()-t)"

@@ -8,25 +8,22 @@ import json
 import re
 from typing import Any
 
-from devstack import dynamodb
+from devstack.bench.aggregation import BENCH_CONFIG
 from devstack.bench.bill import PRICES
 from devstack.bench.clients import captured_calls
+from devstack.bench.harness import ADMIN, TEMPLATE, Function, environment_of
 from devstack.bench.workloads import (
-    ADMIN,
-    BENCH_CONFIG,
     STORAGE_OVERHEAD_BYTES,
-    TEMPLATE,
-    Function,
     batched_calls,
     browser_calls,
-    environment_of,
     ingest_calls,
     run_workload,
     single_calls,
     widget_call,
 )
-from devstack.builders import api_event
-from devstack.capacity import item_size, metered, write_units
+from devstack.local import dynamodb
+from devstack.local.builders import api_event
+from devstack.local.capacity import item_size, metered, write_units
 from tracking.errors import RateLimited
 from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore

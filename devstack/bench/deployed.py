@@ -1,5 +1,5 @@
 """Cold start as deployed: each function started in a fresh Python 3.13 interpreter of a Lambda-like
-layout of what ``sam build`` ships (``devstack/lambdalayout.py``), importing its handler and serving
+layout of what ``sam build`` ships (``devstack/local/lambdalayout.py``), importing its handler and serving
 one request against DynamoDB Local; over the floor measured the same way (boto3 from the runtime's
 precompiled install, a DynamoDB client and one ``put_item``). CPU time of the interpreter from its
 first line to the answer: what Lambda bills as init plus the first invocation, minus the interpreter's
@@ -11,11 +11,11 @@ import json
 import statistics
 from typing import Any
 
-from devstack import dynamodb
+from devstack.bench.harness import ADMIN_KEY, TEMPLATE, Function, environment_of
 from devstack.bench.stats import spread
-from devstack.bench.workloads import ADMIN_KEY, TEMPLATE, Function, environment_of
-from devstack.lambdalayout import COMPILE_PROBE, LambdaLayout, python313
-from devstack.template import ROOT
+from devstack.local import dynamodb
+from devstack.local.lambdalayout import COMPILE_PROBE, LambdaLayout, python313
+from devstack.local.template import ROOT
 
 FUNCTIONS = {"ingest": "IngestFunction", "aggregate": "AggregateFunction", "query": "QueryFunction"}
 EVENTS = {

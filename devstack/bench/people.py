@@ -7,10 +7,10 @@ import json
 import time
 from typing import Any
 
-from devstack import dynamodb
-from devstack.bench.workloads import ADMIN, Function, environment_of
-from devstack.builders import api_event, canonical, invocation, stream_record
-from devstack.capacity import metered
+from devstack.bench.harness import ADMIN, Function, environment_of
+from devstack.local import dynamodb
+from devstack.local.builders import api_event, canonical, invocation, stream_record
+from devstack.local.capacity import metered
 from tracking.keys import aggregate_pk, deletions_pk, user_prefix
 from tracking.models.canonical import CanonicalEvent
 from tracking.storage.dynamo import client

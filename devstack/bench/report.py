@@ -12,22 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devstack.bench.aggregation import aggregate_throughput, aggregate_writes
 from devstack.bench.bill import whole_bill
 from devstack.bench.coldstart import cold_start
 from devstack.bench.cost import cost
 from devstack.bench.deployed import cold_start_deployed
+from devstack.bench.harness import TEMPLATE, local_dynamodb
 from devstack.bench.people import deletion_cost, link_cost
 from devstack.bench.stats import describe
-from devstack.bench.workloads import (
-    TEMPLATE,
-    aggregate_throughput,
-    aggregate_writes,
-    ingest_overhead,
-    load_run,
-    local_dynamodb,
-    query_page,
-)
-from devstack.template import ROOT
+from devstack.bench.workloads import ingest_overhead, load_run, query_page
+from devstack.local.template import ROOT
 
 RESULTS = ROOT / "bench"
 TARGETS = {

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.stack import ADMIN_KEY, Reply, Stack, StackError, eventually, start_stack, stop_stack
+from devstack.local.stack import ADMIN_KEY, Reply, Stack, StackError, eventually, start_stack, stop_stack
 from tests.conftest import ROOT
 
 __all__ = ["ADMIN_KEY", "Reply", "Stack", "eventually", "run_demo", "start_stack", "stop_stack"]

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.stack import Stack
-from devstack.template import Template
+from devstack.local.stack import Stack
+from devstack.local.template import Template
 
 # Which of the template's gateway responses answers a status the gateway gives itself.
 GATEWAY_RESPONSES = {400: "REQUEST_TOO_LARGE", 429: "THROTTLED", 503: "DEFAULT_5XX"}

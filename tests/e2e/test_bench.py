@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from devstack.bench.report import TARGETS
-from devstack.lambdalayout import python313
-from devstack.template import ROOT
+from devstack.local.lambdalayout import python313
+from devstack.local.template import ROOT
 
 pytestmark = pytest.mark.e2e
 

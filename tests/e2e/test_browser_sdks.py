@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page
 
-from devstack.dynamodb import free_port
+from devstack.local.dynamodb import free_port
 from tests.conftest import ROOT
 from tests.e2e.browsers import chromium
 from tests.e2e.conftest import Stack, eventually

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from devstack import dynamodb
-from devstack.lambdas import FunctionPool
-from devstack.template import Template
+from devstack.local import dynamodb
+from devstack.local.lambdas import FunctionPool
+from devstack.local.template import Template
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
 from tests.merge import MergeScenario, assert_merged_like_clean, merge_scenarios, publish, read_people

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from devstack.apigw import match
-from devstack.template import Template
+from devstack.local.apigw import match
+from devstack.local.template import Template
 from tests.conftest import EVENTS_DIR, ROOT, SAMPLE_ADMIN_KEY, seed_sample_key
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 

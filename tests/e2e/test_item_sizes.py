@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack import dynamodb
+from devstack.local import dynamodb
 from tracking.storage.dynamo import ITEM_MAX_BYTES, item_size, to_item
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack import load
-from devstack.stack import StackError, crash_stack, eventually, start_stack, stop_stack
+from devstack.local.stack import StackError, crash_stack, eventually, start_stack, stop_stack
+from devstack.tools import load
 
 pytestmark = pytest.mark.e2e
 

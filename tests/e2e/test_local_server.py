@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import Stack, StackError, eventually, start_stack, stop_stack
+from devstack.local.stack import Stack, StackError, eventually, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

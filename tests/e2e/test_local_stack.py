@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devstack.dynamodb import free_port
+from devstack.local.dynamodb import free_port
 from tests.conftest import ROOT
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 

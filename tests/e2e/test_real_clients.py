@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devstack.stack import Stack, eventually
+from devstack.local.stack import Stack, eventually
 from tests.conftest import ROOT
 from tests.e2e.gateway import Gateway, running
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from devstack.stack import ADMIN_KEY, Stack, start_stack, stop_stack
+from devstack.local.stack import ADMIN_KEY, Stack, start_stack, stop_stack
 from tests.helpers import assert_contract_error
 from tracking.errors import CLIENT_ERROR_CODES
 

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.lambdas import FunctionPool
-from devstack.template import Template
+from devstack.local.lambdas import FunctionPool
+from devstack.local.template import Template
 from tests.conftest import sample_event
 from tests.streams import invocation
 from tracking.settings import get_settings

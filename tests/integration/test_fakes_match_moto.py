@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from devstack.builders import canonical
+from devstack.local.builders import canonical
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeBudgets, FakeControl
 from tests.fakes.events import FakeEvents

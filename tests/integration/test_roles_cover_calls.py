@@ -1,5 +1,5 @@
 """Each function's role in template.yaml allows every DynamoDB call its code makes. Least privilege
-is checked elsewhere (devstack/policies.py); this is the other side: a call the role does not allow
+is checked elsewhere (devstack/checks/policies.py); this is the other side: a call the role does not allow
 works on moto and DynamoDB Local and fails only once deployed. Every function runs a scenario that
 reaches its code paths (each dialect, batches with refusals, links refused and held, a suppression and
 the calls after it, a chatbot without a config, every read route, a deletion to its end), and every
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import load_template
+from devstack.local.template import load_template
 from tests.conftest import SAMPLE_ADMIN_KEY, sample_event
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, Stream, body, new_container

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devstack.apigw import match
+from devstack.local.apigw import match
 from tests.conftest import EVENTS_DIR, sample_event, seed_sample_key
 from tests.integration.conftest import TEMPLATE, Invoke, stored_events
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.capacity import metered
+from devstack.local.capacity import metered
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
 from tests.integration.conftest import (

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.capacity import metered
+from devstack.local.capacity import metered
 from tracking.errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
 from tracking.keys import rate_pk

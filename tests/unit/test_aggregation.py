@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import Template
+from devstack.local.template import Template
 from tracking.aggregate.fold import (
     SHARD_MEMORY_MS,
     Counted,

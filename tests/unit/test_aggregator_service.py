@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from devstack.builders import canonical
+from devstack.local.builders import canonical
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeControl
 from tests.fakes.events import FakeEvents, FakeRefusals

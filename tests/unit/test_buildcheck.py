@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.buildcheck import problems
-from devstack.template import Template
+from devstack.checks.buildcheck import problems
+from devstack.local.template import Template
 
 SO = "_pydantic_core.cpython-313-aarch64-linux-gnu.so"
 

@@ -3,8 +3,8 @@ its default, and a confirmation for each function whose API routes have no gatew
 
 from __future__ import annotations
 
-from devstack.deployprompts import prompts
-from devstack.template import load_template
+from devstack.checks.deployprompts import prompts
+from devstack.local.template import load_template
 
 
 def test_every_parameter_is_listed_with_its_default() -> None:

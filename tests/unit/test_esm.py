@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from devstack.esm import ShardConsumer, matches, passes_filters
-from devstack.template import StreamMapping, Template
+from devstack.local.esm import ShardConsumer, matches, passes_filters
+from devstack.local.template import StreamMapping, Template
 
 MAPPING = StreamMapping(
     function="F",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from devstack.builders import canonical
+from devstack.local.builders import canonical
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeControl
 from tests.fakes.events import FakeDeletions, FakeEvents, FakeRefusals

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import Template, load_template
+from devstack.local.template import Template, load_template
 
 DOCUMENT = load_template()
 API = DOCUMENT["Resources"]["TrackingApi"]["Properties"]

@@ -6,8 +6,8 @@ import base64
 import re
 import tomllib
 
-from devstack.apigw import match, proxy_event
-from devstack.template import ROOT, Route, Template
+from devstack.local.apigw import match, proxy_event
+from devstack.local.template import ROOT, Route, Template
 
 TEMPLATE = Template.load()
 

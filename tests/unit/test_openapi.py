@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from devstack.openapi import TARGET, render
-from devstack.template import Template
+from devstack.checks.openapi import TARGET, render
+from devstack.local.template import Template
 from tracking.errors import (
     BadRequest,
     Forbidden,

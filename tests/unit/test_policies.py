@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.policies import findings, is_write
-from devstack.template import load_template
+from devstack.checks.policies import findings, is_write
+from devstack.local.template import load_template
 
 
 def test_every_write_in_the_template_names_a_resource_of_this_stack() -> None:

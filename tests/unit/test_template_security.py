@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from devstack.template import load_template
+from devstack.local.template import load_template
 
 DOCUMENT = load_template()
 

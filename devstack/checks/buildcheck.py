@@ -3,7 +3,7 @@ tracking package and its static files, and bytecode Lambda will use (for every m
 Python 3.13 in unchecked-hash mode, valid whatever the files' dates); a handler per function.
 
 ``main`` also proves the bytecode is used: the same layer, built for this machine by the same
-Makefile and unpacked as Lambda unpacks it (``devstack/lambdalayout.py``), imports every handler
+Makefile and unpacked as Lambda unpacks it (``devstack/local/lambdalayout.py``), imports every handler
 without compiling one of the layer's modules."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from devstack.template import ROOT, Template
+from devstack.local.template import ROOT, Template
 
 BUILD = ROOT / ".aws-sam" / "build"
 
@@ -75,7 +75,7 @@ def bytecode_problems(layer: Path) -> list[str]:
 def compiled_at_start() -> dict[str, list[str]]:
     """Per function, the layer's modules compiled when its handler is imported in a Lambda-like
     layout of a layer built by the same Makefile for this machine (empty: the bytecode is used)."""
-    from devstack.lambdalayout import COMPILE_PROBE, LambdaLayout, python313  # noqa: PLC0415
+    from devstack.local.lambdalayout import COMPILE_PROBE, LambdaLayout, python313  # noqa: PLC0415
 
     python = python313()
     assert python is not None

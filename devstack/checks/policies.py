@@ -1,4 +1,4 @@
-"""Least privilege, checked on template.yaml (``python -m devstack.policies``; make deploy-check and
+"""Least privilege, checked on template.yaml (``python -m devstack.checks.policies``; make deploy-check and
 tests/unit/test_policies.py run it).
 
 Every identity statement that allows a write must name resources of this stack: a ``Ref`` or
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from devstack.template import load_template
+from devstack.local.template import load_template
 
 # Verbs of actions that change nothing.
 READ_VERBS = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")

@@ -9,7 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from devstack.template import ROOT, load_template
+from devstack.local.template import ROOT, load_template
 
 
 def _guided_defaults() -> Mapping[str, Any]:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack import dynamodb
-from devstack.stack import Stack
+from devstack.local import dynamodb
+from devstack.local.stack import Stack
 from tracking.keys import PROFILE_KIND, is_aggregates_pk
 
 PLUGIN = "load-plugin"

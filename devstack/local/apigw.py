@@ -17,8 +17,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack.lambdas import Invoker
-from devstack.template import Route
+from devstack.local.lambdas import Invoker
+from devstack.local.template import Route
 
 logger = logging.getLogger("devstack.api")
 

@@ -23,7 +23,7 @@ from tracking.http import BODY_MODELS
 from tracking.ingest.routes import create_ingest_app
 from tracking.query.routes import create_query_app
 
-TARGET = Path(__file__).resolve().parent.parent / "layers" / "shared" / "tracking" / "query" / "openapi.json"
+TARGET = Path(__file__).resolve().parents[2] / "layers" / "shared" / "tracking" / "query" / "openapi.json"
 QUERY_EXTENSION = "x-query-parameters"
 REF_PREFIX = "#/components/schemas/"
 

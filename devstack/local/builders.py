@@ -9,8 +9,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
-from devstack.apigw import match, proxy_event
-from devstack.template import Route, Template
+from devstack.local.apigw import match, proxy_event
+from devstack.local.template import Route, Template
 from tracking.models.canonical import CanonicalEvent
 from tracking.storage.events import event_to_item
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from devstack.template import Function
+from devstack.local.template import Function
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _serial = itertools.count(1)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devstack.esm import ShardConsumer, passes_filters
-from devstack.template import StreamMapping
+from devstack.local.esm import ShardConsumer, passes_filters
+from devstack.local.template import StreamMapping
 
-logger = logging.getLogger("devstack.poller")
+logger = logging.getLogger("devstack.local.poller")
 
 POLL_INTERVAL_S = 0.2
 

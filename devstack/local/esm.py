@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from devstack.template import StreamMapping
+from devstack.local.template import StreamMapping
 
-logger = logging.getLogger("devstack.esm")
+logger = logging.getLogger("devstack.local.esm")
 
 Invoke = Callable[[dict[str, Any]], Any]
 OnFailure = Callable[[dict[str, Any]], None]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.dynamodb import Database, find_jar, free_port
-from devstack.template import ROOT
+from devstack.local.dynamodb import Database, find_jar, free_port
+from devstack.local.template import ROOT
 
 
 class StackError(RuntimeError):

@@ -18,9 +18,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devstack.template import Template
+from devstack.local.template import Template
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # devstack/: package.json and node_modules
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",

@@ -6,7 +6,7 @@ Everything is read-only and Python writes no bytecode, as on Lambda, so a module
 not validate is compiled again on every start, and is seen to be.
 
 Used by the cold-start benchmark (``devstack/bench/deployed.py``) and ``make build-check``
-(``devstack/buildcheck.py``)."""
+(``devstack/checks/buildcheck.py``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devstack.template import ROOT, Function
+from devstack.local.template import ROOT, Function
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 LAYER_SOURCE = ROOT / "layers" / "shared"

@@ -1,0 +1,1 @@
+"""Tools that drive a running stack: demo traffic and bounded load."""

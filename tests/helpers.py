@@ -6,9 +6,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from devstack.local.builders import api_event
+from devstack.local.builders import api_event, canonical
+from tracking.models.canonical import CanonicalEvent
 
-__all__ = ["api_event", "assert_contract_error"]
+__all__ = ["api_event", "assert_contract_error", "identify_call", "segment_call"]
+
+
+def segment_call(key: str, user: str, *, at: int, event_id: str, **extra: Any) -> CanonicalEvent:
+    """A Segment-spec track call as ingest stores it (an anonymous visitor's: ``anonymous_id=user``)."""
+    return canonical(
+        key, extra.pop("value", None), user=user, at=at, event_id=event_id, dialect="segment", **extra
+    )
+
+
+def identify_call(
+    user: str, anonymous: str | None, *, at: int, event_id: str, traits: dict[str, Any] | None = None
+) -> CanonicalEvent:
+    """A Segment identify as ingest stores it: ``anonymous`` (if any) asks to be linked into ``user``."""
+    return segment_call(
+        "identify",
+        user,
+        at=at,
+        event_id=event_id,
+        kind="identify",
+        anonymous_id=anonymous,
+        traits=traits or {},
+    )
 
 
 REJECTED_CALL = {"index", "messageId", "code", "message", "details"}

@@ -4,11 +4,29 @@ fails on DynamoDB."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 
 from tests.fakes.table import ConditionFailed, Table
-from tracking.keys import PROFILE_KIND, aggregate_pk, funnel_pk, profile_sk, user_prefix
-from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState, UserItems
+from tracking.keys import (
+    PROFILE_KIND,
+    after_user,
+    aggregate_pk,
+    days_range,
+    funnel_pk,
+    profile_sk,
+    rollup_pk,
+    rollup_sk,
+    user_prefix,
+)
+from tracking.models.aggregates import (
+    AggregateKey,
+    AggregateState,
+    RollupKey,
+    RollupState,
+    UserItems,
+    UsersPage,
+)
 from tracking.models.failures import Conflict
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState
@@ -16,10 +34,12 @@ from tracking.storage.aggregate_items import (
     aggregate_from_item,
     aggregate_item_key,
     funnel_from_item,
+    page_of_user_items,
     profile_from_item,
     rollup_from_item,
     rollup_item_key,
     user_items_of,
+    users_one_by_one,
     versioned,
 )
 from tracking.storage.dynamo import from_item
@@ -105,6 +125,33 @@ class FakeAggregates:
             self.table.delete((funnel_pk(plugin_id), user_id))
         profiles = sum(1 for item in items if item.get("kind", {}).get("S") == PROFILE_KIND)
         return len(items) - profiles, profiles, more
+
+    # -- what the dashboard reads --------------------------------------------------------------------
+
+    def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
+        start = after_user(after) if after is not None else None
+        items, more = self.table.page(aggregate_pk(plugin_id), after=start, limit=max_items)
+        return page_of_user_items(items, more, partial(self.user_items, plugin_id))
+
+    def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
+        start = after_user(after) if after is not None else None
+        items, _ = self.table.page(aggregate_pk(plugin_id), after=start)
+        yield from users_one_by_one(items)
+
+    def rollups(
+        self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
+    ) -> list[RollupState]:
+        first, last = days_range(first_day, last_day)
+        found = (rollup_from_item(item) for item in self.table.query(rollup_pk(plugin_id)))
+        return [
+            rollup
+            for rollup in found
+            if first <= rollup_sk(rollup.day, rollup.key, rollup.group, rollup.shard) <= last
+            and (keys is None or rollup.key in keys)
+        ]
+
+    def has_rollups(self, plugin_id: str) -> bool:
+        return bool(self.table.query(rollup_pk(plugin_id)))
 
     # -- for tests ----------------------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from tests.fakes.table import ConditionFailed
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.models.control import Grant
-from tracking.models.failures import StorageUnavailable
+from tracking.models.control import DashboardKey, Grant
+from tracking.models.failures import ConfigChanged, StorageUnavailable, WriteKeyTaken
 from tracking.models.people import NO_PEOPLE, People, suppression_hash
-from tracking.storage.control import UNCONFIGURED_MAX
+from tracking.storage.plugins import UNCONFIGURED_MAX
 
 
 @dataclass
@@ -18,8 +19,11 @@ class FakeControl:
     configs: dict[str, PublishedConfig] = field(default_factory=dict)
     people: dict[str, People] = field(default_factory=dict)
     write_keys: dict[str, str] = field(default_factory=dict)
-    listed: dict[str, int] = field(default_factory=dict)  # chatbots without a config: plugin -> at
+    listed: dict[str, int] = field(default_factory=dict)  # the list of plugins: plugin -> at
+    keys: dict[str, DashboardKey] = field(default_factory=dict)  # dashboard keys by hash, as created
+    listings: dict[str, DashboardKey] = field(default_factory=dict)  # the plugin's list (with last use)
     unconfigured_max: int = UNCONFIGURED_MAX
+    unconfigured: int = 0  # chatbots listed without a config (counted up to unconfigured_max)
     unavailable: bool = False  # every call fails as DynamoDB's throttling does
     reads: int = 0
 
@@ -31,6 +35,7 @@ class FakeControl:
         self.configs[plugin_id] = PublishedConfig(
             plugin_id=plugin_id, config=config, version=version, published_at=at
         )
+        self.listed[plugin_id] = at
         if write_key is not None:
             self.write_keys[write_key] = plugin_id
 
@@ -52,17 +57,86 @@ class FakeControl:
         people = self.people.get(plugin_id, NO_PEOPLE)
         self.people[plugin_id] = replace(people, trait_names=tuple(sorted({*people.trait_names, *names})))
 
-    def suppress(self, plugin_id: str, user_ids: Sequence[str]) -> None:
+    def suppress_ids(self, plugin_id: str, user_ids: Sequence[str]) -> None:
+        self.suppress(plugin_id, [suppression_hash(user_id) for user_id in user_ids])
+
+    def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None:
+        self._check()
         people = self.people.get(plugin_id, NO_PEOPLE)
-        hashes = {suppression_hash(user_id) for user_id in user_ids}
-        self.people[plugin_id] = replace(people, suppressed=people.suppressed | hashes)
+        self.people[plugin_id] = replace(people, suppressed=people.suppressed | set(hashes))
+
+    def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None:
+        self._check()
+        people = self.people.get(plugin_id, NO_PEOPLE)
+        self.people[plugin_id] = replace(people, suppressed=people.suppressed - set(hashes))
+
+    def get_config(self, plugin_id: str) -> PublishedConfig | None:
+        return self.get_plugin(plugin_id)[0]
+
+    def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None:
+        """As the control table's transaction: the version read must still be the stored one, and no
+        write key may belong to another plugin; all of it or nothing."""
+        self._check()
+        plugin_id = published.plugin_id
+        stored = self.configs.get(plugin_id)
+        if (stored.version if stored else None) != (previous.version if previous else None):
+            raise ConfigChanged(plugin_id)
+        taken = [k for k in published.config.write_keys if self.write_keys.get(k, plugin_id) != plugin_id]
+        if taken:
+            raise WriteKeyTaken(taken)
+        for key in previous.config.write_keys if previous else ():
+            if key not in published.config.write_keys and self.write_keys.get(key) == plugin_id:
+                del self.write_keys[key]
+        self.write_keys.update(dict.fromkeys(published.config.write_keys, plugin_id))
+        self.configs[plugin_id] = published
+        self.listed[plugin_id] = published.published_at
+
+    def is_listed(self, plugin_id: str) -> bool:
+        self._check()
+        return plugin_id in self.listed or plugin_id in self.configs
+
+    def list_plugins(self, after: str | None, limit: int) -> tuple[list[str], bool]:
+        self._check()
+        found = sorted(p for p in {*self.listed, *self.configs} if after is None or p > after)
+        return found[:limit], len(found) > limit
+
+    # -- dashboard keys --------------------------------------------------------------------------------
+
+    def save_dashboard_key(self, key: DashboardKey) -> None:
+        self._check()
+        if key.key_hash in self.keys:
+            raise ConditionFailed(f"key {key.key_id} exists")
+        self.keys[key.key_hash] = self.listings[key.key_hash] = key
+        self.listed[key.plugin_id] = key.created_at
+
+    def dashboard_key(self, key_hash: str) -> DashboardKey | None:
+        self._check()
+        return self.keys.get(key_hash)
+
+    def list_keys(self, plugin_id: str) -> list[DashboardKey]:
+        found = [key for key in self.listings.values() if key.plugin_id == plugin_id]
+        return sorted(found, key=lambda key: (key.created_at, key.key_id))
+
+    def listed_key(self, plugin_id: str, key_id: str) -> DashboardKey | None:
+        return next((key for key in self.list_keys(plugin_id) if key.key_id == key_id), None)
+
+    def delete_dashboard_key(self, key: DashboardKey) -> None:
+        self._check()
+        self.keys.pop(key.key_hash, None)
+        self.listings.pop(key.key_hash, None)
+
+    def key_used(self, key: DashboardKey, at: int) -> None:
+        listed = self.listings.get(key.key_hash)
+        if listed is not None and (listed.last_used is None or listed.last_used < at):
+            self.listings[key.key_hash] = replace(listed, last_used=at)
 
     def register_plugin(self, plugin_id: str, at: int) -> bool:
         self._check()
         if plugin_id in self.listed:
             return True
-        if len(self.listed) >= self.unconfigured_max:
+        if self.unconfigured >= self.unconfigured_max:
             return False
+        self.unconfigured += 1
         self.listed[plugin_id] = at
         return True
 

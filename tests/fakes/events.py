@@ -137,6 +137,17 @@ class FakeRefusals:
         found = [(item["sk"]["S"], record_from_values(from_item(item))) for item in items]
         return found, found[-1][0] if more and found else None
 
+    def newest(
+        self, plugin_id: str, before: str | None, max_records: int
+    ) -> tuple[list[tuple[str, RejectionRecord]], str | None]:
+        items = [
+            item
+            for item in reversed(self.table.query(rejections_pk(plugin_id)))
+            if before is None or item["sk"]["S"] <= before
+        ]
+        found = [(item["sk"]["S"], record_from_values(from_item(item))) for item in items[:max_records]]
+        return found, items[max_records]["sk"]["S"] if len(items) > max_records else None
+
     def replace(self, sk: str, record: RejectionRecord) -> None:
         if record.rejections:
             self.table.put(record_to_item(record, sk))

@@ -19,7 +19,7 @@ from tests.fakes.control import FakeBudgets, FakeControl
 from tests.fakes.events import FakeEvents
 from tests.integration.conftest import TEMPLATE
 from tracking.models.aggregates import AggregateState, RollupState
-from tracking.models.failures import Conflict, ItemTooLarge
+from tracking.models.failures import ConfigChanged, Conflict, ItemTooLarge, WriteKeyTaken
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
 from tracking.storage.aggregates import AggregateStore
@@ -45,7 +45,7 @@ def outcome(call: Callable[[], Any]) -> Any:
     """What a call came to: its answer, or the kind of error it raised."""
     try:
         return ("ok", call())
-    except (Conflict, ItemTooLarge, ValueError) as exc:
+    except (Conflict, ItemTooLarge, ConfigChanged, WriteKeyTaken, ValueError) as exc:
         return ("error", type(exc).__name__)
 
 
@@ -185,3 +185,71 @@ def test_plugin_lists_answer_the_same_on_both() -> None:
     assert run(fake) == on_moto(
         lambda dynamodb: run(ControlStore(dynamodb, "ControlTable", unconfigured_max=3))
     )
+
+
+def test_publishing_and_keys_answer_the_same_on_both() -> None:
+    from tracking.models.config import PluginConfig, PublishedConfig  # noqa: PLC0415
+    from tracking.models.control import DashboardKey  # noqa: PLC0415
+
+    def config(version: int, plugin: str, *keys: str) -> PublishedConfig:
+        event = {"key": "k", "name": {"en": "K"}, "aggregations": ["increment"]}
+        body = {"tracking": {"events": [event]}, "write_keys": list(keys)}
+        return PublishedConfig(
+            plugin_id=plugin, config=PluginConfig.model_validate(body), version=version, published_at=NOW
+        )
+
+    def run(store: Any) -> list[Any]:
+        key = DashboardKey("p1", "ab" * 32, NOW, "ops", "wxyz")
+        # What the config carries is checked when it is built, not by the store.
+        assert config(1, "p1", "wk_alpha_1").config.write_keys == ("wk_alpha_1",)
+        answers = [
+            outcome(lambda: store.save_config(config(1, "p1", "wk_alpha_1", "wk_bravo_2"), None)),
+            outcome(lambda: store.save_config(config(1, "p1"), None)),  # someone published first
+            outcome(lambda: store.save_config(config(1, "p2", "wk_bravo_2"), None)),  # wk_b is p1's
+            outcome(
+                lambda: store.save_config(
+                    config(2, "p1", "wk_alpha_1"), config(1, "p1", "wk_alpha_1", "wk_bravo_2")
+                )
+            ),
+            outcome(lambda: store.save_config(config(1, "p2", "wk_bravo_2"), None)),  # dropped by p1: free
+            store.plugin_for_write_key("wk_alpha_1"),
+            store.plugin_for_write_key("wk_bravo_2"),
+            store.list_plugins(None, 1),
+            store.list_plugins("p1", 1),
+            outcome(lambda: store.save_dashboard_key(key)),
+            [(k.key_id, k.last4) for k in store.list_keys("p1")],
+        ]
+        store.key_used(key, NOW + 1)
+        store.key_used(key, NOW)  # an older use changes nothing
+        answers.append(store.dashboard_key(key.key_hash))
+        store.delete_dashboard_key(key)
+        answers += [store.dashboard_key(key.key_hash), store.list_keys("p1"), store.get_config("p1")]
+        return answers
+
+    fake = FakeControl()
+    assert run(fake) == on_moto(lambda dynamodb: run(ControlStore(dynamodb, "ControlTable")))
+
+
+def test_pages_of_users_and_rollups_read_the_same_on_both() -> None:
+    def run(store: Any) -> list[Any]:
+        for n in range(7):
+            for key in ("a", "b", "c"):
+                state = AggregateState.start(("p1", key, f"user-{n}"))
+                state.count = n + 1
+                store.save(state)
+            rollup = RollupState("p1", f"2025-11-2{n % 3}", "a" if n % 2 else "b", "none", f"shard-{n}")
+            rollup.count = n
+            store.save(rollup)
+        store.save(ProfileState(plugin_id="p1", user_id="user-2"))
+        pages, after = [], None
+        while True:
+            page = store.page_of_users("p1", after, 5)
+            pages.append((list(page.users), sorted(page.profiles), page.more))
+            if not page.more:
+                break
+            after = next(reversed(page.users))
+        every = [list(page.users) for page in store.users("p1", "user-4")]
+        rollups = sorted(repr(r) for r in store.rollups("p1", "2025-11-21", "2025-11-22", ["a"]))
+        return [pages, every, rollups, store.has_rollups("p1"), store.has_rollups("p2")]
+
+    assert run(FakeAggregates()) == on_moto(lambda dynamodb: run(AggregateStore(dynamodb, "AggregatesTable")))

@@ -19,6 +19,7 @@ from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeControl
 from tests.fakes.events import FakeEvents, FakeRefusals
 from tests.fakes.stream import FakeStream
+from tests.helpers import identify_call
 from tests.replay import BASE_TIME, PUBLISHED, Scenario, clean_pass, naive_counts, outcome_of_items, scenarios
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.batch import BlockedByEarlierFailure
@@ -237,17 +238,7 @@ def test_the_funnel_counts_each_user_at_each_step_reached_once_whatever_the_repl
 def identify(
     user: str, anonymous: str | None, *, n: int, traits: dict[str, Any] | None = None
 ) -> CanonicalEvent:
-    return canonical(
-        "identify",
-        None,
-        user=user,
-        at=BASE_TIME + n,
-        event_id=f"m-{n}",
-        dialect="segment",
-        kind="identify",
-        anonymous_id=anonymous,
-        traits=traits or {},
-    )
+    return identify_call(user, anonymous, at=BASE_TIME + n, event_id=f"m-{n}", traits=traits)
 
 
 def test_identify_links_an_anonymous_id_and_keeps_the_traits() -> None:
@@ -311,7 +302,7 @@ def test_a_link_whose_profile_changed_is_never_folded_again_but_retried_whole() 
 
 def test_a_suppressed_ids_late_calls_are_removed_and_never_counted() -> None:
     world = World()
-    world.control.suppress("p1", ["gone"])
+    world.control.suppress_ids("p1", ["gone"])
     late = events_of(3, users=1)
     late = [event.model_copy(update={"user_id": "gone"}) for event in late]
     world.events.put_all(late + events_of(2, users=1))

@@ -16,6 +16,7 @@ from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeControl
 from tests.fakes.events import FakeDeletions, FakeEvents, FakeRefusals
 from tests.fakes.stream import FakeStream
+from tests.helpers import identify_call, segment_call
 from tracking.aggregate.aggregator import Aggregator
 from tracking.forget.service import PAGE_ITEMS, STEP_ITEMS, Forgetter
 from tracking.models.canonical import CanonicalEvent
@@ -143,26 +144,9 @@ def test_a_linked_id_leaves_its_users_list_and_its_refused_calls_go() -> None:
     people = People()
     people.store(
         [
-            canonical(
-                "identify",
-                None,
-                user="bob",
-                at=NOW,
-                event_id="m-1",
-                dialect="segment",
-                kind="identify",
-                anonymous_id="anon-7",
-            ),
+            identify_call("bob", "anon-7", at=NOW, event_id="m-1"),
             *(
-                canonical(
-                    "test",
-                    None,
-                    user="anon-7",
-                    at=NOW + n,
-                    event_id=f"m-a{n}",
-                    dialect="segment",
-                    anonymous_id="anon-7",
-                )
+                segment_call("test", "anon-7", at=NOW + n, event_id=f"m-a{n}", anonymous_id="anon-7")
                 for n in range(3)
             ),
         ]

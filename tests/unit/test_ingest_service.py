@@ -167,6 +167,6 @@ def test_an_ip_over_its_budget_is_refused_before_anything_is_read() -> None:
 
 def test_a_suppressed_ids_calls_are_answered_and_leave_nothing() -> None:
     ingest = Ingest()
-    ingest.control.suppress("demo-plugin", ["participant-42"])
+    ingest.control.suppress_ids("demo-plugin", ["participant-42"])
     assert ingest.service.plugin("demo-plugin", body("plugin-track"), INFO).accepted == 1
     assert ingest.events.events() == []

@@ -4,7 +4,7 @@ from ``tracking.keys``, every size checked by DynamoDB's own rules before a writ
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ from tracking.models.aggregates import (
     RollupKey,
     RollupState,
     UserItems,
+    UsersPage,
 )
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
@@ -295,6 +296,40 @@ def user_items_of(items: Iterable[dict[str, AttributeValue]]) -> UserItems:
         else:
             states.append(parsed)
     return states, profile
+
+
+def page_of_user_items(
+    items: Iterable[dict[str, AttributeValue]], more: bool, read_user: Callable[[str], UserItems]
+) -> UsersPage:
+    """A page of users from one query's items (``more``: it stopped at its limit). The last user may be
+    cut short: it is left for the next page, unless it is the only one (then ``read_user`` reads it
+    whole)."""
+    page = UsersPage(users={}, more=more)
+    for item in items:
+        page.add(parse_user_item(item))
+    if page.more and page.users:
+        last = next(reversed(page.users))
+        if len(page.users) > 1:
+            page.drop(last)  # possibly cut short: it comes first on the next page
+        else:
+            states, profile = read_user(last)
+            page.users[last] = states
+            if profile is not None:
+                page.profiles[last] = profile
+    return page
+
+
+def users_one_by_one(items: Iterable[dict[str, AttributeValue]]) -> Iterator[UsersPage]:
+    """The users of items in user order, one page per user."""
+    current = UsersPage(users={}, more=False)
+    for item in items:
+        parsed = parse_user_item(item)
+        if current.users and parsed.user_id not in current.users:
+            yield current
+            current = UsersPage(users={}, more=False)
+        current.add(parsed)
+    if current.users:
+        yield current
 
 
 def profile_from_item(item: dict[str, AttributeValue]) -> ProfileState:

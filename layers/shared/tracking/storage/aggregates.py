@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,11 +33,12 @@ from tracking.storage.aggregate_items import (
     aggregate_from_item,
     aggregate_item_key,
     funnel_from_item,
-    parse_user_item,
+    page_of_user_items,
     profile_from_item,
     rollup_from_item,
     rollup_item_key,
     user_items_of,
+    users_one_by_one,
     versioned,
 )
 from tracking.storage.dynamo import (
@@ -223,20 +225,8 @@ class AggregateStore:
             condition += " AND sk >= :next"
             values[":next"] = after_user(after)
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=max_items)
-        page = UsersPage(users={}, more="LastEvaluatedKey" in answer)
-        for item in answer.get("Items", []):
-            page.add(parse_user_item(item))
-        if page.more and page.users:
-            last = next(reversed(page.users))
-            if len(page.users) > 1:
-                page.drop(last)  # possibly cut short: it comes first on the next page
-            else:
-                # One user with more items than a page holds: read the rest of that user.
-                states, profile = self.user_items(plugin_id, last)
-                page.users[last] = states
-                if profile is not None:
-                    page.profiles[last] = profile
-        return page
+        items = answer.get("Items", [])
+        return page_of_user_items(items, "LastEvaluatedKey" in answer, partial(self.user_items, plugin_id))
 
     def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
         """Every user after ``after`` with their aggregates and profile, one user at a time in user
@@ -246,15 +236,7 @@ class AggregateStore:
         if after is not None:
             condition += " AND sk >= :next"
             values[":next"] = after_user(after)
-        current = UsersPage(users={}, more=False)
-        for item in self._query_all(condition, values):
-            parsed = parse_user_item(item)
-            if current.users and parsed.user_id not in current.users:
-                yield current
-                current = UsersPage(users={}, more=False)
-            current.add(parsed)
-        if current.users:
-            yield current
+        yield from users_one_by_one(self._query_all(condition, values))
 
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]:
         """Delete up to ``limit`` of one id's aggregates and profile: (aggregates, profiles) removed and

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, Stream, body, scan, stored_events, stored_rejections
+from tracking.keys import SEP
 from tracking.storage.dynamo import client
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
@@ -166,13 +167,16 @@ def test_the_right_of_access_lists_every_event_in_event_time_order(
     assert refused["statusCode"] == 403  # admin key only
 
 
+JSON_SEP = json.dumps(SEP)[1:-1]  # the key separator as it reads in a JSON dump of an item
+
+
 def everything_of(aws: Any, *ids: str) -> list[dict[str, Any]]:
     """Every stored item that names one of these ids, in any table."""
     found = []
     for table in ("EventsTable", "AggregatesTable"):
         for item in scan(aws, table):
             text = json.dumps(item)
-            if any(f'"{i}"' in text or f"\\u001f{i}" in text for i in ids):
+            if any(f'"{i}"' in text or f"{JSON_SEP}{i}" in text for i in ids):
                 found.append(item)
     return found
 

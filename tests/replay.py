@@ -21,7 +21,7 @@ from tracking.aggregate.fold import (
     DAY_MS,
     Counted,
     KeySpec,
-    StreamEvent,
+    StreamRecord,
     aggregate_key,
     fold,
     fold_rollup,
@@ -240,7 +240,7 @@ def clean_pass(scenario: Scenario) -> Outcome:
         for p in planned:
             if p.event is None:
                 continue
-            record = StreamEvent(p.seq, "INSERT", p.event)
+            record = StreamRecord(p.seq, "INSERT", p.event)
             key = aggregate_key(p.event)
             state = aggregates.get(key) or AggregateState.start(key)
             aggregates[key], _ = fold(state, shard, [record], KeySpec.of(PUBLISHED, key[1]), BASE_TIME)

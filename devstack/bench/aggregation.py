@@ -19,7 +19,7 @@ from tracking.aggregate.stream import decode
 from tracking.keys import is_aggregates_pk
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.models.people import NO_PEOPLE, People
+from tracking.models.people import NO_PEOPLE_LISTS, PeopleLists
 from tracking.storage.dynamo import client
 
 
@@ -115,8 +115,8 @@ def aggregate_throughput(records: int) -> dict[str, Any]:
     )
 
     class Configs:
-        def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig, People]:
-            return published, NO_PEOPLE
+        def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig, PeopleLists]:
+            return published, NO_PEOPLE_LISTS
 
         def add_trait_names(self, plugin_id: str, names: Any) -> None:
             pass
@@ -125,7 +125,7 @@ def aggregate_throughput(records: int) -> dict[str, Any]:
             return True
 
     store = _MemoryStore()
-    aggregator = Aggregator(store, Configs(), index=store, refusals=store, workers=1)
+    aggregator = Aggregator(store, Configs(), index=store, rejections=store, workers=1)
     stream = stream_records(plugin_events(records, users=2_000, seed=1))
     batches = [stream[start : start + 100] for start in range(0, len(stream), 100)]
     started = time.process_time()

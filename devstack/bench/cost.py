@@ -24,7 +24,7 @@ from devstack.bench.workloads import (
 from devstack.local import dynamodb
 from devstack.local.builders import api_event
 from devstack.local.capacity import item_size, metered, write_units
-from tracking.errors import RateLimited
+from tracking.api_errors import RateLimited
 from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client

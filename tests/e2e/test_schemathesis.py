@@ -16,7 +16,7 @@ from schemathesis import GenerationMode
 
 from devstack.local.stack import ADMIN_KEY, Stack, start_stack, stop_stack
 from tests.helpers import assert_contract_error
-from tracking.errors import CLIENT_ERROR_CODES
+from tracking.api_errors import CLIENT_ERROR_CODES
 
 pytestmark = pytest.mark.e2e
 CONFIG = {

@@ -27,9 +27,9 @@ from tracking.models.aggregates import (
     UserItems,
     UsersPage,
 )
-from tracking.models.failures import Conflict
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState
+from tracking.models.storage_failures import Conflict
 from tracking.storage.aggregate_items import (
     aggregate_from_item,
     aggregate_item_key,

@@ -9,15 +9,15 @@ from dataclasses import dataclass, field, replace
 from tests.fakes.table import ConditionFailed
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey, Grant
-from tracking.models.failures import ConfigChanged, StorageUnavailable, WriteKeyTaken
-from tracking.models.people import NO_PEOPLE, People, suppression_hash
+from tracking.models.people import NO_PEOPLE_LISTS, PeopleLists, suppression_hash
+from tracking.models.storage_failures import ConfigChanged, StorageUnavailable, WriteKeyTaken
 from tracking.storage.plugins import UNCONFIGURED_MAX
 
 
 @dataclass
 class FakeControl:
     configs: dict[str, PublishedConfig] = field(default_factory=dict)
-    people: dict[str, People] = field(default_factory=dict)
+    people: dict[str, PeopleLists] = field(default_factory=dict)
     write_keys: dict[str, str] = field(default_factory=dict)
     listed: dict[str, int] = field(default_factory=dict)  # the list of plugins: plugin -> at
     keys: dict[str, DashboardKey] = field(default_factory=dict)  # dashboard keys by hash, as created
@@ -43,10 +43,10 @@ class FakeControl:
         if self.unavailable:
             raise StorageUnavailable("Storage is unavailable (fake control); retry later")
 
-    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]:
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]:
         self._check()
         self.reads += 1
-        return self.configs.get(plugin_id), self.people.get(plugin_id, NO_PEOPLE)
+        return self.configs.get(plugin_id), self.people.get(plugin_id, NO_PEOPLE_LISTS)
 
     def plugin_for_write_key(self, write_key: str) -> str | None:
         self._check()
@@ -54,7 +54,7 @@ class FakeControl:
 
     def add_trait_names(self, plugin_id: str, names: Iterable[str]) -> None:
         self._check()
-        people = self.people.get(plugin_id, NO_PEOPLE)
+        people = self.people.get(plugin_id, NO_PEOPLE_LISTS)
         self.people[plugin_id] = replace(people, trait_names=tuple(sorted({*people.trait_names, *names})))
 
     def suppress_ids(self, plugin_id: str, user_ids: Sequence[str]) -> None:
@@ -62,12 +62,12 @@ class FakeControl:
 
     def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None:
         self._check()
-        people = self.people.get(plugin_id, NO_PEOPLE)
+        people = self.people.get(plugin_id, NO_PEOPLE_LISTS)
         self.people[plugin_id] = replace(people, suppressed=people.suppressed | set(hashes))
 
     def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None:
         self._check()
-        people = self.people.get(plugin_id, NO_PEOPLE)
+        people = self.people.get(plugin_id, NO_PEOPLE_LISTS)
         self.people[plugin_id] = replace(people, suppressed=people.suppressed - set(hashes))
 
     def get_config(self, plugin_id: str) -> PublishedConfig | None:

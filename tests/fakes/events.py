@@ -121,7 +121,7 @@ class FakeEvents:
         return [event_from_item(item) for item in self.table.all_items() if is_event(from_item(item))]
 
 
-class FakeRefusals:
+class FakeRejections:
     """Recorded rejections, as the events table keeps them."""
 
     def __init__(self, table: Table | None = None) -> None:

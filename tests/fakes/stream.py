@@ -9,11 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.fakes.table import Table
-from tracking.aggregate.fold import StreamEvent
+from tracking.aggregate.fold import StreamRecord
 from tracking.aggregate.stream import decode_image
 from tracking.storage.dynamo import from_item
 
-Process = Callable[[str, Sequence[StreamEvent]], Mapping[int, BaseException]]
+Process = Callable[[str, Sequence[StreamRecord]], Mapping[int, BaseException]]
 
 
 class StuckShard(RuntimeError):
@@ -26,9 +26,9 @@ class FakeStream:
     shards: int = 1
     batch_size: int = 100
     read: int = 0  # how many of the table's changes have been put on shards
-    pending: dict[str, list[StreamEvent]] = field(default_factory=dict)
+    pending: dict[str, list[StreamRecord]] = field(default_factory=dict)
     next_seq: int = 10**20  # real sequence numbers are 21+ digits
-    delivered: list[tuple[str, list[StreamEvent]]] = field(default_factory=list)  # every batch, in order
+    delivered: list[tuple[str, list[StreamRecord]]] = field(default_factory=list)  # every batch, in order
 
     def shard_of(self, pk: str) -> str:
         n = int.from_bytes(hashlib.sha256(pk.encode()).digest()[:4], "big") % self.shards

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracking.models.failures import StorageUnavailable
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import AttributeValue, check_size, item_size
 
 Item = dict[str, AttributeValue]

@@ -19,9 +19,9 @@ from tests.fakes.control import FakeBudgets, FakeControl
 from tests.fakes.events import FakeEvents
 from tests.integration.conftest import TEMPLATE
 from tracking.models.aggregates import AggregateState, RollupState
-from tracking.models.failures import ConfigChanged, Conflict, ItemTooLarge, WriteKeyTaken
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
+from tracking.models.storage_failures import ConfigChanged, Conflict, ItemTooLarge, WriteKeyTaken
 from tracking.storage.aggregates import AggregateStore
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event, assert_contract_error
 from tests.integration.conftest import Invoke, new_container
-from tracking.errors import CLIENT_ERROR_CODES
+from tracking.api_errors import CLIENT_ERROR_CODES
 from tracking.keys import SEP
 
 CONFIG = {

@@ -8,12 +8,12 @@ import boto3
 import pytest
 
 from devstack.local.capacity import metered
-from tracking.errors import RateLimited
+from tracking.api_errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
 from tracking.keys import rate_pk
 from tracking.models.canonical import CanonicalEvent
-from tracking.models.failures import ItemTooLarge
 from tracking.models.request import RequestInfo
+from tracking.models.storage_failures import ItemTooLarge
 from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tracking.models.failures import StorageUnavailable
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.secrets import AdminKeySecret
 
 

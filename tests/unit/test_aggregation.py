@@ -12,7 +12,7 @@ from tracking.aggregate.fold import (
     SHARD_MEMORY_MS,
     Counted,
     KeySpec,
-    StreamEvent,
+    StreamRecord,
     fold,
     fold_rollup,
 )
@@ -49,15 +49,15 @@ def event(
     )
 
 
-def records(*values: Any, start: int = 1) -> list[StreamEvent]:
+def records(*values: Any, start: int = 1) -> list[StreamRecord]:
     return [
-        StreamEvent(start + i, "INSERT", event(v, event_id=f"g:{start + i:04d}"))
+        StreamRecord(start + i, "INSERT", event(v, event_id=f"g:{start + i:04d}"))
         for i, v in enumerate(values)
     ]
 
 
 def applied(
-    recs: list[StreamEvent], aggregations: tuple[Aggregation, ...] = ALL, shard: str = "s1"
+    recs: list[StreamRecord], aggregations: tuple[Aggregation, ...] = ALL, shard: str = "s1"
 ) -> AggregateState:
     state, _ = fold(AggregateState("p", "u", "k"), shard, recs, KeySpec(aggregations), NOW)
     return state
@@ -86,14 +86,14 @@ def test_array_lists_values_in_arrival_order() -> None:
 def test_array_order_is_event_time_order_whatever_the_arrival_order() -> None:
     early = event("early", at=NOW - 1000, event_id="g:b")
     late = event("late", at=NOW, event_id="g:a")
-    one_way = applied([StreamEvent(1, "INSERT", early), StreamEvent(2, "INSERT", late)])
-    other_way = applied([StreamEvent(1, "INSERT", late), StreamEvent(2, "INSERT", early)])
+    one_way = applied([StreamRecord(1, "INSERT", early), StreamRecord(2, "INSERT", late)])
+    other_way = applied([StreamRecord(1, "INSERT", late), StreamRecord(2, "INSERT", early)])
     assert kept(one_way) == kept(other_way) == ["early", "late"]
 
 
 def test_combined_states_read_as_one_person() -> None:
-    mine = applied([StreamEvent(1, "INSERT", event(Decimal(4), at=NOW, event_id="g:1"))])
-    theirs = applied([StreamEvent(1, "INSERT", event(Decimal(2), at=NOW - 5, event_id="g:2"))])
+    mine = applied([StreamRecord(1, "INSERT", event(Decimal(4), at=NOW, event_id="g:1"))])
+    theirs = applied([StreamRecord(1, "INSERT", event(Decimal(2), at=NOW - 5, event_id="g:2"))])
     theirs.count_group("😍")
     both = combine([mine, theirs])
     assert (both.count, both.total, both.numeric) == (2, Decimal(6), 2)
@@ -105,8 +105,8 @@ def test_combined_states_read_as_one_person() -> None:
 
 
 def test_client_named_events_are_listed_for_deletion() -> None:
-    named = StreamEvent(1, "INSERT", event("a", event_id="m:abc"))
-    generated = StreamEvent(2, "INSERT", event("b", event_id="g:0002"))
+    named = StreamRecord(1, "INSERT", event("a", event_id="m:abc"))
+    generated = StreamRecord(2, "INSERT", event("b", event_id="g:0002"))
     assert applied([named, generated]).pending_ids == [("m:abc", NOW)]
 
 
@@ -122,18 +122,18 @@ def test_string_is_the_latest_value_by_event_time() -> None:
 
 def test_a_late_arriving_older_event_does_not_win() -> None:
     late = [
-        StreamEvent(1, "INSERT", event("John", at=NOW + 1000, event_id="g:b")),
-        StreamEvent(2, "INSERT", event("Michael", at=NOW, event_id="g:a")),
+        StreamRecord(1, "INSERT", event("John", at=NOW + 1000, event_id="g:b")),
+        StreamRecord(2, "INSERT", event("Michael", at=NOW, event_id="g:a")),
     ]
     assert shown(applied(late), "string")["value"] == "John"  # type: ignore[index]
 
 
 def test_equal_event_times_are_ordered_by_event_id_whatever_the_arrival_order() -> None:
-    first = StreamEvent(1, "INSERT", event("A", event_id="g:0001"))
-    second = StreamEvent(2, "INSERT", event("B", event_id="g:0002"))
+    first = StreamRecord(1, "INSERT", event("A", event_id="g:0001"))
+    second = StreamRecord(2, "INSERT", event("B", event_id="g:0002"))
     assert (
         applied([first, second]).latest
-        == applied([StreamEvent(1, "INSERT", second.event), StreamEvent(2, "INSERT", first.event)]).latest
+        == applied([StreamRecord(1, "INSERT", second.event), StreamRecord(2, "INSERT", first.event)]).latest
     )
     assert applied([first, second]).latest.value == "B"  # type: ignore[union-attr]
 
@@ -173,10 +173,10 @@ def test_only_the_listed_aggregations_are_kept() -> None:
 
 def test_only_inserts_of_tracked_kinds_count() -> None:
     recs = [
-        StreamEvent(1, "MODIFY", event("a")),
-        StreamEvent(2, "REMOVE", None),
-        StreamEvent(3, "INSERT", event("b", kind="identify")),
-        StreamEvent(4, "INSERT", event("c", kind="page")),
+        StreamRecord(1, "MODIFY", event("a")),
+        StreamRecord(2, "REMOVE", None),
+        StreamRecord(3, "INSERT", event("b", kind="identify")),
+        StreamRecord(4, "INSERT", event("c", kind="page")),
     ]
     state, changed = fold(AggregateState("p", "u", "k"), "s1", recs, KeySpec(ALL), NOW)
     assert changed
@@ -216,15 +216,15 @@ def test_the_first_counted_record_is_remembered() -> None:
 def test_a_reset_drops_what_was_counted_and_events_received_before_it() -> None:
     state = applied(records("a", "b"))
     reset = KeySpec(ALL, reset_at=NOW + 10)
-    older = StreamEvent(3, "INSERT", event("old", received=NOW + 5))
-    newer = StreamEvent(4, "INSERT", event("new", received=NOW + 20))
+    older = StreamRecord(3, "INSERT", event("old", received=NOW + 5))
+    newer = StreamRecord(4, "INSERT", event("new", received=NOW + 20))
     after, _ = fold(state, "s1", [older, newer], reset, NOW + 30)
     assert (after.count, kept(after), after.reset_at, after.first) == (1, ["new"], NOW + 10, ("s1", 4))
 
 
 def test_rollups_count_events_new_users_and_purchase_revenue() -> None:
-    purchase = StreamEvent(1, "INSERT", event(commerce="purchase", total_value_base=Decimal("91.98")))
-    cart = StreamEvent(2, "INSERT", event(commerce="add_to_cart", total_value_base=Decimal("5.00")))
+    purchase = StreamRecord(1, "INSERT", event(commerce="purchase", total_value_base=Decimal("91.98")))
+    cart = StreamRecord(2, "INSERT", event(commerce="add_to_cart", total_value_base=Decimal("5.00")))
     base = RollupState("p", "2025-11-24", "k", "none", "s1")
     state, changed = fold_rollup(base, [Counted(purchase, True), Counted(cart, False)], 0)
     assert changed
@@ -253,7 +253,7 @@ def test_what_folds_remember_for_retries_holds_a_whole_batch_twice_over() -> Non
 def test_a_fold_forgets_what_its_shard_has_done_below_the_batch_start() -> None:
     # Given an aggregate that counted a new day on each of 150 records of one shard, over two batches
     recs = [
-        StreamEvent(n, "INSERT", event("v", at=NOW - n * 86_400_000, received=NOW, event_id=f"g:{n:04d}"))
+        StreamRecord(n, "INSERT", event("v", at=NOW - n * 86_400_000, received=NOW, event_id=f"g:{n:04d}"))
         for n in range(1, 151)
     ]
     state, _ = fold(AggregateState("p", "u", "k"), "s1", recs[:100], KeySpec(ALL), NOW, batch_start=1)

@@ -17,18 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from devstack.local.builders import canonical
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeControl
-from tests.fakes.events import FakeEvents, FakeRefusals
+from tests.fakes.events import FakeEvents, FakeRejections
 from tests.fakes.stream import FakeStream
 from tests.helpers import identify_call
 from tests.replay import BASE_TIME, PUBLISHED, Scenario, clean_pass, naive_counts, outcome_of_items, scenarios
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.batch import BlockedByEarlierFailure
-from tracking.aggregate.fold import StreamEvent, day_of
+from tracking.aggregate.fold import StreamRecord, day_of
 from tracking.keys import funnel_key
 from tracking.models.aggregates import RollupState
 from tracking.models.canonical import CanonicalEvent
-from tracking.models.failures import Conflict, StorageUnavailable
 from tracking.models.funnel import FUNNEL, FunnelState
+from tracking.models.storage_failures import Conflict, StorageUnavailable
 from tracking.storage.aggregate_items import funnel_from_item, rollup_from_item
 
 
@@ -42,7 +42,7 @@ class World:
     batch_size: int = 100
 
     def __post_init__(self) -> None:
-        self.refusals = FakeRefusals(self.events.table)  # recorded rejections sit in the events table
+        self.rejections = FakeRejections(self.events.table)  # recorded rejections sit in the events table
         self.stream = FakeStream(self.events.table, batch_size=self.batch_size)
 
     def container(self) -> Aggregator:
@@ -50,7 +50,7 @@ class World:
             self.aggregates,
             self.control,
             index=self.events,
-            refusals=self.refusals,
+            rejections=self.rejections,
             clock=lambda: BASE_TIME / 1000,
             workers=1,
         )
@@ -166,7 +166,7 @@ def deliver_with_faults(world: World, scenario: Scenario) -> None:
 
     world.aggregates.table.faults = faults
     for shard, planned in scenario.shards.items():
-        pending = [StreamEvent(p.seq, "INSERT", p.event) for p in planned if p.event is not None]
+        pending = [StreamRecord(p.seq, "INSERT", p.event) for p in planned if p.event is not None]
         while pending:
             batch = pending[: scenario.batch_size]
             invocations += 1
@@ -264,7 +264,7 @@ def test_an_id_that_has_been_a_user_is_never_linked_and_the_refusal_is_recorded(
     victim = world.aggregates.get_profile("p1", "victim")
     assert victim is not None
     assert victim.merged_into is None
-    refused = [r for record in world.refusals.records() for r in record.rejections]
+    refused = [r for record in world.rejections.records() for r in record.rejections]
     assert [r.details[0]["field"] for r in refused] == ["anonymousId"]
 
 

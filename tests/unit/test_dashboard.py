@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 from tracking.keys import SEP, is_internal_key
 from tracking.models.aggregates import AggregateState, RollupState, UserItems, UsersPage
 from tracking.models.config import PluginConfig, PublishedConfig

@@ -14,15 +14,15 @@ import pytest
 from devstack.local.builders import canonical
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeControl
-from tests.fakes.events import FakeDeletions, FakeEvents, FakeRefusals
+from tests.fakes.events import FakeDeletions, FakeEvents, FakeRejections
 from tests.fakes.stream import FakeStream
 from tests.helpers import identify_call, segment_call
 from tracking.aggregate.aggregator import Aggregator
 from tracking.forget.service import PAGE_ITEMS, STEP_ITEMS, Forgetter
 from tracking.models.canonical import CanonicalEvent
-from tracking.models.failures import StorageUnavailable
 from tracking.models.people import DeletionStep
 from tracking.models.rejections import Rejection, RejectionRecord
+from tracking.models.storage_failures import StorageUnavailable
 
 NOW = 1_764_016_800_000
 
@@ -36,13 +36,13 @@ class People:
     meanwhile: Callable[[], None] | None = None  # what happens while the forgetter waits
 
     def __post_init__(self) -> None:
-        self.refusals = FakeRefusals(self.events.table)
+        self.rejections = FakeRejections(self.events.table)
         self.deletions = FakeDeletions(self.events.table)
         self.forgetter = Forgetter(
             self.deletions,
             self.events,
             self.aggregates,
-            self.refusals,
+            self.rejections,
             cache_seconds=5,
             clock=lambda: self.now,
             sleep=self.sleep,
@@ -56,7 +56,7 @@ class People:
     def store(self, events: list[CanonicalEvent]) -> None:
         self.events.put_all(events)
         aggregator = Aggregator(
-            self.aggregates, self.control, index=self.events, refusals=self.refusals, workers=1
+            self.aggregates, self.control, index=self.events, rejections=self.rejections, workers=1
         )
         assert FakeStream(self.events.table).deliver(aggregator.process) == {}
 
@@ -154,7 +154,7 @@ def test_a_linked_id_leaves_its_users_list_and_its_refused_calls_go() -> None:
     linked = people.aggregates.get_profile("p1", "bob")
     assert linked is not None
     assert linked.anonymous_ids == ["anon-7"]
-    people.refusals.record(
+    people.rejections.record(
         RejectionRecord(
             plugin_id="p1",
             at=NOW,
@@ -171,7 +171,7 @@ def test_a_linked_id_leaves_its_users_list_and_its_refused_calls_go() -> None:
     assert bob is not None
     assert bob.anonymous_ids == []
     assert last.removed_rejections == 1
-    (record,) = people.refusals.records()
+    (record,) = people.rejections.records()
     assert [r.payload for r in record.rejections] == ['{"anonymousId":"someone-else"}']
     assert record.counts == {"VALIDATION": 2}
 

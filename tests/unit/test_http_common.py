@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import api_event
-from tracking.errors import BadRequest, PayloadTooLarge, ValidationFailed, validation_details
+from tracking.api_errors import BadRequest, PayloadTooLarge, ValidationFailed, validation_details
 from tracking.http import new_resolver, read_body
 from tracking.payloads import parse_json, parse_json_object
 

@@ -15,16 +15,16 @@ import pytest
 
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeBudgets, FakeControl
-from tests.fakes.events import FakeEvents, FakeRefusals
+from tests.fakes.events import FakeEvents, FakeRejections
 from tests.fakes.stream import FakeStream
 from tracking.aggregate.aggregator import Aggregator
-from tracking.errors import Forbidden, RateLimited, Unauthorized, ValidationFailed
+from tracking.api_errors import Forbidden, RateLimited, Unauthorized, ValidationFailed
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.rejections import RejectionLog
 from tracking.ingest.service import IngestService
 from tracking.models.config import PluginConfig
-from tracking.models.failures import StorageUnavailable
 from tracking.models.request import RequestInfo
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.ratelimit import RateLimiter
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -49,12 +49,12 @@ class Ingest:
         config = body("config-put")
         write_keys = config.pop("write_keys")
         self.control.publish("demo-plugin", PluginConfig.model_validate(config), write_key=write_keys[0])
-        self.refusals = FakeRefusals(self.events.table)
+        self.rejections = FakeRejections(self.events.table)
         self.service = IngestService(
             directory=PluginDirectory(self.control, 0),
             sink=self.events,
             limiter=RateLimiter(self.budgets, self.per_minute, clock=lambda: NOW / 1000),
-            rejections=RejectionLog(self.refusals, clock=lambda: NOW / 1000),
+            rejections=RejectionLog(self.rejections, clock=lambda: NOW / 1000),
             default_plugin_id="default-bot",
             clock=lambda: NOW / 1000,
         )
@@ -62,7 +62,7 @@ class Ingest:
     def counted(self) -> Counter[tuple[str, str, str]]:
         """What the aggregator makes of everything stored so far."""
         aggregator = Aggregator(
-            self.aggregates, self.control, index=self.events, refusals=self.refusals, workers=1
+            self.aggregates, self.control, index=self.events, rejections=self.rejections, workers=1
         )
         assert FakeStream(self.events.table).deliver(aggregator.process) == {}
         return Counter({state.identity: state.count for state in self.aggregates.stored()})
@@ -131,7 +131,7 @@ def test_one_unstorable_number_refuses_its_call_only_and_records_it() -> None:
     assert outcome.accepted == len(payload["batch"]) - 1
     assert [rejection.index for rejection in outcome.rejected] == [0]
     assert len(ingest.events.events()) == outcome.accepted
-    (record,) = ingest.refusals.records()
+    (record,) = ingest.rejections.records()
     assert record.plugin_id == "demo-plugin"
 
 
@@ -142,7 +142,7 @@ def test_an_invalid_single_call_is_refused_and_recorded() -> None:
             "demo-plugin", {"key": "rating", "value": "not a number", "user_id": "u1"}, INFO
         )
     assert ingest.events.events() == []
-    assert [record.plugin_id for record in ingest.refusals.records()] == ["demo-plugin"]
+    assert [record.plugin_id for record in ingest.rejections.records()] == ["demo-plugin"]
 
 
 def test_a_storage_failure_is_raised_and_leaves_nothing_the_retry_would_count_twice() -> None:

@@ -42,7 +42,9 @@ def test_nothing_outside_storage_imports_aws_or_storage() -> None:
 def test_storage_raises_domain_failures_never_contract_errors() -> None:
     offenders = {
         name: sorted(
-            i for i in names if i in ("tracking.errors", "tracking.http") or i.startswith("tracking.query")
+            i
+            for i in names
+            if i in ("tracking.api_errors", "tracking.http") or i.startswith("tracking.query")
         )
         for name, names in modules().items()
         if name.startswith("storage/")

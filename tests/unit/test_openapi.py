@@ -7,7 +7,7 @@ from typing import Any
 
 from devstack.checks.openapi import TARGET, render
 from devstack.local.template import Template
-from tracking.errors import (
+from tracking.api_errors import (
     BadRequest,
     Forbidden,
     NotFound,

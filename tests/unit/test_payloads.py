@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from tracking.errors import BadRequest, PayloadTooLarge
+from tracking.api_errors import BadRequest, PayloadTooLarge
 from tracking.payloads import body_text
 
 LIMIT = 50_000

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 from tracking.ingest.dialects.plugin import parse, to_canonical
 from tracking.keys import SEP
 from tracking.models.config import PluginConfig

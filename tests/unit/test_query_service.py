@@ -14,11 +14,11 @@ import pytest
 from devstack.local.builders import canonical
 from tests.fakes.aggregates import FakeAggregates
 from tests.fakes.control import FakeBudgets, FakeControl
-from tests.fakes.events import FakeDeletions, FakeEvents, FakeRefusals
+from tests.fakes.events import FakeDeletions, FakeEvents, FakeRejections
 from tests.fakes.stream import FakeStream
 from tests.helpers import identify_call, segment_call
 from tracking.aggregate.aggregator import Aggregator
-from tracking.errors import Forbidden, NotFound, RateLimited, Unauthorized, Unavailable, ValidationFailed
+from tracking.api_errors import Forbidden, NotFound, RateLimited, Unauthorized, Unavailable, ValidationFailed
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import suppression_hash
 from tracking.models.rejections import Rejection, RejectionRecord
@@ -52,7 +52,7 @@ class Deployment:
     now: int = NOW
 
     def __post_init__(self) -> None:
-        self.refusals = FakeRefusals(self.events.table)
+        self.rejections = FakeRejections(self.events.table)
         self.deletions = FakeDeletions(self.events.table)
         limiter = RateLimiter(
             FakeBudgets(), self.quota, window_ms=QUOTA_WINDOW_MS, clock=lambda: self.now / 1000
@@ -67,7 +67,7 @@ class Deployment:
             self.control,
             self.aggregates,
             auth,
-            self.refusals,
+            self.rejections,
             events=self.events,
             deletions=self.deletions,
             clock=lambda: self.now,
@@ -76,7 +76,7 @@ class Deployment:
     def track(self, events: list[CanonicalEvent]) -> None:
         self.events.put_all(events)
         aggregator = Aggregator(
-            self.aggregates, self.control, index=self.events, refusals=self.refusals, workers=1
+            self.aggregates, self.control, index=self.events, rejections=self.rejections, workers=1
         )
         assert FakeStream(self.events.table).deliver(aggregator.process) == {}
 
@@ -218,7 +218,7 @@ def test_refused_calls_page_newest_first() -> None:
     deployment = Deployment()
     published(deployment)
     for n in range(5):
-        deployment.refusals.record(
+        deployment.rejections.record(
             RejectionRecord(
                 plugin_id="p1",
                 at=NOW + n,

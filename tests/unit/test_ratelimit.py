@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tracking.errors import RateLimited
+from tracking.api_errors import RateLimited
 from tracking.models.control import Grant
 from tracking.ratelimit import RateLimiter
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 from tracking.ingest.rejections import RejectionLog
-from tracking.models.failures import StorageUnavailable
 from tracking.models.rejections import Rejection, RejectionRecord
+from tracking.models.storage_failures import StorageUnavailable
 
 BAD = Rejection("VALIDATION", "The payload failed validation")
 BIG = Rejection("ANALYTICS_002", "A call is at most 32768 bytes")

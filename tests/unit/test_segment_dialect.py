@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tracking.errors import PayloadTooLarge, Unauthorized, ValidationFailed
+from tracking.api_errors import PayloadTooLarge, Unauthorized, ValidationFailed
 from tracking.ingest.dialects.segment import (
     Route,
     SegmentCall,

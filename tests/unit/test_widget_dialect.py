@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tracking.errors import BadRequest, ValidationFailed
+from tracking.api_errors import BadRequest, ValidationFailed
 from tracking.ingest.dialects.widget import ab_group, parse, payload_from_query, to_canonical
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo

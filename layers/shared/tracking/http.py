@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from tracking.lean import rest_resolver_only
+from tracking.rest_resolver import rest_resolver_only
 
 rest_resolver_only()  # before the package's first import: its other resolvers are never loaded
 
@@ -24,11 +24,11 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from pydantic import BaseModel
 
-from tracking.compact import dumps_compact
-from tracking.errors import INTERNAL_ERROR_CODE, ApiError, NotFound, PayloadTooLarge, Unavailable
-from tracking.models.failures import ItemTooLarge, StorageUnavailable
+from tracking.api_errors import INTERNAL_ERROR_CODE, ApiError, NotFound, PayloadTooLarge, Unavailable
+from tracking.json_text import dumps_compact
 from tracking.models.request import RequestInfo
 from tracking.models.responses import Error, Reply, Success
+from tracking.models.storage_failures import ItemTooLarge, StorageUnavailable
 from tracking.payloads import body_text
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import re
 import zlib
 from typing import Any
 
-from tracking.errors import BadRequest, PayloadTooLarge, ValidationFailed, field_path
+from tracking.api_errors import BadRequest, PayloadTooLarge, ValidationFailed, field_path
 from tracking.models.canonical import number_problem
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tracking.errors import RateLimited
+from tracking.api_errors import RateLimited
 from tracking.models.control import Grant
 
 WINDOW_MS = 60_000

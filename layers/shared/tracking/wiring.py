@@ -78,7 +78,7 @@ def aggregator(settings: Settings) -> Aggregator:
         AggregateStore(client(), settings.aggregates_table),
         plugin_store(settings),
         index=UserEvents(client(), settings.events_table, settings.retention_days),
-        refusals=RejectionStore(client(), settings.events_table),
+        rejections=RejectionStore(client(), settings.events_table),
     )
 
 

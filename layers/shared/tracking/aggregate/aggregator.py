@@ -18,11 +18,11 @@ from typing import Any
 from tracking.aggregate.appliers import Aggregates, Funnels, Profiles, Rollups
 from tracking.aggregate.batch import Run
 from tracking.aggregate.bookkeeping import Bookkeeping
-from tracking.aggregate.fold import StreamEvent, group_records
+from tracking.aggregate.fold import StreamRecord, group_records
 from tracking.aggregate.funnel import FunnelKey, in_funnel
-from tracking.aggregate.ports import Configs, Index, Refusals, Store
+from tracking.aggregate.ports import Configs, Index, RejectionSink, Store
 from tracking.aggregate.profiles import ProfileGroups, ProfileKey, decide_links
-from tracking.models.people import People, ProfileState
+from tracking.models.people import PeopleLists, ProfileState
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Aggregator:
         configs: Configs,
         *,
         index: Index,
-        refusals: Refusals,
+        rejections: RejectionSink,
         clock: Callable[[], float] = time.time,
         workers: int = 8,
     ) -> None:
@@ -43,13 +43,13 @@ class Aggregator:
         self._index = index
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-        self._bookkeeping = Bookkeeping(configs, refusals, clock)
+        self._bookkeeping = Bookkeeping(configs, rejections, clock)
         self._aggregates = Aggregates(store, index, self._map)
         self._rollups = Rollups(store)
         self._profiles = Profiles(store, index, self._map)
         self._funnels = Funnels(store, self._map)
 
-    def process(self, shard: str, records: Sequence[StreamEvent]) -> dict[int, BaseException]:
+    def process(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
         number) that failed."""
         run = Run(shard, records[0].seq if records else None)
@@ -80,7 +80,7 @@ class Aggregator:
                 "stream record cannot be grouped", extra={"sequence_number": seq, "error": repr(error)}
             )
         aggregates, rollups = grouped.aggregates, grouped.rollups
-        funnels: dict[FunnelKey, list[StreamEvent]] = {}
+        funnels: dict[FunnelKey, list[StreamRecord]] = {}
         for record in records:
             if record.event is not None and in_funnel(record):
                 funnels.setdefault((record.event.plugin_id, record.event.user_id), []).append(record)
@@ -114,13 +114,13 @@ class Aggregator:
             except Exception as exc:
                 logger.warning("funnels not applied", extra={"shard": shard, "error": repr(exc)})
                 run.fail([record for group in funnels.values() for record in group], exc)
-        self._bookkeeping.refuse([link for link in refused if not run.failed_at(link.seq)])
+        self._bookkeeping.record_refused_links([link for link in refused if not run.failed_at(link.seq)])
         self._bookkeeping.register_traits(written, {plugin: people for plugin, (_, people) in loaded.items()})
         return run.failures
 
     def _forget_suppressed(
-        self, run: Run, records: Sequence[StreamEvent], loaded: Mapping[str, tuple[Any, People]]
-    ) -> list[StreamEvent]:
+        self, run: Run, records: Sequence[StreamRecord], loaded: Mapping[str, tuple[Any, PeopleLists]]
+    ) -> list[StreamRecord]:
         """Calls of forgotten ids stored before every container knew are never counted, and removed (a
         deletion's sweep cannot find a call keyed by its messageId that nothing listed); the records,
         those calls left out."""
@@ -133,7 +133,7 @@ class Aggregator:
             logger.warning("suppressed calls not removed", extra={"shard": run.shard, "error": repr(exc)})
             run.fail(forgotten, exc)
         left_out = {record.seq for record in forgotten}
-        return [StreamEvent(r.seq, r.event_name, None) if r.seq in left_out else r for r in records]
+        return [StreamRecord(r.seq, r.event_name, None) if r.seq in left_out else r for r in records]
 
     def _map(self, apply: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return list(self._pool.map(apply, items) if self._pool else map(apply, items))
@@ -153,13 +153,13 @@ class _Identities:
         return self.store.has_been_user(plugin_id, user_id)
 
 
-def _plugin_of(record: StreamEvent) -> str | None:
+def _plugin_of(record: StreamRecord) -> str | None:
     if record.event is not None:
         return record.event.plugin_id
     return record.rejected.plugin_id if record.rejected is not None else None
 
 
-def _suppressed(record: StreamEvent, loaded: Mapping[str, tuple[Any, People]]) -> bool:
+def _suppressed(record: StreamRecord, loaded: Mapping[str, tuple[Any, PeopleLists]]) -> bool:
     event = record.event
     if event is None or record.event_name != "INSERT":
         return False

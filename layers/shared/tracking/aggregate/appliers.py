@@ -14,7 +14,7 @@ from tracking.aggregate.fold import (
     DAY_MS,
     Counted,
     KeySpec,
-    StreamEvent,
+    StreamRecord,
     aggregate_key,
     fold,
     fold_funnel_rollup,
@@ -74,12 +74,12 @@ class Aggregates:
     def apply(
         self,
         run: Run,
-        groups: dict[AggregateKey, list[StreamEvent]],
+        groups: dict[AggregateKey, list[StreamRecord]],
         stored: dict[AggregateKey, AggregateState],
         configs: Mapping[str, PublishedConfig | None],
         now: int,
     ) -> dict[AggregateKey, AggregateState]:
-        def apply(item: tuple[AggregateKey, list[StreamEvent]]) -> AggregateState:
+        def apply(item: tuple[AggregateKey, list[StreamRecord]]) -> AggregateState:
             key, group = item
             spec = KeySpec.of(configs[key[0]], key[1])
             base = self.kept.get(key) or stored.get(key) or AggregateState.start(key)
@@ -151,7 +151,7 @@ class Rollups:
     def apply(
         self,
         run: Run,
-        groups: dict[RollupKey, list[StreamEvent]],
+        groups: dict[RollupKey, list[StreamRecord]],
         stored: dict[RollupKey, RollupState],
         states: dict[AggregateKey, AggregateState],
         configs: Mapping[str, PublishedConfig | None],
@@ -237,7 +237,7 @@ class Profiles:
         stored: ProfileState | None,
         *,
         shard: str,
-        entries: list[tuple[StreamEvent, list[Change]]],
+        entries: list[tuple[StreamRecord, list[Change]]],
         links: dict[int, bool],
         now: int,
         linked: bool,
@@ -267,11 +267,11 @@ class Funnels:
         self.kept: Kept[FunnelKey, FunnelState] = Kept()
         self.rollups = RollupWriter(store)
 
-    def apply(self, run: Run, groups: dict[FunnelKey, list[StreamEvent]], now: int) -> None:
+    def apply(self, run: Run, groups: dict[FunnelKey, list[StreamRecord]], now: int) -> None:
         wanted = [key for key in groups if key not in self.kept]
         stored = self._store.load_funnels(wanted) if wanted else {}
 
-        def apply(item: tuple[FunnelKey, list[StreamEvent]]) -> dict[int, tuple[FunnelChange, ...]]:
+        def apply(item: tuple[FunnelKey, list[StreamRecord]]) -> dict[int, tuple[FunnelChange, ...]]:
             key, entries = item
             group = entries[: run.hold_after_failure(entries)]
 
@@ -304,13 +304,13 @@ class Funnels:
     def _apply_rollups(
         self,
         run: Run,
-        groups: dict[FunnelKey, list[StreamEvent]],
+        groups: dict[FunnelKey, list[StreamRecord]],
         changes: dict[int, tuple[FunnelChange, ...]],
     ) -> None:
         # A record whose funnel failed has unknown changes: no funnel rollup may pass it.
         ordered = sorted((record for group in groups.values() for record in group), key=lambda r: r.seq)
         stop = next((record.seq for record in ordered if run.failed(record)), None)
-        updates: dict[RollupKey, list[tuple[StreamEvent, int]]] = {}
+        updates: dict[RollupKey, list[tuple[StreamRecord, int]]] = {}
         for record in ordered:
             if stop is not None and record.seq >= stop:
                 if not run.failed(record):

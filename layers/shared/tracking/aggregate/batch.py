@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from tracking.aggregate.fold import StreamEvent
+from tracking.aggregate.fold import StreamRecord
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +33,17 @@ class Run:
     start: int | None = None  # the invocation's first sequence number: this shard is done below it
     failures: dict[int, BaseException] = field(default_factory=dict)
 
-    def fail(self, records: Sequence[StreamEvent], error: BaseException) -> None:
+    def fail(self, records: Sequence[StreamRecord], error: BaseException) -> None:
         for record in records:
             self.failures.setdefault(record.seq, error)
 
-    def failed(self, record: StreamEvent) -> bool:
+    def failed(self, record: StreamRecord) -> bool:
         return record.seq in self.failures
 
     def failed_at(self, seq: int) -> bool:
         return seq in self.failures
 
-    def hold_after_failure(self, records: Sequence[StreamEvent]) -> int:
+    def hold_after_failure(self, records: Sequence[StreamRecord]) -> int:
         """How many of an item's records come before the first that failed; the ones from it on are
         held back (applied later, the item's guard would skip the failed one on retry)."""
         for position, record in enumerate(records):

@@ -9,26 +9,34 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from tracking.aggregate.batch import STATE_CACHE_MAX
-from tracking.aggregate.fold import StreamEvent
-from tracking.aggregate.ports import Configs, Refusals
+from tracking.aggregate.fold import StreamRecord
+from tracking.aggregate.ports import Configs, RejectionSink
 from tracking.aggregate.profiles import Link
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.models.config import PublishedConfig
-from tracking.models.people import ANONYMOUS_IDS_MAX, LINK_DEPTH_MAX, TRAIT_COLUMNS_MAX, People, ProfileState
+from tracking.models.people import (
+    ANONYMOUS_IDS_MAX,
+    LINK_DEPTH_MAX,
+    TRAIT_COLUMNS_MAX,
+    PeopleLists,
+    ProfileState,
+)
 from tracking.models.rejections import Rejection, RejectionRecord, cut_payload
 
 logger = logging.getLogger(__name__)
 
 
 class Bookkeeping:
-    def __init__(self, configs: Configs, refusals: Refusals, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, configs: Configs, rejections: RejectionSink, clock: Callable[[], float] = time.time
+    ) -> None:
         self._configs = configs
-        self._refusals = refusals
+        self._rejections = rejections
         self._clock = clock
         self._registered: set[str] = set()  # plugins without a config this container has listed
 
     def register_unconfigured(
-        self, records: Sequence[StreamEvent], configs: Mapping[str, PublishedConfig | None]
+        self, records: Sequence[StreamRecord], configs: Mapping[str, PublishedConfig | None]
     ) -> None:
         """A chatbot that sends widget events and never published a config is listed with the other
         plugins (once per container: the write is conditional, so repeating it costs one write)."""
@@ -46,7 +54,7 @@ class Bookkeeping:
             except Exception as exc:
                 logger.warning("plugin not listed", extra={"plugin_id": event.plugin_id, "error": repr(exc)})
 
-    def register_traits(self, written: Sequence[ProfileState], people: Mapping[str, People]) -> None:
+    def register_traits(self, written: Sequence[ProfileState], people: Mapping[str, PeopleLists]) -> None:
         """Trait names a plugin's profiles hold, for its CSV's columns: one write when a new one appears."""
         for plugin_id, known in people.items():
             names = {name for state in written if state.plugin_id == plugin_id for name in state.traits}
@@ -57,7 +65,7 @@ class Bookkeeping:
                 except Exception as exc:
                     logger.warning("trait names not registered", extra={"error": repr(exc)})
 
-    def refuse(self, links: Sequence[Link]) -> None:
+    def record_refused_links(self, links: Sequence[Link]) -> None:
         """Links that do not hold are rejections of their calls, recorded for the plugin: one record per
         plugin and batch, however many (its entries are capped, its counts are not)."""
         by_plugin: dict[str, list[Link]] = {}
@@ -72,10 +80,10 @@ class Bookkeeping:
                 counts={"VALIDATION": len(refused)},
             )
             try:
-                self._refusals.record(record)
+                self._rejections.record(record)
             except Exception as exc:
                 logger.warning(
-                    "link refusals not recorded", extra={"error": repr(exc), "links": len(refused)}
+                    "refused links not recorded", extra={"error": repr(exc), "links": len(refused)}
                 )
 
 

@@ -38,7 +38,7 @@ COUNTED_KINDS = frozenset({"track", "page", "screen"})
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEvent:
+class StreamRecord:
     """One stream record as the aggregator sees it: a stored event, or a recorded request's
     rejections (counted per code and day)."""
 
@@ -101,7 +101,7 @@ def _reset(state: AggregateState, reset_at: int) -> None:
 def fold(
     state: AggregateState,
     shard: str,
-    records: Sequence[StreamEvent],
+    records: Sequence[StreamRecord],
     spec: KeySpec,
     now_ms: int,
     *,
@@ -189,7 +189,7 @@ class Counted:
     """A record as a rollup sees it: did it create its user's aggregate (a new user), did it make
     its day active for its user (a distinct user of the day)?"""
 
-    record: StreamEvent
+    record: StreamRecord
     new_user: bool
     new_day: bool = False
 
@@ -222,7 +222,7 @@ def fold_rollup(state: RollupState, records: Sequence[Counted], reset_at: int) -
 
 
 def fold_funnel_rollup(
-    state: RollupState, entries: Sequence[tuple[StreamEvent, int]]
+    state: RollupState, entries: Sequence[tuple[StreamRecord, int]]
 ) -> tuple[RollupState, bool]:
     """Users at one funnel step of one cohort day, from one shard: each record's +1 or -1, once."""
     new = copy.copy(state)
@@ -249,12 +249,12 @@ class Grouped:
     """A batch's records by the aggregate and the rollups they update (order kept), and the records
     whose keys could not even be worked out: each of those fails alone."""
 
-    aggregates: dict[AggregateKey, list[StreamEvent]]
-    rollups: dict[RollupKey, list[StreamEvent]]
+    aggregates: dict[AggregateKey, list[StreamRecord]]
+    rollups: dict[RollupKey, list[StreamRecord]]
     failed: dict[int, BaseException]
 
 
-def _keys_of(record: StreamEvent) -> tuple[AggregateKey | None, list[RollupKey]]:
+def _keys_of(record: StreamRecord) -> tuple[AggregateKey | None, list[RollupKey]]:
     if record.rejected is not None and record.event_name == "INSERT":
         refused = record.rejected
         day = day_of(refused.at)
@@ -264,7 +264,7 @@ def _keys_of(record: StreamEvent) -> tuple[AggregateKey | None, list[RollupKey]]
     return None, []
 
 
-def group_records(records: Iterable[StreamEvent]) -> Grouped:
+def group_records(records: Iterable[StreamRecord]) -> Grouped:
     """Records that count, grouped; a record of rejections updates the rollup of each error code it
     counts. Nothing one record holds can stop the others from being grouped."""
     grouped = Grouped({}, {}, {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-from tracking.aggregate.fold import SHARD_MEMORY_MS, StreamEvent, mark_applied
+from tracking.aggregate.fold import SHARD_MEMORY_MS, StreamRecord, mark_applied
 from tracking.models.funnel import FUNNEL, Change, FunnelState
 
 FunnelKey = tuple[str, str]  # (plugin, user)
@@ -18,7 +18,7 @@ FunnelKey = tuple[str, str]  # (plugin, user)
 RECENT_MAX = 200
 
 
-def in_funnel(record: StreamEvent) -> bool:
+def in_funnel(record: StreamRecord) -> bool:
     event = record.event
     return record.counts and event is not None and event.key in FUNNEL
 
@@ -26,7 +26,7 @@ def in_funnel(record: StreamEvent) -> bool:
 def fold_funnel(
     state: FunnelState,
     shard: str,
-    records: Sequence[StreamEvent],
+    records: Sequence[StreamRecord],
     now_ms: int,
     *,
     batch_start: int | None = None,

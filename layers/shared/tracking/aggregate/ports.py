@@ -12,7 +12,7 @@ from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, 
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PublishedConfig
 from tracking.models.funnel import FunnelState
-from tracking.models.people import People, ProfileState
+from tracking.models.people import PeopleLists, ProfileState
 from tracking.models.rejections import RejectionRecord
 
 
@@ -36,7 +36,7 @@ class Store(Protocol):
 
 
 class Configs(Protocol):
-    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]: ...
     def add_trait_names(self, plugin_id: str, names: Sequence[str]) -> None: ...
     def register_plugin(self, plugin_id: str, at: int) -> bool: ...
 
@@ -51,5 +51,7 @@ class Index(Protocol):
     def forget(self, events: Sequence[CanonicalEvent]) -> None: ...
 
 
-class Refusals(Protocol):
+class RejectionSink(Protocol):
+    """Where refused calls are recorded (the events table, beside the plugin's events)."""
+
     def record(self, record: RejectionRecord) -> None: ...

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from tracking.aggregate.fold import StreamEvent, mark_applied
+from tracking.aggregate.fold import StreamRecord, mark_applied
 from tracking.models.canonical import CanonicalEvent, utf8_length
 from tracking.models.people import (
     ANONYMOUS_IDS_MAX,
@@ -81,10 +81,10 @@ def profile_changes(event: CanonicalEvent) -> list[tuple[ProfileKey, Change]]:
 class ProfileGroups:
     """A batch's records by the profile they touch, in sequence order, and the links they ask for."""
 
-    groups: dict[ProfileKey, list[tuple[StreamEvent, list[Change]]]] = field(default_factory=dict)
+    groups: dict[ProfileKey, list[tuple[StreamRecord, list[Change]]]] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
 
-    def add(self, record: StreamEvent) -> None:
+    def add(self, record: StreamRecord) -> None:
         event = record.event
         if record.event_name != "INSERT" or event is None:
             return
@@ -235,7 +235,7 @@ def _may_link(
 def fold_profile(
     state: ProfileState,
     shard: str,
-    entries: Iterable[tuple[StreamEvent, list[Change]]],
+    entries: Iterable[tuple[StreamRecord, list[Change]]],
     links: dict[int, bool],
     now_ms: int,
 ) -> tuple[ProfileState, bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tracking.models.failures import Conflict
+from tracking.models.storage_failures import Conflict
 
 CONFLICT_RETRIES = 3
 S = TypeVar("S")

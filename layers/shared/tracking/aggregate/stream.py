@@ -1,7 +1,7 @@
 """DynamoDB Streams adapter: Powertools' partial batch response for a handler that takes the whole
 batch at once (it writes once per group, not once per record). Each record is decoded here, once,
 from the image Powertools has already deserialized into the aggregator's input, a
-:class:`~tracking.aggregate.fold.StreamEvent`; a record that cannot be decoded fails alone."""
+:class:`~tracking.aggregate.fold.StreamRecord`; a record that cannot be decoded fails alone."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.aggregate.aggregator import Aggregator
-from tracking.aggregate.fold import StreamEvent
+from tracking.aggregate.fold import StreamRecord
 from tracking.keys import DELETION_KIND, INDEX_KIND, REJECTED_KIND
 from tracking.storage.events import event_from_values
 from tracking.storage.rejections import record_from_values
@@ -33,26 +33,26 @@ def sequence_number(record: DynamoDBRecord) -> int:
     return int(record.raw_event["dynamodb"]["SequenceNumber"])
 
 
-def decode(record: DynamoDBRecord) -> StreamEvent:
+def decode(record: DynamoDBRecord) -> StreamRecord:
     """The record as the aggregator reads it: only an INSERT carries an event, or recorded rejections."""
     name = str(record.raw_event["eventName"])
     if name != "INSERT":
-        return StreamEvent(sequence_number(record), name, None)
+        return StreamRecord(sequence_number(record), name, None)
     stream = record.dynamodb
     if stream is None or stream.raw_event.get("NewImage") is None:
         raise ValueError("INSERT record without NewImage (stream view type must be NEW_IMAGE)")
     return decode_image(sequence_number(record), name, stream.new_image)
 
 
-def decode_image(seq: int, name: str, image: Mapping[str, Any] | None) -> StreamEvent:
+def decode_image(seq: int, name: str, image: Mapping[str, Any] | None) -> StreamRecord:
     """A record from its new image, already turned into Python values."""
     if name != "INSERT" or image is None:
-        return StreamEvent(seq, name, None)
+        return StreamRecord(seq, name, None)
     if image.get("kind") in (INDEX_KIND, DELETION_KIND):  # not events: nothing to count
-        return StreamEvent(seq, name, None)
+        return StreamRecord(seq, name, None)
     if image.get("kind") == REJECTED_KIND:
-        return StreamEvent(seq, name, None, rejected=record_from_values(image))
-    return StreamEvent(seq, name, event_from_values(image))
+        return StreamRecord(seq, name, None, rejected=record_from_values(image))
+    return StreamRecord(seq, name, event_from_values(image))
 
 
 class GroupedBatchProcessor(BatchProcessor):
@@ -92,7 +92,7 @@ def handle(
         raise MissingShardId(MissingShardId.__doc__)
 
     def apply(records: list[DynamoDBRecord]) -> Mapping[int, BaseException]:
-        decoded: list[StreamEvent] = []
+        decoded: list[StreamRecord] = []
         unreadable: dict[int, BaseException] = {}
         for record in records:
             try:

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tracking.models.aggregates import UserItems
-from tracking.models.failures import Conflict
 from tracking.models.people import DeletionStep, PartitionPage, ProfileState
 from tracking.models.rejections import RejectionRecord
+from tracking.models.storage_failures import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Events(Protocol):
     def delete_in_partition(self, plugin_id: str, user_id: str, sort_keys: Sequence[str]) -> None: ...
 
 
-class Refused(Protocol):
+class RejectionPages(Protocol):
     def page(
         self, plugin_id: str, after: str | None, max_records: int
     ) -> tuple[list[tuple[str, RejectionRecord]], str | None]: ...
@@ -66,7 +66,7 @@ class Forgetter:
         steps: Steps,
         events: Events,
         people: PeopleStore,
-        refused: Refused,
+        rejections: RejectionPages,
         *,
         cache_seconds: float,
         clock: Callable[[], float] = time.time,
@@ -75,7 +75,7 @@ class Forgetter:
         self._steps = steps
         self._events = events
         self._people = people
-        self._refused = refused
+        self._rejections = rejections
         self._cache_ms = int(cache_seconds * 1000)
         self._clock = clock
         self._sleep = sleep
@@ -149,13 +149,13 @@ class Forgetter:
     def _rejections_page(self, work: DeletionStep) -> tuple[DeletionStep, int]:
         """One page of the plugin's recorded rejections, each kept without the refused calls that name
         one of the ids; after the last page, done (or the sweep, when suppressing)."""
-        records, following = self._refused.page(work.plugin_id, work.cursor, PAGE_ITEMS)
+        records, following = self._rejections.page(work.plugin_id, work.cursor, PAGE_ITEMS)
         removed = 0
         for sk, record in records:
             kept = tuple(r for r in record.rejections if not r.mentions(work.ids))
             if len(kept) < len(record.rejections):
                 removed += len(record.rejections) - len(kept)
-                self._refused.replace(sk, dataclasses.replace(record, rejections=kept))
+                self._rejections.replace(sk, dataclasses.replace(record, rejections=kept))
         counted = dataclasses.replace(work, removed_rejections=work.removed_rejections + removed)
         if following is not None:
             return dataclasses.replace(counted, cursor=following), len(records) + removed

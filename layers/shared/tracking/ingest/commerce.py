@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 from tracking.models.canonical import MAX_AMOUNT, Commerce, Item, number_problem
 from tracking.models.currency import BASE_CURRENCY, CENTS, rate_to_base
 

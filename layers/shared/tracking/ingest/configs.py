@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 from tracking.models.config import PublishedConfig
-from tracking.models.people import People
+from tracking.models.people import PeopleLists
 
 T = TypeVar("T")
 
 
 class ConfigReader(Protocol):
-    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]: ...
     def plugin_for_write_key(self, write_key: str) -> str | None: ...
 
 
@@ -46,7 +46,7 @@ class PluginDirectory:
     def config(self, plugin_id: str) -> PublishedConfig | None:
         return self._cached("plugin", plugin_id, self._store.get_plugin)[0]
 
-    def people(self, plugin_id: str) -> People:
+    def people(self, plugin_id: str) -> PeopleLists:
         """The plugin's suppressed ids (read with its config: no read of its own)."""
         return self._cached("plugin", plugin_id, self._store.get_plugin)[1]
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tracking.models.failures import StorageUnavailable
 from tracking.models.rejections import Rejection, RejectionRecord
+from tracking.models.storage_failures import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

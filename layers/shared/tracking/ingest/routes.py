@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from tracking.errors import PayloadTooLarge
+from tracking.api_errors import PayloadTooLarge
 from tracking.http import (
     OK_BODY,
     APIGatewayRestResolver,

@@ -8,16 +8,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tracking.compact import dumps_compact
-from tracking.errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
+from tracking.api_errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget, write_keys
 from tracking.ingest.rejections import RejectionLog
+from tracking.json_text import dumps_compact
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
-from tracking.models.failures import StorageUnavailable
 from tracking.models.rejections import Rejection, cut_payload
 from tracking.models.request import RequestInfo
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.ratelimit import RateLimiter
 
 # No write starts later than this after the request arrived: the write and, if its answer is lost,

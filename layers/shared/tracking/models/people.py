@@ -121,7 +121,7 @@ def suppression_hash(user_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class People:
+class PeopleLists:
     """A plugin's lists about people, read with its config: suppressed ids (as digests), and the
     trait names its profiles hold (the CSV's extra columns)."""
 
@@ -134,7 +134,7 @@ class People:
         )
 
 
-NO_PEOPLE = People()
+NO_PEOPLE_LISTS = PeopleLists()
 
 
 def new_deletion_id() -> str:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tracking.errors import CLIENT_ERROR_CODES, INTERNAL_ERROR_CODE
+from tracking.api_errors import CLIENT_ERROR_CODES, INTERNAL_ERROR_CODE
 
 _REPLY = ConfigDict(defer_build=True, populate_by_name=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.models.aggregates import AggregateState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import PartitionPage, ProfileState

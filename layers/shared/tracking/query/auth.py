@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from tracking.errors import Forbidden, RateLimited, Unauthorized
+from tracking.api_errors import Forbidden, RateLimited, Unauthorized
 from tracking.keys import quota_name
 from tracking.models.control import KEY_USE_RESOLUTION_MS, DashboardKey
 

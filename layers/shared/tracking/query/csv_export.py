@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.models.config import Aggregation, PublishedConfig, TrackedKey
 from tracking.models.people import ProfileState, TraitValue
 from tracking.query.paging import decode_user_cursor, encode_user_cursor, response_size

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 
 T = TypeVar("T")
 MAX_CURSOR_CHARS = 2048

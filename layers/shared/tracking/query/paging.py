@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 from tracking.models.canonical import is_identifier
 from tracking.query.cursors import decode_cursor, encode_cursor
 

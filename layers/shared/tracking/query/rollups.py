@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
 from tracking.models.aggregates import REJECTED_GROUP
 from tracking.models.config import PublishedConfig
 from tracking.models.funnel import FUNNEL, funnel_step, is_internal_key

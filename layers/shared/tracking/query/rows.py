@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tracking.compact import dumps_compact
-from tracking.errors import ValidationFailed
+from tracking.api_errors import ValidationFailed
+from tracking.json_text import dumps_compact
 from tracking.models.aggregates import AggregateState, RollupState, UsersPage
 from tracking.models.config import Aggregation, PublishedConfig
 from tracking.models.people import ProfileState

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tracking.errors import NotFound, Unavailable, ValidationFailed, validate
+from tracking.api_errors import NotFound, Unavailable, ValidationFailed, validate
 from tracking.models.canonical import is_identifier
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey
-from tracking.models.failures import ConfigChanged, WriteKeyTaken
-from tracking.models.people import DeletionStep, People, Person, new_deletion_id, suppression_hash
+from tracking.models.people import DeletionStep, PeopleLists, Person, new_deletion_id, suppression_hash
 from tracking.models.rejections import RejectionsPage
+from tracking.models.storage_failures import ConfigChanged, WriteKeyTaken
 from tracking.models.widget import widget_defaults
 from tracking.query import access, csv_export, paging, people, rejections, rollups, rows
 from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
@@ -22,7 +22,7 @@ from tracking.query.auth import ApiKeyAuth, key_hash, new_dashboard_key
 
 class ControlStore(Protocol):
     def get_config(self, plugin_id: str) -> PublishedConfig | None: ...
-    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]: ...
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]: ...
     def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
     def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None: ...
@@ -174,7 +174,7 @@ class QueryService:
         """The plugin's config, for a caller allowed to read it (404 if it has none)."""
         return self._readable(api_key, raw_plugin)[0]
 
-    def _readable(self, api_key: str | None, raw_plugin: str) -> tuple[PublishedConfig, People]:
+    def _readable(self, api_key: str | None, raw_plugin: str) -> tuple[PublishedConfig, PeopleLists]:
         plugin_id = plugin_id_of(raw_plugin)
         self._auth.reader(api_key, plugin_id)
         published, people_lists = self._control.get_plugin(plugin_id)

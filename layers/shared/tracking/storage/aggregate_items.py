@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.keys import (
     FUNNEL_KIND,
     PROFILE_KIND,

@@ -26,9 +26,9 @@ from tracking.keys import (
     user_prefix,
 )
 from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState, UsersPage
-from tracking.models.failures import Conflict, StorageUnavailable
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState
+from tracking.models.storage_failures import Conflict, StorageUnavailable
 from tracking.storage.aggregate_items import (
     aggregate_from_item,
     aggregate_item_key,

@@ -18,7 +18,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tracking.models.failures import ItemTooLarge, StorageUnavailable
+from tracking.models.storage_failures import ItemTooLarge, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

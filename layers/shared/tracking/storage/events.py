@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.keys import (
     DELETION_KIND,
     INDEX_KIND,
@@ -30,9 +30,9 @@ from tracking.keys import (
     index_sk,
 )
 from tracking.models.canonical import CanonicalEvent, Item
-from tracking.models.failures import StorageUnavailable
 from tracking.models.people import PartitionPage
 from tracking.models.request import is_client_named
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.keys import (
     CONFIG_SK,
     PEOPLE_SK,
@@ -20,8 +20,8 @@ from tracking.keys import (
     write_key_pk,
 )
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.models.failures import ConfigChanged, WriteKeyTaken
-from tracking.models.people import NO_PEOPLE, People
+from tracking.models.people import NO_PEOPLE_LISTS, PeopleLists
+from tracking.models.storage_failures import ConfigChanged, WriteKeyTaken
 from tracking.storage.dynamo import cancellation_codes, error_code, from_item, query, storage_errors, to_item
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class PluginStore:
     def get_config(self, plugin_id: str) -> PublishedConfig | None:
         return self.get_plugin(plugin_id)[0]
 
-    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, People]:
+    def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]:
         """The published config and the plugin's lists about people, in one consistent query (both
         items sit under the plugin's key; together they are usually one read unit)."""
         answer = query(
@@ -58,7 +58,7 @@ class PluginStore:
             ConsistentRead=True,
         )
         published: PublishedConfig | None = None
-        people = NO_PEOPLE
+        people = NO_PEOPLE_LISTS
         for item in answer.get("Items", []):
             values = from_item(item)
             if values["sk"] == CONFIG_SK:
@@ -70,7 +70,7 @@ class PluginStore:
                     resets={key: int(at) for key, at in values.get("resets", {}).items()},
                 )
             elif values["sk"] == PEOPLE_SK:
-                people = People(
+                people = PeopleLists(
                     suppressed=frozenset(values.get("suppressed", ())),
                     trait_names=tuple(sorted(values.get("trait_names", ()))),
                 )

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from tracking.compact import dumps_compact
+from tracking.json_text import dumps_compact
 from tracking.keys import REJECTED_KIND, rejection_sk, rejections_pk
 from tracking.models.rejections import RETENTION_DAYS, Rejection, RejectionRecord
 from tracking.storage.dynamo import from_item, query, storage_errors, to_item

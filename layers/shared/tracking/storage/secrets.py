@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tracking.models.failures import StorageUnavailable
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import CLIENT_CONFIG
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tracking.errors import ValidationFailed, validate
+from tracking.api_errors import ValidationFailed, validate
 from tracking.models.canonical import KEY_MAX_BYTES, CanonicalEvent, Identifier, at_most_bytes
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo, new_event_ids

@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tracking.compact import dumps_compact
-from tracking.errors import (
+from tracking.api_errors import (
     ApiError,
     PayloadTooLarge,
     ValidationFailed,
@@ -24,6 +23,7 @@ from tracking.errors import (
     validation_details,
 )
 from tracking.ingest.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
+from tracking.json_text import dumps_compact
 from tracking.models.canonical import (
     IDENTIFIER_PATTERN,
     KEY_MAX_BYTES,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from tracking.errors import BadRequest, ValidationFailed, validate
+from tracking.api_errors import BadRequest, ValidationFailed, validate
 from tracking.ingest.commerce import WIDGET_COMMERCE, total_in_base
 from tracking.models.canonical import (
     IDENTIFIER_MAX_BYTES,

@@ -7,7 +7,7 @@ import base64
 import binascii
 from typing import Any
 
-from tracking.errors import Unauthorized
+from tracking.api_errors import Unauthorized
 from tracking.models.config import WRITE_KEY
 
 

@@ -67,7 +67,10 @@ def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
 
 
 def build() -> dict[str, Any]:
-    documents = [_document(create_ingest_app(cast(Any, None))), _document(create_query_app(cast(Any, None)))]
+    documents = [
+        _document(create_ingest_app(cast(Any, None))),
+        _document(create_query_app(cast(Any, None), cast(Any, None))),
+    ]
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for document in documents:

@@ -5,7 +5,6 @@ stream. The same routes through the handler on moto are in tests/integration."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,17 @@ from tracking.api_errors import Forbidden, NotFound, RateLimited, Unauthorized, 
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import suppression_hash
 from tracking.models.rejections import Rejection, RejectionRecord
+from tracking.query.admin import PluginAdmin
 from tracking.query.auth import QUOTA_WINDOW_MS, ApiKeyAuth, StaticAdminKey
+from tracking.query.requests import (
+    ExportQuery,
+    PageQuery,
+    Reading,
+    RowsQuery,
+    SeriesQuery,
+    SummaryQuery,
+    UserQuery,
+)
 from tracking.query.service import QueryService
 from tracking.ratelimit import RateLimiter
 
@@ -72,6 +81,10 @@ class Deployment:
             deletions=self.deletions,
             clock=lambda: self.now,
         )
+        self.admin = PluginAdmin(self.control, lambda: self.now)
+
+    def reading(self, plugin_id: str, key: str = ADMIN) -> Reading:
+        return self.service.reading(key, plugin_id)
 
     def track(self, events: list[CanonicalEvent]) -> None:
         self.events.put_all(events)
@@ -82,7 +95,7 @@ class Deployment:
 
 
 def published(deployment: Deployment, plugin_id: str = "p1", config: dict[str, Any] | None = None) -> None:
-    deployment.service.publish(deployment.service.managed(ADMIN, plugin_id), config or CONFIG)
+    deployment.admin.publish(deployment.service.managed(ADMIN, plugin_id), config or CONFIG)
 
 
 def emoji(user: str, n: int, value: str = "😍") -> CanonicalEvent:
@@ -93,7 +106,7 @@ def test_publishing_versions_a_config_and_guards_write_keys() -> None:
     deployment = Deployment()
     published(deployment)
     published(deployment)
-    assert deployment.service.config("p1").version == 2
+    assert deployment.admin.config("p1").version == 2
     with pytest.raises(ValidationFailed) as taken:
         published(deployment, "p2")  # wk_unit_1 belongs to p1
     assert taken.value.details == [{"field": "write_keys[0]", "message": "already in use"}]
@@ -120,27 +133,27 @@ def test_a_dashboard_key_reads_its_plugin_only_and_is_refused_once_revoked() -> 
     deployment = Deployment()
     published(deployment)
     published(deployment, "p2", {"tracking": CONFIG["tracking"]})
-    key, stored = deployment.service.create_key("p1", "marketing")
-    assert [k.last4 for k in deployment.service.keys(ADMIN, "p1")] == [key[-4:]]
+    key, stored = deployment.admin.create_key("p1", "marketing")
+    assert [k.last4 for k in deployment.admin.keys("p1")] == [key[-4:]]
     assert key not in repr(deployment.control.keys)  # only its hash is stored
-    assert deployment.service.readable(key, "p1").plugin_id == "p1"
+    assert deployment.reading("p1", key).plugin_id == "p1"
     with pytest.raises(Forbidden):
-        deployment.service.readable(key, "p2")
+        deployment.reading("p2", key)
     with pytest.raises(Forbidden):
         deployment.service.managed(key, "p1")  # a dashboard key manages nothing
-    assert deployment.service.plugins(key, {}) == (["p1"], None)
-    deployment.service.revoke_key(ADMIN, "p1", stored.key_id)
+    assert deployment.service.plugins(deployment.service.caller(key), PageQuery()) == (["p1"], None)
+    deployment.admin.revoke_key("p1", stored.key_id)
     with pytest.raises(Unauthorized):
-        deployment.service.readable(key, "p1")
+        deployment.reading("p1", key)
 
 
 def test_each_key_has_a_daily_quota() -> None:
     deployment = Deployment(quota=3)
     published(deployment)  # one request of the admin's
-    deployment.service.readable(ADMIN, "p1")
-    deployment.service.readable(ADMIN, "p1")
+    deployment.reading("p1")
+    deployment.reading("p1")
     with pytest.raises(RateLimited):
-        deployment.service.readable(ADMIN, "p1")
+        deployment.reading("p1")
 
 
 def test_pages_of_rows_list_each_user_once() -> None:
@@ -150,16 +163,16 @@ def test_pages_of_rows_list_each_user_once() -> None:
     seen: list[str] = []
     cursor: dict[str, str] = {"limit": "2"}
     while True:
-        page = deployment.service.rows(ADMIN, "p1", cursor)
+        page = deployment.service.rows(deployment.reading("p1"), RowsQuery.of(cursor))
         seen += [row["user_id"] for row in page.rows]
         if page.next_cursor is None:
             break
         cursor = {"limit": "2", "cursor": page.next_cursor}
     assert seen == [f"user-{n}" for n in range(7)]
     with pytest.raises(ValidationFailed):
-        deployment.service.rows(ADMIN, "p1", {"limit": "0"})
-    with pytest.raises(ValidationFailed):
-        deployment.service.rows(ADMIN, "p1", {"aggregation.emoji": "average"})  # not one of its listed
+        RowsQuery.of({"limit": "0"})
+    with pytest.raises(ValidationFailed):  # not one of its listed
+        deployment.service.rows(deployment.reading("p1"), RowsQuery.of({"aggregation.emoji": "average"}))
 
 
 def test_a_linked_id_answers_its_users_row_and_the_csv_has_every_user() -> None:
@@ -172,13 +185,13 @@ def test_a_linked_id_answers_its_users_row_and_the_csv_has_every_user() -> None:
         emoji("bob", 3),
     ]
     deployment.track([link, *visits])
-    view = deployment.service.user(ADMIN, "p1", "anon-1", {})
+    view = deployment.service.user(deployment.reading("p1"), "anon-1", UserQuery())
     assert view.user_id == "alice"
     assert view.values["emoji"]["value"]["total"] == 2  # both ids' events
     assert view.person.traits["plan"].value == "pro"
     with pytest.raises(NotFound):
-        deployment.service.user(ADMIN, "p1", "nobody", {})
-    part = deployment.service.export(ADMIN, "p1", {"lang": "fr"})
+        deployment.service.user(deployment.reading("p1"), "nobody", UserQuery())
+    part = deployment.service.export(deployment.reading("p1"), ExportQuery(lang="fr"))
     lines = part.text.lstrip("\ufeff").splitlines()
     assert lines[0] == "user_id,Émoji,Rating,traits.plan"
     assert [line.split(",")[0] for line in lines[1:]] == ["alice", "bob"]
@@ -203,15 +216,16 @@ def test_the_summary_and_series_add_up_the_rollups() -> None:
             for depth, step in enumerate(steps[: n + 1])
         ]
     )
-    summary = deployment.service.summary(ADMIN, "bot", "2025-11-24", "2025-11-24")
+    bot = deployment.service.reader(ADMIN, "bot")
+    summary = deployment.service.summary(bot, SummaryQuery(first="2025-11-24", last="2025-11-24"))
     assert [step["users"] for step in summary["funnel"][:4]] == [3, 2, 1, 0]
     assert summary["counts"] == {"visitor": 3, "bot_open": 2, "convo_started": 1}
     series = deployment.service.series(
-        ADMIN, "bot", {"keys": "visitor", "from": "2025-11-23", "to": "2025-11-24"}
+        bot, SeriesQuery(keys="visitor", first="2025-11-23", last="2025-11-24")
     )
     assert [(d["events"], d["users"]) for d in series["series"]["visitor"]] == [(0, 0), (3, 3)]
     with pytest.raises(NotFound):
-        deployment.service.summary(ADMIN, "never-seen", None, None)
+        deployment.service.summary(deployment.service.reader(ADMIN, "never-seen"), SummaryQuery())
 
 
 def test_refused_calls_page_newest_first() -> None:
@@ -227,8 +241,8 @@ def test_refused_calls_page_newest_first() -> None:
                 counts={"VALIDATION": 1},
             )
         )
-    first = deployment.service.rejections(ADMIN, "p1", {"limit": "3"})
-    rest = deployment.service.rejections(ADMIN, "p1", {"limit": "3", "cursor": first.next_cursor or ""})
+    first = deployment.service.rejections("p1", PageQuery(limit=3))
+    rest = deployment.service.rejections("p1", PageQuery(limit=3, cursor=first.next_cursor))
     messages = [found.rejection.message for found in [*first.rejections, *rest.rejections]]
     assert messages == [f"call {n}" for n in reversed(range(5))]
     assert rest.next_cursor is None
@@ -239,15 +253,15 @@ def test_forgetting_suppresses_every_id_of_the_person_and_starts_a_deletion() ->
     published(deployment)
     link = identify_call("carol", "anon-c", at=NOW, event_id="m-c")
     deployment.track([link, emoji("carol", 1)])
-    step = deployment.service.forget(ADMIN, "p1", "carol", suppress=True)
+    step = deployment.service.forget("p1", "carol", suppress=True)
     assert set(step.ids) == {"carol", "anon-c"}
     people = deployment.control.people["p1"]
     assert people.suppressed == {suppression_hash("carol"), suppression_hash("anon-c")}
-    assert deployment.service.deletion(ADMIN, "p1", step.deletion_id).step == 0
-    deployment.service.lift_suppression(ADMIN, "p1", "carol")
+    assert deployment.service.deletion("p1", step.deletion_id).step == 0
+    deployment.service.lift_suppression("p1", "carol")
     assert deployment.control.people["p1"].suppressed == {suppression_hash("anon-c")}
     with pytest.raises(NotFound):
-        deployment.service.deletion(ADMIN, "p1", "del_unknown")
+        deployment.service.deletion("p1", "del_unknown")
 
 
 def test_a_chatbot_without_a_config_reads_with_the_widgets_columns() -> None:
@@ -255,8 +269,8 @@ def test_a_chatbot_without_a_config_reads_with_the_widgets_columns() -> None:
     deployment.track(
         [canonical("visitor", None, user="v1", plugin="shop-bot", at=NOW, event_id="g:v1", dialect="widget")]
     )
-    columns, _ = deployment.service.columns(ADMIN, "shop-bot", None)
+    columns, _ = deployment.service.columns(deployment.reading("shop-bot"), None)
     assert "visitor" in {column["key"] for column in columns}
-    assert Counter(deployment.service.plugins(ADMIN, {})[0]) == Counter(["shop-bot"])
+    assert deployment.service.plugins(deployment.service.caller(ADMIN), PageQuery())[0] == ["shop-bot"]
     with pytest.raises(NotFound):
-        deployment.service.columns(ADMIN, "no-such-bot", None)
+        deployment.reading("no-such-bot")

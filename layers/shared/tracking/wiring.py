@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tracking.aggregate.aggregator import Aggregator
     from tracking.forget.service import Forgetter
     from tracking.ingest.service import IngestService
+    from tracking.query.admin import PluginAdmin
     from tracking.query.auth import AdminKey
     from tracking.query.service import QueryService
     from tracking.storage.budgets import BudgetStore
@@ -102,6 +103,13 @@ def query_service(settings: Settings) -> QueryService:
         events=UserEvents(client(), settings.events_table, settings.retention_days),
         deletions=DeletionStore(client(), settings.events_table),
     )
+
+
+def plugin_admin(settings: Settings) -> PluginAdmin:
+    from tracking.query.admin import PluginAdmin  # noqa: PLC0415
+    from tracking.query.service import now_ms  # noqa: PLC0415
+
+    return PluginAdmin(control_store(settings), now_ms)
 
 
 def admin_key(settings: Settings) -> AdminKey:

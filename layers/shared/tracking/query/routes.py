@@ -1,6 +1,6 @@
-"""Read and admin routes: health, plugins and their configs and keys, the dashboard read model,
-the dashboard page and the OpenAPI document. Each route translates HTTP into one call of
-:class:`~tracking.query.service.QueryService`."""
+"""Read and admin routes: health, plugins and their configs and keys, the dashboard read model, the
+dashboard page and the OpenAPI document. Each route resolves its caller once (``QueryService``),
+reads its request into a typed model (:mod:`tracking.query.requests`) and makes one call."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tracking.http import (
 from tracking.models.config import PluginConfig
 from tracking.payloads import parse_json, parse_json_object
 from tracking.query import people
+from tracking.query.admin import PluginAdmin
 from tracking.query.replies import (
     Column,
     Columns,
@@ -43,6 +44,7 @@ from tracking.query.replies import (
     Suppression,
 )
 from tracking.query.replies import Person as PersonReply
+from tracking.query.requests import ExportQuery, PageQuery, RowsQuery, SeriesQuery, SummaryQuery, UserQuery
 from tracking.query.service import QueryService
 
 CONFIG_MAX_BYTES = 256 * 1024
@@ -69,9 +71,9 @@ def static_text(name: str) -> str:
     return resources.files("tracking.query").joinpath(name).read_text(encoding="utf-8")
 
 
-def create_query_app(service: QueryService) -> APIGatewayRestResolver:
+def create_query_app(service: QueryService, admin: PluginAdmin) -> APIGatewayRestResolver:
     app = new_resolver()
-    _admin_routes(app, service)
+    _admin_routes(app, service, admin)
     _dashboard_routes(app, service)
     _people_routes(app, service)
     _public_routes(app)
@@ -88,7 +90,7 @@ def _api_key(app: APIGatewayRestResolver) -> str | None:
     return header(app, "X-Api-Key")
 
 
-def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
+def _admin_routes(app: APIGatewayRestResolver, service: QueryService, admin: PluginAdmin) -> None:
     @app.get(
         "/v1/plugins",
         **operation(
@@ -100,7 +102,8 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         ),
     )
     def list_plugins() -> Response[str]:
-        plugins, cursor = service.plugins(_api_key(app), app.current_event.query_string_parameters)
+        caller = service.caller(_api_key(app))
+        plugins, cursor = service.plugins(caller, PageQuery.of(app.current_event.query_string_parameters))
         entries = [PluginEntry(plugin_id=p) for p in plugins]
         return json_response(200, Plugins(plugins=entries, next_cursor=cursor))
 
@@ -110,7 +113,7 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
     )
     def put_config(plugin_id: str) -> Response[str]:
         plugin_id = service.managed(_api_key(app), path_param(plugin_id))
-        published = service.publish(plugin_id, parse_json_object(read_body(app, CONFIG_MAX_BYTES)))
+        published = admin.publish(plugin_id, parse_json_object(read_body(app, CONFIG_MAX_BYTES)))
         return json_response(
             200,
             Published(plugin_id=plugin_id, version=published.version, published_at=published.published_at),
@@ -121,7 +124,7 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         **operation("The published config", "admin", api_key=True, reply=PluginConfig),
     )
     def get_config(plugin_id: str) -> Response[str]:
-        published = service.config(service.managed(_api_key(app), path_param(plugin_id)))
+        published = admin.config(service.managed(_api_key(app), path_param(plugin_id)))
         return json_response(
             200, published.config.model_dump(mode="json"), {"ETag": f'"{published.version}"'}
         )
@@ -143,7 +146,7 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         raw = read_body(app, KEY_REQUEST_MAX_BYTES)
         request = parse_json(raw) if raw.strip() else {}
         label = request.get("label", "") if isinstance(request, dict) else ""
-        key, stored = service.create_key(plugin_id, str(label)[:100])
+        key, stored = admin.create_key(plugin_id, str(label)[:100])
         # The key is shown once; only its hash is stored.
         return json_response(201, CreatedKey(key=key, key_id=stored.key_id, plugin_id=plugin_id))
 
@@ -162,7 +165,7 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
                 created_at=iso_time(key.created_at),
                 last_used=iso_time(key.last_used) if key.last_used is not None else None,
             )
-            for key in service.keys(_api_key(app), path_param(plugin_id))
+            for key in admin.keys(service.managed(_api_key(app), path_param(plugin_id)))
         ]
         return json_response(200, Keys(keys=entries))
 
@@ -173,7 +176,8 @@ def _admin_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         ),
     )
     def revoke_key(plugin_id: str, key_id: str) -> Response[str]:
-        revoked = service.revoke_key(_api_key(app), path_param(plugin_id), path_param(key_id))
+        managed = service.managed(_api_key(app), path_param(plugin_id))
+        revoked = admin.revoke_key(managed, path_param(key_id))
         return json_response(200, RevokedKey(key_id=revoked.key_id, revoked=True))
 
 
@@ -186,7 +190,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         **operation("Dashboard columns", "dashboard", api_key=True, query=(LANG,), reply=Columns),
     )
     def get_columns(plugin_id: str) -> Response[str]:
-        columns, origins = service.columns(_api_key(app), path_param(plugin_id), params().get("lang"))
+        reading = service.reading(_api_key(app), path_param(plugin_id))
+        columns, origins = service.columns(reading, params().get("lang"))
         reply = Columns(columns=[Column.model_validate(c) for c in columns], image_origins=origins)
         return json_response(200, reply)
 
@@ -201,7 +206,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         ),
     )
     def get_rows(plugin_id: str) -> Response[str]:
-        page = service.rows(_api_key(app), path_param(plugin_id), params())
+        reading = service.reading(_api_key(app), path_param(plugin_id))
+        page = service.rows(reading, RowsQuery.of(params()))
         return json_response(200, Rows.model_validate({"rows": page.rows, "next_cursor": page.next_cursor}))
 
     @app.get(
@@ -215,7 +221,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         ),
     )
     def get_user(plugin_id: str, user_id: str) -> Response[str]:
-        view = service.user(_api_key(app), path_param(plugin_id), path_param(user_id), params())
+        reading = service.reading(_api_key(app), path_param(plugin_id))
+        view = service.user(reading, path_param(user_id), UserQuery.of(params()))
         person = view.person
         reply = PersonReply.model_validate(
             {
@@ -247,7 +254,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         ),
     )
     def export_csv(plugin_id: str) -> Response[str]:
-        part = service.export(_api_key(app), path_param(plugin_id), params())
+        reading = service.reading(_api_key(app), path_param(plugin_id))
+        part = service.export(reading, ExportQuery.of(params()))
         headers = {"Content-Disposition": f'attachment; filename="{part.plugin_id}.csv"'}
         if part.next_cursor:
             headers["X-Next-Cursor"] = part.next_cursor
@@ -264,7 +272,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         ),
     )
     def get_rejections(plugin_id: str) -> Response[str]:
-        page = service.rejections(_api_key(app), path_param(plugin_id), params())
+        readable = service.reader(_api_key(app), path_param(plugin_id))
+        page = service.rejections(readable, PageQuery.of(params()))
         entries = [
             RecordedRejectionReply(
                 at=iso_time(found.at),
@@ -289,9 +298,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         ),
     )
     def get_series(plugin_id: str) -> Response[str]:
-        return json_response(
-            200, Series.model_validate(service.series(_api_key(app), path_param(plugin_id), params()))
-        )
+        readable = service.reader(_api_key(app), path_param(plugin_id))
+        return json_response(200, Series.model_validate(service.series(readable, SeriesQuery.of(params()))))
 
     @app.get(
         "/api/analytics/summary",
@@ -304,9 +312,8 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
         ),
     )
     def get_summary() -> Response[str]:
-        query = params()
-        chatbot = query.get("chatbot_id", "")
-        summary = service.summary(_api_key(app), chatbot, query.get("from"), query.get("to"))
+        query = SummaryQuery.of(params())
+        summary = service.summary(service.reader(_api_key(app), query.chatbot_id), query)
         return json_response(200, Summary.model_validate(summary))
 
 
@@ -323,9 +330,8 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
     )
     def get_user_events(plugin_id: str, user_id: str) -> Response[str]:
         cursor = app.current_event.query_string_parameters.get("cursor")
-        text, following = service.user_events(
-            _api_key(app), path_param(plugin_id), path_param(user_id), cursor
-        )
+        managed = service.managed(_api_key(app), path_param(plugin_id))
+        text, following = service.user_events(managed, path_param(user_id), cursor)
         headers = {"X-Next-Cursor": following} if following else {}
         return Response(200, "application/x-ndjson; charset=utf-8", text, headers)
 
@@ -344,7 +350,8 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         raw = app.current_event.query_string_parameters.get("suppress", "true")
         if raw not in ("true", "false"):
             raise ValidationFailed("Invalid suppress", [{"field": "suppress", "message": "true or false"}])
-        step = service.forget(_api_key(app), path_param(plugin_id), path_param(user_id), raw == "true")
+        managed = service.managed(_api_key(app), path_param(plugin_id))
+        step = service.forget(managed, path_param(user_id), raw == "true")
         return json_response(202, Deletion(deletion_id=step.deletion_id, status="pending"))
 
     @app.get(
@@ -352,7 +359,9 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         **operation("A deletion's progress", "admin", api_key=True, reply=Deletion),
     )
     def get_deletion(plugin_id: str, deletion_id: str) -> Response[str]:
-        step = service.deletion(_api_key(app), path_param(plugin_id), path_param(deletion_id))
+        step = service.deletion(
+            service.managed(_api_key(app), path_param(plugin_id)), path_param(deletion_id)
+        )
         removed = {
             "events": step.removed_events,
             "aggregates": step.removed_aggregates,
@@ -370,7 +379,7 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
     )
     def lift_suppression(plugin_id: str, user_id: str) -> Response[str]:
         user_id = path_param(user_id)
-        service.lift_suppression(_api_key(app), path_param(plugin_id), user_id)
+        service.lift_suppression(service.managed(_api_key(app), path_param(plugin_id)), user_id)
         return json_response(200, Suppression(user_id=user_id, suppressed=False))
 
 

@@ -53,19 +53,17 @@ def columns(published: PublishedConfig, lang: str | None) -> list[dict[str, Any]
     ]
 
 
-def chosen_aggregations(published: PublishedConfig, params: Mapping[str, str]) -> dict[str, Aggregation]:
-    """``aggregation.<key>=<name>`` picks another of a key's listed aggregations (422 otherwise)."""
+def chosen_aggregations(published: PublishedConfig, asked: Mapping[str, str]) -> dict[str, Aggregation]:
+    """``aggregation.<key>=<name>`` (``asked``: key to name) picks another of a key's listed
+    aggregations (422 otherwise)."""
     chosen: dict[str, Aggregation] = {}
     problems = []
-    for name, value in params.items():
-        if not name.startswith("aggregation."):
-            continue
-        key = name.removeprefix("aggregation.")
+    for key, value in asked.items():
         tracked = published.config.tracked_key(key)
         listed: tuple[Aggregation, ...] = tracked.aggregations if tracked else ("increment",)
         match = next((aggregation for aggregation in listed if aggregation == value), None)
         if match is None:
-            problems.append({"field": name, "message": f"must be one of {', '.join(listed)}"})
+            problems.append({"field": f"aggregation.{key}", "message": f"must be one of {', '.join(listed)}"})
         else:
             chosen[key] = match
     if problems:

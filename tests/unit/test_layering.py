@@ -79,3 +79,40 @@ def test_every_key_layout_is_built_in_one_module() -> None:
         if separator.search(path.read_text(encoding="utf-8"))
     ]
     assert holders == ["keys.py"]
+
+
+MODULE_MAX_LINES = 400  # a package module past this holds more than one thing (issue 22)
+TOOL_MAX_LINES = 450  # likewise for the local stack, the checks, the tools and the bench
+
+
+def test_no_module_outgrows_its_room() -> None:
+    package = {str(p.relative_to(ROOT)): p for p in PACKAGE.rglob("*.py")}
+    tools = {
+        str(p.relative_to(ROOT)): p
+        for p in (ROOT / "devstack").rglob("*.py")
+        if "node_modules" not in p.parts
+    }
+    too_long = {
+        name: lines
+        for group, most in ((package, MODULE_MAX_LINES), (tools, TOOL_MAX_LINES))
+        for name, path in group.items()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > most
+    }
+    assert too_long == {}
+
+
+def test_the_readme_is_a_front_door_whose_map_names_every_module() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    mapped = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE))
+    named: set[str] = set()
+    for entry in mapped:  # `ingest/dialects/{widget,plugin,segment}.py` names three
+        if match := re.fullmatch(r"(.*)\{(.+)\}(\.py)", entry):
+            named.update(f"{match[1]}{part}{match[3]}" for part in match[2].split(","))
+        else:
+            named.add(entry)
+    modules_ = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    assert modules_ - named == set()
+    for document in ("docs/API.md", "docs/DESIGN.md", "docs/DEPLOY.md"):
+        assert (ROOT / document).is_file()
+        assert f"({document})" in readme

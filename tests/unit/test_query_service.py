@@ -163,16 +163,19 @@ def test_pages_of_rows_list_each_user_once() -> None:
     seen: list[str] = []
     cursor: dict[str, str] = {"limit": "2"}
     while True:
-        page = deployment.service.rows(deployment.reading("p1"), RowsQuery.of(cursor))
+        reading = deployment.reading("p1")
+        page = deployment.service.rows(reading, RowsQuery.read(cursor, reading.published))
         seen += [row["user_id"] for row in page.rows]
         if page.next_cursor is None:
             break
         cursor = {"limit": "2", "cursor": page.next_cursor}
     assert seen == [f"user-{n}" for n in range(7)]
+    config = deployment.reading("p1").published
     with pytest.raises(ValidationFailed):
-        RowsQuery.of({"limit": "0"})
-    with pytest.raises(ValidationFailed):  # not one of its listed
-        deployment.service.rows(deployment.reading("p1"), RowsQuery.of({"aggregation.emoji": "average"}))
+        RowsQuery.read({"limit": "0"}, config)
+    with pytest.raises(ValidationFailed) as unlisted:  # not one of its listed: named before the limit
+        RowsQuery.read({"aggregation.emoji": "average", "limit": "0"}, config)
+    assert [detail["field"] for detail in unlisted.value.details] == ["aggregation.emoji"]
 
 
 def test_a_linked_id_answers_its_users_row_and_the_csv_has_every_user() -> None:

@@ -1,6 +1,7 @@
 """What a query route asks, as typed requests: read from the query string once, in the route layer,
-and handed to the services (a limit that is not one is a 422 here; what depends on the plugin's
-config, such as an aggregation it does not list, is judged by the service)."""
+and handed to the services. What cannot be a request is a 422 here, in the order the checks always
+ran: an aggregation the plugin's key does not list (so a request naming one is built with the
+config), then the limit."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from tracking.models.config import PublishedConfig
+from tracking.models.config import Aggregation, PublishedConfig
 from tracking.models.people import PeopleLists
 from tracking.query.paging import DEFAULT_LIMIT, parse_limit
+from tracking.query.rows import chosen_aggregations
 
 AGGREGATION_PREFIX = "aggregation."
 
@@ -30,13 +32,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-def _aggregations(params: Mapping[str, str]) -> dict[str, str]:
-    """``aggregation.<key>=<name>`` pairs, as asked (whether the key lists it is the service's call)."""
-    return {
+def _chosen(params: Mapping[str, str], published: PublishedConfig) -> dict[str, Aggregation]:
+    """``aggregation.<key>=<name>``: another of the key's listed aggregations (422 otherwise)."""
+    asked = {
         name.removeprefix(AGGREGATION_PREFIX): value
         for name, value in params.items()
         if name.startswith(AGGREGATION_PREFIX)
     }
+    return chosen_aggregations(published, asked)
 
 
 class PageQuery(_Request):
@@ -49,32 +52,29 @@ class PageQuery(_Request):
 
 
 class RowsQuery(PageQuery):
-    aggregations: dict[str, str] = {}
+    chosen: dict[str, Aggregation] = {}
 
     @classmethod
-    def of(cls, params: Mapping[str, str]) -> RowsQuery:
-        return cls(
-            limit=parse_limit(params.get("limit")),
-            cursor=params.get("cursor"),
-            aggregations=_aggregations(params),
-        )
+    def read(cls, params: Mapping[str, str], published: PublishedConfig) -> RowsQuery:
+        chosen = _chosen(params, published)
+        return cls(limit=parse_limit(params.get("limit")), cursor=params.get("cursor"), chosen=chosen)
 
 
 class UserQuery(_Request):
     cursor: str | None = None
-    aggregations: dict[str, str] = {}
+    chosen: dict[str, Aggregation] = {}
 
     @classmethod
-    def of(cls, params: Mapping[str, str]) -> UserQuery:
-        return cls(cursor=params.get("cursor"), aggregations=_aggregations(params))
+    def read(cls, params: Mapping[str, str], published: PublishedConfig) -> UserQuery:
+        return cls(chosen=_chosen(params, published), cursor=params.get("cursor"))
 
 
 class ExportQuery(UserQuery):
     lang: str | None = None
 
     @classmethod
-    def of(cls, params: Mapping[str, str]) -> ExportQuery:
-        return cls(cursor=params.get("cursor"), aggregations=_aggregations(params), lang=params.get("lang"))
+    def read(cls, params: Mapping[str, str], published: PublishedConfig) -> ExportQuery:
+        return cls(chosen=_chosen(params, published), cursor=params.get("cursor"), lang=params.get("lang"))
 
 
 class DaysQuery(_Request):

@@ -207,7 +207,7 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
     )
     def get_rows(plugin_id: str) -> Response[str]:
         reading = service.reading(_api_key(app), path_param(plugin_id))
-        page = service.rows(reading, RowsQuery.of(params()))
+        page = service.rows(reading, RowsQuery.read(params(), reading.published))
         return json_response(200, Rows.model_validate({"rows": page.rows, "next_cursor": page.next_cursor}))
 
     @app.get(
@@ -222,7 +222,7 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
     )
     def get_user(plugin_id: str, user_id: str) -> Response[str]:
         reading = service.reading(_api_key(app), path_param(plugin_id))
-        view = service.user(reading, path_param(user_id), UserQuery.of(params()))
+        view = service.user(reading, path_param(user_id), UserQuery.read(params(), reading.published))
         person = view.person
         reply = PersonReply.model_validate(
             {
@@ -255,7 +255,7 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
     )
     def export_csv(plugin_id: str) -> Response[str]:
         reading = service.reading(_api_key(app), path_param(plugin_id))
-        part = service.export(reading, ExportQuery.of(params()))
+        part = service.export(reading, ExportQuery.read(params(), reading.published))
         headers = {"Content-Disposition": f'attachment; filename="{part.plugin_id}.csv"'}
         if part.next_cursor:
             headers["X-Next-Cursor"] = part.next_cursor

@@ -144,30 +144,27 @@ class QueryService:
         return rows.columns(reading.published, lang), origins
 
     def rows(self, reading: Reading, query: RowsQuery) -> rows.Page:
-        chosen = rows.chosen_aggregations(reading.published, query.aggregations)
-        return rows.page_of_rows(self._aggregates, reading.published, query.cursor, query.limit, chosen)
+        return rows.page_of_rows(self._aggregates, reading.published, query.cursor, query.limit, query.chosen)
 
     def user(self, reading: Reading, user_id: str, query: UserQuery) -> UserView:
         """One person's values (every key with data, declared or not) and profile, for any of their
         ids: an id linked into a user answers that user's (404 when nothing is known of it)."""
         published = reading.published
-        chosen = rows.chosen_aggregations(published, query.aggregations)
         if not is_identifier(user_id):
             raise NotFound(f"Nothing tracked for user {user_id!r}")
         root, gathered = people.person_of(self._aggregates, published.plugin_id, user_id)
-        values = rows.row_values(gathered.all_states(), published, chosen, declared_only=False)
+        values = rows.row_values(gathered.all_states(), published, query.chosen, declared_only=False)
         if not values and not gathered.profiles:
             raise NotFound(f"Nothing tracked for user {user_id!r}")
         shown, following = rows.values_page(values, query.cursor)
         return UserView(user_id, root, shown, gathered.person(), following)
 
     def export(self, reading: Reading, query: ExportQuery) -> CsvPart:
-        chosen = rows.chosen_aggregations(reading.published, query.aggregations)
         text, cursor = csv_export.export_csv(
             self._aggregates,
             reading.published,
             lang=query.lang,
-            chosen=chosen,
+            chosen=query.chosen,
             cursor=query.cursor,
             trait_names=reading.people_lists.trait_names,
         )

@@ -1,4 +1,4 @@
-"""The in-memory fakes (tests/fakes) keep the stores' semantics: the same sequence of calls, on the real
+"""The in-memory fakes (devstack/fakes) keep the stores' semantics: the same sequence of calls, on the real
 store over moto and on the fake, gives the same answers step by step: a conditional write that fails
 on one fails on the other, an item too large is refused by both, and what is read back is equal."""
 
@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from devstack.fakes.aggregates import FakeAggregates
+from devstack.fakes.control import FakeBudgets, FakeControl
+from devstack.fakes.events import FakeEvents
 from devstack.local.builders import canonical
-from tests.fakes.aggregates import FakeAggregates
-from tests.fakes.control import FakeBudgets, FakeControl
-from tests.fakes.events import FakeEvents
 from tests.integration.conftest import TEMPLATE
 from tracking.models.aggregates import AggregateState, RollupState
 from tracking.models.funnel import FunnelState

@@ -1,4 +1,4 @@
-"""The aggregator through its ports: in-memory fakes (tests/fakes) instead of DynamoDB, so replays,
+"""The aggregator through its ports: in-memory fakes (devstack/fakes) instead of DynamoDB, so replays,
 conflicts between containers and failed writes run by the thousand in seconds. The same rules hold on
 moto and DynamoDB Local in tests/integration and tests/e2e."""
 
@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from devstack.fakes.aggregates import FakeAggregates
+from devstack.fakes.control import FakeControl
+from devstack.fakes.events import FakeEvents, FakeRejections
+from devstack.fakes.stream import FakeStream
 from devstack.local.builders import canonical
-from tests.fakes.aggregates import FakeAggregates
-from tests.fakes.control import FakeControl
-from tests.fakes.events import FakeEvents, FakeRejections
-from tests.fakes.stream import FakeStream
 from tests.helpers import identify_call
 from tests.replay import BASE_TIME, PUBLISHED, Scenario, clean_pass, naive_counts, outcome_of_items, scenarios
 from tracking.aggregate.aggregator import Aggregator

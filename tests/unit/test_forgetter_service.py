@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from devstack.fakes.aggregates import FakeAggregates
+from devstack.fakes.control import FakeControl
+from devstack.fakes.events import FakeDeletions, FakeEvents, FakeRejections
+from devstack.fakes.stream import FakeStream
 from devstack.local.builders import canonical
-from tests.fakes.aggregates import FakeAggregates
-from tests.fakes.control import FakeControl
-from tests.fakes.events import FakeDeletions, FakeEvents, FakeRejections
-from tests.fakes.stream import FakeStream
 from tests.helpers import identify_call, segment_call
 from tracking.aggregate.aggregator import Aggregator
 from tracking.forget.service import PAGE_ITEMS, STEP_ITEMS, Forgetter

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.aggregates import FakeAggregates
-from tests.fakes.control import FakeBudgets, FakeControl
-from tests.fakes.events import FakeEvents, FakeRejections
-from tests.fakes.stream import FakeStream
+from devstack.fakes.aggregates import FakeAggregates
+from devstack.fakes.control import FakeBudgets, FakeControl
+from devstack.fakes.events import FakeEvents, FakeRejections
+from devstack.fakes.stream import FakeStream
 from tracking.aggregate.aggregator import Aggregator
 from tracking.api_errors import Forbidden, RateLimited, Unauthorized, ValidationFailed
 from tracking.ingest.configs import PluginDirectory

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from devstack.fakes.aggregates import FakeAggregates
+from devstack.fakes.control import FakeBudgets, FakeControl
+from devstack.fakes.events import FakeDeletions, FakeEvents, FakeRejections
+from devstack.fakes.stream import FakeStream
 from devstack.local.builders import canonical
-from tests.fakes.aggregates import FakeAggregates
-from tests.fakes.control import FakeBudgets, FakeControl
-from tests.fakes.events import FakeDeletions, FakeEvents, FakeRejections
-from tests.fakes.stream import FakeStream
 from tests.helpers import identify_call, segment_call
 from tracking.aggregate.aggregator import Aggregator
 from tracking.api_errors import Forbidden, NotFound, RateLimited, Unauthorized, Unavailable, ValidationFailed

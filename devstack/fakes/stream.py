@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tests.fakes.table import Table
+from devstack.fakes.table import Table
 from tracking.aggregate.fold import StreamRecord
 from tracking.aggregate.stream import decode_image
 from tracking.storage.dynamo import from_item

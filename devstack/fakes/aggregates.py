@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 
-from tests.fakes.table import ConditionFailed, Table
+from devstack.fakes.table import ConditionFailed, Table
 from tracking.keys import (
     PROFILE_KIND,
     after_user,

@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-from tests.fakes.table import ConditionFailed, Table
+from devstack.fakes.table import ConditionFailed, Table
 from tracking.keys import (
     INDEX_KIND,
     REJECTED_KIND,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from tests.fakes.table import ConditionFailed
+from devstack.fakes.table import ConditionFailed
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.control import DashboardKey, Grant
 from tracking.models.people import NO_PEOPLE_LISTS, PeopleLists, suppression_hash

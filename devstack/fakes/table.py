@@ -3,7 +3,10 @@ puts, a stream of changes, consumed write and read units, and injected failures.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,12 +34,16 @@ class Change:
 @dataclass
 class Table:
     partitions: dict[str, dict[str, Item]] = field(default_factory=dict)
+    sort_keys: dict[str, list[str]] = field(default_factory=dict)  # each partition's, in order
     stream: list[Change] = field(default_factory=list)
     write_units: int = 0
     read_units: float = 0.0
     writes: int = 0
     failing: list[BaseException] = field(default_factory=list)  # raised by the next writes, in order
     faults: Callable[[str], None] | None = None  # called with "read" or "write" first: may raise
+    units_by_pk: Counter[str] = field(default_factory=Counter)  # write units per partition key value
+    units_by_item: Counter[Key] = field(default_factory=Counter)  # write units per item
+    largest_item: int = 0  # bytes, as DynamoDB counts them
 
     def fail_next(self, count: int = 1, error: BaseException | None = None) -> None:
         """The next ``count`` writes fail (a throttled or unavailable table): nothing is written."""
@@ -78,10 +85,10 @@ class Table:
         key = self.key_of(item)
         old = self.peek(key)
         if if_absent and old is not None:
-            self.write_units += _write_units(old)  # a failed condition consumes write capacity
+            self._spend(key, _write_units(old))  # a failed condition consumes write capacity
             raise ConditionFailed(f"{key!r} exists")
         if if_version is not None and (old is None or old.get("version") != {"N": str(if_version)}):
-            self.write_units += _write_units(old or item)
+            self._spend(key, _write_units(old or item))
             raise ConditionFailed(f"{key!r} is not at version {if_version}")
         self._write(key, old, item)
 
@@ -93,21 +100,28 @@ class Table:
         for item in items:
             key = self.key_of(item)
             self._write(key, self.peek(key), item)
-            self.write_units += _write_units(item)
+            self._spend(key, _write_units(item))
 
     def delete(self, key: Key) -> None:
         self._check_failure()
         old = self.partitions.get(key[0], {}).pop(key[1], None)
+        if old is not None:
+            keys = self.sort_keys[key[0]]
+            del keys[bisect.bisect_left(keys, key[1])]
         self.writes += 1
-        self.write_units += _write_units(old)
+        self._spend(key, _write_units(old))
         if old is not None:
             self.stream.append(Change("REMOVE", old, None))
 
     def query(self, pk: str, prefix: str = "") -> list[Item]:
         """The partition's items whose sort key starts with ``prefix``, in sort-key order."""
         self._check_failure("read")
-        partition = self.partitions.get(pk, {})
-        found = [partition[sk] for sk in sorted(partition) if sk.startswith(prefix)]
+        partition, keys = self.partitions.get(pk, {}), self.sort_keys.get(pk, [])
+        found = []
+        for sk in itertools.islice(keys, bisect.bisect_left(keys, prefix), None):
+            if not sk.startswith(prefix):
+                break
+            found.append(partition[sk])
         self.read_units += max(1, math.ceil(sum(item_size(item) for item in found) / 4096))
         return found
 
@@ -122,10 +136,18 @@ class Table:
             return found, False
         return found[:limit], True
 
+    def _spend(self, key: Key, units: int) -> None:
+        self.write_units += units
+        self.units_by_pk[key[0]] += units
+        self.units_by_item[key] += units
+
     def _write(self, key: Key, old: Item | None, new: Item) -> None:
+        if old is None:
+            bisect.insort(self.sort_keys.setdefault(key[0], []), key[1])
         self.partitions.setdefault(key[0], {})[key[1]] = new
         self.writes += 1
-        self.write_units += _write_units(new if old is None else max(old, new, key=item_size))
+        self._spend(key, _write_units(new if old is None else max(old, new, key=item_size)))
+        self.largest_item = max(self.largest_item, item_size(new))
         if old is None:
             self.stream.append(Change("INSERT", None, new))
         elif old != new:  # DynamoDB emits nothing for an overwrite that changes nothing

@@ -1,0 +1,173 @@
+"""The scale simulation (issue 23, its baseline): one plugin's traffic for one simulated second, half
+widget sessions of about 10 events, half Segment batches of 20 calls with identify calls, through the
+real dialect parsers, ingest service, key builders and aggregator, on the in-memory fakes (which check
+versions and size every item with storage's own builders). ``k`` aggregator containers take the
+stream's batches at random (stale caches show up as conflicts). Counted: write units per partition
+key value and per item (the hot keys), conflicts, the largest item, and how many rollup items a
+summary of the day reads.
+
+This measures the key layout as it is today: these are the figures a new layout must beat."""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections import Counter
+from typing import Any
+
+from devstack.fakes.aggregates import FakeAggregates
+from devstack.fakes.control import FakeBudgets, FakeControl
+from devstack.fakes.events import FakeEvents, FakeRejections
+from devstack.fakes.stream import FakeStream
+from tracking.aggregate.aggregator import Aggregator
+from tracking.aggregate.fold import day_of
+from tracking.ingest.configs import PluginDirectory
+from tracking.ingest.rejections import RejectionLog
+from tracking.ingest.service import IngestService
+from tracking.keys import aggregate_pk, client_id_pk, event_pk, funnel_pk, rejections_pk, rollup_pk
+from tracking.models.config import PluginConfig
+from tracking.models.request import RequestInfo
+from tracking.ratelimit import RateLimiter
+
+PLUGIN = "sim-plugin"
+WRITE_KEY = "wk_simulation_1"
+AUTH = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+CONFIG = {
+    "tracking": {"events": [{"key": "rating", "name": {"en": "Rating"}, "aggregations": ["average"]}]},
+    "write_keys": [WRITE_KEY],
+}
+SESSION = ["visitor", "bot_open", "convo_started", "message_sent", "message_sent", "message_sent"]
+SEGMENT_EVENTS = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed"]
+NOW_MS = 1_764_016_800_000
+
+
+def _widget_sessions(rng: random.Random, events: int) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    while len(calls) < events:
+        token = f"user_{rng.getrandbits(48):012x}"
+        steps = SESSION + ["message_sent"] * rng.randrange(0, 8)
+        calls += [{"event": step, "token": token, "data": {"chatbot_id": PLUGIN}} for step in steps]
+    return calls[:events]
+
+
+def _segment_batches(rng: random.Random, events: int) -> list[dict[str, Any]]:
+    batches: list[dict[str, Any]] = []
+    made = 0
+    while made < events:
+        batch: list[dict[str, Any]] = []
+        while len(batch) < 20:
+            anonymous = f"anon-{rng.getrandbits(40):010x}"
+            user = f"user-{rng.getrandbits(40):010x}"
+            batch.append(
+                {
+                    "type": "identify",
+                    "userId": user,
+                    "anonymousId": anonymous,
+                    "traits": {"plan": "pro"},
+                    "messageId": f"m-{rng.getrandbits(64):016x}",
+                }
+            )
+            for _ in range(rng.randrange(2, 6)):
+                batch.append(
+                    {
+                        "type": "track",
+                        "event": rng.choice(SEGMENT_EVENTS),
+                        "userId": user,
+                        "messageId": f"m-{rng.getrandbits(64):016x}",
+                        "properties": {"price": 10},
+                    }
+                )
+        batches.append({"batch": batch[:20]})
+        made += 20
+    return batches
+
+
+LAYOUTS = {
+    aggregate_pk(PLUGIN): "aggregates and profiles",
+    rollup_pk(PLUGIN): "rollups",
+    funnel_pk(PLUGIN): "funnels",
+    rejections_pk(PLUGIN): "rejection records",
+}
+
+
+def _kind(pk: str) -> str:
+    """What a partition key holds, named by its layout (``tracking.keys``) without any id."""
+    if pk in LAYOUTS:
+        return LAYOUTS[pk]
+    if pk.startswith(client_id_pk(PLUGIN, "")):
+        return "a client-named event"
+    if pk.startswith(event_pk(PLUGIN, "")):
+        return "a user's events"
+    return "other"
+
+
+def simulate(events_per_s: int, shards: int, containers: int, seed: int = 1) -> dict[str, Any]:
+    """One simulated second at ``events_per_s`` for one plugin; write units per partition key value are
+    that second's, so they read as WCU/s."""
+    rng = random.Random(seed)  # noqa: S311 - synthetic traffic
+    control = FakeControl()
+    control.publish(PLUGIN, PluginConfig.model_validate(CONFIG), write_key=WRITE_KEY)
+    events = FakeEvents()
+    rejections = FakeRejections(events.table)
+    aggregates = FakeAggregates()
+    ingest = IngestService(
+        directory=PluginDirectory(control, 60),
+        sink=events,
+        limiter=RateLimiter(FakeBudgets(), 0),
+        rejections=RejectionLog(rejections),
+        default_plugin_id=PLUGIN,
+        clock=lambda: NOW_MS / 1000,
+    )
+    info = RequestInfo(received_at=NOW_MS, ip="192.0.2.1")
+    started = time.perf_counter()
+    for call in _widget_sessions(rng, events_per_s // 2):
+        ingest.widget(call, info)
+    for batch in _segment_batches(rng, events_per_s - events_per_s // 2):
+        ingest.segment("batch", batch, AUTH, info)
+    stored = len(events.events())
+    stream = FakeStream(events.table, shards=shards, batch_size=100)
+    pool = [
+        Aggregator(aggregates, control, index=events, rejections=rejections, workers=1)
+        for _ in range(containers)
+    ]
+    stuck = stream.deliver(lambda shard, records: rng.choice(pool).process(shard, records))
+    elapsed = time.perf_counter() - started
+    by_pk = events.table.units_by_pk + aggregates.table.units_by_pk
+    by_item = events.table.units_by_item + aggregates.table.units_by_item
+    hottest_pk, hottest_units = by_pk.most_common(1)[0]
+    hottest_item, item_units = by_item.most_common(1)[0]
+    per_kind: Counter[str] = Counter()
+    for pk, units in by_pk.items():
+        per_kind[_kind(pk)] = max(per_kind[_kind(pk)], units)
+    day = day_of(NOW_MS)
+    return {
+        "events_per_s": events_per_s,
+        "shards": shards,
+        "containers": containers,
+        "stored_events": stored,
+        "stuck_shards": len(stuck),
+        "max_wcu_per_partition_key": hottest_units,
+        "hottest_partition_key": _kind(hottest_pk),
+        "max_wcu_per_partition_key_by_kind": dict(per_kind.most_common()),
+        "max_wcu_per_item": item_units,
+        "hottest_item": _kind(hottest_item[0]),
+        "max_item_kb": round(max(events.table.largest_item, aggregates.table.largest_item) / 1024, 1),
+        "conflicts": aggregates.conflicts,
+        "summary_items_read": len(aggregates.rollups(PLUGIN, day, day)),
+        "simulation_seconds": round(elapsed, 1),
+    }
+
+
+def scale(quick: bool) -> dict[str, Any]:
+    """The simulation at 1k, 10k and 100k events/s (quick: 1k only), and the summary's reads at 4
+    and 64 shards."""
+    rates = [1_000] if quick else [1_000, 10_000, 100_000]
+    runs = {f"{rate // 1000}k": simulate(rate, shards=4, containers=4) for rate in rates}
+    shard_runs = {shards: simulate(1_000, shards=shards, containers=4) for shards in (4, 64)}
+    return {
+        "runs": runs,
+        "summary_items_read_by_shards": {
+            str(shards): run["summary_items_read"] for shards, run in shard_runs.items()
+        },
+    }

@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-from devstack.fakes.table import ConditionFailed, Table
+from devstack.fakes.table import ConditionFailed, Item, Table
 from tracking.keys import (
     INDEX_KIND,
     REJECTED_KIND,
@@ -24,15 +24,15 @@ from tracking.models.people import DeletionStep, PartitionPage
 from tracking.models.rejections import RejectionRecord
 from tracking.models.request import is_client_named
 from tracking.storage.deletions import step_from_values, step_to_item
-from tracking.storage.dynamo import check_size, from_item
+from tracking.storage.dynamo import from_item
 from tracking.storage.events import (
     TRANSACTION_MAX,
     event_from_item,
     event_from_values,
     event_key,
-    event_to_item,
     index_to_item,
     is_event,
+    stored_event_item,
 )
 from tracking.storage.rejections import record_from_values, record_to_item
 
@@ -44,30 +44,31 @@ class FakeEvents:
         self.table = table or Table()
         self._retention_s = retention_s
 
-    def _item(self, event: CanonicalEvent) -> dict[str, dict[str, object]]:
-        return check_size(event_to_item(event, event.received_at // 1000 + self._retention_s), "The event")
+    def _item(self, event: CanonicalEvent) -> Item:
+        return stored_event_item(event, self._retention_s)
 
-    # -- EventSink ----------------------------------------------------------------------------------
-
-    def put(self, event: CanonicalEvent) -> bool:
-        item = self._item(event)
+    def _put(self, item: Item) -> bool:
+        """A client-named event is a put if absent (False: stored before); the others are new."""
         try:
-            self.table.put(item, if_absent=is_client_named(event.event_id))
+            self.table.put(item, if_absent=is_client_named(item["sk"]["S"]))
         except ConditionFailed:
             return False
         return True
 
+    # -- EventSink ----------------------------------------------------------------------------------
+
+    def put(self, event: CanonicalEvent) -> bool:
+        return self._put(self._item(event))
+
     def put_all(self, events: Sequence[CanonicalEvent]) -> None:
         unique = list({event_key(event): event for event in events}.values())
-        items = [self._item(event) for event in unique]
-        generated = [
-            item for item, event in zip(items, unique, strict=True) if not is_client_named(event.event_id)
-        ]
+        items = [self._item(event) for event in unique]  # every item sized before the first write
+        generated = [item for item in items if not is_client_named(item["sk"]["S"])]
         for start in range(0, len(generated), TRANSACTION_MAX):
             self.table.put_all(generated[start : start + TRANSACTION_MAX])
-        for event in unique:
-            if is_client_named(event.event_id):
-                self.put(event)
+        for item in items:
+            if is_client_named(item["sk"]["S"]):
+                self._put(item)
 
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
         if len(events) > TRANSACTION_MAX:

@@ -103,6 +103,12 @@ def event_to_item(event: CanonicalEvent, expires_at: int) -> dict[str, Attribute
     return item
 
 
+def stored_event_item(event: CanonicalEvent, retention_s: int) -> dict[str, AttributeValue]:
+    """The event's item as written, expiring ``retention_s`` after its arrival; refused
+    (:class:`ItemTooLarge`) before any write if DynamoDB would."""
+    return check_size(event_to_item(event, event.received_at // 1000 + retention_s), "The event")
+
+
 def _context_traits(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
     """The user's traits a call carries in ``context.traits`` (a group call's traits are the group's)."""
     found = context.get("traits") if kind != "group" else None
@@ -170,12 +176,8 @@ class EventStore:
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put-events")
 
-    def _expires_at(self, event: CanonicalEvent) -> int:
-        return event.received_at // 1000 + self._retention_s
-
     def _item(self, event: CanonicalEvent) -> StoredItem:
-        """The event's item, refused (:class:`ItemTooLarge`) before any write if DynamoDB would."""
-        return check_size(event_to_item(event, self._expires_at(event)), "The event")
+        return stored_event_item(event, self._retention_s)
 
     def put(self, event: CanonicalEvent) -> bool:
         """Store one event; False when it was already stored (an id the client chose, seen before)."""

@@ -25,7 +25,6 @@ class FakeControl:
     unconfigured_max: int = UNCONFIGURED_MAX
     unconfigured: int = 0  # chatbots listed without a config (counted up to unconfigured_max)
     unavailable: bool = False  # every call fails as DynamoDB's throttling does
-    reads: int = 0
 
     def publish(
         self, plugin_id: str, config: PluginConfig, *, at: int = 0, write_key: str | None = None
@@ -45,7 +44,6 @@ class FakeControl:
 
     def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]:
         self._check()
-        self.reads += 1
         return self.configs.get(plugin_id), self.people.get(plugin_id, NO_PEOPLE_LISTS)
 
     def plugin_for_write_key(self, write_key: str) -> str | None:

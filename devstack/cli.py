@@ -110,6 +110,7 @@ class LocalStack:
             data_dir, args.dynamodb_port, log=self.state_dir / "dynamodb.log"
         )
         dynamodb.ensure_tables(database, self.template)
+        _migrate_local(database)
         local = {
             **dynamodb.local_environment(database.endpoint),
             # On AWS the admin key is a Secrets Manager secret; locally it is given as is.
@@ -136,6 +137,7 @@ class LocalStack:
                 self.pools[mapping.function].invoke,
                 state_dir=self.state_dir,
                 stop=self.stop,
+                shards=args.stream_shards,
             ).start()
         self.url = f"http://{args.host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
@@ -167,6 +169,15 @@ class LocalStack:
         if self.database is not None:
             self.database.stop()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _migrate_local(database: dynamodb.Database) -> None:
+    """Data an earlier version left in the local tables, in today's key layout (before anything runs)."""
+    from devstack.tools.migrate_keys import migrate  # noqa: PLC0415
+
+    moved = migrate(database.client(), "AggregatesTable")
+    if moved.moved or moved.conflicts:
+        print(f"Moved {moved.moved} aggregates items to the suffixed key layout.", flush=True)
 
 
 def _banner(url: str, key: str, database: dynamodb.Database) -> None:
@@ -267,6 +278,26 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_keys(args: argparse.Namespace) -> int:
+    """Move a deployed aggregates table to the suffixed key layout (docs/DEPLOY.md, "Upgrading")."""
+    import boto3  # noqa: PLC0415
+
+    from devstack.tools.migrate_keys import migrate  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.table:
+        client = boto3.client("dynamodb", region_name=args.region, endpoint_url=args.endpoint_url)
+        table = args.table
+    else:
+        stack = _stack(_state_dir(args))
+        client, table = dynamodb.Database(stack["dynamodb"], stack["database"]).client(), "AggregatesTable"
+    done = migrate(client, table, args.segments)
+    print(f"{done.scanned} items scanned, {done.moved} moved, {done.already} already copied.")
+    for pk, sk in done.conflicts:
+        print(f"  left in place (a new-layout item differs; was the aggregator paused?): {pk!r} {sk!r}")
+    return 1 if done.conflicts else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Send the demo traffic to the running stack."""
     from devstack.tools import demo  # noqa: PLC0415
@@ -295,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", "0")) or None)
     run.add_argument("--in-memory", action="store_true", help="keep no data on disk")
     run.add_argument("--concurrency", type=int, default=4, help="warm containers per function")
+    run.add_argument(
+        "--stream-shards",
+        type=int,
+        default=int(os.environ.get("LOCAL_STREAM_SHARDS", "1")),
+        help="stream shards to emulate (DynamoDB Local has one; AWS one per partition)",
+    )
     run.set_defaults(func=cmd_run)
 
     events = sub.add_parser("events", help="list stored canonical events")
@@ -311,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = sub.add_parser("demo", help="send a realistic mix of traffic to the running stack")
     demo_parser.add_argument("--seed", type=int, default=7)
     demo_parser.set_defaults(func=cmd_demo)
+
+    migrate = sub.add_parser(
+        "migrate-keys", help="move an aggregates table to the suffixed key layout (once, on upgrade)"
+    )
+    migrate.add_argument("--table", help="a deployed AggregatesTable's name (default: the local stack's)")
+    migrate.add_argument("--region")
+    migrate.add_argument("--endpoint-url")
+    migrate.add_argument("--segments", type=int, default=8, help="parts of the table moved at once")
+    migrate.set_defaults(func=cmd_migrate_keys)
 
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from devstack.local.builders import api_event, canonical
+from tracking.keys import user_suffix
 from tracking.models.canonical import CanonicalEvent
 
 __all__ = ["api_event", "assert_contract_error", "identify_call", "segment_call"]
@@ -50,3 +51,8 @@ def assert_contract_error(body: dict[str, Any], codes: Iterable[str]) -> None:
         assert set(detail) in ({"field", "message"}, REJECTED_CALL), detail
         for inner in detail.get("details", []) if "index" in detail else []:
             assert set(inner) == {"field", "message"}, inner
+
+
+def key_order(users: Iterable[str]) -> list[str]:
+    """Users in the order rows and CSV list them: by key suffix (a hash of the user), then by user."""
+    return sorted(users, key=lambda user: (user_suffix(user), user))

@@ -25,9 +25,20 @@ from tracking.aggregate.fold import day_of
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.rejections import RejectionLog
 from tracking.ingest.service import IngestService
-from tracking.keys import aggregate_pk, client_id_pk, event_pk, funnel_pk, rejections_pk, rollup_pk
+from tracking.keys import (
+    ROLLUP_SUFFIXES,
+    USER_SUFFIXES,
+    aggregates_pk,
+    client_id_pk,
+    event_pk,
+    funnel_pk,
+    rejections_pk,
+    rollups_pk,
+    suffixes_key,
+)
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo
+from tracking.query.rows import ITEM_SLACK_PER_USER
 from tracking.ratelimit import RateLimiter
 
 PLUGIN = "sim-plugin"
@@ -84,17 +95,19 @@ def _segment_batches(rng: random.Random, events: int) -> list[dict[str, Any]]:
 
 
 LAYOUTS = {
-    aggregate_pk(PLUGIN): "aggregates and profiles",
-    rollup_pk(PLUGIN): "rollups",
-    funnel_pk(PLUGIN): "funnels",
+    aggregates_pk(PLUGIN, 0)[:-3]: "aggregates and profiles",
+    rollups_pk(PLUGIN, 0)[:-3]: "rollups",
+    funnel_pk(PLUGIN, "")[:-3]: "funnels",
+    suffixes_key(PLUGIN)["pk"]: "the plugin's suffixes",
     rejections_pk(PLUGIN): "rejection records",
 }
 
 
 def _kind(pk: str) -> str:
     """What a partition key holds, named by its layout (``tracking.keys``) without any id."""
-    if pk in LAYOUTS:
-        return LAYOUTS[pk]
+    for start, kind in LAYOUTS.items():
+        if pk.startswith(start):
+            return kind
     if pk.startswith(client_id_pk(PLUGIN, "")):
         return "a client-named event"
     if pk.startswith(event_pk(PLUGIN, "")):
@@ -102,15 +115,24 @@ def _kind(pk: str) -> str:
     return "other"
 
 
-def simulate(events_per_s: int, shards: int, containers: int, seed: int = 1) -> dict[str, Any]:
+def simulate(
+    events_per_s: int, shards: int, containers: int, seed: int = 1, *, running: bool = True
+) -> dict[str, Any]:
     """One simulated second at ``events_per_s`` for one plugin; write units per partition key value are
-    that second's, so they read as WCU/s."""
+    that second's, so they read as WCU/s. ``running``: the plugin has been running (its suffixes item
+    lists every suffix, as it does after its first minutes); else its first second, from nothing."""
     rng = random.Random(seed)  # noqa: S311 - synthetic traffic
     control = FakeControl()
     control.publish(PLUGIN, PluginConfig.model_validate(CONFIG), write_key=WRITE_KEY)
     events = FakeEvents()
     rejections = FakeRejections(events.table)
     aggregates = FakeAggregates()
+    suffixes = suffixes_key(PLUGIN)
+    if running:
+        every = {"users": list(range(USER_SUFFIXES)), "rollups": list(range(ROLLUP_SUFFIXES))}
+        aggregates.table.add_numbers((suffixes["pk"], suffixes["sk"]), every)
+        aggregates.table.units_by_pk.clear()
+        aggregates.table.units_by_item.clear()
     ingest = IngestService(
         directory=PluginDirectory(control, 60),
         sink=events,
@@ -127,10 +149,9 @@ def simulate(events_per_s: int, shards: int, containers: int, seed: int = 1) -> 
         ingest.segment("batch", batch, AUTH, info)
     stored = len(events.events())
     stream = FakeStream(events.table, shards=shards, batch_size=100)
-    pool = [
-        Aggregator(aggregates, control, index=events, rejections=rejections, workers=1)
-        for _ in range(containers)
-    ]
+    # Each container has its own view of the table (its own cache of the suffixes listed).
+    views = [FakeAggregates(aggregates.table) for _ in range(containers)]
+    pool = [Aggregator(view, control, index=events, rejections=rejections, workers=1) for view in views]
     stuck = stream.deliver(lambda shard, records: rng.choice(pool).process(shard, records))
     elapsed = time.perf_counter() - started
     by_pk = events.table.units_by_pk + aggregates.table.units_by_pk
@@ -153,20 +174,50 @@ def simulate(events_per_s: int, shards: int, containers: int, seed: int = 1) -> 
         "max_wcu_per_item": item_units,
         "hottest_item": _kind(hottest_item[0]),
         "max_item_kb": round(max(events.table.largest_item, aggregates.table.largest_item) / 1024, 1),
-        "conflicts": aggregates.conflicts,
+        "conflicts": sum(view.conflicts for view in views),
+        "suffixes_item_writes": aggregates.table.units_by_pk[suffixes["pk"]],
         "summary_items_read": len(aggregates.rollups(PLUGIN, day, day)),
+        "rows_page_round_trips": _rows_round_trips(aggregates, pages=5),
         "simulation_seconds": round(elapsed, 1),
     }
+
+
+def _rows_round_trips(aggregates: FakeAggregates, pages: int) -> int:
+    """The most round trips (waves of parallel queries) one of the first pages of rows took, paged as
+    the rows route pages (50 users, the plugin's declared key and the slack per user)."""
+    per_user = len(CONFIG["tracking"]["events"]) + ITEM_SLACK_PER_USER  # type: ignore[index]
+    after: str | None = None
+    aggregates.page_waves.clear()
+    for _ in range(pages):
+        page = aggregates.page_of_users(PLUGIN, after, 51 * per_user)
+        shown = list(page.users)[:50]
+        if not shown or (not page.more and len(shown) == len(page.users)):
+            break
+        after = shown[-1]
+    return max(aggregates.page_waves)
+
+
+def shards_for(events_per_s: int) -> int:
+    """The stream's shards at a rate: one per table partition, and a partition takes 1,000 WCU/s (an
+    event is one or two), so about one per 500 events/s, 4 at least."""
+    return max(4, events_per_s // 500)
 
 
 def scale(quick: bool) -> dict[str, Any]:
     """The simulation at 1k, 10k and 100k events/s (quick: 1k only), and the summary's reads at 4
     and 64 shards."""
     rates = [1_000] if quick else [1_000, 10_000, 100_000]
-    runs = {f"{rate // 1000}k": simulate(rate, shards=4, containers=4) for rate in rates}
+    runs = {
+        f"{rate // 1000}k": simulate(rate, shards=shards_for(rate), containers=max(4, shards_for(rate)))
+        for rate in rates
+    }
     shard_runs = {shards: simulate(1_000, shards=shards, containers=4) for shards in (4, 64)}
+    # A plugin's first second, from nothing: what listing its suffixes costs (once in its life).
+    first = 1_000 if quick else 10_000
+    first_second = simulate(first, shards=shards_for(first), containers=shards_for(first), running=False)
     return {
         "runs": runs,
+        "first_second": first_second,
         "summary_items_read_by_shards": {
             str(shards): run["summary_items_read"] for shards, run in shard_runs.items()
         },

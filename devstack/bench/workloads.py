@@ -29,6 +29,7 @@ from devstack.local.stack import start_stack, stop_stack
 from devstack.tools import load
 from tracking.models.aggregates import AggregateState
 from tracking.storage.aggregate_items import aggregate_to_item
+from tracking.storage.aggregates import AggregateStore
 from tracking.storage.dynamo import client
 
 
@@ -127,6 +128,7 @@ def query_page(database: dynamodb.Database) -> dict[str, Any]:
         ]
         for start in range(0, len(requests), 25):
             db.batch_write_item(RequestItems={"AggregatesTable": requests[start : start + 25]})
+        AggregateStore(db, "AggregatesTable").record_suffixes_of(r["PutRequest"]["Item"] for r in requests)
         query(api_event("GET", "/v1/plugins/bench-page/columns", headers=ADMIN))  # a warm container
         event = api_event("GET", "/v1/plugins/bench-page/rows", headers=ADMIN)
         event["queryStringParameters"] = {"limit": "100"}
@@ -137,6 +139,8 @@ def query_page(database: dynamodb.Database) -> dict[str, Any]:
     assert all(len(r["values"]) == 10 for r in page["rows"]), "the page is not 10 columns"
     return {
         "requests": sum(usage.requests.values()),
+        "round_trips": usage.round_trips("AggregatesTable"),  # the page's own reads
+        "round_trips_with_config": usage.round_trips(),
         "by_operation": dict(usage.requests),
         "read_units": usage.total_reads(),
     }
@@ -356,16 +360,20 @@ def batched_calls(batches: int) -> list[tuple[str, dict[str, Any], str]]:
 # -- load ------------------------------------------------------------------------------------------------
 
 
+LOAD_STREAM_SHARDS = 4
+
+
 def load_run(events: int, clients: int) -> dict[str, Any]:
-    """``make run`` on a scratch directory, ``clients`` concurrent HTTP clients sending mixed dialects
-    on loopback, then every aggregate compared with what was sent."""
+    """``make run`` on a scratch directory with 4 emulated stream shards, ``clients`` concurrent HTTP
+    clients sending mixed dialects on loopback, then every aggregate compared with what was sent."""
     with tempfile.TemporaryDirectory(prefix="tracking-load-") as scratch:
-        stack = start_stack(Path(scratch))
+        stack = start_stack(Path(scratch), extra_env={"LOCAL_STREAM_SHARDS": str(LOAD_STREAM_SHARDS)})
         try:
             result = load.run(stack, events=events, clients=clients, drain_timeout_s=900)
         finally:
             stop_stack(stack)
     summary = result.summary()
     summary["exact"] = not result.failures and not result.mismatches and not result.connection_errors
+    summary["stream_shards"] = LOAD_STREAM_SHARDS
     summary["first_failures"] = result.connection_errors[:5] + result.failures[:5] + result.mismatches[:5]
     return summary

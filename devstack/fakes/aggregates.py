@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
+from typing import Any
 
 from devstack.fakes.table import ConditionFailed, Table
 from tracking.keys import (
     PROFILE_KIND,
-    after_user,
     aggregate_pk,
+    aggregates_pk,
     days_range,
     funnel_pk,
     profile_sk,
-    rollup_pk,
     rollup_sk,
+    rollups_pk,
+    suffixes_key,
     user_prefix,
 )
 from tracking.models.aggregates import (
@@ -38,19 +40,29 @@ from tracking.storage.aggregate_items import (
     profile_from_item,
     rollup_from_item,
     rollup_item_key,
+    suffix_of,
     user_items_of,
     users_one_by_one,
     versioned,
 )
 from tracking.storage.dynamo import from_item
+from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, walk_users
 
 ProfileKey = tuple[str, str]
+Item = dict[str, Any]
 
 
 class FakeAggregates:
     def __init__(self, table: Table | None = None) -> None:
         self.table = table or Table()
         self.conflicts = 0  # writes refused because the item changed since it was read
+        self.page_waves: list[int] = []  # round trips of each page of users read
+        self._suffixes = SuffixRecorder(self.suffixes, self._add_suffixes)
+
+    def suffixes(self, plugin_id: str) -> Suffixes:
+        key = suffixes_key(plugin_id)
+        item = self.table.get((key["pk"], key["sk"]))
+        return Suffixes.of(from_item(item)) if item is not None else Suffixes()
 
     def load(
         self,
@@ -66,22 +78,26 @@ class FakeAggregates:
             for key in aggregates
             if (item := self.table.get(_key(aggregate_item_key(key)), consistent=False)) is not None
         }
-        return (
-            found_aggregates,
-            self.load_rollups(rollups, shard),
-            {key: state for key in profiles if (state := self.get_profile(*key)) is not None},
+        found_rollups = self.load_rollups(rollups, shard)
+        found_profiles = {key: state for key in profiles if (state := self.get_profile(*key)) is not None}
+        self._suffixes.record_missing(
+            (key for key in aggregates if key not in found_aggregates),
+            (key for key in rollups if key not in found_rollups),
+            shard,
+            (key for key in profiles if key not in found_profiles),
         )
+        return found_aggregates, found_rollups, found_profiles
 
     def get_aggregate(self, key: AggregateKey) -> AggregateState | None:
         item = self.table.get(_key(aggregate_item_key(key)))
         return aggregate_from_item(item) if item is not None else None
 
     def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None:
-        item = self.table.get((aggregate_pk(plugin_id), profile_sk(user_id)))
+        item = self.table.get((aggregate_pk(plugin_id, user_id), profile_sk(user_id)))
         return profile_from_item(item) if item is not None else None
 
     def has_been_user(self, plugin_id: str, user_id: str) -> bool:
-        for item in self.table.query(aggregate_pk(plugin_id), user_prefix(user_id)):
+        for item in self.table.query(aggregate_pk(plugin_id, user_id), user_prefix(user_id)):
             values = from_item(item)
             if values.get("as_user") or values.get("is_user") or "anonymous_ids" in values:
                 return True
@@ -91,7 +107,7 @@ class FakeAggregates:
         return {key: state for key in keys if (state := self.get_funnel(*key)) is not None}
 
     def get_funnel(self, plugin_id: str, user_id: str) -> FunnelState | None:
-        item = self.table.get((funnel_pk(plugin_id), user_id))
+        item = self.table.get((funnel_pk(plugin_id, user_id), user_id))
         return funnel_from_item(item) if item is not None else None
 
     def load_rollups(self, rollups: Iterable[RollupKey], shard: str) -> dict[RollupKey, RollupState]:
@@ -105,6 +121,7 @@ class FakeAggregates:
         with versioned(state) as (item, expected):
             try:
                 if expected == 0:
+                    self._suffixes.record_one(state.plugin_id, suffix_of(state))
                     self.table.put(item, if_absent=True)
                 else:
                     self.table.put(item, if_version=expected)
@@ -112,37 +129,49 @@ class FakeAggregates:
                 self.conflicts += 1
                 raise Conflict(f"{item['pk']['S']!r} {item['sk']['S']!r} changed since it was read") from exc
 
+    def _add_suffixes(self, plugin_id: str, users: list[int], rollups: list[int]) -> Suffixes:
+        key = suffixes_key(plugin_id)
+        self.table.add_numbers((key["pk"], key["sk"]), {"users": users, "rollups": rollups})
+        return Suffixes.of(from_item(self.table.peek((key["pk"], key["sk"])) or {}))
+
     # -- what deletion reads and removes ----------------------------------------------------------
 
     def user_items(self, plugin_id: str, user_id: str) -> UserItems:
-        return user_items_of(self.table.query(aggregate_pk(plugin_id), user_prefix(user_id)))
+        return user_items_of(self.table.query(aggregate_pk(plugin_id, user_id), user_prefix(user_id)))
 
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]:
-        items, more = self.table.page(aggregate_pk(plugin_id), prefix=user_prefix(user_id), limit=limit)
+        pk = aggregate_pk(plugin_id, user_id)
+        items, more = self.table.page(pk, prefix=user_prefix(user_id), limit=limit)
         for item in items:
             self.table.delete(self.table.key_of(item))
         if not more:  # the last of them: its funnel item goes too
-            self.table.delete((funnel_pk(plugin_id), user_id))
+            self.table.delete((funnel_pk(plugin_id, user_id), user_id))
         profiles = sum(1 for item in items if item.get("kind", {}).get("S") == PROFILE_KIND)
         return len(items) - profiles, profiles, more
 
     # -- what the dashboard reads --------------------------------------------------------------------
 
     def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
-        start = after_user(after) if after is not None else None
-        items, more = self.table.page(aggregate_pk(plugin_id), after=start, limit=max_items)
-        return page_of_user_items(items, more, partial(self.user_items, plugin_id))
+        def read(suffix: int, start: str | None, limit: int) -> tuple[list[Item], bool]:
+            return self.table.page(aggregates_pk(plugin_id, suffix), after=start, limit=limit)
+
+        walked = walk_users(after, max_items, read, lambda: self.suffixes(plugin_id).users)
+        self.page_waves.append(walked.waves)
+        return page_of_user_items(walked.items, walked.more, partial(self.user_items, plugin_id))
 
     def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
-        start = after_user(after) if after is not None else None
-        items, _ = self.table.page(aggregate_pk(plugin_id), after=start)
-        yield from users_one_by_one(items)
+        for suffix, start in suffix_starts(self.suffixes(plugin_id).users, after):
+            yield from users_one_by_one(self.table.page(aggregates_pk(plugin_id, suffix), after=start)[0])
 
     def rollups(
         self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
     ) -> list[RollupState]:
         first, last = days_range(first_day, last_day)
-        found = (rollup_from_item(item) for item in self.table.query(rollup_pk(plugin_id)))
+        found = (
+            rollup_from_item(item)
+            for suffix in self.suffixes(plugin_id).rollups
+            for item in self.table.query(rollups_pk(plugin_id, suffix))
+        )
         return [
             rollup
             for rollup in found
@@ -151,7 +180,7 @@ class FakeAggregates:
         ]
 
     def has_rollups(self, plugin_id: str) -> bool:
-        return bool(self.table.query(rollup_pk(plugin_id)))
+        return bool(self.suffixes(plugin_id).rollups)
 
     # -- for tests ----------------------------------------------------------------------------------
 

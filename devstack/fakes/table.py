@@ -92,6 +92,17 @@ class Table:
             raise ConditionFailed(f"{key!r} is not at version {if_version}")
         self._write(key, old, item)
 
+    def add_numbers(self, key: Key, sets: Mapping[str, list[int]]) -> None:
+        """An UpdateItem ``ADD name :numbers, ...`` on number sets (the item made if absent)."""
+        self._check_failure()
+        old = self.peek(key)
+        new: Item = dict(old) if old else {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
+        for name, numbers in sets.items():
+            if numbers:
+                members = set(new.get(name, {}).get("NS", [])) | {str(n) for n in numbers}
+                new[name] = {"NS": sorted(members)}
+        self._write(key, old, new)
+
     def put_all(self, items: list[Item]) -> None:
         """A transaction of puts: all or none, at twice the write units."""
         for item in items:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,17 @@ class Usage:
     write_units: Counter[str] = field(default_factory=Counter)  # by table
     read_units: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # by table
     items_written: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (table, pk, sk)
+    spans: list[tuple[str, float, float]] = field(default_factory=list)  # each request's table, times
+
+    def round_trips(self, table: str | None = None) -> int:
+        """How many times the caller waited (on ``table``, or on any) with nothing else in flight:
+        requests that overlap in time (parallel queries) are one round trip."""
+        trips, busy_until = 0, -math.inf
+        for start, end in sorted((s, e) for t, s, e in self.spans if table is None or t == table):
+            if start > busy_until:
+                trips += 1
+            busy_until = max(busy_until, end)
+        return trips
 
     def total_writes(self) -> float:
         return float(sum(self.write_units.values()))
@@ -54,6 +66,7 @@ class _Meter:
         with self._lock:
             self.usage.requests[operation] += 1
             self._pending.params = params
+            self._pending.started = time.perf_counter()
             if operation == "PutItem":
                 self._write(params["TableName"], params["Item"])
             elif operation == "BatchWriteItem":
@@ -83,6 +96,8 @@ class _Meter:
         params = getattr(self._pending, "params", {})
         operation = model.name
         with self._lock:
+            started = getattr(self._pending, "started", 0.0)
+            self.usage.spans.append((params.get("TableName", ""), started, time.perf_counter()))
             if operation == "GetItem" and "Item" in parsed:
                 self.usage.read_units[params["TableName"]] += read_units(
                     item_size(parsed["Item"]), bool(params.get("ConsistentRead"))

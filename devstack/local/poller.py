@@ -1,10 +1,18 @@
 """Reads the events table's stream from DynamoDB Local and feeds the aggregate function, as Lambda's
 event source mapping does on AWS (batch size, batching window, filters, partial batch responses,
 bisect, retries and the on-failure destination come from template.yaml). Checkpoints are kept on
-disk, so a restarted stack resumes where it stopped."""
+disk, so a restarted stack resumes where it stopped.
+
+DynamoDB Local's stream has one shard; a table on AWS has one per partition, and a user's events can
+sit on several (events keyed by their own messageId, or after a split). ``shards`` > 1 emulates that:
+each batch read is split by a hash of each record's partition key into that many shards (the same key
+always to the same one, in order), each delivered as Lambda delivers a shard's batch, all at once.
+The checkpoint moves once every part is delivered, so a crash in between redelivers the parts already
+applied, as a retried batch would on AWS."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -19,6 +27,7 @@ from devstack.local.template import StreamMapping
 logger = logging.getLogger("devstack.local.poller")
 
 POLL_INTERVAL_S = 0.2
+Record = dict[str, Any]
 
 
 def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
@@ -65,6 +74,21 @@ def checkpoint_file(state_dir: Path, function: str) -> Path:
     return path
 
 
+def split_by_key(
+    records: list[dict[str, Any]], shard_id: str, shards: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Records of one read in ``shards`` emulated shards, by a hash of their partition key (each
+    part in stream order)."""
+    if shards == 1:
+        return {shard_id: records} if records else {}
+    parts: dict[str, list[Record]] = {}
+    for record in records:
+        key = record["dynamodb"]["Keys"]["pk"]["S"]
+        part = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % shards
+        parts.setdefault(f"{shard_id}-{part}", []).append(record)
+    return parts
+
+
 class StreamPoller(threading.Thread):
     def __init__(
         self,
@@ -75,6 +99,7 @@ class StreamPoller(threading.Thread):
         *,
         state_dir: Path,
         stop: threading.Event,
+        shards: int = 1,
     ) -> None:
         super().__init__(name=f"poller-{mapping.function}", daemon=True)
         self._streams = streams_client
@@ -85,6 +110,7 @@ class StreamPoller(threading.Thread):
         self._checkpoints = Checkpoints(checkpoint_file(state_dir, mapping.function))
         self._failures = state_dir / "on-failure.jsonl"
         self._finished: set[str] = set()  # closed shards read to their end
+        self._shards_per_shard = max(1, shards)
         self.delivered = 0
 
     def _on_failure(self, message: dict[str, Any]) -> None:
@@ -158,8 +184,19 @@ class StreamPoller(threading.Thread):
         gathered = gathered[: self._mapping.batch_size]
         records = [lambda_record(r, stream_arn) for r in gathered]
         wanted = [r for r in records if passes_filters(self._mapping, r)]
-        if wanted:
-            ShardConsumer(self._mapping, self._invoke, shard_id, stream_arn, self._on_failure).deliver(wanted)
-            self.delivered += len(wanted)
+        parts = split_by_key(wanted, shard_id, self._shards_per_shard)
+        consumers = [
+            threading.Thread(
+                target=ShardConsumer(self._mapping, self._invoke, part, stream_arn, self._on_failure).deliver,
+                args=(records,),
+                name=f"shard-{part}",
+            )
+            for part, records in parts.items()
+        ]
+        for consumer in consumers:
+            consumer.start()
+        for consumer in consumers:
+            consumer.join()
+        self.delivered += len(wanted)
         self._checkpoints.set(stream_arn, shard_id, gathered[-1]["dynamodb"]["SequenceNumber"])
         return True

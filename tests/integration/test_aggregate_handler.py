@@ -18,7 +18,7 @@ from tests.integration.conftest import Invoke, body
 from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
 from tracking.aggregate.stream import MissingShardId
-from tracking.keys import aggregate_pk, aggregate_sk, event_pk, funnel_key, rollup_pk
+from tracking.keys import aggregate_sk, event_pk, funnel_key, is_aggregates_pk, rollup_pk
 from tracking.storage.dynamo import client
 
 CONFIG = {
@@ -65,7 +65,8 @@ def writes() -> Iterator[Counter[tuple[str, str]]]:
 
     def count(params: dict[str, Any], **_: Any) -> None:
         if params["TableName"] == "AggregatesTable":
-            counted[(params["Item"]["pk"]["S"], params["Item"]["sk"]["S"])] += 1
+            key = params["Item"] if "Item" in params else params["Key"]  # a put, or an update
+            counted[(key["pk"]["S"], key["sk"]["S"])] += 1
 
     for operation in ("PutItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems"):
         client().meta.events.register(f"before-parameter-build.dynamodb.{operation}", count)
@@ -108,8 +109,8 @@ def test_one_write_per_group_per_batch(
     events = [canonical("emoji", "😍", user=f"u{i % 3}", event_id=f"g:{i}") for i in range(30)]
     events += [canonical("test", user=f"u{i % 3}", event_id=f"g:t{i}") for i in range(30)]
     aggregate(invocation("shard-1", [stream_record(i + 1, e) for i, e in enumerate(events)]))
-    aggregates = {item: n for item, n in writes.items() if item[0] == aggregate_pk("p1")}
-    rollups = {item: n for item, n in writes.items() if item[0] == rollup_pk("p1")}
+    aggregates = {item: n for item, n in writes.items() if is_aggregates_pk(item[0])}
+    rollups = {item: n for item, n in writes.items() if item[0] == rollup_pk("p1", "shard-1")}
     assert len(aggregates) == 6  # 3 users x 2 keys
     assert set(aggregates.values()) == {1}
     assert len(rollups) == 2  # 1 day x 2 keys x 1 group, this shard
@@ -139,7 +140,7 @@ def rollup_counts(aws: Any) -> dict[str, int]:
     items = aws.query(
         TableName="AggregatesTable",
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": rollup_pk("p1")}},
+        ExpressionAttributeValues={":pk": {"S": rollup_pk("p1", "shard-1")}},
     )["Items"]
     return {item["key"]["S"]: int(item["count"]["N"]) for item in items}
 
@@ -250,7 +251,7 @@ def test_rollups_per_day_key_and_group(aggregate: Invoke, aws: Any, published: N
     items = aws.query(
         TableName="AggregatesTable",
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": rollup_pk("p1")}},
+        ExpressionAttributeValues={":pk": {"S": rollup_pk("p1", "shard-1")}},
     )["Items"]
     rollups = {
         (i["day"]["S"], i["key"]["S"], i["ab_group"]["S"]): (

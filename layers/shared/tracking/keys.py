@@ -11,11 +11,17 @@ Events table::
     ␟ rejections ␟ plugin          recorded rejections, by time
     ␟ deletions ␟ plugin           deletion steps, by deletion and step
 
-Aggregates table::
+Aggregates table (``nnn``: a suffix that spreads one plugin's writes, see below)::
 
-    u ␟ plugin  /  user ␟ key      an aggregate;  user ␟ ␟ profile: its id's profile
-    f ␟ plugin  /  user            a user's funnel progress
-    r ␟ plugin  /  day ␟ key ␟ group ␟ shard     a daily rollup of one shard
+    u ␟ plugin ␟ nnn  /  user ␟ key     an aggregate;  user ␟ ␟ profile: its id's profile
+    f ␟ plugin ␟ nnn  /  user           a user's funnel progress
+    r ␟ plugin ␟ nnn  /  day ␟ key ␟ group ␟ shard     a daily rollup of one shard
+    s ␟ plugin  /  suffixes             which suffixes hold a plugin's items (read before a listing)
+
+A busy plugin's per-user items are spread over ``USER_SUFFIXES`` partition keys by a hash of the user
+(every item of one user under one of them), its rollups over ``ROLLUP_SUFFIXES`` by a hash of the
+shard: no partition key takes more than its share of one plugin's writes (docs/DESIGN.md, "Key
+suffixes").
 
 Control table::
 
@@ -25,6 +31,8 @@ Control table::
 """
 
 from __future__ import annotations
+
+import hashlib
 
 SEP = "\x1f"
 
@@ -87,12 +95,36 @@ def deletion_sk(deletion_id: str, step: int) -> str:
 # -- aggregates table ---------------------------------------------------------------------------------
 
 
-def aggregate_pk(plugin_id: str) -> str:
-    return f"u{SEP}{plugin_id}"
+USER_SUFFIXES = 512
+ROLLUP_SUFFIXES = 128
+
+
+def spread(value: str, buckets: int) -> int:
+    """A stable bucket of ``value`` (the same in every process: Python's own ``hash`` is salted)."""
+    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets
+
+
+def user_suffix(user_id: str) -> int:
+    return spread(user_id, USER_SUFFIXES)
+
+
+def rollup_suffix(shard: str) -> int:
+    return spread(shard, ROLLUP_SUFFIXES)
+
+
+def aggregates_pk(plugin_id: str, suffix: int) -> str:
+    """One of a plugin's aggregates (and profiles) partitions."""
+    return f"u{SEP}{plugin_id}{SEP}{suffix:03d}"
+
+
+def aggregate_pk(plugin_id: str, user_id: str) -> str:
+    """The partition of every aggregate of one id, and of its profile."""
+    return aggregates_pk(plugin_id, user_suffix(user_id))
 
 
 def is_aggregates_pk(pk: str) -> bool:
-    """Whether a partition key is a plugin's aggregates' (and profiles') partition."""
+    """Whether a partition key is one of a plugin's aggregates' (and profiles') partitions."""
     return pk.startswith(f"u{SEP}")
 
 
@@ -116,13 +148,32 @@ def profile_sk(user_id: str) -> str:
     return f"{user_prefix(user_id)}{SEP}profile"
 
 
-def funnel_pk(plugin_id: str) -> str:
-    """A plugin's funnel items, one per user, apart from the aggregates (pages of rows never read them)."""
-    return f"f{SEP}{plugin_id}"
+def funnel_pk(plugin_id: str, user_id: str) -> str:
+    """A user's funnel item, apart from the aggregates (pages of rows never read them)."""
+    return f"f{SEP}{plugin_id}{SEP}{user_suffix(user_id):03d}"
 
 
-def rollup_pk(plugin_id: str) -> str:
-    return f"r{SEP}{plugin_id}"
+def rollups_pk(plugin_id: str, suffix: int) -> str:
+    return f"r{SEP}{plugin_id}{SEP}{suffix:03d}"
+
+
+def rollup_pk(plugin_id: str, shard: str) -> str:
+    """The partition of one shard's rollups."""
+    return rollups_pk(plugin_id, rollup_suffix(shard))
+
+
+def spread_pk_parts(pk: str) -> tuple[str, str, int] | None:
+    """("users" or "rollups", plugin, suffix) of an aggregates or rollups partition key, else None."""
+    kinds = {"u": "users", "r": "rollups"}
+    parts = pk.split(SEP)
+    if len(parts) == 3 and parts[0] in kinds and parts[2].isdigit():  # kind, plugin, suffix
+        return kinds[parts[0]], parts[1], int(parts[2])
+    return None
+
+
+def suffixes_key(plugin_id: str) -> dict[str, str]:
+    """The item that lists which of a plugin's suffixes hold items (``users``, ``rollups``)."""
+    return {"pk": f"s{SEP}{plugin_id}", "sk": "suffixes"}
 
 
 def rollup_sk(day: str, key: str, group: str, shard: str) -> str:

@@ -19,6 +19,8 @@ from tracking.keys import (
     profile_sk,
     rollup_pk,
     rollup_sk,
+    rollup_suffix,
+    user_suffix,
 )
 from tracking.models.aggregates import (
     AggregateKey,
@@ -39,7 +41,7 @@ State = AggregateState | RollupState | ProfileState | FunnelState
 
 def funnel_to_item(state: FunnelState) -> dict[str, AttributeValue]:
     values: dict[str, Any] = {
-        "pk": funnel_pk(state.plugin_id),
+        "pk": funnel_pk(state.plugin_id, state.user_id),
         "sk": state.user_id,
         "kind": FUNNEL_KIND,
         "plugin_id": state.plugin_id,
@@ -77,17 +79,17 @@ def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
 
 def aggregate_item_key(key: AggregateKey) -> dict[str, AttributeValue]:
     plugin_id, name, user_id = key
-    return to_item({"pk": aggregate_pk(plugin_id), "sk": aggregate_sk(user_id, name)})
+    return to_item({"pk": aggregate_pk(plugin_id, user_id), "sk": aggregate_sk(user_id, name)})
 
 
 def rollup_item_key(key: RollupKey, shard: str) -> dict[str, AttributeValue]:
     plugin_id, day, name, group = key
-    return to_item({"pk": rollup_pk(plugin_id), "sk": rollup_sk(day, name, group, shard)})
+    return to_item({"pk": rollup_pk(plugin_id, shard), "sk": rollup_sk(day, name, group, shard)})
 
 
 def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
     values: dict[str, Any] = {
-        "pk": aggregate_pk(state.plugin_id),
+        "pk": aggregate_pk(state.plugin_id, state.user_id),
         "sk": aggregate_sk(state.user_id, state.key),
         "plugin_id": state.plugin_id,
         "user_id": state.user_id,
@@ -180,7 +182,7 @@ def _optional_int(value: Any) -> int | None:
 
 def profile_to_item(state: ProfileState) -> dict[str, AttributeValue]:
     values: dict[str, Any] = {
-        "pk": aggregate_pk(state.plugin_id),
+        "pk": aggregate_pk(state.plugin_id, state.user_id),
         "sk": profile_sk(state.user_id),
         "kind": PROFILE_KIND,
         "plugin_id": state.plugin_id,
@@ -249,7 +251,7 @@ def _scalar(value: Any) -> Any:
 def rollup_to_item(state: RollupState) -> dict[str, AttributeValue]:
     return to_item(
         {
-            "pk": rollup_pk(state.plugin_id),
+            "pk": rollup_pk(state.plugin_id, state.shard),
             "sk": rollup_sk(state.day, state.key, state.group, state.shard),
             "plugin_id": state.plugin_id,
             "day": state.day,
@@ -344,6 +346,16 @@ def state_to_item(state: State) -> dict[str, AttributeValue]:
     if isinstance(state, FunnelState):
         return funnel_to_item(state)
     return rollup_to_item(state)
+
+
+def suffix_of(state: State) -> tuple[str, int] | None:
+    """Which list of the plugin's suffixes item names the suffix of ``state``'s item, and the suffix
+    (None for a funnel item: only ever read by its user's key, never listed)."""
+    if isinstance(state, AggregateState | ProfileState):
+        return "users", user_suffix(state.user_id)
+    if isinstance(state, RollupState):
+        return "rollups", rollup_suffix(state.shard)
+    return None
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """The aggregates table: one item per (plugin, key, user) and per-shard daily rollups.
 
-Layout (``tracking.keys``): a plugin's aggregates under one partition, sorted by user then key, so one
-plugin's users sort together and a page of rows is one query; its rollups under another, sorted by day,
-so a date range is one query. Every write is a conditional put on the item's version (optimistic concurrency).
+Layout (``tracking.keys``): a plugin's aggregates spread over suffixed partitions by a hash of the
+user, sorted by user then key within each, so one user's items are one query and a page of rows is a
+wave or two of parallel queries (``storage.spread``); its rollups spread by a hash of the shard, sorted
+by day, so a date range is one parallel query per suffix used. Every write is a conditional put on
+the item's version (optimistic concurrency); the first item of a suffix records the suffix first.
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property, partial
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from tracking.keys import (
     PROFILE_KIND,
-    after_user,
     aggregate_pk,
+    aggregates_pk,
     days_range,
     funnel_pk,
     profile_sk,
-    rollup_pk,
+    rollups_pk,
+    suffixes_key,
     user_prefix,
 )
 from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState, UsersPage
@@ -37,6 +41,7 @@ from tracking.storage.aggregate_items import (
     profile_from_item,
     rollup_from_item,
     rollup_item_key,
+    suffix_of,
     user_items_of,
     users_one_by_one,
     versioned,
@@ -45,14 +50,19 @@ from tracking.storage.dynamo import (
     AttributeValue,
     batch_delete,
     error_code,
+    from_item,
     query,
     storage_errors,
     to_attr,
     to_item,
 )
+from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, walk_users
 
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
+PARALLEL_QUERIES = 64  # the client's connections (storage.dynamo.CLIENT_CONFIG)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class AggregateStore:
@@ -60,6 +70,45 @@ class AggregateStore:
         self._client = client
         self._table = table
         self._sleep = sleep
+        self._suffixes = SuffixRecorder(self.suffixes, self._add_suffixes)
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=PARALLEL_QUERIES, thread_name_prefix="read-suffixes")
+
+    def _parallel(self, function: Callable[[T], R], arguments: Sequence[T]) -> list[R]:
+        if len(arguments) == 1:
+            return [function(arguments[0])]
+        return list(self._pool.map(function, arguments))
+
+    def suffixes(self, plugin_id: str) -> Suffixes:
+        """Which of the plugin's suffixes hold items (read consistently: a listing must not miss one
+        recorded a moment ago)."""
+        with storage_errors("read aggregates"):
+            answer = self._client.get_item(
+                TableName=self._table, Key=to_item(suffixes_key(plugin_id)), ConsistentRead=True
+            )
+        return Suffixes.of(from_item(answer["Item"])) if "Item" in answer else Suffixes()
+
+    def record_suffixes_of(self, items: Iterable[dict[str, AttributeValue]]) -> None:
+        """List the suffixes of items written in bulk (a migration, a test's or benchmark's data)."""
+        self._suffixes.record_items(items)
+
+    def _add_suffixes(self, plugin_id: str, users: list[int], rollups: list[int]) -> Suffixes:
+        """Add suffixes to the plugin's list (adding one twice changes nothing): the list as it is now."""
+        adds = {name: numbers for name, numbers in (("users", users), ("rollups", rollups)) if numbers}
+        with storage_errors("write aggregate"):
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=to_item(suffixes_key(plugin_id)),
+                UpdateExpression="ADD " + ", ".join(f"#{name} :{name}" for name in adds),
+                ExpressionAttributeNames={f"#{name}": name for name in adds},
+                ExpressionAttributeValues={
+                    f":{name}": {"NS": [str(n) for n in numbers]} for name, numbers in adds.items()
+                },
+                ReturnValues="ALL_NEW",
+            )
+        return Suffixes.of(from_item(answer["Attributes"]))
 
     def load(
         self,
@@ -85,7 +134,10 @@ class AggregateStore:
             item_key = rollup_item_key(rollup, shard)
             wanted[(item_key["pk"]["S"], item_key["sk"]["S"])] = ("rollup", rollup)
         for plugin_id, user_id in profiles:
-            wanted[(aggregate_pk(plugin_id), profile_sk(user_id))] = ("profile", (plugin_id, user_id))
+            wanted[(aggregate_pk(plugin_id, user_id), profile_sk(user_id))] = (
+                "profile",
+                (plugin_id, user_id),
+            )
         found_aggregates: dict[AggregateKey, AggregateState] = {}
         found_rollups: dict[RollupKey, RollupState] = {}
         found_profiles: dict[tuple[str, str], ProfileState] = {}
@@ -100,14 +152,21 @@ class AggregateStore:
             if kind != "aggregate"
         ]
         found = itertools.chain(self._batch_get(eventual, consistent=False), self._batch_get(consistent))
+        missing = dict(wanted)
         for item in found:
-            kind, key = wanted[(item["pk"]["S"], item["sk"]["S"])]
+            kind, key = missing.pop((item["pk"]["S"], item["sk"]["S"]))
             if kind == "aggregate":
                 found_aggregates[key] = aggregate_from_item(item)
             elif kind == "rollup":
                 found_rollups[key] = rollup_from_item(item)
             else:
                 found_profiles[key] = profile_from_item(item)
+        self._suffixes.record_missing(
+            (key for kind, key in missing.values() if kind == "aggregate"),
+            (key for kind, key in missing.values() if kind == "rollup"),
+            shard,
+            (key for kind, key in missing.values() if kind == "profile"),
+        )
         return found_aggregates, found_rollups, found_profiles
 
     def _batch_get(
@@ -137,7 +196,9 @@ class AggregateStore:
 
     def load_funnels(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], FunnelState]:
         """The stored funnel items of these (plugin, user) pairs, read consistently."""
-        wanted = [to_item({"pk": funnel_pk(plugin_id), "sk": user_id}) for plugin_id, user_id in keys]
+        wanted = [
+            to_item({"pk": funnel_pk(plugin_id, user_id), "sk": user_id}) for plugin_id, user_id in keys
+        ]
         found = (funnel_from_item(item) for item in self._batch_get(wanted, consistent=False))
         return {(state.plugin_id, state.user_id): state for state in found}
 
@@ -152,7 +213,7 @@ class AggregateStore:
         with storage_errors("read funnel"):
             answer = self._client.get_item(
                 TableName=self._table,
-                Key=to_item({"pk": funnel_pk(plugin_id), "sk": user_id}),
+                Key=to_item({"pk": funnel_pk(plugin_id, user_id), "sk": user_id}),
                 ConsistentRead=True,
             )
         return funnel_from_item(answer["Item"]) if "Item" in answer else None
@@ -161,7 +222,7 @@ class AggregateStore:
         with storage_errors("read profile"):
             answer = self._client.get_item(
                 TableName=self._table,
-                Key=to_item({"pk": aggregate_pk(plugin_id), "sk": profile_sk(user_id)}),
+                Key=to_item({"pk": aggregate_pk(plugin_id, user_id), "sk": profile_sk(user_id)}),
                 ConsistentRead=True,
             )
         return profile_from_item(answer["Item"]) if "Item" in answer else None
@@ -170,6 +231,7 @@ class AggregateStore:
         """Write ``state`` as the next version of its item, if nobody else did in between."""
         with versioned(state) as (item, expected):
             if expected == 0:
+                self._suffixes.record_one(state.plugin_id, suffix_of(state))  # if load did not
                 condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
             else:
                 condition = {
@@ -190,7 +252,7 @@ class AggregateStore:
         it as its user, or its profile (a user's identity call, or ids linked to it). Read only when a
         link would make the id part of another user: the id's items, until the first that says so."""
         condition = "pk = :pk AND begins_with(sk, :user)"
-        values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id), ":yes": True}
+        values = {":pk": aggregate_pk(plugin_id, user_id), ":user": user_prefix(user_id), ":yes": True}
         start: dict[str, Any] = {}
         while True:
             answer = query(
@@ -213,41 +275,48 @@ class AggregateStore:
     def user_items(self, plugin_id: str, user_id: str) -> tuple[list[AggregateState], ProfileState | None]:
         """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""
         condition = "pk = :pk AND begins_with(sk, :user)"
-        values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id)}
+        values = {":pk": aggregate_pk(plugin_id, user_id), ":user": user_prefix(user_id)}
         return user_items_of(self._query_all(condition, values))
 
     def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
-        """Aggregates and profiles of the users after ``after``, in user order: one query of at
-        most ``max_items`` items. Users whose items the query cut off are left for the next page."""
-        condition = "pk = :pk"
-        values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
-        if after is not None:
-            condition += " AND sk >= :next"
-            values[":next"] = after_user(after)
-        answer = query(self._client, self._table, condition, values, "read aggregates", Limit=max_items)
-        items = answer.get("Items", [])
-        return page_of_user_items(items, "LastEvaluatedKey" in answer, partial(self.user_items, plugin_id))
+        """Aggregates and profiles of the users after ``after``, in (suffix, user) order: about
+        ``max_items`` items, in a wave or two of parallel queries (``spread.walk_users``). Users whose
+        items a query cut off are left for the next page."""
+
+        def read(suffix: int, start: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+            condition, values = self._suffix_query(plugin_id, suffix, start)
+            answer = query(self._client, self._table, condition, values, "read aggregates", Limit=limit)
+            return answer.get("Items", []), "LastEvaluatedKey" in answer
+
+        walked = walk_users(after, max_items, read, lambda: self.suffixes(plugin_id).users, self._parallel)
+        return page_of_user_items(walked.items, walked.more, partial(self.user_items, plugin_id))
 
     def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
-        """Every user after ``after`` with their aggregates and profile, one user at a time in user
-        order, reading each item once."""
+        """Every user after ``after`` with their aggregates and profile, one user at a time in
+        (suffix, user) order, reading each item once."""
+        for suffix, start in suffix_starts(self.suffixes(plugin_id).users, after):
+            condition, values = self._suffix_query(plugin_id, suffix, start)
+            yield from users_one_by_one(self._query_all(condition, values))
+
+    @staticmethod
+    def _suffix_query(plugin_id: str, suffix: int, start: str | None) -> tuple[str, dict[str, Any]]:
         condition = "pk = :pk"
-        values: dict[str, Any] = {":pk": aggregate_pk(plugin_id)}
-        if after is not None:
+        values: dict[str, Any] = {":pk": aggregates_pk(plugin_id, suffix)}
+        if start is not None:
             condition += " AND sk >= :next"
-            values[":next"] = after_user(after)
-        yield from users_one_by_one(self._query_all(condition, values))
+            values[":next"] = start
+        return condition, values
 
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]:
         """Delete up to ``limit`` of one id's aggregates and profile: (aggregates, profiles) removed and
         whether any are left."""
         condition = "pk = :pk AND begins_with(sk, :user)"
-        values = {":pk": aggregate_pk(plugin_id), ":user": user_prefix(user_id)}
+        values = {":pk": aggregate_pk(plugin_id, user_id), ":user": user_prefix(user_id)}
         answer = query(self._client, self._table, condition, values, "read aggregates", Limit=limit)
         items = answer.get("Items", [])
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
         if "LastEvaluatedKey" not in answer:  # the last of them: its funnel item goes too
-            keys.append(to_item({"pk": funnel_pk(plugin_id), "sk": user_id}))
+            keys.append(to_item({"pk": funnel_pk(plugin_id, user_id), "sk": user_id}))
         batch_delete(self._client, self._table, keys, self._sleep)
         profiles = sum(1 for i in items if i.get("kind", {}).get("S") == PROFILE_KIND)
         return len(items) - profiles, profiles, "LastEvaluatedKey" in answer
@@ -257,24 +326,26 @@ class AggregateStore:
     ) -> list[RollupState]:
         """The rollups of the plugin for the days ``first_day``..``last_day`` (YYYY-MM-DD): every one,
         or only those of ``keys`` (at most 100; DynamoDB still reads the range, the function gets only
-        what it asked for)."""
+        what it asked for). One query per rollup suffix in use, in parallel."""
         condition = "pk = :pk AND sk BETWEEN :first AND :last"
         first, last = days_range(first_day, last_day)
-        values: dict[str, Any] = {":pk": rollup_pk(plugin_id), ":first": first, ":last": last}
         options: dict[str, Any] = {}
+        names: dict[str, str] = {}
         if keys is not None:
             names = {f":k{n}": key for n, key in enumerate(dict.fromkeys(keys))}
-            values.update(names)
             options = {
                 "FilterExpression": f"#key IN ({', '.join(names)})",
                 "ExpressionAttributeNames": {"#key": "key"},
             }
-        return [rollup_from_item(item) for item in self._query_all(condition, values, **options)]
+
+        def read(suffix: int) -> list[RollupState]:
+            values = {":pk": rollups_pk(plugin_id, suffix), ":first": first, ":last": last, **names}
+            return [rollup_from_item(item) for item in self._query_all(condition, values, **options)]
+
+        return list(itertools.chain.from_iterable(self._parallel(read, self.suffixes(plugin_id).rollups)))
 
     def has_rollups(self, plugin_id: str) -> bool:
-        values = {":pk": rollup_pk(plugin_id)}
-        answer = query(self._client, self._table, "pk = :pk", values, "read aggregates", Limit=1)
-        return bool(answer.get("Items"))
+        return bool(self.suffixes(plugin_id).rollups)
 
     def _query_all(
         self, condition: str, values: dict[str, Any], **options: Any

@@ -54,7 +54,7 @@ CLIENT_CONFIG = Config(
     read_timeout=2,
     tcp_keepalive=True,
     parameter_validation=False,
-    max_pool_connections=16,
+    max_pool_connections=64,  # a page of rows reads suffixes in parallel (storage.spread)
 )
 
 

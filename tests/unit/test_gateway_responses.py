@@ -56,3 +56,37 @@ def test_the_default_4xx_carries_the_gateways_own_message() -> None:
 def test_each_waf_body_is_a_contract_error(name: str) -> None:
     assert WAF_BODIES[name]["ContentType"] == "APPLICATION_JSON"
     assert_contract_error(json.loads(WAF_BODIES[name]["Content"]))
+
+
+def test_the_waf_limits_browsers_per_ip_and_sources_per_write_key() -> None:
+    """A server's Segment source sends every call from one IP: the WAF's per-IP limit (the widget's
+    120 a minute) leaves out requests with an Authorization header, which are limited per header
+    (per write key) instead, so one server is not capped at 120 batches a minute."""
+    rules = {rule["Name"]: rule for rule in DOCUMENT["Resources"]["ApiWebAcl"]["Properties"]["Rules"]}
+    has_authorization = {
+        "SizeConstraintStatement": {
+            "FieldToMatch": {"SingleHeader": {"Name": "authorization"}},
+            "ComparisonOperator": "GT",
+            "Size": 0,
+            "TextTransformations": [{"Priority": 0, "Type": "NONE"}],
+        }
+    }
+    per_ip = rules["PerIpRateLimit"]["Statement"]["RateBasedStatement"]
+    assert per_ip["AggregateKeyType"] == "IP"
+    assert per_ip["ScopeDownStatement"] == {"NotStatement": {"Statement": has_authorization}}
+    per_key = rules["PerWriteKeyRateLimit"]["Statement"]["RateBasedStatement"]
+    assert per_key["CustomKeys"] == [
+        {"Header": {"Name": "authorization", "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}
+    ]
+    assert per_key["ScopeDownStatement"] == has_authorization
+    assert len({rule["Priority"] for rule in rules.values()}) == len(rules)
+    parameters = DOCUMENT["Parameters"]
+    assert parameters["WafRateLimitPerWriteKey"]["Default"] >= 60_000  # 1,000 batches a second
+    assert parameters["ApiThrottleRate"]["Default"] >= 10_000  # 10k widget calls a second
+    body = json.loads(
+        WAF_BODIES[
+            rules["PerWriteKeyRateLimit"]["Action"]["Block"]["CustomResponse"]["CustomResponseBodyKey"]
+        ]["Content"]
+    )
+    assert_contract_error(body)
+    assert body["code"] == "RATE_LIMITED"

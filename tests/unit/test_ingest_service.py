@@ -44,6 +44,7 @@ class Ingest:
     aggregates: FakeAggregates = field(default_factory=FakeAggregates)
     budgets: FakeBudgets = field(default_factory=FakeBudgets)
     per_minute: int = 120
+    per_write_key: int = 60_000
 
     def __post_init__(self) -> None:
         config = body("config-put")
@@ -54,6 +55,7 @@ class Ingest:
             directory=PluginDirectory(self.control, 0),
             sink=self.events,
             limiter=RateLimiter(self.budgets, self.per_minute, clock=lambda: NOW / 1000),
+            key_limiter=RateLimiter(self.budgets, self.per_write_key, max_lease=64, clock=lambda: NOW / 1000),
             rejections=RejectionLog(self.rejections, clock=lambda: NOW / 1000),
             default_plugin_id="default-bot",
             clock=lambda: NOW / 1000,
@@ -163,6 +165,25 @@ def test_an_ip_over_its_budget_is_refused_before_anything_is_read() -> None:
     with pytest.raises(RateLimited):
         ingest.service.admit("192.0.2.7")
     ingest.service.admit("192.0.2.8")  # another IP has its own budget
+
+
+def test_a_segment_source_with_a_known_write_key_is_metered_per_key_not_per_ip() -> None:
+    ingest = Ingest(per_minute=3, per_write_key=50)
+    known, unknown = "Basic d2tfbGl2ZV8xMjM6", "Basic bm9wZTo="  # wk_live_123: and nope:
+    for _ in range(50):  # a server's source behind one IP: far past the IP's 3 a minute
+        ingest.service.admit_source("192.0.2.7", known)
+    with pytest.raises(RateLimited):  # then its own budget is spent, whatever IP it sends from
+        ingest.service.admit_source("192.0.2.99", known)
+    for _ in range(3):  # a key nobody has: the sender's IP pays, as a widget's would
+        ingest.service.admit_source("192.0.2.8", unknown)
+    with pytest.raises(RateLimited):
+        ingest.service.admit_source("192.0.2.8", unknown)
+    with pytest.raises(RateLimited):  # and a widget call from that IP is over the same budget
+        ingest.service.admit("192.0.2.8")
+    for _ in range(3):  # no Authorization (analytics.js in a browser): per IP
+        ingest.service.admit_source("192.0.2.9", None)
+    with pytest.raises(RateLimited):
+        ingest.service.admit_source("192.0.2.9", None)
 
 
 def test_a_suppressed_ids_calls_are_answered_and_leave_nothing() -> None:

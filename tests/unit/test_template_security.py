@@ -20,8 +20,18 @@ def test_no_parameter_carries_a_secret() -> None:
     parameters = DOCUMENT["Parameters"]
     assert not [name for name, spec in parameters.items() if spec.get("NoEcho")]
     # The admin key is no longer a parameter (it stayed in the stack's history): only a KMS key's ARN
-    # and the keys' quota are.
-    assert {name for name in parameters if "key" in name.lower()} == {"KmsKeyArn", "KeyQuotaPerDay"}
+    # and limits per key are.
+    assert {name for name in parameters if "key" in name.lower()} == {
+        "KmsKeyArn",
+        "KeyQuotaPerDay",
+        "WafRateLimitPerWriteKey",
+        "WriteKeyRatePerMinute",
+    }
+    assert all(
+        parameters[name]["Type"] == "Number"
+        for name in parameters
+        if "PerWriteKey" in name or "WriteKeyRate" in name
+    )
 
 
 def test_functions_get_the_secrets_arn_never_its_value() -> None:

@@ -223,6 +223,11 @@ def quota_name(key_name: str) -> str:
     return f"key{SEP}{key_name}"
 
 
+def write_key_budget(write_key: str) -> str:
+    """Whom a write key's rate budget is kept for: a digest (a budget item never holds the key)."""
+    return f"source{SEP}{hashlib.sha256(write_key.encode()).hexdigest()[:32]}"
+
+
 def api_key_pk(key_hash: str) -> str:
     return f"apikey{SEP}{key_hash}"
 

@@ -19,6 +19,9 @@ class Settings(BaseModel):
     # it at first, growing to all of it for busy IPs), so an IP costs far fewer than one write per
     # request.
     rate_limit_max_lease: int = Field(16, ge=1, le=120, alias="RATE_LIMIT_MAX_LEASE")
+    # Requests per minute per Segment write key (known to this service), in place of the per-IP limit:
+    # a server's source sends from one IP. 0 disables it.
+    write_key_rate_per_minute: int = Field(60_000, ge=0, alias="WRITE_KEY_RATE_PER_MINUTE")
     retention_days: int = Field(400, ge=1, alias="RETENTION_DAYS")
     config_cache_seconds: float = Field(5.0, ge=0, alias="CONFIG_CACHE_SECONDS")
     # The admin key: given as is (the local stack), or the id of the Secrets Manager secret that

@@ -63,6 +63,8 @@ def ingest_service(settings: Settings) -> IngestService:
         directory=PluginDirectory(plugin_store(settings), settings.config_cache_seconds),
         sink=EventStore(client(), settings.events_table, settings.retention_days),
         limiter=RateLimiter(budget_store(settings), limit, max_lease=lease),
+        # A source's budget is large: a lease of 64 requests costs one write.
+        key_limiter=RateLimiter(budget_store(settings), settings.write_key_rate_per_minute, max_lease=64),
         rejections=RejectionLog(RejectionStore(client(), settings.events_table)),
         default_plugin_id=settings.default_plugin_id,
     )

@@ -111,7 +111,7 @@ def create_ingest_app(service: IngestService) -> APIGatewayRestResolver:
     def segment_call(route: segment.Route) -> Response[str]:
         body = read_body(app, segment.BATCH_MAX_BYTES if route == "batch" else segment.CALL_MAX_BYTES)
         info = request_info(app)
-        service.admit(info.ip)
+        service.admit_source(info.ip, header(app, "Authorization"))
         payload = parse_json_object(body, judge_numbers=False)
         in_query = app.current_event.query_string_parameters.get("writeKey")
         outcome = service.segment(route, payload, header(app, "Authorization"), info, in_query)

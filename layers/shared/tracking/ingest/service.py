@@ -13,6 +13,7 @@ from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget, write_keys
 from tracking.ingest.rejections import RejectionLog
 from tracking.json_text import dumps_compact
+from tracking.keys import write_key_budget
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
 from tracking.models.rejections import Rejection, cut_payload
@@ -75,11 +76,13 @@ class IngestService:
         limiter: RateLimiter,
         rejections: RejectionLog,
         default_plugin_id: str,
+        key_limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = directory
         self._sink = sink
         self._limiter = limiter
+        self._key_limiter = key_limiter
         self._rejections = rejections
         self._default_plugin_id = default_plugin_id
         self._clock = clock
@@ -96,6 +99,26 @@ class IngestService:
         self._rejections.flush_due()
         if client_ip:
             self._limiter.check(client_ip)
+
+    def admit_source(self, client_ip: str | None, authorization: str | None) -> None:
+        """A Segment call: metered per write key when its Authorization names one this service knows
+        (a server's source sends everything from one IP), else per IP as every other call is."""
+        key = self._known_write_key(authorization)
+        if key is None or self._key_limiter is None:
+            self.admit(client_ip)
+            return
+        self._rejections.flush_due()
+        self._key_limiter.check(write_key_budget(key))
+
+    def _known_write_key(self, authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        try:
+            key = write_keys.write_key_from(authorization, {})
+        except Unauthorized:
+            return None  # answered 401 once the call is read
+        known = write_keys.is_write_key(key) and self._directory.plugin_for_write_key(key) is not None
+        return key if known else None
 
     @staticmethod
     def _check_origin(published: PublishedConfig | None, origin: str | None) -> None:

@@ -31,8 +31,9 @@ from tracking.keys import event_pk, is_aggregates_pk
 from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.storage.aggregate_items import aggregate_from_item, rollup_from_item
+from tracking.storage.aggregate_items import aggregate_from_item
 from tracking.storage.dynamo import client
+from tracking.storage.rollup_items import rollup_from_item
 
 CONFIG = {
     "tracking": {

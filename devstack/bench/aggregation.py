@@ -106,6 +106,9 @@ class _MemoryStore:
     def save(self, state: Any) -> None:
         self.saved += 1
 
+    def compact_rollups(self, plugin_id: str, before_day: str, idle_before: int, limit: int) -> int:
+        return 0
+
 
 def aggregate_throughput(records: int) -> dict[str, Any]:
     """Records per second through the aggregator's parsing, grouping and folds, on one core."""

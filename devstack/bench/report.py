@@ -114,6 +114,10 @@ def scale_figures(scale: dict[str, Any]) -> dict[str, float]:
             f"scale.summary_items_read.{shards}_shards": items
             for shards, items in scale["summary_items_read_by_shards"].items()
         },
+        **{
+            f"scale.summary_items_read_today.{shards}_shards": items
+            for shards, items in scale["summary_items_read_today_by_shards"].items()
+        },
     }
 
 

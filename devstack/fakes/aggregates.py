@@ -5,6 +5,7 @@ fails on DynamoDB."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -13,10 +14,9 @@ from tracking.keys import (
     PROFILE_KIND,
     aggregate_pk,
     aggregates_pk,
-    days_range,
+    day_rollups_pk,
     funnel_pk,
     profile_sk,
-    rollup_sk,
     rollups_pk,
     suffixes_key,
     user_prefix,
@@ -38,14 +38,21 @@ from tracking.storage.aggregate_items import (
     funnel_from_item,
     page_of_user_items,
     profile_from_item,
-    rollup_from_item,
-    rollup_item_key,
     suffix_of,
     user_items_of,
     users_one_by_one,
     versioned,
 )
 from tracking.storage.dynamo import from_item
+from tracking.storage.rollup_items import (
+    DAY_COUNTERS,
+    day_rollup_item,
+    day_rollup_key,
+    is_compactable,
+    rollup_from_item,
+    rollup_item_key,
+    rollup_to_item,
+)
 from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, walk_users
 
 ProfileKey = tuple[str, str]
@@ -166,18 +173,38 @@ class FakeAggregates:
     def rollups(
         self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
     ) -> list[RollupState]:
-        first, last = days_range(first_day, last_day)
-        found = (
+        found = [
             rollup_from_item(item)
             for suffix in self.suffixes(plugin_id).rollups
             for item in self.table.query(rollups_pk(plugin_id, suffix))
-        )
+        ]
+        found += [rollup_from_item(item) for item in self.table.query(day_rollups_pk(plugin_id))]
         return [
             rollup
             for rollup in found
-            if first <= rollup_sk(rollup.day, rollup.key, rollup.group, rollup.shard) <= last
-            and (keys is None or rollup.key in keys)
+            if first_day <= rollup.day <= last_day and (keys is None or rollup.key in keys)
         ]
+
+    def compact_rollups(self, plugin_id: str, before_day: str, idle_before: int, limit: int) -> int:
+        folded = 0
+        for suffix in self.suffixes(plugin_id).rollups:
+            for item in self.table.query(rollups_pk(plugin_id, suffix)):
+                state = rollup_from_item(item)
+                if folded < limit and is_compactable(state, before_day, idle_before):
+                    self._fold_into_day(state)
+                    folded += 1
+        return folded
+
+    def _fold_into_day(self, state: RollupState) -> None:
+        """As the store's transaction: the shard's rollup goes, its counters add to its day's item."""
+        key = _key(day_rollup_key(state))
+        stored = self.table.get(key)
+        day = rollup_from_item(stored) if stored else replace(state, shard="", seq=-1, written_at=0)
+        if stored:
+            for name in DAY_COUNTERS:
+                setattr(day, name, getattr(day, name) + getattr(state, name))
+        self.table.delete(self.table.key_of(rollup_to_item(state)))
+        self.table.put(day_rollup_item(day))
 
     def has_rollups(self, plugin_id: str) -> bool:
         return bool(self.suffixes(plugin_id).rollups)

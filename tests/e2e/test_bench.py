@@ -51,7 +51,9 @@ FIGURES = {
     "scale.suffixes_item_wcu_first_second",
     "scale.max_item_kb",
     "scale.summary_items_read.4_shards",
-    "scale.summary_items_read.64_shards",
+    "scale.summary_items_read.4000_shards",
+    "scale.summary_items_read_today.4_shards",
+    "scale.summary_items_read_today.4000_shards",
 }
 FULL_ONLY = {
     f"scale.{figure}.{rate}"
@@ -97,6 +99,9 @@ def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) 
     # The simulation stores and aggregates every event it sends, through every shard.
     simulated = results["scale"]["runs"]["1k"]
     assert (simulated["stored_events"], simulated["stuck_shards"]) == (1_000, 0)
+    # A day over, its summary reads the same items at 4 shards as at 4,000 (the rollups folded).
+    figures = results["figures"]
+    assert figures["scale.summary_items_read.4_shards"] == figures["scale.summary_items_read.4000_shards"]
     costs = results["cost"]["single"]
     assert costs["cost_per_million_usd"] == pytest.approx(
         sum(costs["usd_per_million_events"].values()), abs=1e-3

@@ -18,10 +18,11 @@ from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event, key_order
 from tests.integration.conftest import Invoke, body
 from tracking.models.aggregates import AggregateState, RollupState
-from tracking.storage.aggregate_items import aggregate_to_item, rollup_to_item
+from tracking.storage.aggregate_items import aggregate_to_item
 from tracking.storage.aggregates import AggregateStore
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
+from tracking.storage.rollup_items import rollup_to_item
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}

@@ -250,6 +250,17 @@ def test_pages_of_users_and_rollups_read_the_same_on_both() -> None:
             after = next(reversed(page.users))
         every = [list(page.users) for page in store.users("p1", "user-4")]
         rollups = sorted(repr(r) for r in store.rollups("p1", "2025-11-21", "2025-11-22", ["a"]))
-        return [pages, every, rollups, store.has_rollups("p1"), store.has_rollups("p2")]
+        # Then the rollups of the days before the 22nd folded into their days' items: read the same.
+        folded = store.compact_rollups("p1", "2025-11-22", idle_before=1, limit=100)
+        after_folding = sorted(repr(r) for r in store.rollups("p1", "2025-11-20", "2025-11-22"))
+        return [
+            pages,
+            every,
+            rollups,
+            store.has_rollups("p1"),
+            store.has_rollups("p2"),
+            folded,
+            after_folding,
+        ]
 
     assert run(FakeAggregates()) == on_moto(lambda dynamodb: run(AggregateStore(dynamodb, "AggregatesTable")))

@@ -29,7 +29,8 @@ from tracking.models.aggregates import RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.funnel import FUNNEL, FunnelState
 from tracking.models.storage_failures import Conflict, StorageUnavailable
-from tracking.storage.aggregate_items import funnel_from_item, rollup_from_item
+from tracking.storage.aggregate_items import funnel_from_item
+from tracking.storage.rollup_items import rollup_from_item
 
 
 @dataclass

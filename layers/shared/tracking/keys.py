@@ -16,6 +16,7 @@ Aggregates table (``nnn``: a suffix that spreads one plugin's writes, see below)
     u ␟ plugin ␟ nnn  /  user ␟ key     an aggregate;  user ␟ ␟ profile: its id's profile
     f ␟ plugin ␟ nnn  /  user           a user's funnel progress
     r ␟ plugin ␟ nnn  /  day ␟ key ␟ group ␟ shard     a daily rollup of one shard
+    d ␟ plugin  /  day ␟ key ␟ group ␟ reset     a day's rollup: shards' rollups folded in once idle
     s ␟ plugin  /  suffixes             which suffixes hold a plugin's items (read before a listing)
 
 A busy plugin's per-user items are spread over ``USER_SUFFIXES`` partition keys by a hash of the user
@@ -160,6 +161,16 @@ def rollups_pk(plugin_id: str, suffix: int) -> str:
 def rollup_pk(plugin_id: str, shard: str) -> str:
     """The partition of one shard's rollups."""
     return rollups_pk(plugin_id, rollup_suffix(shard))
+
+
+def day_rollups_pk(plugin_id: str) -> str:
+    """A plugin's day rollups: what its shards' rollups of a day add up to, once folded."""
+    return f"d{SEP}{plugin_id}"
+
+
+def day_rollup_sk(day: str, key: str, group: str, reset_at: int) -> str:
+    """Per reset too: what was counted before a key's reset is told apart from what came after."""
+    return f"{day}{SEP}{key}{SEP}{group}{SEP}{reset_at:013d}"
 
 
 def spread_pk_parts(pk: str) -> tuple[str, str, int] | None:

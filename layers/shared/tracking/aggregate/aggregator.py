@@ -18,6 +18,7 @@ from typing import Any
 from tracking.aggregate.appliers import Aggregates, Funnels, Profiles, Rollups
 from tracking.aggregate.batch import Run
 from tracking.aggregate.bookkeeping import Bookkeeping
+from tracking.aggregate.compaction import RollupCompaction
 from tracking.aggregate.fold import StreamRecord, group_records
 from tracking.aggregate.funnel import FunnelKey, in_funnel
 from tracking.aggregate.ports import Configs, Index, RejectionSink, Store
@@ -45,9 +46,10 @@ class Aggregator:
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self._bookkeeping = Bookkeeping(configs, rejections, clock)
         self._aggregates = Aggregates(store, index, self._map)
-        self._rollups = Rollups(store)
+        self._rollups = Rollups(store, clock)
         self._profiles = Profiles(store, index, self._map)
-        self._funnels = Funnels(store, self._map)
+        self._funnels = Funnels(store, self._map, clock)
+        self._compaction = RollupCompaction(store, clock)
 
     def process(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
@@ -116,6 +118,7 @@ class Aggregator:
                 run.fail([record for group in funnels.values() for record in group], exc)
         self._bookkeeping.record_refused_links([link for link in refused if not run.failed_at(link.seq)])
         self._bookkeeping.register_traits(written, {plugin: people for plugin, (_, people) in loaded.items()})
+        self._compaction.after_batch(plugins)
         return run.failures
 
     def _forget_suppressed(

@@ -110,10 +110,14 @@ class Aggregates:
 
 
 class RollupWriter:
-    """Rollups are kept per stream shard: one writer per shard's batch, no conflict but a stale copy."""
+    """Rollups are kept per stream shard: one writer per shard's batch, no conflict but a stale copy.
+    Each write is stamped with when it was made (``written_at``): a rollup nobody wrote for a while
+    can be folded into its day's item (``storage``'s ``compact_rollups``), no retry being able to
+    reach it any more."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
         self._store = store
+        self._clock = clock
         self._kept: Kept[tuple[RollupKey, str], RollupState] = Kept()
 
     def missing(self, rollups: Sequence[RollupKey], shard: str) -> list[RollupKey]:
@@ -132,12 +136,16 @@ class RollupWriter:
         def reread() -> RollupState:
             return self._store.load_rollups([rollup], shard).get(rollup) or fresh()
 
+        def stamped(state: RollupState) -> tuple[RollupState, bool, None]:
+            new, changed = fold_into(state)
+            if changed:
+                new.written_at = int(self._clock() * 1000)
+            return new, changed, None
+
         base = self._kept.get((rollup, shard)) or stored.get(rollup) or fresh()
         new, _ = self._kept.written(
             (rollup, shard),
-            partial(
-                save_folded, base, _with_nothing(fold_into), self._store.save, reread, what=f"rollup {rollup}"
-            ),
+            partial(save_folded, base, stamped, self._store.save, reread, what=f"rollup {rollup}"),
         )
         return new
 
@@ -145,8 +153,8 @@ class RollupWriter:
 class Rollups:
     """One write per rollup, each applying its records only up to the first that failed."""
 
-    def __init__(self, store: Store) -> None:
-        self.writer = RollupWriter(store)
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self.writer = RollupWriter(store, clock)
 
     def apply(
         self,
@@ -261,11 +269,11 @@ class Funnels:
     """One write per user whose funnel moved, then the funnel rollups those moves change (each record's
     changes applied in sequence order, none past a record whose funnel failed)."""
 
-    def __init__(self, store: Store, map_items: Mapper) -> None:
+    def __init__(self, store: Store, map_items: Mapper, clock: Callable[[], float]) -> None:
         self._store = store
         self._map = map_items
         self.kept: Kept[FunnelKey, FunnelState] = Kept()
-        self.rollups = RollupWriter(store)
+        self.rollups = RollupWriter(store, clock)
 
     def apply(self, run: Run, groups: dict[FunnelKey, list[StreamRecord]], now: int) -> None:
         wanted = [key for key in groups if key not in self.kept]

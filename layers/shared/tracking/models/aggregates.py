@@ -223,6 +223,7 @@ class RollupState:
     users: int = 0  # new users: whose aggregate of this key was created that day
     revenue: Decimal = Decimal(0)
     active: int = 0  # distinct users with an event of this key that day
+    written_at: int = 0  # when it was last written (ms; 0: before this was kept, or a day's item)
 
 
 # One id's aggregates and its profile, as a query of its items returns them.

@@ -17,8 +17,6 @@ from tracking.keys import (
     aggregate_sk,
     funnel_pk,
     profile_sk,
-    rollup_pk,
-    rollup_sk,
     rollup_suffix,
     user_suffix,
 )
@@ -27,7 +25,6 @@ from tracking.models.aggregates import (
     AggregateState,
     Entry,
     Latest,
-    RollupKey,
     RollupState,
     UserItems,
     UsersPage,
@@ -35,6 +32,7 @@ from tracking.models.aggregates import (
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
 from tracking.storage.dynamo import AttributeValue, check_size, from_item, to_item
+from tracking.storage.rollup_items import rollup_to_item
 
 State = AggregateState | RollupState | ProfileState | FunnelState
 
@@ -80,11 +78,6 @@ def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
 def aggregate_item_key(key: AggregateKey) -> dict[str, AttributeValue]:
     plugin_id, name, user_id = key
     return to_item({"pk": aggregate_pk(plugin_id, user_id), "sk": aggregate_sk(user_id, name)})
-
-
-def rollup_item_key(key: RollupKey, shard: str) -> dict[str, AttributeValue]:
-    plugin_id, day, name, group = key
-    return to_item({"pk": rollup_pk(plugin_id, shard), "sk": rollup_sk(day, name, group, shard)})
 
 
 def aggregate_to_item(state: AggregateState) -> dict[str, AttributeValue]:
@@ -246,45 +239,6 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return value.quantize(Decimal(1))
     return value
-
-
-def rollup_to_item(state: RollupState) -> dict[str, AttributeValue]:
-    return to_item(
-        {
-            "pk": rollup_pk(state.plugin_id, state.shard),
-            "sk": rollup_sk(state.day, state.key, state.group, state.shard),
-            "plugin_id": state.plugin_id,
-            "day": state.day,
-            "key": state.key,
-            "ab_group": state.group,
-            "shard": state.shard,
-            "version": state.version,
-            "reset_at": state.reset_at,
-            "seq": str(state.seq),
-            "count": state.count,
-            "users": state.users,
-            "revenue": state.revenue,
-            "active": state.active,
-        }
-    )
-
-
-def rollup_from_item(item: dict[str, AttributeValue]) -> RollupState:
-    values = from_item(item)
-    return RollupState(
-        plugin_id=values["plugin_id"],
-        day=values["day"],
-        key=values["key"],
-        group=values["ab_group"],
-        shard=values["shard"],
-        version=int(values["version"]),
-        reset_at=int(values["reset_at"]),
-        seq=int(values["seq"]),
-        count=int(values["count"]),
-        users=int(values["users"]),
-        revenue=values["revenue"],
-        active=int(values.get("active", 0)),
-    )
 
 
 def user_items_of(items: Iterable[dict[str, AttributeValue]]) -> UserItems:

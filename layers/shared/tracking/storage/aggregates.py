@@ -22,10 +22,8 @@ from tracking.keys import (
     PROFILE_KIND,
     aggregate_pk,
     aggregates_pk,
-    days_range,
     funnel_pk,
     profile_sk,
-    rollups_pk,
     suffixes_key,
     user_prefix,
 )
@@ -39,8 +37,6 @@ from tracking.storage.aggregate_items import (
     funnel_from_item,
     page_of_user_items,
     profile_from_item,
-    rollup_from_item,
-    rollup_item_key,
     suffix_of,
     user_items_of,
     users_one_by_one,
@@ -52,10 +48,16 @@ from tracking.storage.dynamo import (
     error_code,
     from_item,
     query,
+    query_all,
     storage_errors,
     to_attr,
     to_item,
 )
+from tracking.storage.rollup_items import (
+    rollup_from_item,
+    rollup_item_key,
+)
+from tracking.storage.rollups import RollupStore
 from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, walk_users
 
 BATCH_GET_MAX = 100
@@ -71,6 +73,7 @@ class AggregateStore:
         self._table = table
         self._sleep = sleep
         self._suffixes = SuffixRecorder(self.suffixes, self._add_suffixes)
+        self._rollups = RollupStore(client, table, self._parallel)
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -276,7 +279,7 @@ class AggregateStore:
         """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""
         condition = "pk = :pk AND begins_with(sk, :user)"
         values = {":pk": aggregate_pk(plugin_id, user_id), ":user": user_prefix(user_id)}
-        return user_items_of(self._query_all(condition, values))
+        return user_items_of(query_all(self._client, self._table, condition, values, "read aggregates"))
 
     def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
         """Aggregates and profiles of the users after ``after``, in (suffix, user) order: about
@@ -296,7 +299,9 @@ class AggregateStore:
         (suffix, user) order, reading each item once."""
         for suffix, start in suffix_starts(self.suffixes(plugin_id).users, after):
             condition, values = self._suffix_query(plugin_id, suffix, start)
-            yield from users_one_by_one(self._query_all(condition, values))
+            yield from users_one_by_one(
+                query_all(self._client, self._table, condition, values, "read aggregates")
+            )
 
     @staticmethod
     def _suffix_query(plugin_id: str, suffix: int, start: str | None) -> tuple[str, dict[str, Any]]:
@@ -324,38 +329,13 @@ class AggregateStore:
     def rollups(
         self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None
     ) -> list[RollupState]:
-        """The rollups of the plugin for the days ``first_day``..``last_day`` (YYYY-MM-DD): every one,
-        or only those of ``keys`` (at most 100; DynamoDB still reads the range, the function gets only
-        what it asked for). One query per rollup suffix in use, in parallel."""
-        condition = "pk = :pk AND sk BETWEEN :first AND :last"
-        first, last = days_range(first_day, last_day)
-        options: dict[str, Any] = {}
-        names: dict[str, str] = {}
-        if keys is not None:
-            names = {f":k{n}": key for n, key in enumerate(dict.fromkeys(keys))}
-            options = {
-                "FilterExpression": f"#key IN ({', '.join(names)})",
-                "ExpressionAttributeNames": {"#key": "key"},
-            }
+        """The rollups of the plugin for the days ``first_day``..``last_day`` (``storage.rollups``)."""
+        return self._rollups.read(plugin_id, self.suffixes(plugin_id).rollups, first_day, last_day, keys)
 
-        def read(suffix: int) -> list[RollupState]:
-            values = {":pk": rollups_pk(plugin_id, suffix), ":first": first, ":last": last, **names}
-            return [rollup_from_item(item) for item in self._query_all(condition, values, **options)]
-
-        return list(itertools.chain.from_iterable(self._parallel(read, self.suffixes(plugin_id).rollups)))
+    def compact_rollups(self, plugin_id: str, before_day: str, idle_before: int, limit: int) -> int:
+        """Fold idle shards' rollups of days over into their days' items (``storage.rollups``)."""
+        suffixes = self.suffixes(plugin_id).rollups
+        return self._rollups.compact(plugin_id, suffixes, before_day, idle_before, limit)
 
     def has_rollups(self, plugin_id: str) -> bool:
         return bool(self.suffixes(plugin_id).rollups)
-
-    def _query_all(
-        self, condition: str, values: dict[str, Any], **options: Any
-    ) -> Iterator[dict[str, AttributeValue]]:
-        start: dict[str, Any] = {}
-        while True:
-            answer = query(
-                self._client, self._table, condition, values, "read aggregates", **options, **start
-            )
-            yield from answer.get("Items", [])
-            if "LastEvaluatedKey" not in answer:
-                return
-            start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}

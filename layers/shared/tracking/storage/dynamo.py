@@ -109,6 +109,19 @@ def query(
     return answer
 
 
+def query_all(
+    client: Any, table: str, condition: str, values: Mapping[str, Any], action: str, **options: Any
+) -> Iterator[Item]:
+    """Every item a ``Query`` finds, page after page."""
+    start: dict[str, Any] = {}
+    while True:
+        answer = query(client, table, condition, values, action, **options, **start)
+        yield from answer.get("Items", [])
+        if "LastEvaluatedKey" not in answer:
+            return
+        start = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+
+
 BATCH_WRITE_MAX = 25
 UNPROCESSED_RETRIES = 6
 

@@ -98,16 +98,20 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
     }
 
 
+PER_RATE = (
+    "max_wcu_per_partition_key",
+    "max_wcu_per_item",
+    "conflicts",
+    "rows_page_round_trips",
+    "max_rcu_per_partition_key",
+    "config_reads_per_s",
+)
+
+
 def scale_figures(scale: dict[str, Any]) -> dict[str, float]:
     runs = scale["runs"]
     return {
-        **{
-            f"scale.max_wcu_per_partition_key.{rate}": run["max_wcu_per_partition_key"]
-            for rate, run in runs.items()
-        },
-        **{f"scale.max_wcu_per_item.{rate}": run["max_wcu_per_item"] for rate, run in runs.items()},
-        **{f"scale.conflicts.{rate}": run["conflicts"] for rate, run in runs.items()},
-        **{f"scale.rows_page_round_trips.{rate}": run["rows_page_round_trips"] for rate, run in runs.items()},
+        **{f"scale.{name}.{rate}": run[name] for name in PER_RATE for rate, run in runs.items()},
         "scale.max_item_kb": max(run["max_item_kb"] for run in runs.values()),
         "scale.suffixes_item_wcu_first_second": scale["first_second"]["suffixes_item_writes"],
         **{

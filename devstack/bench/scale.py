@@ -153,6 +153,14 @@ def simulate(
     # Each container has its own view of the table (its own cache of the suffixes listed).
     views = [FakeAggregates(aggregates.table) for _ in range(containers)]
     clock = lambda: NOW_MS / 1000  # noqa: E731 - the simulated second's time
+    config_reads = Counter[str]()
+    read_plugin = control.get_plugin
+
+    def counted_read(plugin_id: str) -> Any:
+        config_reads[plugin_id] += 1
+        return read_plugin(plugin_id)
+
+    control.get_plugin = counted_read  # type: ignore[method-assign]
     pool = [
         Aggregator(view, control, index=events, rejections=rejections, clock=clock, workers=1)
         for view in views
@@ -163,6 +171,8 @@ def simulate(
     by_item = events.table.units_by_item + aggregates.table.units_by_item
     hottest_pk, hottest_units = by_pk.most_common(1)[0]
     hottest_item, item_units = by_item.most_common(1)[0]
+    reads = events.table.reads_by_pk + aggregates.table.reads_by_pk
+    hottest_read, read_units = reads.most_common(1)[0]
     per_kind: Counter[str] = Counter()
     for pk, units in by_pk.items():
         per_kind[_kind(pk)] = max(per_kind[_kind(pk)], units)
@@ -178,6 +188,9 @@ def simulate(
         "max_wcu_per_partition_key_by_kind": dict(per_kind.most_common()),
         "max_wcu_per_item": item_units,
         "hottest_item": _kind(hottest_item[0]),
+        "max_rcu_per_partition_key": round(read_units, 1),
+        "hottest_read_partition_key": _kind(hottest_read),
+        "config_reads_per_s": config_reads[PLUGIN],
         "max_item_kb": round(max(events.table.largest_item, aggregates.table.largest_item) / 1024, 1),
         "conflicts": sum(view.conflicts for view in views),
         "suffixes_item_writes": aggregates.table.units_by_pk[suffixes["pk"]],

@@ -43,6 +43,7 @@ class Table:
     faults: Callable[[str], None] | None = None  # called with "read" or "write" first: may raise
     units_by_pk: Counter[str] = field(default_factory=Counter)  # write units per partition key value
     units_by_item: Counter[Key] = field(default_factory=Counter)  # write units per item
+    reads_by_pk: Counter[str] = field(default_factory=Counter)  # read units (halves too) per partition key
     largest_item: int = 0  # bytes, as DynamoDB counts them
 
     def fail_next(self, count: int = 1, error: BaseException | None = None) -> None:
@@ -74,7 +75,9 @@ class Table:
     def get(self, key: Key, *, consistent: bool = True) -> Item | None:
         self._check_failure("read")
         item = self.peek(key)
-        self.read_units += _read_units(item, consistent)
+        units = _read_units(item, consistent)
+        self.read_units += units
+        self.reads_by_pk[key[0]] += units  # type: ignore[assignment] # a Counter holds floats as well
         return item
 
     def put(self, item: Item, *, if_absent: bool = False, if_version: int | None = None) -> None:
@@ -133,7 +136,9 @@ class Table:
             if not sk.startswith(prefix):
                 break
             found.append(partition[sk])
-        self.read_units += max(1, math.ceil(sum(item_size(item) for item in found) / 4096))
+        units = max(1, math.ceil(sum(item_size(item) for item in found) / 4096))
+        self.read_units += units
+        self.reads_by_pk[pk] += units
         return found
 
     def page(

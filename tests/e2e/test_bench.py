@@ -48,6 +48,8 @@ FIGURES = {
     "scale.max_wcu_per_item.1k",
     "scale.conflicts.1k",
     "scale.rows_page_round_trips.1k",
+    "scale.max_rcu_per_partition_key.1k",
+    "scale.config_reads_per_s.1k",
     "scale.suffixes_item_wcu_first_second",
     "scale.max_item_kb",
     "scale.summary_items_read.4_shards",
@@ -57,7 +59,13 @@ FIGURES = {
 }
 FULL_ONLY = {
     f"scale.{figure}.{rate}"
-    for figure in ("max_wcu_per_partition_key", "max_wcu_per_item", "rows_page_round_trips")
+    for figure in (
+        "max_wcu_per_partition_key",
+        "max_wcu_per_item",
+        "rows_page_round_trips",
+        "max_rcu_per_partition_key",
+        "config_reads_per_s",
+    )
     for rate in ("10k", "100k")
 }
 # analytics.js runs in Chromium: without it the browser workload is left out (and said so).

@@ -61,7 +61,7 @@ Item = dict[str, Any]
 
 class FakeAggregates:
     def __init__(self, table: Table | None = None) -> None:
-        self.table = table or Table()
+        self.table = table if table is not None else Table()
         self.conflicts = 0  # writes refused because the item changed since it was read
         self.page_waves: list[int] = []  # round trips of each page of users read
         self._suffixes = SuffixRecorder(self.suffixes, self._add_suffixes)

@@ -41,7 +41,7 @@ RETENTION_S = 400 * 86_400
 
 class FakeEvents:
     def __init__(self, table: Table | None = None, retention_s: int = RETENTION_S) -> None:
-        self.table = table or Table()
+        self.table = table if table is not None else Table()
         self._retention_s = retention_s
 
     def _item(self, event: CanonicalEvent) -> Item:
@@ -126,7 +126,7 @@ class FakeRejections:
     """Recorded rejections, as the events table keeps them."""
 
     def __init__(self, table: Table | None = None) -> None:
-        self.table = table or Table()
+        self.table = table if table is not None else Table()
 
     def record(self, record: RejectionRecord) -> None:
         self.table.put(record_to_item(record))
@@ -167,7 +167,7 @@ class FakeDeletions:
     """A deletion's steps, as the events table keeps them (each new one on the stream)."""
 
     def __init__(self, table: Table | None = None) -> None:
-        self.table = table or Table()
+        self.table = table if table is not None else Table()
 
     def write_step(self, step: DeletionStep) -> None:
         # A step retried after its successor was written leaves that alone.

@@ -34,7 +34,6 @@ TARGETS = {
     "cold_start_deployed_ratio.query": ("<=", 1.3),
     "ingest_overhead_ratio": ("<=", 1.5),
     "aggregate_writes_per_group": ("==", 1.0),
-    "query_round_trips_per_page": ("<=", 2),
     "cost_overhead_ratio.single": ("<=", 1.3),
     "cost_overhead_ratio.batched": ("<=", 1.5),
     "link_extra_writes_per_anonymous_aggregate": ("<=", 1.0),
@@ -105,6 +104,7 @@ PER_RATE = (
     "rows_page_round_trips",
     "max_rcu_per_partition_key",
     "config_reads_per_s",
+    "config_stamp_reads_per_s",
 )
 
 

@@ -23,6 +23,7 @@ from devstack.fakes.stream import FakeStream
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.compaction import IDLE_SECONDS, RollupCompaction
 from tracking.aggregate.fold import day_of
+from tracking.aggregate.ports import CurrentConfigs
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.rejections import RejectionLog
 from tracking.ingest.service import IngestService
@@ -162,7 +163,7 @@ def simulate(
 
     control.get_plugin = counted_read  # type: ignore[method-assign]
     pool = [
-        Aggregator(view, control, index=events, rejections=rejections, clock=clock, workers=1)
+        Aggregator(view, CurrentConfigs(control), index=events, rejections=rejections, clock=clock, workers=1)
         for view in views
     ]
     stuck = stream.deliver(lambda shard, records: rng.choice(pool).process(shard, records))
@@ -191,6 +192,7 @@ def simulate(
         "max_rcu_per_partition_key": round(read_units, 1),
         "hottest_read_partition_key": _kind(hottest_read),
         "config_reads_per_s": config_reads[PLUGIN],
+        "config_stamp_reads_per_s": control.stamp_reads,
         "max_item_kb": round(max(events.table.largest_item, aggregates.table.largest_item) / 1024, 1),
         "conflicts": sum(view.conflicts for view in views),
         "suffixes_item_writes": aggregates.table.units_by_pk[suffixes["pk"]],

@@ -25,6 +25,7 @@ class FakeControl:
     unconfigured_max: int = UNCONFIGURED_MAX
     unconfigured: int = 0  # chatbots listed without a config (counted up to unconfigured_max)
     unavailable: bool = False  # every call fails as DynamoDB's throttling does
+    stamp_reads: int = 0  # reads of the stamp alone
 
     def publish(
         self, plugin_id: str, config: PluginConfig, *, at: int = 0, write_key: str | None = None
@@ -45,6 +46,19 @@ class FakeControl:
     def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]:
         self._check()
         return self.configs.get(plugin_id), self.people.get(plugin_id, NO_PEOPLE_LISTS)
+
+    def stamp(self, plugin_id: str) -> int:
+        """Changes whenever the config or the people lists do (here: derived from them, so a test that
+        edits them directly changes it too)."""
+        self._check()
+        self.stamp_reads += 1
+        published, people = self.configs.get(plugin_id), self.people.get(plugin_id, NO_PEOPLE_LISTS)
+        return hash((published.version if published else None, people))
+
+    def plugin_with_stamp(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists, int]:
+        published, people = self.get_plugin(plugin_id)
+        self.stamp_reads -= 1  # read with them, not on its own
+        return published, people, self.stamp(plugin_id)
 
     def plugin_for_write_key(self, write_key: str) -> str | None:
         self._check()

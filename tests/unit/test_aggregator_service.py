@@ -24,6 +24,7 @@ from tests.replay import BASE_TIME, PUBLISHED, Scenario, clean_pass, naive_count
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.batch import BlockedByEarlierFailure
 from tracking.aggregate.fold import StreamRecord, day_of
+from tracking.aggregate.ports import CurrentConfigs
 from tracking.keys import funnel_key
 from tracking.models.aggregates import RollupState
 from tracking.models.canonical import CanonicalEvent
@@ -326,3 +327,26 @@ def test_client_named_ids_move_to_the_users_index_past_the_aggregates_list(pendi
     listed = len(state.pending_ids) + sum(len(item["entries"]["L"]) for item in indexed)
     assert state.count == pending
     assert listed == pending
+
+
+def test_a_container_keeps_a_config_while_its_stamp_holds_and_sees_any_change_at_once() -> None:
+    control = FakeControl(configs={"p1": PUBLISHED})
+    full_reads: list[str] = []
+    read = control.get_plugin
+
+    def counted(plugin_id: str) -> Any:
+        full_reads.append(plugin_id)
+        return read(plugin_id)
+
+    control.get_plugin = counted  # type: ignore[method-assign]
+    configs = CurrentConfigs(control)
+    for _ in range(100):  # a hundred batches: the stamp each time, the config once
+        configs.get_plugin("p1")
+    assert (full_reads, control.stamp_reads) == (["p1"], 100)
+    control.suppress_ids("p1", ["u9"])  # the next batch sees it
+    assert configs.get_plugin("p1")[1].suppresses("u9", None, None)
+    control.publish("p1", PUBLISHED.config)  # so it does a publish (a key's reset comes with one)
+    published = configs.get_plugin("p1")[0]
+    assert published is not None
+    assert published.version == 2
+    assert full_reads == ["p1"] * 3

@@ -26,7 +26,7 @@ suffixes").
 
 Control table::
 
-    plugin ␟ plugin / config | people          a plugin's config and lists about people
+    plugin ␟ plugin / config | people | stamp  a plugin's config, lists about people, and their stamp
     writekey ␟ key, apikey ␟ hash, keys ␟ plugin / key id, ratelimit ␟ who / window
     plugins / plugin id                        the plugin listing; plugins ␟ count / unconfigured
 """
@@ -218,6 +218,7 @@ def config_pk(plugin_id: str) -> str:
 
 CONFIG_SK = "config"
 PEOPLE_SK = "people"
+STAMP_SK = "stamp"  # a counter every write of the config or the people lists adds one to
 
 
 def write_key_pk(write_key: str) -> str:

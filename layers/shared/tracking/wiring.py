@@ -72,6 +72,7 @@ def ingest_service(settings: Settings) -> IngestService:
 
 def aggregator(settings: Settings) -> Aggregator:
     from tracking.aggregate.aggregator import Aggregator  # noqa: PLC0415
+    from tracking.aggregate.ports import CurrentConfigs  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.events import UserEvents  # noqa: PLC0415
@@ -79,7 +80,7 @@ def aggregator(settings: Settings) -> Aggregator:
 
     return Aggregator(
         AggregateStore(client(), settings.aggregates_table),
-        plugin_store(settings),
+        CurrentConfigs(plugin_store(settings)),
         index=UserEvents(client(), settings.events_table, settings.retention_days),
         rejections=RejectionStore(client(), settings.events_table),
     )

@@ -15,6 +15,7 @@ from tracking.keys import (
     CONFIG_SK,
     PEOPLE_SK,
     PLUGIN_INDEX_PK,
+    STAMP_SK,
     UNCONFIGURED_COUNT,
     config_pk,
     write_key_pk,
@@ -47,8 +48,23 @@ class PluginStore:
         return self.get_plugin(plugin_id)[0]
 
     def get_plugin(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists]:
-        """The published config and the plugin's lists about people, in one consistent query (both
-        items sit under the plugin's key; together they are usually one read unit)."""
+        published, people, _ = self.plugin_with_stamp(plugin_id)
+        return published, people
+
+    def stamp(self, plugin_id: str) -> int:
+        """The plugin's stamp, read consistently (a small item: one read unit): it changes with every
+        write of the config or the people lists, so a copy read with the same stamp is current."""
+        with storage_errors("read config"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({"pk": config_pk(plugin_id), "sk": STAMP_SK}),
+                ConsistentRead=True,
+            )
+        return int(answer.get("Item", {}).get("n", {}).get("N", 0))
+
+    def plugin_with_stamp(self, plugin_id: str) -> tuple[PublishedConfig | None, PeopleLists, int]:
+        """The published config, the plugin's lists about people and their stamp, in one consistent
+        query (the items sit under the plugin's key; together they are usually one read unit)."""
         answer = query(
             self._client,
             self._table,
@@ -59,9 +75,12 @@ class PluginStore:
         )
         published: PublishedConfig | None = None
         people = NO_PEOPLE_LISTS
+        stamp = 0
         for item in answer.get("Items", []):
             values = from_item(item)
-            if values["sk"] == CONFIG_SK:
+            if values["sk"] == STAMP_SK:
+                stamp = int(values["n"])
+            elif values["sk"] == CONFIG_SK:
                 published = PublishedConfig(
                     plugin_id=plugin_id,
                     config=PluginConfig.model_validate(json.loads(values["config"])),
@@ -74,7 +93,7 @@ class PluginStore:
                     suppressed=frozenset(values.get("suppressed", ())),
                     trait_names=tuple(sorted(values.get("trait_names", ()))),
                 )
-        return published, people
+        return published, people, stamp
 
     def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None:
         self._update_people(plugin_id, "ADD suppressed :hashes", set(hashes))
@@ -89,12 +108,28 @@ class PluginStore:
         if not members:
             return
         with storage_errors("update people"):
-            self._client.update_item(
-                TableName=self._table,
-                Key=to_item({"pk": config_pk(plugin_id), "sk": PEOPLE_SK}),
-                UpdateExpression=expression,
-                ExpressionAttributeValues={":hashes": {"SS": sorted(members)}},
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": to_item({"pk": config_pk(plugin_id), "sk": PEOPLE_SK}),
+                            "UpdateExpression": expression,
+                            "ExpressionAttributeValues": {":hashes": {"SS": sorted(members)}},
+                        }
+                    },
+                    {"Update": self._stamped(plugin_id)},
+                ]
             )
+
+    def _stamped(self, plugin_id: str) -> dict[str, Any]:
+        """The update that adds one to the plugin's stamp, in the transaction of what it stamps."""
+        return {
+            "TableName": self._table,
+            "Key": to_item({"pk": config_pk(plugin_id), "sk": STAMP_SK}),
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
 
     def save_config(self, published: PublishedConfig, previous: PublishedConfig | None) -> None:
         """Store a new version and its write keys in one transaction.
@@ -125,6 +160,7 @@ class PluginStore:
         actions: list[tuple[tuple[str, str], dict[str, Any]]] = [
             (("config", plugin_id), {"Put": {"TableName": self._table, "Item": config_item, **config_put}}),
             (("index", plugin_id), {"Put": {"TableName": self._table, "Item": index_item}}),
+            (("stamp", plugin_id), {"Update": self._stamped(plugin_id)}),
         ]
         owner = to_item({":plugin": plugin_id})
         for key in published.config.write_keys:

@@ -101,7 +101,7 @@ LAYOUTS = {
     rollups_pk(PLUGIN, 0)[:-3]: "rollups",
     funnel_pk(PLUGIN, "")[:-3]: "funnels",
     suffixes_key(PLUGIN)["pk"]: "the plugin's suffixes",
-    rejections_pk(PLUGIN): "rejection records",
+    rejections_pk(PLUGIN, None): "rejection records",
 }
 
 

@@ -12,11 +12,13 @@ from devstack.fakes.table import ConditionFailed, Item, Table
 from tracking.keys import (
     INDEX_KIND,
     REJECTED_KIND,
+    REJECTION_PARTITIONS,
     client_id_pk,
     deletion_prefix,
     deletion_sk,
     deletions_pk,
     event_pk,
+    rejection_pk,
     rejections_pk,
 )
 from tracking.models.canonical import CanonicalEvent
@@ -34,7 +36,7 @@ from tracking.storage.events import (
     is_event,
     stored_event_item,
 )
-from tracking.storage.rejections import record_from_values, record_to_item
+from tracking.storage.rejections import merged_page, record_from_values, record_to_item
 
 RETENTION_S = 400 * 86_400
 
@@ -134,26 +136,36 @@ class FakeRejections:
     def page(
         self, plugin_id: str, after: str | None, max_records: int
     ) -> tuple[list[tuple[str, RejectionRecord]], str | None]:
-        items, more = self.table.page(rejections_pk(plugin_id), after=after, limit=max_records)
-        found = [(item["sk"]["S"], record_from_values(from_item(item))) for item in items]
-        return found, found[-1][0] if more and found else None
+        pages = [
+            self.table.page(rejections_pk(plugin_id, n), after=after, limit=max_records)
+            for n in REJECTION_PARTITIONS
+        ]
+        return merged_page(
+            [([from_item(i) for i in items], more) for items, more in pages], max_records, newest=False
+        )
 
     def newest(
         self, plugin_id: str, before: str | None, max_records: int
     ) -> tuple[list[tuple[str, RejectionRecord]], str | None]:
-        items = [
-            item
-            for item in reversed(self.table.query(rejections_pk(plugin_id)))
-            if before is None or item["sk"]["S"] <= before
-        ]
-        found = [(item["sk"]["S"], record_from_values(from_item(item))) for item in items[:max_records]]
-        return found, items[max_records]["sk"]["S"] if len(items) > max_records else None
+        pages = []
+        for n in REJECTION_PARTITIONS:
+            items = [
+                from_item(item)
+                for item in reversed(self.table.query(rejections_pk(plugin_id, n)))
+                if before is None or item["sk"]["S"] <= before
+            ]
+            pages.append((items[: max_records + 1], len(items) > max_records + 1))
+        return merged_page(pages, max_records, newest=True)
 
     def replace(self, sk: str, record: RejectionRecord) -> None:
-        if record.rejections:
-            self.table.put(record_to_item(record, sk))
-        else:
-            self.table.delete((rejections_pk(record.plugin_id), sk))
+        for pk in (rejection_pk(record.plugin_id, sk), rejections_pk(record.plugin_id, None)):
+            if self.table.peek((pk, sk)) is None:
+                continue
+            if record.rejections:
+                self.table.put({**record_to_item(record, sk), "pk": {"S": pk}})
+            else:
+                self.table.delete((pk, sk))
+            return
 
     def records(self) -> list[RejectionRecord]:
         return [

@@ -5,6 +5,7 @@ on one fails on the other, an item too large is refused by both, and what is rea
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -15,17 +16,20 @@ from moto import mock_aws
 
 from devstack.fakes.aggregates import FakeAggregates
 from devstack.fakes.control import FakeBudgets, FakeControl
-from devstack.fakes.events import FakeEvents
+from devstack.fakes.events import FakeEvents, FakeRejections
 from devstack.local.builders import canonical
 from tests.integration.conftest import TEMPLATE
+from tracking.keys import rejection_sk, rejections_pk
 from tracking.models.aggregates import AggregateState, RollupState
 from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState, TraitValue
+from tracking.models.rejections import Rejection, RejectionRecord
 from tracking.models.storage_failures import ConfigChanged, Conflict, ItemTooLarge, WriteKeyTaken
 from tracking.storage.aggregates import AggregateStore
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
 from tracking.storage.events import EventStore
+from tracking.storage.rejections import RejectionStore, record_to_item
 
 NOW = 1_764_016_800_000
 States = AggregateState | RollupState | ProfileState | FunnelState
@@ -264,3 +268,51 @@ def test_pages_of_users_and_rollups_read_the_same_on_both() -> None:
         ]
 
     assert run(FakeAggregates()) == on_moto(lambda dynamodb: run(AggregateStore(dynamodb, "AggregatesTable")))
+
+
+def test_rejection_records_spread_over_partitions_list_and_rewrite_the_same_on_both() -> None:
+    """Records over the plugin's 16 partitions and one in its partition of old (before the spread):
+    every page newest first and oldest first lists each once in key order, on the fake as on moto,
+    and a rewrite or a removal finds the record wherever it is."""
+
+    def record(n: int) -> RejectionRecord:
+        rejection = Rejection("VALIDATION_ERROR", f"call {n}", payload=f"payload {n}")
+        return RejectionRecord("p1", 1_764_000_000_000 + n, "segment", (rejection,), {"VALIDATION_ERROR": 1})
+
+    def run(store: Any, put: Callable[[dict[str, Any]], None]) -> list[Any]:
+        for n in range(40):
+            store.record(record(n))
+        old = record_to_item(record(100), rejection_sk(1_763_000_000_000, "00old"))
+        put({**old, "pk": {"S": rejections_pk("p1", None)}})  # as the first layout left it
+        answers: list[Any] = []
+        for newest in (True, False):
+            keys: list[str] = []
+            cursor: str | None = None
+            while True:
+                found, cursor = (store.newest if newest else store.page)("p1", cursor, 7)
+                keys += [sk for sk, _ in found]
+                if cursor is None:  # (newest first, the cursor is the next page's first record)
+                    break
+            answers.append([sk[:13] for sk in keys])
+        sk_old = old["sk"]["S"]
+        store.replace(sk_old, dataclasses.replace(record(100), rejections=()))  # removed where it is
+        first_sk, first = store.page("p1", None, 1)[0][0]
+        store.replace(first_sk, dataclasses.replace(first, rejections=()))
+        answers.append(len(store.page("p1", None, 100)[0]))
+        return answers
+
+    fake = FakeRejections()
+    on_fake = run(fake, fake.table.put)
+
+    def real(dynamodb: Any) -> list[Any]:
+        return run(
+            RejectionStore(dynamodb, "EventsTable"),
+            lambda item: dynamodb.put_item(TableName="EventsTable", Item=item),
+        )
+
+    assert on_fake == on_moto(real)
+    newest, oldest, left = on_fake
+    assert newest == sorted(newest, reverse=True)
+    assert len(newest) == 41  # each once
+    assert oldest == sorted(newest)
+    assert left == 39

@@ -8,7 +8,7 @@ Events table::
 
     plugin ␟ user                  a user's events this service named, and their index items (x:...)
     plugin ␟ ␟ event id            an event the client named (messageId, order, content digest)
-    ␟ rejections ␟ plugin          recorded rejections, by time
+    ␟ rejections ␟ plugin ␟ nn     recorded rejections, by time (16 partitions by a hash of the key)
     ␟ deletions ␟ plugin           deletion steps, by deletion and step
 
 Aggregates table (``nnn``: a suffix that spreads one plugin's writes, see below)::
@@ -36,6 +36,13 @@ from __future__ import annotations
 import hashlib
 
 SEP = "\x1f"
+
+
+def spread(value: str, buckets: int) -> int:
+    """A stable bucket of ``value`` (the same in every process: Python's own ``hash`` is salted)."""
+    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets
+
 
 # -- kinds of item (the ``kind`` attribute) that are not events ---------------------------------------
 REJECTED_KIND = "rejected"
@@ -71,8 +78,23 @@ def index_name(writer: str, shard: str, seq: int) -> str:
     return f"{writer}{SEP}{shard}{SEP}{seq}"
 
 
-def rejections_pk(plugin_id: str) -> str:
-    return f"{SEP}rejections{SEP}{plugin_id}"
+REJECTION_SUFFIXES = 16
+
+
+def rejections_pk(plugin_id: str, suffix: int | None) -> str:
+    """One of a plugin's partitions of recorded rejections (``None``: the one partition they had
+    before key suffixes, read until its records expire)."""
+    base = f"{SEP}rejections{SEP}{plugin_id}"
+    return base if suffix is None else f"{base}{SEP}{suffix:02d}"
+
+
+def rejection_pk(plugin_id: str, sk: str) -> str:
+    """A record's partition, from its sort key (its random token spreads a flood's records)."""
+    return rejections_pk(plugin_id, spread(sk, REJECTION_SUFFIXES))
+
+
+# Every partition a listing of a plugin's rejections reads.
+REJECTION_PARTITIONS: tuple[int | None, ...] = (None, *range(REJECTION_SUFFIXES))
 
 
 def rejection_sk(at: int, token: str) -> str:
@@ -98,12 +120,6 @@ def deletion_sk(deletion_id: str, step: int) -> str:
 
 USER_SUFFIXES = 512
 ROLLUP_SUFFIXES = 128
-
-
-def spread(value: str, buckets: int) -> int:
-    """A stable bucket of ``value`` (the same in every process: Python's own ``hash`` is salted)."""
-    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % buckets
 
 
 def user_suffix(user_id: str) -> int:

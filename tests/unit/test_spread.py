@@ -95,3 +95,24 @@ def test_rollups_of_every_shard_are_read_and_none_of_another_plugin() -> None:
     assert {r.plugin_id for r in found} == {"p1"}
     assert store.has_rollups("p1")
     assert not store.has_rollups("p3")
+
+
+def test_a_page_after_the_last_user_of_a_suffix_reads_about_a_page_on_a_busy_plugin() -> None:
+    """The cursor's suffix has nothing left: the suffix after it, read beside it, is the density's
+    sample, so the next wave is not sized on nothing (256 queries of a full page each)."""
+    store = store_with(20_000, keys=("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"))
+    first = user_suffix("user-000000")
+    ending = max(f"user-{n:06d}" for n in range(20_000) if user_suffix(f"user-{n:06d}") == first)
+    read: list[int] = []
+    page_of_partition = store.table.page
+
+    def counted(pk: str, **options: object) -> tuple[list[dict[str, object]], bool]:
+        items, more = page_of_partition(pk, **options)  # type: ignore[arg-type]
+        read.append(len(items))
+        return items, more
+
+    store.table.page = counted  # type: ignore[method-assign]
+    page = store.page_of_users("p1", ending, 51 * 10)
+    assert len(page.users) >= 50  # a full page, from the next suffixes
+    assert min(user_suffix(u) for u in page.users) > first
+    assert sum(read) <= 3 * 51 * 10  # about a page read, not 256 of them

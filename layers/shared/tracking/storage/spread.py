@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from tracking.keys import after_user, rollup_suffix, spread_pk_parts, user_suffix
+from tracking.keys import USER_SUFFIXES, after_user, rollup_suffix, spread_pk_parts, user_suffix
 
 Item = dict[str, Any]
 T = TypeVar("T")
@@ -80,20 +80,24 @@ def walk_users(
     """Items of the users after ``after`` in (suffix, user) order, at least ``max_items`` of them if
     there are (whole suffixes past that are kept too); ``more`` when a suffix was cut short or
     suffixes are left. ``list_used()`` reads which suffixes hold items, in the first wave beside
-    the cursor's suffix (the first page's: suffix 0, which a plugin with many users uses)."""
+    the cursor's suffix and the one after it (the first page's: suffix 0, which a plugin with many
+    users uses)."""
     first = user_suffix(after) if after is not None else 0
-    start = after_user(after) if after is not None else None
+    jobs: list[tuple[int, str | None]] = [(first, after_user(after) if after is not None else None)]
+    if after is not None and first + 1 < USER_SUFFIXES:
+        # A whole suffix beside the rest of the cursor's (read speculatively: unused, it holds
+        # nothing): the density's sample, so a busy plugin's next wave is never sized on nothing.
+        jobs.append((first + 1, None))
 
-    def first_wave(job: int) -> Any:
-        return read(first, start, max_items) if job else list_used()
+    def first_wave(job: tuple[int, str | None] | None) -> Any:
+        return list_used() if job is None else read(job[0], job[1], max_items)
 
-    used, answer = parallel(first_wave, [0, 1])
-    pending = [n for n in used if n > first]
+    used, *answers = parallel(first_wave, [None, *jobs])
+    pending = [n for n in used if n > jobs[-1][0]]
     items: list[Item] = []
-    # Suffixes read that hold items (the first page's suffix 0 may hold none): the density's sample.
-    sampled = 1 if after is not None or first in used else 0
+    # Whole suffixes read that hold items (suffix 0 or the speculative one may hold none).
+    sampled = sum(1 for n, start in jobs if start is None and n in used)
     waves = 1
-    answers: list[tuple[list[Item], bool]] = [answer]
     while True:
         for items_read, more in answers:
             items += items_read

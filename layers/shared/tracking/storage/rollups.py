@@ -5,7 +5,7 @@ says when), so a summary of past days reads a bounded number of items whatever t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,12 +19,11 @@ from tracking.storage.rollup_items import (
     rollup_from_item,
     rollup_item_key,
 )
-
-Parallel = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+from tracking.storage.spread import Parallel
 
 
 class RollupStore:
-    def __init__(self, client: Any, table: str, parallel: Parallel) -> None:
+    def __init__(self, client: Any, table: str, parallel: Parallel[Any, Any]) -> None:
         self._client = client
         self._table = table
         self._parallel = parallel

@@ -1,7 +1,8 @@
 """Every item stays under its stated maximum (docs/DESIGN.md, "What each item holds at most") whatever
 the contract lets clients send, and the pipeline keeps counting past what used to break it: profiles
 filled with the largest traits and groups, trait names that would fill the plugin's people item, a
-history import of one event a day since 2000, a batch of 2,500 refused calls."""
+history import of one event a day since 2000, a batch of 2,500 refused calls, thousands of
+suppressions."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
 from tests.integration.conftest import Invoke, Stream, body, scan, stored_rejections
 from tracking.keys import aggregate_sk
-from tracking.storage.dynamo import item_size
+from tracking.models.people import suppression_hash
+from tracking.storage.dynamo import client, item_size
+from tracking.storage.plugins import PluginStore
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}
 # The stated maxima (docs/DESIGN.md), in bytes as DynamoDB counts them.
 PROFILE_MAX = 290_000
 AGGREGATE_MAX = 160_000
-PEOPLE_MAX = 20_000
+PEOPLE_MAX = 32_000  # trait names (13 KB) and the suppression filter (16 KB)
 REJECTION_RECORD_MAX = 12_000
 FUNNEL_MAX = 92_000
 INDEX_MAX = 122_000
@@ -120,6 +123,50 @@ def test_trait_names_cannot_fill_the_plugins_people_item(
     deletion = body(answer)["deletion_id"]
     done = query(api_event("GET", f"/v1/plugins/demo-plugin/deletions/{deletion}", headers=ADMIN))
     assert body(done)["status"] == "done"
+
+
+def test_thousands_of_suppressions_keep_the_people_item_one_size_and_each_still_suppresses(
+    aws: Any,
+) -> None:
+    store = PluginStore(client(), "ControlTable")
+    # Given a plugin that forgets (and suppresses) 3,000 people, in deletions of ten ids each (the
+    # people item used to keep 32 bytes per id: 100 KB by now, 400 KB at 12,000)
+    gone = [f"user-{n}" for n in range(3_000)]
+    for start in range(0, len(gone), 10):
+        store.suppress("p1", [suppression_hash(user_id) for user_id in gone[start : start + 10]])
+    # Then the people item is no larger than a plugin's first suppression made it
+    (people_item,) = [i for i in scan(aws, "ControlTable") if i["sk"]["S"] == "people"]
+    assert item_size(people_item) < PEOPLE_MAX
+    # And every one of them is suppressed, and 3,000 others are not (a flagged id is confirmed by a
+    # read of its own item: the filter never names someone who is not suppressed)
+    _, people = store.get_plugin("p1")
+    assert all(people.suppresses(user_id) for user_id in gone)
+    assert not any(people.suppresses(f"kept-{n}") for n in range(3_000))
+    # And a lifted suppression is lifted although the filter still flags it
+    store.lift_suppression("p1", [suppression_hash("user-7")])
+    _, people = store.get_plugin("p1")
+    assert not people.suppresses("user-7")
+    assert people.suppresses("user-8")
+
+
+def test_a_suppression_list_an_older_version_kept_on_the_people_item_is_still_honoured(aws: Any) -> None:
+    # Given a people item as the previous version wrote it (the digests listed on it)
+    aws.put_item(
+        TableName="ControlTable",
+        Item={
+            "pk": {"S": "plugin\x1fp1"},
+            "sk": {"S": "people"},
+            "suppressed": {"SS": [suppression_hash("old-1"), suppression_hash("old-2")]},
+        },
+    )
+    store = PluginStore(client(), "ControlTable")
+    # Then those ids are suppressed, a new suppression joins them, and a lift removes an old one
+    store.suppress("p1", [suppression_hash("new-1")])
+    _, people = store.get_plugin("p1")
+    assert [people.suppresses(u) for u in ("old-1", "old-2", "new-1", "other")] == [True, True, True, False]
+    store.lift_suppression("p1", [suppression_hash("old-1")])
+    _, people = store.get_plugin("p1")
+    assert [people.suppresses(u) for u in ("old-1", "old-2", "new-1")] == [False, True, True]
 
 
 def test_a_history_import_of_one_event_a_day_since_2000_counts_every_event(

@@ -237,6 +237,12 @@ PEOPLE_SK = "people"
 STAMP_SK = "stamp"  # a counter every write of the config or the people lists adds one to
 
 
+def suppression_key(plugin_id: str, digest: str) -> dict[str, str]:
+    """One suppressed id's item (its digest): a key of its own, read alone when the plugin's
+    suppression filter flags the digest."""
+    return {"pk": f"z{SEP}{plugin_id}{SEP}{digest}", "sk": "suppressed"}
+
+
 def write_key_pk(write_key: str) -> str:
     return f"writekey{SEP}{write_key}"
 

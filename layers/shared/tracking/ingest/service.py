@@ -149,7 +149,7 @@ class IngestService:
         except StorageUnavailable:  # who is suppressed cannot be told: keep nothing of any call
             self._rejections.record(plugin_id, dialect, [rejection.redacted() for rejection in rejections])
             return
-        if people.suppressed:
+        if people.has_suppressions:
             calls = payload.get("batch") if isinstance(payload, dict) else None
             rejections = [
                 rejection.redacted()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,18 +121,72 @@ def suppression_hash(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+# The suppression filter: a Bloom filter of every suppressed digest, of a fixed size whatever the
+# number of suppressions (docs/DESIGN.md, "Suppressions"): 16 KB, 7 positions per digest. It never
+# misses a suppressed id; an id it flags is confirmed by a read of that digest's own item.
+FILTER_BITS = 16 * 1024 * 8
+FILTER_HASHES = 7
+
+
+def filter_positions(digest: str) -> list[int]:
+    """The filter's bits for a suppression digest (32 hex characters: two 64-bit halves, combined
+    as double hashing does)."""
+    first, second = int(digest[:16], 16), int(digest[16:32], 16) | 1
+    return [(first + i * second) % FILTER_BITS for i in range(FILTER_HASHES)]
+
+
 @dataclass(frozen=True, slots=True)
+class SuppressionFilter:
+    bits: bytes = bytes(FILTER_BITS // 8)
+
+    def might_hold(self, digest: str) -> bool:
+        return all(self.bits[at >> 3] >> (at & 7) & 1 for at in filter_positions(digest))
+
+    def with_digests(self, digests: Iterable[str]) -> SuppressionFilter:
+        bits = bytearray(self.bits)
+        for digest in digests:
+            for at in filter_positions(digest):
+                bits[at >> 3] |= 1 << (at & 7)
+        return SuppressionFilter(bytes(bits))
+
+
+@dataclass(frozen=True)
 class PeopleLists:
-    """A plugin's lists about people, read with its config: suppressed ids (as digests), and the
-    trait names its profiles hold (the CSV's extra columns)."""
+    """A plugin's lists about people, read with its config: who is suppressed, and the trait names
+    its profiles hold (the CSV's extra columns).
+
+    Suppressions are one item per digest; the people item holds a filter of them (``filter``), so it
+    stays the same size however many people are forgotten. A digest the filter flags is confirmed by
+    ``confirm`` (a read of its item), remembered for as long as these lists are (a change to the
+    suppressions changes the plugin's stamp, and with it the lists). ``suppressed`` is the exact list
+    an older version kept on the people item, still honoured."""
 
     suppressed: frozenset[str] = frozenset()
     trait_names: tuple[str, ...] = ()
+    filter: SuppressionFilter | None = None
+    confirm: Callable[[str], bool] | None = field(default=None, compare=False, repr=False)
+    confirmed: dict[str, bool] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @property
+    def has_suppressions(self) -> bool:
+        return bool(self.suppressed) or self.filter is not None
 
     def suppresses(self, *user_ids: str | None) -> bool:
-        return bool(self.suppressed) and any(
-            user_id is not None and suppression_hash(user_id) in self.suppressed for user_id in user_ids
-        )
+        if not self.has_suppressions:
+            return False
+        return any(user_id is not None and self._holds(suppression_hash(user_id)) for user_id in user_ids)
+
+    def _holds(self, digest: str) -> bool:
+        if digest in self.suppressed:
+            return True
+        if self.filter is None or not self.filter.might_hold(digest):
+            return False
+        if self.confirm is None:  # nothing to ask: a flagged id counts as suppressed
+            return True
+        found = self.confirmed.get(digest)
+        if found is None:
+            found = self.confirmed[digest] = self.confirm(digest)
+        return found
 
 
 NO_PEOPLE_LISTS = PeopleLists()

@@ -134,18 +134,37 @@ def batch_delete(
 ) -> None:
     """Delete these items, 25 to a request, retrying what DynamoDB leaves unprocessed (deleting an
     item that is gone already changes nothing, so a retried deletion is safe)."""
-    for start in range(0, len(keys), BATCH_WRITE_MAX):
-        pending: dict[str, Any] = {
-            table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_MAX]]
-        }
+    batch_write(client, table, [{"DeleteRequest": {"Key": key}} for key in keys], sleep)
+
+
+def batch_put(
+    client: Any,
+    table: str,
+    items: list[dict[str, AttributeValue]],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Put these items (whole: writing the same item again changes nothing), 25 to a request."""
+    batch_write(client, table, [{"PutRequest": {"Item": item}} for item in items], sleep)
+
+
+def batch_write(
+    client: Any,
+    table: str,
+    requests: list[dict[str, Any]],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Write requests that may be repeated safely, 25 to a request, retrying what DynamoDB leaves
+    unprocessed."""
+    for start in range(0, len(requests), BATCH_WRITE_MAX):
+        pending: dict[str, Any] = {table: requests[start : start + BATCH_WRITE_MAX]}
         for attempt in range(UNPROCESSED_RETRIES + 1):
-            with storage_errors("delete items"):
+            with storage_errors("write items"):
                 answer = client.batch_write_item(RequestItems=pending)
             pending = answer.get("UnprocessedItems") or {}
             if not pending:
                 break
             if attempt == UNPROCESSED_RETRIES:
-                raise StorageUnavailable("Storage is throttling deletes")
+                raise StorageUnavailable("Storage is throttling writes")
             sleep(min(0.05 * 2**attempt, 1.0))
 
 

@@ -3,6 +3,7 @@ reads both), the list of plugins, and the write keys that name a plugin."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -18,12 +19,21 @@ from tracking.keys import (
     STAMP_SK,
     UNCONFIGURED_COUNT,
     config_pk,
+    suppression_key,
     write_key_pk,
 )
 from tracking.models.config import PluginConfig, PublishedConfig
-from tracking.models.people import NO_PEOPLE_LISTS, PeopleLists
-from tracking.models.storage_failures import ConfigChanged, WriteKeyTaken
-from tracking.storage.dynamo import cancellation_codes, error_code, from_item, query, storage_errors, to_item
+from tracking.models.people import NO_PEOPLE_LISTS, PeopleLists, SuppressionFilter
+from tracking.models.storage_failures import ConfigChanged, StorageUnavailable, WriteKeyTaken
+from tracking.storage.dynamo import (
+    batch_put,
+    cancellation_codes,
+    error_code,
+    from_item,
+    query,
+    storage_errors,
+    to_item,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +41,10 @@ logger = logging.getLogger(__name__)
 # this many: a flood of calls naming new chatbot ids cannot grow the list without bound (past it, a
 # chatbot is listed once it publishes a config).
 UNCONFIGURED_MAX = 10_000
+# How often a suppression rereads the filter when another one wrote it meanwhile, and how many
+# suppressions one lifting transaction removes (with the people item and the stamp: within 100).
+FILTER_WRITE_ATTEMPTS = 5
+LIFT_MAX = 90
 
 
 def plugin_index_item(plugin_id: str, at: int) -> dict[str, Any]:
@@ -89,22 +103,100 @@ class PluginStore:
                     resets={key: int(at) for key, at in values.get("resets", {}).items()},
                 )
             elif values["sk"] == PEOPLE_SK:
+                found = values.get("filter")
                 people = PeopleLists(
                     suppressed=frozenset(values.get("suppressed", ())),
                     trait_names=tuple(sorted(values.get("trait_names", ()))),
+                    filter=SuppressionFilter(bytes(found)) if found is not None else None,
+                    confirm=functools.partial(self.is_suppressed, plugin_id),
                 )
         return published, people, stamp
 
+    def is_suppressed(self, plugin_id: str, digest: str) -> bool:
+        """Whether the digest's own suppression item is there (read when the filter flags it)."""
+        with storage_errors("read suppression"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=to_item(suppression_key(plugin_id, digest)),
+                ConsistentRead=True,
+                ProjectionExpression="pk",
+            )
+        return "Item" in answer
+
     def suppress(self, plugin_id: str, hashes: Iterable[str]) -> None:
-        self._update_people(plugin_id, "ADD suppressed :hashes", set(hashes))
+        """Suppress these digests: each gets its own item, then the plugin's filter takes them (with
+        the stamp, in one transaction); a filter bit is only ever set for a digest whose item exists.
+        Two suppressions at once: the filter is written on the version read, and read again if it
+        moved."""
+        digests = sorted(set(hashes))
+        if not digests:
+            return
+        batch_put(
+            self._client,
+            self._table,
+            [to_item({**suppression_key(plugin_id, digest), "plugin_id": plugin_id}) for digest in digests],
+        )
+        people_key = to_item({"pk": config_pk(plugin_id), "sk": PEOPLE_SK})
+        for _ in range(FILTER_WRITE_ATTEMPTS):
+            with storage_errors("read people"):
+                stored = self._client.get_item(
+                    TableName=self._table,
+                    Key=people_key,
+                    ConsistentRead=True,
+                    ProjectionExpression="#f, filter_version",
+                    ExpressionAttributeNames={"#f": "filter"},
+                ).get("Item", {})
+            current = SuppressionFilter(bytes(stored["filter"]["B"])) if "filter" in stored else None
+            version = int(stored.get("filter_version", {}).get("N", 0))
+            updated = (current or SuppressionFilter()).with_digests(digests)
+            if updated == current:
+                return
+            update = {
+                "TableName": self._table,
+                "Key": people_key,
+                "UpdateExpression": "SET #f = :filter, filter_version = :next",
+                "ConditionExpression": "attribute_not_exists(filter_version) OR filter_version = :version",
+                "ExpressionAttributeNames": {"#f": "filter"},
+                "ExpressionAttributeValues": {
+                    ":filter": {"B": updated.bits},
+                    ":next": {"N": str(version + 1)},
+                    ":version": {"N": str(version)},
+                },
+            }
+            try:
+                with storage_errors("update people"):
+                    self._client.transact_write_items(
+                        TransactItems=[{"Update": update}, {"Update": self._stamped(plugin_id)}]
+                    )
+                return
+            except ClientError as exc:
+                if "ConditionalCheckFailed" not in cancellation_codes(exc):
+                    raise
+        raise StorageUnavailable("The suppression filter kept changing; retry later")
 
     def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None:
-        self._update_people(plugin_id, "DELETE suppressed :hashes", set(hashes))
+        """The digests' items go, with the stamp, in one transaction (their filter bits stay: a
+        flagged digest without an item is not suppressed); an older version's list loses them too."""
+        digests = sorted(set(hashes))
+        for start in range(0, len(digests), LIFT_MAX):
+            chunk = digests[start : start + LIFT_MAX]
+            deletes = [
+                {"Delete": {"TableName": self._table, "Key": to_item(suppression_key(plugin_id, digest))}}
+                for digest in chunk
+            ]
+            legacy = {
+                "TableName": self._table,
+                "Key": to_item({"pk": config_pk(plugin_id), "sk": PEOPLE_SK}),
+                "UpdateExpression": "DELETE suppressed :hashes",
+                "ExpressionAttributeValues": {":hashes": {"SS": chunk}},
+            }
+            with storage_errors("update people"):
+                self._client.transact_write_items(
+                    TransactItems=[*deletes, {"Update": legacy}, {"Update": self._stamped(plugin_id)}]
+                )
 
     def add_trait_names(self, plugin_id: str, names: Iterable[str]) -> None:
-        self._update_people(plugin_id, "ADD trait_names :hashes", set(names))
-
-    def _update_people(self, plugin_id: str, expression: str, members: set[str]) -> None:
+        members = set(names)
         if not members:
             return
         with storage_errors("update people"):
@@ -114,8 +206,8 @@ class PluginStore:
                         "Update": {
                             "TableName": self._table,
                             "Key": to_item({"pk": config_pk(plugin_id), "sk": PEOPLE_SK}),
-                            "UpdateExpression": expression,
-                            "ExpressionAttributeValues": {":hashes": {"SS": sorted(members)}},
+                            "UpdateExpression": "ADD trait_names :names",
+                            "ExpressionAttributeValues": {":names": {"SS": sorted(members)}},
                         }
                     },
                     {"Update": self._stamped(plugin_id)},

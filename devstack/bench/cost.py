@@ -25,6 +25,7 @@ from devstack.local import dynamodb
 from devstack.local.builders import api_event
 from devstack.local.capacity import item_size, metered, write_units
 from tracking.api_errors import RateLimited
+from tracking.keys import CLAIM_KIND
 from tracking.ratelimit import RateLimiter
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
@@ -59,7 +60,8 @@ def payload_sizes(
     database: dynamodb.Database, captured: dict[str, list[tuple[str, dict[str, Any]]]]
 ) -> dict[str, Any]:
     """Per client: the bytes of each call as sent (JSON, inflated), of the item stored for it (as
-    DynamoDB counts an item's size, and as it bills storage: 100 bytes more), and its write units."""
+    DynamoDB counts an item's size, and as it bills storage: 100 bytes more), and its write units
+    (its id's claim included, for an id the client chose)."""
     plugin_call = {"key": "handouts", "value": "slides.pdf", "user_id": "participant-payload"}
     calls = {
         **{name: [(path, body) for path, body in visit] for name, visit in captured.items()},
@@ -71,8 +73,11 @@ def payload_sizes(
         # A library's batch is sent as a batch of that one call (the item stored is the same).
         sent_calls = [(path, {"batch": [body]} if path.endswith("/batch") else body) for path, body in visit]
         items, _, _ = ingest_calls(database, [(path, body, f"10.240.{n}.1") for path, body in sent_calls])
-        assert len(items) == len(visit), (name, len(items), len(visit))
-        stored = [item_size(item) for item in items]
+        # An event, and for an id the client chose (a messageId) the id's claim.
+        events = [item for item in items if item.get("kind", {}).get("S") != CLAIM_KIND]
+        claims = [item_size(item) for item in items if item.get("kind", {}).get("S") == CLAIM_KIND]
+        assert len(events) == len(visit), (name, len(events), len(visit))
+        stored = [item_size(item) for item in events]
         sent = [
             len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()) for _, body in visit
         ]
@@ -81,7 +86,10 @@ def payload_sizes(
             "sent_bytes_per_call": round(sum(sent) / len(sent)),
             "item_bytes_per_event": round(sum(stored) / len(stored)),
             "stored_bytes_per_event": round(sum(stored) / len(stored)) + STORAGE_OVERHEAD_BYTES,
-            "write_units_per_event": round(sum(write_units(size) for size in stored) / len(stored), 3),
+            "write_units_per_event": round(
+                sum(write_units(size) for size in [*stored, *claims]) / len(stored), 3
+            ),
+            "claim_bytes_per_event": round(sum(claims) / len(stored)),
             "by_call": [
                 {
                     "type": body.get("type") or body.get("event") or "track",

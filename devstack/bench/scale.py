@@ -3,23 +3,25 @@ widget sessions of about 10 events, half Segment batches of 20 calls with identi
 real dialect parsers, ingest service, key builders and aggregator, on the in-memory fakes (which check
 versions and size every item with storage's own builders). ``k`` aggregator containers take the
 stream's batches at random (stale caches show up as conflicts). Counted: write units per partition
-key value and per item (the hot keys), conflicts, the largest item, and how many rollup items a
-summary of the day reads.
-
-This measures the key layout as it is today: these are the figures a new layout must beat."""
+key value and per item (the hot keys), conflicts, how many shards write one item, what keeping a
+client's id unique costs, the largest item, and how many rollup items a summary of the day reads.
+docs/PERFORMANCE.md sets these beside the figures of the layout before issue 23."""
 
 from __future__ import annotations
 
 import base64
+import math
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from devstack.fakes.aggregates import FakeAggregates
 from devstack.fakes.control import FakeBudgets, FakeControl
 from devstack.fakes.events import FakeEvents, FakeRejections
 from devstack.fakes.stream import FakeStream
+from devstack.fakes.table import Table
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.compaction import IDLE_SECONDS, RollupCompaction
 from tracking.aggregate.fold import day_of
@@ -28,6 +30,7 @@ from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.rejections import RejectionLog
 from tracking.ingest.service import IngestService
 from tracking.keys import (
+    CLAIM_KIND,
     ROLLUP_SUFFIXES,
     USER_SUFFIXES,
     aggregates_pk,
@@ -42,6 +45,7 @@ from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo
 from tracking.query.rows import ITEM_SLACK_PER_USER
 from tracking.ratelimit import RateLimiter
+from tracking.storage.dynamo import item_size
 
 PLUGIN = "sim-plugin"
 WRITE_KEY = "wk_simulation_1"
@@ -111,7 +115,7 @@ def _kind(pk: str) -> str:
         if pk.startswith(start):
             return kind
     if pk.startswith(client_id_pk(PLUGIN, "")):
-        return "a client-named event"
+        return "a client id's claim"
     if pk.startswith(event_pk(PLUGIN, "")):
         return "a user's events"
     return "other"
@@ -195,12 +199,46 @@ def simulate(
         "config_stamp_reads_per_s": control.stamp_reads,
         "max_item_kb": round(max(events.table.largest_item, aggregates.table.largest_item) / 1024, 1),
         "conflicts": sum(view.conflicts for view in views),
+        "max_shards_per_item": _most_shards_guarded(aggregates),
+        "client_named_wcu_per_event": _named_write_options(events),
         "suffixes_item_writes": aggregates.table.units_by_pk[suffixes["pk"]],
         "summary_items_read_today": len(aggregates.rollups(PLUGIN, day, day)),
         "summary_items_read": _items_read_once_folded(aggregates, day),
         "rows_page_round_trips": _rows_round_trips(aggregates, pages=5),
         "simulation_seconds": round(elapsed, 1),
     }
+
+
+def _most_shards_guarded(aggregates: FakeAggregates) -> int:
+    """The most stream shards one aggregate, profile or funnel item keeps a guard entry for (about 80
+    bytes each): how many shards wrote it."""
+    return max(len(item.get("applied", {}).get("M", {})) for item in aggregates.table.all_items())
+
+
+def _named_write_options(events: FakeEvents) -> dict[str, float]:
+    """Write units per client-named event, as stored (its claim, then the event in its user's
+    partition), beside the other ways of keeping the id unique per plugin: the event keyed by its id
+    (the previous layout: one write, but on a random shard) and claim and event in one transaction
+    (each write billed twice)."""
+    items = {Table.key_of(item): item for item in events.table.all_items()}
+    pairs = [
+        (units(item), units(items[(item["owner"]["S"], item["sk"]["S"])]))
+        for item in items.values()
+        if item.get("kind", {}).get("S") == CLAIM_KIND
+    ]
+    if not pairs:
+        return {}
+    count = len(pairs)
+    return {
+        "keyed_by_id": round(sum(event for _, event in pairs) / count, 2),
+        "claim_then_write": round(sum(claim + event for claim, event in pairs) / count, 2),
+        "transaction": round(sum(2 * (claim + event) for claim, event in pairs) / count, 2),
+    }
+
+
+def units(item: Mapping[str, Any]) -> int:
+    """Write units of putting the item (1 KB each)."""
+    return max(1, math.ceil(item_size(item) / 1024))
 
 
 def _items_read_once_folded(aggregates: FakeAggregates, day: str) -> int:

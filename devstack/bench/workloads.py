@@ -196,7 +196,8 @@ def ingest_calls(
             for i in page["Items"]
             if i["sk"]["S"] not in before and i.get("kind", {}).get("S") != "rejected"
         ]
-    items.sort(key=lambda item: (int(item["received_at"]["N"]), item["sk"]["S"]))
+    # In the order they were written (a client id's claim has the time it was claimed).
+    items.sort(key=lambda item: (int((item.get("received_at") or item["claimed_at"])["N"]), item["sk"]["S"]))
     return items, usage, seconds
 
 

@@ -1,12 +1,13 @@
 """The events table in memory: ingest's ``EventSink`` and the aggregator's ``Index``, writing the items
 storage builds (``event_to_item``, ``index_to_item``, ``record_to_item``) with the same conditions: an
-event the client named is a put if absent, the others go in all-or-none transactions."""
+event the client named is stored by storage's own ``store_named`` (its id claimed, then a put if
+absent), the others go in all-or-none transactions."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from devstack.fakes.table import ConditionFailed, Item, Table
 from tracking.keys import (
@@ -25,36 +26,62 @@ from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import DeletionStep, PartitionPage
 from tracking.models.rejections import RejectionRecord
 from tracking.models.request import is_client_named
+from tracking.storage.claims import store_named
 from tracking.storage.deletions import step_from_values, step_to_item
-from tracking.storage.dynamo import from_item
+from tracking.storage.dynamo import AttributeValue, from_item
 from tracking.storage.events import (
     TRANSACTION_MAX,
     event_from_item,
     event_from_values,
-    event_key,
-    index_to_item,
     is_event,
     stored_event_item,
+    stored_keys,
+    write_key,
 )
 from tracking.storage.rejections import merged_page, record_from_values, record_to_item
+from tracking.storage.user_events import index_to_item
 
 RETENTION_S = 400 * 86_400
 
 
 class FakeEvents:
-    def __init__(self, table: Table | None = None, retention_s: int = RETENTION_S) -> None:
+    def __init__(
+        self,
+        table: Table | None = None,
+        retention_s: int = RETENTION_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.table = table if table is not None else Table()
         self._retention_s = retention_s
+        self._clock = clock
 
     def _item(self, event: CanonicalEvent) -> Item:
         return stored_event_item(event, self._retention_s)
 
     def _put(self, item: Item) -> bool:
-        """A client-named event is a put if absent (False: stored before); the others are new."""
+        """A client-named event is claimed, then put if absent (False: stored before); the others are
+        new."""
+        if is_client_named(item["sk"]["S"]):
+            return store_named(self, item, int(self._clock() * 1000))
+        self.table.put(item)
+        return True
+
+    # -- ClaimTable -----------------------------------------------------------------------------------
+
+    def put_if_absent(self, item: Item) -> Item | None:
         try:
-            self.table.put(item, if_absent=is_client_named(item["sk"]["S"]))
+            self.table.put(item, if_absent=True)
         except ConditionFailed:
+            return self.table.peek(Table.key_of(item))
+        return None
+
+    def exists(self, pk: str, sk: str) -> bool:
+        return self.table.get((pk, sk)) is not None
+
+    def take_over(self, claim: Item, previous: Mapping[str, AttributeValue]) -> bool:
+        if self.table.get(Table.key_of(claim)) != previous:
             return False
+        self.table.put(claim)
         return True
 
     # -- EventSink ----------------------------------------------------------------------------------
@@ -63,7 +90,7 @@ class FakeEvents:
         return self._put(self._item(event))
 
     def put_all(self, events: Sequence[CanonicalEvent]) -> None:
-        unique = list({event_key(event): event for event in events}.values())
+        unique = list({write_key(event): event for event in events}.values())
         items = [self._item(event) for event in unique]  # every item sized before the first write
         generated = [item for item in items if not is_client_named(item["sk"]["S"])]
         for start in range(0, len(generated), TRANSACTION_MAX):
@@ -83,7 +110,7 @@ class FakeEvents:
         self.table.put(index_to_item(plugin_id, user_id, name, entries, self._retention_s))
 
     def forget(self, events: Sequence[CanonicalEvent]) -> None:
-        for key in sorted({event_key(event) for event in events}):
+        for key in sorted({key for event in events for key in stored_keys(event)}):
             self.table.delete(key)
 
     # -- what deletion and the right of access read ----------------------------------------------

@@ -162,10 +162,10 @@ def test_a_batch_with_one_bad_call_stores_the_others_and_lists_it(
     assert (rejected["index"], rejected["messageId"], rejected["code"]) == (3, "bad-1", "VALIDATION")
     assert rejected["details"][0]["field"] == "event"
     assert sorted(e["message_id"] for e in stored_events(aws)) == sorted(f"ok-{i}" for i in range(9))
-    # Cost: one write (of one unit) per valid call, one for the request's rejections; and at most the
-    # rate limiter's lease, which any request may take.
+    # Cost: two writes (of one unit) per valid call (its messageId's claim, its event), one for the
+    # request's rejections; and at most the rate limiter's lease, which any request may take.
     written = Counter({item: n for item, n in usage.items_written.items() if item[0] == "EventsTable"})
-    assert (sum(written.values()), usage.write_units["EventsTable"]) == (9 + 1, 9 + 1)
+    assert (sum(written.values()), usage.write_units["EventsTable"]) == (2 * 9 + 1, 2 * 9 + 1)
     assert usage.write_units["ControlTable"] <= 1
     (record,) = stored_rejections(aws)
     assert record["counts"] == {"VALIDATION": 1}

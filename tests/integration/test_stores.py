@@ -10,14 +10,16 @@ import pytest
 from devstack.local.capacity import metered
 from tracking.api_errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
-from tracking.keys import rate_pk
+from tracking.keys import client_id_pk, event_pk, rate_pk
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.request import RequestInfo
-from tracking.models.storage_failures import ItemTooLarge
+from tracking.models.storage_failures import ItemTooLarge, StorageUnavailable
 from tracking.ratelimit import RateLimiter
+from tracking.storage.claims import CLAIM_STALE_MS, claim_to_item
 from tracking.storage.control import ControlStore
 from tracking.storage.dynamo import client
-from tracking.storage.events import EventStore, event_from_item, event_to_item
+from tracking.storage.events import EventStore, event_from_item, event_to_item, stored_event_item
+from tracking.storage.user_events import UserEvents
 
 NOW = 1_764_016_800_000
 
@@ -56,7 +58,7 @@ def test_a_canonical_event_survives_storage_unchanged(aws: Any) -> None:
     )
     assert event_from_item(event_to_item(event, 0)) == event
     assert EventStore(client(), "EventsTable", 30).put(event) is True
-    (item,) = aws.scan(TableName="EventsTable")["Items"]
+    item = items_by_key(aws)[(event_pk("bot", event.user_id), event.event_id)]  # (beside its id's claim)
     assert event_from_item(item) == event
     assert int(item["expires_at"]["N"]) == NOW // 1000 + 30 * 86_400
 
@@ -83,22 +85,94 @@ def test_a_new_ip_costs_one_write(aws: Any) -> None:
     assert usage.total_writes() == 1
 
 
-def test_a_retried_call_with_the_clients_id_leaves_the_stored_event_alone(aws: Any) -> None:
-    store = EventStore(client(), "EventsTable", 30)
-    first = CanonicalEvent(
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW / 1000
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def named(user_id: str, value: str = "first", event_id: str = "m:abc", at: int = NOW) -> CanonicalEvent:
+    return CanonicalEvent(
         plugin_id="p",
-        user_id="u",
+        user_id=user_id,
         key="k",
         dialect="segment",
-        event_id="m:abc",
-        value="first",
-        event_time=NOW,
-        received_at=NOW,
+        event_id=event_id,
+        value=value,
+        event_time=at,
+        received_at=at,
     )
+
+
+def items_by_key(aws: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(i["pk"]["S"], i["sk"]["S"]): i for i in aws.scan(TableName="EventsTable")["Items"]}
+
+
+def test_a_retried_call_with_the_clients_id_leaves_the_stored_event_alone(aws: Any) -> None:
+    store = EventStore(client(), "EventsTable", 30)
+    first = named("u")
     assert store.put(first) is True
     assert store.put(first.model_copy(update={"value": "second", "received_at": NOW + 5})) is False
-    (item,) = aws.scan(TableName="EventsTable")["Items"]
-    assert event_from_item(item) == first
+    # The event in its user's partition (so on the user's stream shard), its id claimed under its own key
+    stored = items_by_key(aws)
+    assert set(stored) == {(event_pk("p", "u"), "m:abc"), (client_id_pk("p", "m:abc"), "m:abc")}
+    assert event_from_item(stored[(event_pk("p", "u"), "m:abc")]) == first
+    assert stored[(client_id_pk("p", "m:abc"), "m:abc")]["owner"] == {"S": event_pk("p", "u")}
+
+
+def test_a_client_id_is_stored_once_per_plugin_whatever_its_user(aws: Any) -> None:
+    store = EventStore(client(), "EventsTable", 30)
+    assert store.put(named("u1")) is True
+    assert store.put(named("u2", "other")) is False
+    assert store.put(named("u1", event_id="m:other")) is True
+    events = [event_from_item(i) for i in items_by_key(aws).values() if i["kind"]["S"] != "claim"]
+    assert sorted((e.user_id, e.event_id, e.value) for e in events) == [
+        ("u1", "m:abc", "first"),
+        ("u1", "m:other", "first"),
+    ]
+
+
+def test_an_id_an_older_version_stored_its_event_under_is_taken(aws: Any) -> None:
+    old = stored_event_item(named("u1"), 86_400)
+    aws.put_item(TableName="EventsTable", Item={**old, "pk": {"S": client_id_pk("p", "m:abc")}})
+    assert EventStore(client(), "EventsTable", 30).put(named("u2")) is False
+    assert len(items_by_key(aws)) == 1
+
+
+def test_a_claim_whose_event_was_never_written_is_finished_by_the_retry_or_taken_over_once_stale(
+    aws: Any,
+) -> None:
+    clock = Clock()
+    store = EventStore(client(), "EventsTable", 30, clock=clock)
+    # Given attempts that claimed their ids and died before writing the event
+    for user_id, event_id in (("u1", "m:mine"), ("u1", "m:theirs")):
+        claim = claim_to_item(stored_event_item(named(user_id, event_id=event_id), 86_400), NOW)
+        aws.put_item(TableName="EventsTable", Item=claim)
+    # When the same call is retried, its event is written
+    assert store.put(named("u1", event_id="m:mine")) is True
+    # When another user's call has the id while the claim is fresh, it is told to retry (nothing stored)
+    clock.now = (NOW + CLAIM_STALE_MS - 1_000) / 1000
+    with pytest.raises(StorageUnavailable):
+        store.put(named("u2", event_id="m:theirs"))
+    # Once the claim is stale, the call takes it over and is stored; the first caller's retry is then a
+    # duplicate: one event for the id
+    clock.now = (NOW + CLAIM_STALE_MS + 1_000) / 1000
+    assert store.put(named("u2", event_id="m:theirs")) is True
+    assert store.put(named("u1", event_id="m:theirs")) is False
+    stored = items_by_key(aws)
+    assert (event_pk("p", "u1"), "m:mine") in stored
+    assert (event_pk("p", "u2"), "m:theirs") in stored
+    assert (event_pk("p", "u1"), "m:theirs") not in stored
+
+
+def test_forgetting_an_event_removes_its_ids_claim(aws: Any) -> None:
+    store = EventStore(client(), "EventsTable", 30)
+    store.put(named("u1"))
+    UserEvents(client(), "EventsTable", 30).forget([named("u1")])
+    assert items_by_key(aws) == {}
+    assert store.put(named("u2")) is True  # (not suppressed: a new call with the id counts again)
 
 
 def test_a_generated_id_is_written_without_a_condition(aws: Any) -> None:
@@ -114,14 +188,6 @@ def test_a_generated_id_is_written_without_a_condition(aws: Any) -> None:
     with metered(client()) as usage:
         assert EventStore(client(), "EventsTable", 30).put(event) is True
     assert usage.requests == {"PutItem": 1}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW / 1000
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def admitted(limiters: list[RateLimiter], requests: int, clock: Clock) -> list[bool]:

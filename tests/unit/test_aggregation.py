@@ -104,10 +104,11 @@ def test_combined_states_read_as_one_person() -> None:
     assert (both.first_at, both.last_at) == (NOW - 5, NOW)
 
 
-def test_client_named_events_are_listed_for_deletion() -> None:
-    named = StreamRecord(1, "INSERT", event("a", event_id="m:abc"))
-    generated = StreamRecord(2, "INSERT", event("b", event_id="g:0002"))
-    assert applied([named, generated]).pending_ids == [("m:abc", NOW)]
+def test_events_an_older_version_stored_under_their_own_ids_are_listed_for_deletion() -> None:
+    older = StreamRecord(1, "INSERT", event("a", event_id="m:abc"), by_id=True)
+    partitioned = StreamRecord(2, "INSERT", event("b", event_id="m:def"))  # in its user's partition
+    generated = StreamRecord(3, "INSERT", event("b", event_id="g:0002"))
+    assert applied([older, partitioned, generated]).pending_ids == [("m:abc", NOW)]
 
 
 def test_average_of_numeric_values_only() -> None:

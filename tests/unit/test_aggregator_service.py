@@ -25,12 +25,13 @@ from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.batch import BlockedByEarlierFailure
 from tracking.aggregate.fold import StreamRecord, day_of
 from tracking.aggregate.ports import CurrentConfigs
-from tracking.keys import funnel_key
+from tracking.keys import client_id_pk, event_pk, funnel_key
 from tracking.models.aggregates import RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.funnel import FUNNEL, FunnelState
 from tracking.models.storage_failures import Conflict, StorageUnavailable
 from tracking.storage.aggregate_items import funnel_from_item
+from tracking.storage.events import stored_event_item
 from tracking.storage.rollup_items import rollup_from_item
 
 
@@ -295,7 +296,8 @@ def test_a_link_whose_profile_changed_is_never_folded_again_but_retried_whole() 
     world.stream.pull()
     ((shard, records),) = world.stream.pending.items()
     container = world.container()
-    assert set(container.process(shard, records)) == {records[0].seq}  # decided on what was read: fails
+    (identified,) = [record.seq for record in records if record.event is not None]  # (and its id's claim)
+    assert set(container.process(shard, records)) == {identified}  # decided on what was read: fails
     assert world.stream.deliver(container.process) == {}  # the retry decides again
     bob = world.aggregates.get_profile("p1", "bob")
     assert bob is not None
@@ -314,19 +316,38 @@ def test_a_suppressed_ids_late_calls_are_removed_and_never_counted() -> None:
 
 
 @pytest.mark.parametrize("pending", [20, 150])
-def test_client_named_ids_move_to_the_users_index_past_the_aggregates_list(pending: int) -> None:
+def test_events_an_older_version_stored_under_their_ids_move_to_the_users_index_past_the_list(
+    pending: int,
+) -> None:
     world = World()
     named = [
         canonical("test", None, user="u1", at=BASE_TIME + n, event_id=f"msg-{n}", dialect="segment")
         for n in range(pending)
     ]
-    world.events.put_all(named)
+    for event in named:  # as the previous version stored them: under their own ids
+        item = stored_event_item(event, 86_400)
+        world.events.table.put({**item, "pk": {"S": client_id_pk("p1", event.event_id)}})
     assert world.stream.deliver(world.container().process) == {}
     (state,) = world.aggregates.stored()
     indexed = [item for item in world.events.table.all_items() if item.get("kind", {}).get("S") == "index"]
     listed = len(state.pending_ids) + sum(len(item["entries"]["L"]) for item in indexed)
     assert state.count == pending
     assert listed == pending
+
+
+def test_client_named_events_stored_now_sit_in_their_users_partition_and_are_listed_nowhere() -> None:
+    world = World()
+    world.events.put_all(
+        [
+            canonical("test", None, user="u1", at=BASE_TIME + n, event_id=f"m:msg-{n}", dialect="segment")
+            for n in range(150)
+        ]
+    )
+    assert world.stream.deliver(world.container().process) == {}
+    (state,) = world.aggregates.stored()
+    assert state.count == 150
+    assert state.pending_ids == []
+    assert len(world.events.table.query(event_pk("p1", "u1"))) == 150  # no index item among them
 
 
 def test_a_container_keeps_a_config_while_its_stamp_holds_and_sees_any_change_at_once() -> None:

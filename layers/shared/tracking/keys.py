@@ -50,17 +50,21 @@ INDEX_KIND = "index"
 DELETION_KIND = "deletion"
 PROFILE_KIND = "profile"
 FUNNEL_KIND = "funnel"
+CLAIM_KIND = "claim"
 
 # -- events table -------------------------------------------------------------------------------------
 
 
 def event_pk(plugin_id: str, user_id: str) -> str:
-    """A user's partition: the events whose ids this service generated."""
+    """A user's partition: every event of the user (and, from an older version, index items listing
+    the user's events stored under their own ids)."""
     return f"{plugin_id}{SEP}{user_id}"
 
 
 def client_id_pk(plugin_id: str, event_id: str) -> str:
-    """An event the client named: unique per plugin (no identifier starts with the separator)."""
+    """An id the client chose, unique per plugin (no identifier starts with the separator): the
+    claim of the id, naming the partition its event is in; or, written by an older version, the
+    event itself."""
     return f"{plugin_id}{SEP}{SEP}{event_id}"
 
 

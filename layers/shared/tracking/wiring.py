@@ -75,8 +75,8 @@ def aggregator(settings: Settings) -> Aggregator:
     from tracking.aggregate.ports import CurrentConfigs  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
-    from tracking.storage.events import UserEvents  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
+    from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
     return Aggregator(
         AggregateStore(client(), settings.aggregates_table),
@@ -93,8 +93,8 @@ def query_service(settings: Settings) -> QueryService:
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
-    from tracking.storage.events import UserEvents  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
+    from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
     quota = RateLimiter(budget_store(settings), settings.key_quota_per_day, window_ms=QUOTA_WINDOW_MS)
     keys = dashboard_key_store(settings)
@@ -130,8 +130,8 @@ def forgetter(settings: Settings) -> Forgetter:
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
-    from tracking.storage.events import UserEvents  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
+    from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
     return Forgetter(
         DeletionStore(client(), settings.events_table),

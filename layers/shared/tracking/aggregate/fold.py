@@ -29,7 +29,6 @@ from tracking.models.aggregates import (
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import Aggregation, PublishedConfig
 from tracking.models.rejections import RejectionRecord
-from tracking.models.request import is_client_named
 
 # A stream keeps records 24 h; a shard last applied longer ago than this can never be re-delivered.
 SHARD_MEMORY_MS = 26 * 3600 * 1000
@@ -46,6 +45,9 @@ class StreamRecord:
     event_name: str  # INSERT, MODIFY, REMOVE
     event: CanonicalEvent | None
     rejected: RejectionRecord | None = None
+    # The event is stored under its own id, as an older version stored client-named events, not in
+    # its user's partition: its id is listed (``pending_ids``) so deletion and access find it.
+    by_id: bool = False
 
     @property
     def counts(self) -> bool:
@@ -132,7 +134,7 @@ def fold(
         changed = True
         if new.first is None:
             new.first = (shard, record.seq)
-        _count(new, event, spec.aggregations)
+        _count(new, event, spec.aggregations, listed=record.by_id)
         day = event.event_time // DAY_MS
         if not new.has_day(day):
             new.add_day(day, shard, record.seq, now_ms)
@@ -160,11 +162,13 @@ def mark_applied(state: Guarded, shard: str, last: int, now_ms: int) -> None:
     state.updated_at = now_ms
 
 
-def _count(state: AggregateState, event: CanonicalEvent, aggregations: Iterable[Aggregation]) -> None:
+def _count(
+    state: AggregateState, event: CanonicalEvent, aggregations: Iterable[Aggregation], *, listed: bool
+) -> None:
     state.count += 1
     state.seen(event.event_time)
     state.as_user = state.as_user or event.identified
-    if is_client_named(event.event_id):
+    if listed:
         state.pending_ids.append((event.event_id, event.event_time))
     value = event.value
     if value is None:

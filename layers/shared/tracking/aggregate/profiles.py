@@ -32,7 +32,6 @@ from tracking.models.people import (
     ProfileState,
     TraitValue,
 )
-from tracking.models.request import is_client_named
 
 ProfileKey = tuple[str, str]  # plugin, id
 Role = Literal["self", "link_from", "link_to"]
@@ -252,7 +251,7 @@ def fold_profile(
         event = record.event
         for change in changes:
             if change.role == "self":
-                _apply_self(new, event)
+                _apply_self(new, event, listed=record.by_id)
             elif change.role == "link_from" and links.get(record.seq) and new.merged_into is None:
                 new.merged_into = change.other
             elif change.role == "link_to" and links.get(record.seq) and _room_for(new, change.other):
@@ -267,10 +266,10 @@ def _room_for(state: ProfileState, member: str | None) -> bool:
     return member not in state.anonymous_ids and len(state.anonymous_ids) < READ_IDS_MAX
 
 
-def _apply_self(state: ProfileState, event: CanonicalEvent) -> None:
+def _apply_self(state: ProfileState, event: CanonicalEvent, *, listed: bool) -> None:
     state.seen(event.event_time)
     state.is_user = state.is_user or event.identified
-    if event.kind in IDENTITY_KINDS and is_client_named(event.event_id):
+    if event.kind in IDENTITY_KINDS and listed:
         # Counted calls are listed on their aggregate; identity calls on the profile.
         state.pending_ids.append((event.event_id, event.event_time))
     if event.kind == "group":

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.fold import StreamRecord
-from tracking.keys import DELETION_KIND, INDEX_KIND, REJECTED_KIND
+from tracking.keys import CLAIM_KIND, DELETION_KIND, INDEX_KIND, REJECTED_KIND, client_id_pk
 from tracking.storage.events import event_from_values
 from tracking.storage.rejections import record_from_values
 
@@ -48,11 +48,13 @@ def decode_image(seq: int, name: str, image: Mapping[str, Any] | None) -> Stream
     """A record from its new image, already turned into Python values."""
     if name != "INSERT" or image is None:
         return StreamRecord(seq, name, None)
-    if image.get("kind") in (INDEX_KIND, DELETION_KIND):  # not events: nothing to count
+    if image.get("kind") in (INDEX_KIND, DELETION_KIND, CLAIM_KIND):  # not events: nothing to count
         return StreamRecord(seq, name, None)
     if image.get("kind") == REJECTED_KIND:
         return StreamRecord(seq, name, None, rejected=record_from_values(image))
-    return StreamRecord(seq, name, event_from_values(image))
+    event = event_from_values(image)
+    by_id = image.get("pk") == client_id_pk(event.plugin_id, event.event_id)
+    return StreamRecord(seq, name, event, by_id=by_id)
 
 
 class GroupedBatchProcessor(BatchProcessor):

@@ -5,13 +5,14 @@ forget function, which removes a bounded amount (``STEP_ITEMS`` items or ``STEP_
 the next step. However many events a person has, no invocation outlasts its timeout, and one that
 is interrupted is delivered again and resumes: removing what is already gone changes nothing.
 
-Per id: the user's partition (events this service named, and index items listing the events the
-client named, which are removed with them), then its aggregates and profile (the ids of
-client-named events still listed on them first). After the last id, the plugin's recorded
-rejections lose the refused calls that name one of the ids (their counts stay). Then a sweep waits
-until every container has seen the suppression (``CONFIG_CACHE_SECONDS``) and goes over every id and
-the rejections once more, for calls stored meanwhile (calls of a suppressed id that reach the stream
-later are removed by the aggregator). Daily rollups stay: they count, and name nobody.
+Per id: the user's partition (its events, with the claims of the ids its clients chose; and index
+items an older version wrote, listing events it stored under their own ids, which are removed with
+them), then its aggregates and profile (the ids of such events still listed on them first). After
+the last id, the plugin's recorded rejections lose the refused calls that name one of the ids
+(their counts stay). Then a sweep waits until every container has seen the suppression
+(``CONFIG_CACHE_SECONDS``) and goes over every id and the rejections once more, for calls stored
+meanwhile (calls of a suppressed id that reach the stream later are removed by the aggregator).
+Daily rollups stay: they count, and name nobody.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Protocol
 from tracking.models.aggregates import UserItems
 from tracking.models.people import DeletionStep, PartitionPage, ProfileState
 from tracking.models.rejections import RejectionRecord
+from tracking.models.request import is_client_named
 from tracking.models.storage_failures import Conflict
 
 logger = logging.getLogger(__name__)
@@ -116,8 +118,10 @@ class Forgetter:
     def _events_page(self, work: DeletionStep, user_id: str) -> tuple[DeletionStep, int]:
         page = self._events.partition(work.plugin_id, user_id, work.cursor, PAGE_ITEMS)
         named = [event_id for event_id, _ in page.named]
-        # The events an index lists first, then the index: an interrupted step finds them again.
-        self._events.delete_named(work.plugin_id, named)
+        claimed = [event.event_id for event in page.events if is_client_named(event.event_id)]
+        # What sits under the events' own ids first (the events an index lists, the claims of those in
+        # the partition), then the partition's items: an interrupted step finds them again.
+        self._events.delete_named(work.plugin_id, [*named, *claimed])
         self._events.delete_in_partition(work.plugin_id, user_id, page.sort_keys)
         removed = len(named) + len(page.events)
         following = page.following

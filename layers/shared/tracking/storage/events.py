@@ -1,10 +1,11 @@
-"""The events table: one item per accepted event, keyed so a retried call lands on the same item, and
-the rejections recorded for each plugin.
+"""The events table: one item per accepted event, in its user's partition (``keys.event_pk``), so all
+of one user's events reach one stream shard; and the rejections recorded for each plugin.
 
-An event whose id the client chose (a Segment ``messageId``, an order number, a content digest) is
-keyed by that id within its plugin (``keys.client_id_pk``): a conditional put is the whole
-exactly-once check, one write, whoever sends it again. An event whose id this service generated is
-new by construction and sits in its user's partition (``keys.event_pk``).
+An event whose id this service generated is new by construction. An id the client chose (a Segment
+``messageId``, an order number) is unique per plugin, whatever the user: before its event is
+written, the id is claimed by a small item under its own key (``keys.client_id_pk``) naming the
+partition the event goes to (``store_named``). An older version stored such events under that key
+themselves; they still hold their ids.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import cached_property
@@ -22,24 +23,22 @@ from botocore.exceptions import ClientError
 
 from tracking.json_text import dumps_compact
 from tracking.keys import (
+    CLAIM_KIND,
     DELETION_KIND,
     INDEX_KIND,
     REJECTED_KIND,
     client_id_pk,
     event_pk,
-    index_sk,
 )
 from tracking.models.canonical import CanonicalEvent, Item
-from tracking.models.people import PartitionPage
 from tracking.models.request import is_client_named
 from tracking.models.storage_failures import StorageUnavailable
+from tracking.storage.claims import store_named
 from tracking.storage.dynamo import (
     AttributeValue,
-    batch_delete,
     check_size,
     error_code,
     from_item,
-    query,
     storage_errors,
     to_attr,
     to_item,
@@ -68,9 +67,21 @@ TEXT_FIELDS = (
 
 
 def event_key(event: CanonicalEvent) -> tuple[str, str]:
-    if is_client_named(event.event_id):
-        return client_id_pk(event.plugin_id, event.event_id), event.event_id
     return event_pk(event.plugin_id, event.user_id), event.event_id
+
+
+def stored_keys(event: CanonicalEvent) -> list[tuple[str, str]]:
+    """Every key an event may be stored under: in its user's partition, and for an id the client
+    chose, under the id (its claim, or the event as an older version stored it)."""
+    keys = [event_key(event)]
+    if is_client_named(event.event_id):
+        keys.append((client_id_pk(event.plugin_id, event.event_id), event.event_id))
+    return keys
+
+
+def write_key(event: CanonicalEvent) -> tuple[str, ...]:
+    """What makes two events of one request the same write: a client's id, else the item's key."""
+    return (event.event_id,) if is_client_named(event.event_id) else event_key(event)
 
 
 def event_to_item(event: CanonicalEvent, expires_at: int) -> dict[str, AttributeValue]:
@@ -156,21 +167,28 @@ def event_from_values(values: Mapping[str, Any]) -> CanonicalEvent:
 
 
 # Items of the events table that are not events: recorded rejections, an index of a user's
-# client-named events, and the steps of a deletion (their stream records go to the forget function).
-NOT_EVENTS = frozenset({REJECTED_KIND, INDEX_KIND, DELETION_KIND})
-BATCH_GET_MAX = 100
+# client-named events, the steps of a deletion (their stream records go to the forget function), and
+# the claims of client-named ids.
+NOT_EVENTS = frozenset({REJECTED_KIND, INDEX_KIND, DELETION_KIND, CLAIM_KIND})
 
 
 class EventStore:
-    """Writes events so that no answer can make a retry count them twice: an id the client chose is a
-    conditional put; generated ids go in transactions (all or none); and a write whose answer was
-    lost (a timeout after botocore's retries) is looked up before the call is answered 503, so a 503
-    always means "not stored"."""
+    """Writes events so that no answer can make a retry count them twice: an id the client chose is
+    claimed, then its event put if absent (``store_named``); generated ids go in transactions (all or
+    none); and a write whose answer was lost (a timeout after botocore's retries) is looked up before
+    the call is answered 503, so a 503 always means "not stored"."""
 
-    def __init__(self, client: Any, events_table: str, retention_days: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        events_table: str,
+        retention_days: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._events_table = events_table
         self._retention_s = retention_days * 86_400
+        self._clock = clock
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -184,28 +202,85 @@ class EventStore:
         return self._put(self._item(event))
 
     def _put(self, item: StoredItem) -> bool:
-        # An id this service just generated is new by construction; an id the client chose may be a
-        # retry (or a reuse), which must leave the stored event as it was (the sort key is the id).
-        named = is_client_named(item["sk"]["S"])
-        condition = {"ConditionExpression": "attribute_not_exists(pk)"} if named else {}
+        if is_client_named(item["sk"]["S"]):
+            return store_named(self, item, int(self._clock() * 1000))
+        self._put_atomic([item])
+        return True
+
+    # -- ClaimTable -------------------------------------------------------------------------------------
+
+    def put_if_absent(self, item: StoredItem) -> Mapping[str, AttributeValue] | None:
         try:
             with storage_errors("put event"):
-                self._client.put_item(TableName=self._events_table, Item=item, **condition)
+                self._client.put_item(
+                    TableName=self._events_table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            found: Mapping[str, AttributeValue] | None = exc.response.get("Item") or self._get(item)
+            if found is None:  # gone meanwhile (forgotten): nothing to compare with
+                raise StorageUnavailable("The stored item changed meanwhile; retry later") from exc
+            return found
+        except StorageUnavailable:
+            # The answer was lost: what is there now is the answer (ours, or what was there before).
+            found = self._get_if_known(item)
+            if found is None:
+                raise
+            logger.warning("write answer lost", extra={"landed": True})
+            return found
+        return None
+
+    def exists(self, pk: str, sk: str) -> bool:
+        return self._get({"pk": {"S": pk}, "sk": {"S": sk}}) is not None
+
+    def take_over(self, claim: StoredItem, previous: Mapping[str, AttributeValue]) -> bool:
+        try:
+            with storage_errors("claim id"):
+                self._client.put_item(
+                    TableName=self._events_table,
+                    Item=claim,
+                    ConditionExpression="#owner = :owner AND claimed_at = :at",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues={":owner": previous["owner"], ":at": previous["claimed_at"]},
+                )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
-        except StorageUnavailable:
-            if self._landed(item):
-                return True
-            raise
         return True
 
+    def _get(self, key: Mapping[str, AttributeValue]) -> Mapping[str, AttributeValue] | None:
+        """What a write needs to know of the item at this key (not its content), read consistently."""
+        with storage_errors("read event"):
+            answer = self._client.get_item(
+                TableName=self._events_table,
+                Key={"pk": key["pk"], "sk": key["sk"]},
+                ConsistentRead=True,
+                ProjectionExpression="pk, kind, #owner, claimed_at",
+                ExpressionAttributeNames={"#owner": "owner"},
+            )
+        found: Mapping[str, AttributeValue] | None = answer.get("Item")
+        return found
+
+    def _get_if_known(self, key: Mapping[str, AttributeValue]) -> Mapping[str, AttributeValue] | None:
+        """As ``_get``; None when that cannot be told either."""
+        try:
+            return self._get(key)
+        except StorageUnavailable:
+            return None
+
+    # ---------------------------------------------------------------------------------------------------
+
     def put_all(self, events: Sequence[CanonicalEvent]) -> None:
-        """Store each event once, in few round trips: events the client named by a conditional put
-        each, in parallel (a retry of the call stores only what is missing); the others (calls without
-        an id of their own) in transactions of up to 100, so a 503 never leaves part of one behind."""
-        unique = list({event_key(event): event for event in events}.values())
+        """Store each event once, in few round trips: events the client named each by its claim and a
+        conditional put, in parallel (a retry of the call stores only what is missing); the others
+        (calls without an id of their own) in transactions of up to 100, so a 503 never leaves part of
+        one behind."""
+        unique = list({write_key(event): event for event in events}.values())
         # Every item is built (and its size checked) before the first write.
         items = [self._item(event) for event in unique]
         named = [item for item in items if is_client_named(item["sk"]["S"])]
@@ -226,16 +301,16 @@ class EventStore:
         self._put_atomic([self._item(event) for event in events])
 
     def _put_atomic(self, items: Sequence[StoredItem]) -> None:
-        if len(items) == 1:
-            self._put(items[0])
-            return
         try:
             # botocore gives the call one ClientRequestToken for all its attempts, so its own retries
             # of a transaction that did commit change nothing.
             with storage_errors("put events"):
-                self._client.transact_write_items(
-                    TransactItems=[{"Put": {"TableName": self._events_table, "Item": item}} for item in items]
-                )
+                if len(items) == 1:
+                    self._client.put_item(TableName=self._events_table, Item=items[0])
+                else:
+                    self._client.transact_write_items(
+                        TransactItems=[{"Put": {"TableName": self._events_table, "Item": i}} for i in items]
+                    )
         except StorageUnavailable:
             if self._landed(items[0]):  # a transaction lands whole or not at all
                 return
@@ -243,103 +318,6 @@ class EventStore:
 
     def _landed(self, item: Mapping[str, AttributeValue]) -> bool:
         """Whether a write whose answer was lost did land (False when that cannot be told either)."""
-        try:
-            with storage_errors("confirm write"):
-                answer = self._client.get_item(
-                    TableName=self._events_table,
-                    Key={"pk": item["pk"], "sk": item["sk"]},
-                    ConsistentRead=True,
-                    ProjectionExpression="pk",
-                )
-        except StorageUnavailable:
-            return False
-        found = "Item" in answer
+        found = self._get_if_known(item) is not None
         logger.warning("write answer lost", extra={"landed": found})
         return found
-
-
-def index_to_item(
-    plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]], retention_s: int
-) -> dict[str, AttributeValue]:
-    """An index item: the ids of a user's client-named events, in the user's partition."""
-    return to_item(
-        {
-            "pk": event_pk(plugin_id, user_id),
-            "sk": index_sk(name),
-            "kind": INDEX_KIND,
-            "plugin_id": plugin_id,
-            "user_id": user_id,
-            "entries": [[event_id, at] for event_id, at in entries],
-            "expires_at": int(time.time()) + retention_s,
-        }
-    )
-
-
-class UserEvents:
-    """A user's events as deletion and the right of access find them: the user's partition holds the
-    events this service named and index items listing the events the client named (kept under their
-    own ids, beside them); the lists not yet moved to an index sit on the aggregates and profile."""
-
-    def __init__(self, client: Any, events_table: str, retention_days: int) -> None:
-        self._client = client
-        self._table = events_table
-        self._retention_s = retention_days * 86_400
-
-    def put_index(self, plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]]) -> None:
-        """Rewriting the same index item (a retried batch) changes nothing."""
-        item = index_to_item(plugin_id, user_id, name, entries, self._retention_s)
-        with storage_errors("write index"):
-            self._client.put_item(TableName=self._table, Item=item)
-
-    def partition(self, plugin_id: str, user_id: str, start: str | None, limit: int) -> PartitionPage:
-        """Up to ``limit`` items of the user's partition after sort key ``start``."""
-        condition = "pk = :pk"
-        values: dict[str, Any] = {":pk": event_pk(plugin_id, user_id)}
-        if start is not None:
-            condition += " AND sk > :start"
-            values[":start"] = start
-        answer = query(self._client, self._table, condition, values, "read events", Limit=limit)
-        items = [from_item(item) for item in answer.get("Items", [])]
-        events = [event_from_values(item) for item in items if is_event(item)]
-        named = [
-            (str(event_id), int(at))
-            for item in items
-            if item.get("kind") == INDEX_KIND
-            for event_id, at in item.get("entries", [])
-        ]
-        following = items[-1]["sk"] if "LastEvaluatedKey" in answer and items else None
-        return PartitionPage(events, named, [item["sk"] for item in items], following)
-
-    def named(self, plugin_id: str, event_ids: Sequence[str]) -> list[CanonicalEvent]:
-        """The client-named events with these ids (those that are gone are left out)."""
-        keys = [
-            {"pk": {"S": client_id_pk(plugin_id, event_id)}, "sk": {"S": event_id}}
-            for event_id in dict.fromkeys(event_ids)
-        ]
-        found: list[CanonicalEvent] = []
-        for start in range(0, len(keys), BATCH_GET_MAX):
-            pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_MAX]}}
-            while pending:
-                with storage_errors("read events"):
-                    answer = self._client.batch_get_item(RequestItems=pending)
-                found += [event_from_item(item) for item in answer.get("Responses", {}).get(self._table, [])]
-                pending = answer.get("UnprocessedKeys") or {}
-        return found
-
-    def forget(self, events: Sequence[CanonicalEvent]) -> None:
-        """Delete these stored events, wherever their ids put them (deleting what is gone is a no-op)."""
-        keys = {event_key(event) for event in events}
-        batch_delete(
-            self._client, self._table, [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in sorted(keys)]
-        )
-
-    def delete_named(self, plugin_id: str, event_ids: Sequence[str]) -> None:
-        keys = [
-            {"pk": {"S": client_id_pk(plugin_id, event_id)}, "sk": {"S": event_id}}
-            for event_id in dict.fromkeys(event_ids)
-        ]
-        batch_delete(self._client, self._table, keys)
-
-    def delete_in_partition(self, plugin_id: str, user_id: str, sort_keys: Sequence[str]) -> None:
-        pk = event_pk(plugin_id, user_id)
-        batch_delete(self._client, self._table, [{"pk": {"S": pk}, "sk": {"S": sk}} for sk in sort_keys])

@@ -25,7 +25,7 @@ ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}
 # The stated maxima (docs/DESIGN.md), in bytes as DynamoDB counts them.
 PROFILE_MAX = 290_000
-AGGREGATE_MAX = 160_000
+AGGREGATE_MAX = 64_000
 PEOPLE_MAX = 32_000  # trait names (13 KB) and the suppression filter (16 KB)
 REJECTION_RECORD_MAX = 12_000
 FUNNEL_MAX = 92_000
@@ -267,6 +267,27 @@ def test_an_aggregate_holding_the_longest_values_allowed_stays_bounded(
     (aggregate,) = [i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == aggregate_sk("full", "long")]
     assert item_size(aggregate) < AGGREGATE_MAX
     assert int(aggregate["count"]["N"]) == 240
+    # When 60 more calls bring the shortest values, so the array keeps 50 values and their event ids
+    # (the longest messageIds a call may have, kept as a digest where longer than 64 characters)
+    calls = [
+        {
+            "type": "track",
+            "event": "long",
+            "userId": "full",
+            "messageId": f"short-{n:03d}" + "m" * 246,
+            "properties": {"value": f"{n}"},
+        }
+        for n in range(60)
+    ]
+    assert ingest_raw(ingest, json.dumps({"batch": calls}).encode(), basic) == 60
+    stream.aggregate()
+    # Then it still holds 50 distinct values of 200 bytes each, 50 values, and stays under the maximum
+    (aggregate,) = [i for i in scan(aws, "AggregatesTable") if i["sk"]["S"] == aggregate_sk("full", "long")]
+    assert item_size(aggregate) < AGGREGATE_MAX
+    counts = [pair["L"][0]["S"] for pair in aggregate["counts"]["L"]]
+    assert (len(counts), len(aggregate["values"]["L"])) == (50, 50)
+    assert all(len(key.encode()) <= 200 for key in counts)
+    assert int(aggregate["count"]["N"]) == 300
 
 
 def test_a_funnel_moved_by_every_event_stays_bounded(

@@ -265,3 +265,34 @@ def test_a_fold_forgets_what_its_shard_has_done_below_the_batch_start() -> None:
     assert state.count == 150
     # And a retry of that batch (same start) still tells which record counted each day
     assert all(state.first_of_day(day, "s1", seq) for day, (_, seq, _) in state.day_firsts.items())
+
+
+def test_an_array_keeps_4000_bytes_of_values_and_short_ranks_of_the_longest_ids() -> None:
+    # 50 values of 100 emoji (400 bytes each), named by ids of 682 characters (the longest an event id is)
+    recs = [
+        StreamRecord(
+            n, "INSERT", event(f"{n:02d}" + "😀" * 100, at=NOW + n, event_id="m:" + f"{n:02d}" * 340)
+        )
+        for n in range(1, 51)
+    ]
+    state = applied(recs)
+    assert sum(len(str(e.value).encode()) for e in state.values) <= 4_000
+    assert [str(e.value)[:2] for e in state.values] == [f"{n:02d}" for n in range(42, 51)]  # the latest
+    assert all(len(e.event_id) <= 64 for e in state.values)
+    assert state.latest is not None
+    assert len(state.latest.event_id) <= 64
+
+
+def test_events_of_one_instant_with_long_ids_are_ordered_the_same_whatever_their_arrival() -> None:
+    first = event("a", event_id="m:" + "a" * 690)
+    second = event("b", event_id="m:" + "b" * 690)
+    one_way = applied([StreamRecord(1, "INSERT", first), StreamRecord(2, "INSERT", second)])
+    other_way = applied([StreamRecord(1, "INSERT", second), StreamRecord(2, "INSERT", first)])
+    assert one_way.latest == other_way.latest
+    assert [e.value for e in one_way.values] == [e.value for e in other_way.values]
+
+
+def test_a_group_value_is_counted_under_at_most_200_bytes_of_it() -> None:
+    state = applied([StreamRecord(1, "INSERT", event("😀" * 1_000))], ("group_array",))
+    ((name, times),) = state.counts.items()
+    assert (name, times) == ("😀" * 50, 1)

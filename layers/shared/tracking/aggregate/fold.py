@@ -26,7 +26,7 @@ from tracking.models.aggregates import (
     RollupState,
     group_key,
 )
-from tracking.models.canonical import CanonicalEvent
+from tracking.models.canonical import CanonicalEvent, rank_id
 from tracking.models.config import Aggregation, PublishedConfig
 from tracking.models.rejections import RejectionRecord
 
@@ -179,11 +179,11 @@ def _count(
                 state.total += value
                 state.numeric += 1
         elif aggregation == "string":
-            candidate = Latest(value, event.event_time, event.event_id)
+            candidate = Latest(value, event.event_time, rank_id(event.event_id))
             if state.latest is None or candidate.rank() > state.latest.rank():
                 state.latest = candidate
         elif aggregation == "array":
-            state.add_value(Entry(value, event.event_time, event.event_id))
+            state.add_value(Entry(value, event.event_time, rank_id(event.event_id)))
         elif aggregation == "group_array":
             state.count_group(group_key(value))
 

@@ -11,10 +11,13 @@ from tracking.models.people import ProfileState
 
 AggregateKey = tuple[str, str, str]  # plugin, key, user
 RollupKey = tuple[str, str, str, str]  # plugin, day, key, group
+# Bounds that keep an aggregate item small (it is rewritten on every update, and billed per KB): an
+# array's values, 50 and 4,000 bytes of them (UTF-8); group_array's 50 distinct values, each counted
+# under at most 200 characters and 200 bytes of it.
 GROUP_KEY_MAX_CHARS = 200
-# Bounds that keep an aggregate item small (it is rewritten on every update, and billed per KB).
+GROUP_KEY_MAX_BYTES = 200
 ARRAY_MAX_VALUES = 50
-ARRAY_MAX_CHARS = 4000
+ARRAY_MAX_BYTES = 4000
 GROUP_MAX_DISTINCT = 50
 # Events the client named (keyed by their id, not in their user's partition) are listed on the
 # aggregate that counted them, for deletion and access; past this many the list moves to an index
@@ -47,7 +50,11 @@ def group_key(value: Scalar) -> str:
         text = decimal_text(value)
     else:
         text = value
-    return text[:GROUP_KEY_MAX_CHARS]
+    text = text[:GROUP_KEY_MAX_CHARS]
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= GROUP_KEY_MAX_BYTES:
+        return text
+    return raw[:GROUP_KEY_MAX_BYTES].decode("utf-8", "ignore")  # (a character cut in two is left out)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -173,11 +180,15 @@ class AggregateState:
 
 
 def bound_values(values: list[Entry]) -> None:
-    """Drop the oldest values past ARRAY_MAX_VALUES, then past ARRAY_MAX_CHARS (the latest stays)."""
+    """Drop the oldest values past ARRAY_MAX_VALUES, then past ARRAY_MAX_BYTES (the latest stays)."""
     del values[: max(0, len(values) - ARRAY_MAX_VALUES)]
-    chars = sum(len(str(entry.value)) for entry in values)
-    while len(values) > 1 and chars > ARRAY_MAX_CHARS:
-        chars -= len(str(values.pop(0).value))
+    size = sum(_bytes(entry.value) for entry in values)
+    while len(values) > 1 and size > ARRAY_MAX_BYTES:
+        size -= _bytes(values.pop(0).value)
+
+
+def _bytes(value: Scalar) -> int:
+    return len(str(value).encode("utf-8", "surrogatepass"))
 
 
 def combine(states: list[AggregateState]) -> AggregateState:

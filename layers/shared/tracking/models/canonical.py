@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from decimal import Decimal, InvalidOperation
@@ -98,6 +99,18 @@ Identifier = Annotated[
 ]
 # The name of a tracked key (a plugin's key, a widget's event type, a Segment event name).
 KeyName = Annotated[str, Field(min_length=1, max_length=256), at_most_bytes(KEY_MAX_BYTES)]
+
+
+# An event id as an item keeps it only to order events of the same instant (an array's values, the
+# latest string, a trait's value): ids longer than this are kept as their digest, the same on every
+# replay, so an item holding 50 of them stays small whatever ids the clients chose.
+RANK_ID_MAX_CHARS = 64
+
+
+def rank_id(event_id: str) -> str:
+    if len(event_id) <= RANK_ID_MAX_CHARS:
+        return event_id
+    return "#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def is_identifier(text: str) -> bool:

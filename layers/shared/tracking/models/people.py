@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracking.models.canonical import CanonicalEvent
+from tracking.models.canonical import CanonicalEvent, rank_id
 
 # A person is at most this many links deep (user <- anonymous <- ...) and this many ids besides its
 # user, counted over the whole person; a link past either, or round in a circle, is refused.
@@ -38,7 +38,6 @@ GROUPS_MAX = 50
 GROUP_TRAITS_MAX = 100
 TRAIT_NAME_MAX_BYTES = 256
 TRAIT_VALUE_MAX_BYTES = 512
-RANK_ID_MAX_CHARS = 64
 # Trait names a plugin's CSV export shows as columns, first seen first.
 TRAIT_COLUMNS_MAX = 50
 
@@ -62,9 +61,7 @@ class TraitValue:
         if len(text.encode("utf-8", "surrogatepass")) > TRAIT_VALUE_MAX_BYTES:
             cut = text.encode("utf-8", "replace")[: TRAIT_VALUE_MAX_BYTES - 3].decode("utf-8", "ignore")
             value = cut + "…"
-        if len(event_id) > RANK_ID_MAX_CHARS:
-            event_id = "#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return cls(value, at, event_id)
+        return cls(value, at, rank_id(event_id))
 
 
 def latest_traits(*maps: dict[str, TraitValue]) -> dict[str, TraitValue]:

@@ -105,6 +105,7 @@ PER_RATE = (
     "max_rcu_per_partition_key",
     "config_reads_per_s",
     "config_stamp_reads_per_s",
+    "max_shards_per_item",
 )
 
 
@@ -112,7 +113,18 @@ def scale_figures(scale: dict[str, Any]) -> dict[str, float]:
     runs = scale["runs"]
     return {
         **{f"scale.{name}.{rate}": run[name] for name in PER_RATE for rate, run in runs.items()},
-        "scale.max_item_kb": max(run["max_item_kb"] for run in runs.values()),
+        # The largest item the worst calls the contract allows make (devstack/bench/worst.py), each
+        # kind's, and the largest of the simulated traffic.
+        "scale.max_item_kb": scale["worst"]["max_item_kb"],
+        **{
+            f"scale.max_item_kb.{kind.replace(' ', '_')}": kb
+            for kind, kb in scale["worst"]["by_kind"].items()
+        },
+        "scale.max_item_kb_traffic": max(run["max_item_kb"] for run in runs.values()),
+        **{
+            f"scale.client_named_wcu_per_event.{option}": units
+            for option, units in runs["1k"]["client_named_wcu_per_event"].items()
+        },
         "scale.suffixes_item_wcu_first_second": scale["first_second"]["suffixes_item_writes"],
         **{
             f"scale.summary_items_read.{shards}_shards": items

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from devstack.bench.worst import worst_items
 from devstack.fakes.aggregates import FakeAggregates
 from devstack.fakes.control import FakeBudgets, FakeControl
 from devstack.fakes.events import FakeEvents, FakeRejections
@@ -285,6 +286,7 @@ def scale(quick: bool) -> dict[str, Any]:
     return {
         "runs": runs,
         "first_second": first_second,
+        "worst": worst_items(),
         "summary_items_read_by_shards": {
             str(shards): run["summary_items_read"] for shards, run in shard_runs.items()
         },

@@ -53,6 +53,12 @@ FIGURES = {
     "scale.config_stamp_reads_per_s.1k",
     "scale.suffixes_item_wcu_first_second",
     "scale.max_item_kb",
+    "scale.max_item_kb.profile",
+    "scale.max_item_kb.aggregate",
+    "scale.max_item_kb.funnel",
+    "scale.max_item_kb_traffic",
+    "scale.max_shards_per_item.1k",
+    "scale.client_named_wcu_per_event.claim_then_write",
     "scale.summary_items_read.4_shards",
     "scale.summary_items_read.4000_shards",
     "scale.summary_items_read_today.4_shards",
@@ -67,6 +73,7 @@ FULL_ONLY = {
         "max_rcu_per_partition_key",
         "config_reads_per_s",
         "config_stamp_reads_per_s",
+        "max_shards_per_item",
     )
     for rate in ("10k", "100k")
 }

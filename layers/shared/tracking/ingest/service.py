@@ -27,8 +27,11 @@ WRITE_START_DEADLINE_MS = 4_000
 
 
 class EventSink(Protocol):
-    def put(self, event: CanonicalEvent) -> bool: ...
-    def put_all(self, events: Sequence[CanonicalEvent]) -> None: ...
+    """Where events are stored; ``may_start`` says whether a call's later writes may still start (a
+    client-named call is two: its id's claim, then the event)."""
+
+    def put(self, event: CanonicalEvent, may_start: Callable[[], bool]) -> bool: ...
+    def put_all(self, events: Sequence[CanonicalEvent], may_start: Callable[[], bool]) -> None: ...
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None: ...
 
 
@@ -87,11 +90,17 @@ class IngestService:
         self._default_plugin_id = default_plugin_id
         self._clock = clock
 
-    def _before_writing(self, info: RequestInfo) -> None:
+    def _before_writing(self, info: RequestInfo) -> Callable[[], bool]:
         """Storage was so slow already that a write might not be answered in time: refuse (nothing
-        was written, the client may retry) rather than start one."""
-        if int(self._clock() * 1000) - info.received_at > WRITE_START_DEADLINE_MS:
+        was written, the client may retry) rather than start one. Returns the same check, for the
+        writes that follow the first."""
+
+        def may_start() -> bool:
+            return int(self._clock() * 1000) - info.received_at <= WRITE_START_DEADLINE_MS
+
+        if not may_start():
             raise Unavailable("Storage is too slow to take this call now; retry later")
+        return may_start
 
     def admit(self, client_ip: str | None) -> None:
         """The per-IP rate limit, checked before the body is even parsed; and the moment to write the
@@ -134,9 +143,9 @@ class IngestService:
         """One call's event, stored once (a repeat of a stored one is not stored again)."""
         kept = self._unsuppressed(events)
         if kept:
-            self._before_writing(info)
-        for event in kept:
-            self._sink.put(event)
+            may_start = self._before_writing(info)
+            for event in kept:
+                self._sink.put(event, may_start)
         return Outcome(accepted=len(events))
 
     def _record(self, plugin_id: str, dialect: str, rejections: Sequence[Rejection], payload: Any) -> None:
@@ -231,7 +240,6 @@ class IngestService:
         if route == "batch":
             kept = self._unsuppressed(events)
             if kept:
-                self._before_writing(info)
-                self._sink.put_all(kept)
+                self._sink.put_all(kept, self._before_writing(info))
             return Outcome(len(events), rejected)
         return self._stored(events, info)

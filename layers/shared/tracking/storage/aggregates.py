@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property, partial
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -44,6 +43,7 @@ from tracking.storage.aggregate_items import (
 )
 from tracking.storage.dynamo import (
     AttributeValue,
+    Workers,
     batch_delete,
     error_code,
     from_item,
@@ -63,8 +63,6 @@ from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, wal
 BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
 PARALLEL_QUERIES = 64  # the client's connections (storage.dynamo.CLIENT_CONFIG)
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class AggregateStore:
@@ -73,16 +71,8 @@ class AggregateStore:
         self._table = table
         self._sleep = sleep
         self._suffixes = SuffixRecorder(self.suffixes, self._add_suffixes)
+        self._parallel = Workers(PARALLEL_QUERIES, "read-suffixes").map
         self._rollups = RollupStore(client, table, self._parallel)
-
-    @cached_property
-    def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=PARALLEL_QUERIES, thread_name_prefix="read-suffixes")
-
-    def _parallel(self, function: Callable[[T], R], arguments: Sequence[T]) -> list[R]:
-        if len(arguments) == 1:
-            return [function(arguments[0])]
-        return list(self._pool.map(function, arguments))
 
     def suffixes(self, plugin_id: str) -> Suffixes:
         """Which of the plugin's suffixes hold items (read consistently: a listing must not miss one

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import Any, TypeVar
 
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tracking.models.storage_failures import ItemTooLarge, StorageUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,25 @@ CLIENT_CONFIG = Config(
 @lru_cache(maxsize=1)
 def client() -> Any:
     return botocore.session.get_session().create_client("dynamodb", config=CLIENT_CONFIG)
+
+
+class Workers:
+    """Calls to storage run side by side on the client's connections: a thread pool started on first
+    use (a container that never needs it starts none); one call runs in the caller's thread."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._workers = workers
+        self._name = name
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=self._name)
+
+    def map(self, function: Callable[[T], R], arguments: Sequence[T]) -> list[R]:
+        """``function`` of each argument, in order."""
+        if len(arguments) <= 1:
+            return [function(argument) for argument in arguments]
+        return list(self._pool.map(function, arguments))
 
 
 def error_code(exc: ClientError) -> str:

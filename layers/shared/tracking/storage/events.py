@@ -14,9 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -36,6 +34,7 @@ from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.claims import in_time, store_named
 from tracking.storage.dynamo import (
     AttributeValue,
+    Workers,
     check_size,
     error_code,
     from_item,
@@ -191,10 +190,7 @@ class EventStore:
         self._events_table = events_table
         self._retention_s = retention_days * 86_400
         self._clock = clock
-
-    @cached_property
-    def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=PARALLEL_PUTS, thread_name_prefix="put-events")
+        self._pool = Workers(PARALLEL_PUTS, "put-events")
 
     def _item(self, event: CanonicalEvent) -> StoredItem:
         return stored_event_item(event, self._retention_s)
@@ -290,11 +286,7 @@ class EventStore:
         generated = [item for item in items if not is_client_named(item["sk"]["S"])]
         for start in range(0, len(generated), TRANSACTION_MAX):
             self._put_atomic(generated[start : start + TRANSACTION_MAX])
-        if len(named) <= 1:
-            for item in named:
-                self._put(item, may_start)
-        else:
-            list(self._pool.map(lambda item: self._put(item, may_start), named))
+        self._pool.map(lambda item: self._put(item, may_start), named)
 
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
         """All or none (one transaction, at most 100): for a call whose events carry no id of their own,

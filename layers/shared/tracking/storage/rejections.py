@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,7 +16,7 @@ from botocore.exceptions import ClientError
 from tracking.json_text import dumps_compact
 from tracking.keys import REJECTED_KIND, REJECTION_PARTITIONS, rejection_pk, rejection_sk, rejections_pk
 from tracking.models.rejections import RETENTION_DAYS, Rejection, RejectionRecord
-from tracking.storage.dynamo import error_code, from_item, query, storage_errors, to_item
+from tracking.storage.dynamo import Workers, error_code, from_item, query, storage_errors, to_item
 
 # Entries of one record beyond this many bytes are counted, not kept: one request, one small write.
 RECORD_MAX_BYTES = 8_000
@@ -105,10 +103,7 @@ class RejectionStore:
     def __init__(self, client: Any, events_table: str) -> None:
         self._client = client
         self._table = events_table
-
-    @cached_property
-    def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=len(REJECTION_PARTITIONS), thread_name_prefix="rejections")
+        self._pool = Workers(len(REJECTION_PARTITIONS), "rejections")
 
     def record(self, record: RejectionRecord) -> None:
         with storage_errors("record rejections"):

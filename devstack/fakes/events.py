@@ -26,7 +26,7 @@ from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import DeletionStep, PartitionPage
 from tracking.models.rejections import RejectionRecord
 from tracking.models.request import is_client_named
-from tracking.storage.claims import in_time, store_named
+from tracking.storage.claims import store_named
 from tracking.storage.deletions import step_from_values, step_to_item
 from tracking.storage.dynamo import AttributeValue, from_item
 from tracking.storage.events import (
@@ -58,11 +58,11 @@ class FakeEvents:
     def _item(self, event: CanonicalEvent) -> Item:
         return stored_event_item(event, self._retention_s)
 
-    def _put(self, item: Item, may_start: Callable[[], bool] = in_time) -> bool:
+    def _put(self, item: Item) -> bool:
         """A client-named event is claimed, then put if absent (False: stored before); the others are
         new."""
         if is_client_named(item["sk"]["S"]):
-            return store_named(self, item, int(self._clock() * 1000), may_start)
+            return store_named(self, item, int(self._clock() * 1000))
         self.table.put(item)
         return True
 
@@ -86,10 +86,10 @@ class FakeEvents:
 
     # -- EventSink ----------------------------------------------------------------------------------
 
-    def put(self, event: CanonicalEvent, may_start: Callable[[], bool] = in_time) -> bool:
-        return self._put(self._item(event), may_start)
+    def put(self, event: CanonicalEvent) -> bool:
+        return self._put(self._item(event))
 
-    def put_all(self, events: Sequence[CanonicalEvent], may_start: Callable[[], bool] = in_time) -> None:
+    def put_all(self, events: Sequence[CanonicalEvent]) -> None:
         unique = list({write_key(event): event for event in events}.values())
         items = [self._item(event) for event in unique]  # every item sized before the first write
         generated = [item for item in items if not is_client_named(item["sk"]["S"])]
@@ -97,7 +97,7 @@ class FakeEvents:
             self.table.put_all(generated[start : start + TRANSACTION_MAX])
         for item in items:
             if is_client_named(item["sk"]["S"]):
-                self._put(item, may_start)
+                self._put(item)
 
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
         if len(events) > TRANSACTION_MAX:

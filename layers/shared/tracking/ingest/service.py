@@ -27,11 +27,8 @@ WRITE_START_DEADLINE_MS = 4_000
 
 
 class EventSink(Protocol):
-    """Where events are stored; ``may_start`` says whether a call's later writes may still start (a
-    client-named call is two: its id's claim, then the event)."""
-
-    def put(self, event: CanonicalEvent, may_start: Callable[[], bool]) -> bool: ...
-    def put_all(self, events: Sequence[CanonicalEvent], may_start: Callable[[], bool]) -> None: ...
+    def put(self, event: CanonicalEvent) -> bool: ...
+    def put_all(self, events: Sequence[CanonicalEvent]) -> None: ...
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None: ...
 
 
@@ -90,17 +87,11 @@ class IngestService:
         self._default_plugin_id = default_plugin_id
         self._clock = clock
 
-    def _before_writing(self, info: RequestInfo) -> Callable[[], bool]:
+    def _before_writing(self, info: RequestInfo) -> None:
         """Storage was so slow already that a write might not be answered in time: refuse (nothing
-        was written, the client may retry) rather than start one. Returns the same check, for the
-        writes that follow the first."""
-
-        def may_start() -> bool:
-            return int(self._clock() * 1000) - info.received_at <= WRITE_START_DEADLINE_MS
-
-        if not may_start():
+        was written, the client may retry) rather than start one."""
+        if int(self._clock() * 1000) - info.received_at > WRITE_START_DEADLINE_MS:
             raise Unavailable("Storage is too slow to take this call now; retry later")
-        return may_start
 
     def admit(self, client_ip: str | None) -> None:
         """The per-IP rate limit, checked before the body is even parsed; and the moment to write the
@@ -143,9 +134,9 @@ class IngestService:
         """One call's event, stored once (a repeat of a stored one is not stored again)."""
         kept = self._unsuppressed(events)
         if kept:
-            may_start = self._before_writing(info)
-            for event in kept:
-                self._sink.put(event, may_start)
+            self._before_writing(info)
+        for event in kept:
+            self._sink.put(event)
         return Outcome(accepted=len(events))
 
     def _record(self, plugin_id: str, dialect: str, rejections: Sequence[Rejection], payload: Any) -> None:
@@ -240,6 +231,7 @@ class IngestService:
         if route == "batch":
             kept = self._unsuppressed(events)
             if kept:
-                self._sink.put_all(kept, self._before_writing(info))
+                self._before_writing(info)
+                self._sink.put_all(kept)
             return Outcome(len(events), rejected)
         return self._stored(events, info)

@@ -6,7 +6,7 @@ three writes (``ClaimTable``): the events table and its fake run the same code."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from tracking.keys import CLAIM_KIND, client_id_pk
@@ -15,7 +15,7 @@ from tracking.storage.dynamo import AttributeValue
 from tracking.storage.dynamo import Item as StoredItem
 
 # A claim whose event is not stored, older than this, was left by an attempt that died (the ingest
-# function's timeout, 28 s, is below it): another call with the same id may take the claim over.
+# function's timeout is far below it): another call with the same id may take the claim over.
 CLAIM_STALE_MS = 60_000
 CLAIM_ATTEMPTS = 3
 
@@ -49,45 +49,28 @@ class ClaimTable(Protocol):
         ...
 
 
-def in_time() -> bool:
-    """No deadline: every write may start."""
-    return True
-
-
-def store_named(
-    table: ClaimTable, item: StoredItem, now_ms: int, may_start: Callable[[], bool] = in_time
-) -> bool:
+def store_named(table: ClaimTable, item: StoredItem, now_ms: int) -> bool:
     """Store a client-named event once per plugin: claim its id, then write the event in its user's
     partition. False when the id was stored before, whatever its user.
 
     A claim naming this event's partition was made by an earlier attempt of the same call (its event
     written, or not if that attempt died): the event is written if absent. A claim naming another
     partition is another call's: a duplicate if its event is stored; if not, that call is still
-    writing (503: retry) or died (its claim is stale, and taken over).
-
-    ``may_start`` is asked before each call after the claim: when storage was so slow that the caller
-    could not be answered in time, it refuses (503; the event is not stored, and the claim names its
-    own partition, so the client's retry stores it)."""
-
-    def next_call() -> ClaimTable:
-        if not may_start():
-            raise StorageUnavailable("Storage is too slow to take this call now; retry later")
-        return table
-
+    writing (503: retry) or died (its claim is stale, and taken over)."""
     claim = claim_to_item(item, now_ms)
     for _ in range(CLAIM_ATTEMPTS):
         found = table.put_if_absent(claim)
         if found is None:
-            return next_call().put_if_absent(item) is None
+            return table.put_if_absent(item) is None
         if found.get("kind", {}).get("S") != CLAIM_KIND:
             return False  # the event itself, stored under its id by an older version
         owner = found["owner"]["S"]
         if owner == item["pk"]["S"]:
-            return next_call().put_if_absent(item) is None
-        if next_call().exists(owner, item["sk"]["S"]):
+            return table.put_if_absent(item) is None
+        if table.exists(owner, item["sk"]["S"]):
             return False
         if now_ms - int(found["claimed_at"]["N"]) < CLAIM_STALE_MS:
             raise StorageUnavailable("Another call with this id is being stored; retry later")
-        if next_call().take_over(claim, found):
-            return next_call().put_if_absent(item) is None
+        if table.take_over(claim, found):
+            return table.put_if_absent(item) is None
     raise StorageUnavailable("The call's id kept changing hands; retry later")

@@ -31,7 +31,7 @@ from tracking.keys import (
 from tracking.models.canonical import CanonicalEvent, Item
 from tracking.models.request import is_client_named
 from tracking.models.storage_failures import StorageUnavailable
-from tracking.storage.claims import in_time, store_named
+from tracking.storage.claims import store_named
 from tracking.storage.dynamo import (
     AttributeValue,
     Workers,
@@ -195,14 +195,13 @@ class EventStore:
     def _item(self, event: CanonicalEvent) -> StoredItem:
         return stored_event_item(event, self._retention_s)
 
-    def put(self, event: CanonicalEvent, may_start: Callable[[], bool] = in_time) -> bool:
-        """Store one event; False when it was already stored (an id the client chose, seen before).
-        ``may_start``: whether a second write of a client-named call may still start (``store_named``)."""
-        return self._put(self._item(event), may_start)
+    def put(self, event: CanonicalEvent) -> bool:
+        """Store one event; False when it was already stored (an id the client chose, seen before)."""
+        return self._put(self._item(event))
 
-    def _put(self, item: StoredItem, may_start: Callable[[], bool] = in_time) -> bool:
+    def _put(self, item: StoredItem) -> bool:
         if is_client_named(item["sk"]["S"]):
-            return store_named(self, item, int(self._clock() * 1000), may_start)
+            return store_named(self, item, int(self._clock() * 1000))
         self._put_atomic([item])
         return True
 
@@ -274,7 +273,7 @@ class EventStore:
 
     # ---------------------------------------------------------------------------------------------------
 
-    def put_all(self, events: Sequence[CanonicalEvent], may_start: Callable[[], bool] = in_time) -> None:
+    def put_all(self, events: Sequence[CanonicalEvent]) -> None:
         """Store each event once, in few round trips: events the client named each by its claim and a
         conditional put, in parallel (a retry of the call stores only what is missing); the others
         (calls without an id of their own) in transactions of up to 100, so a 503 never leaves part of
@@ -286,7 +285,7 @@ class EventStore:
         generated = [item for item in items if not is_client_named(item["sk"]["S"])]
         for start in range(0, len(generated), TRANSACTION_MAX):
             self._put_atomic(generated[start : start + TRANSACTION_MAX])
-        self._pool.map(lambda item: self._put(item, may_start), named)
+        self._pool.map(self._put, named)
 
     def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
         """All or none (one transaction, at most 100): for a call whose events carry no id of their own,

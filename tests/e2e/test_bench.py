@@ -53,12 +53,25 @@ FIGURES = {
     "scale.config_stamp_reads_per_s.1k",
     "scale.suffixes_item_wcu_first_second",
     "scale.max_item_kb",
-    "scale.max_item_kb.profile",
-    "scale.max_item_kb.aggregate",
-    "scale.max_item_kb.funnel",
+    *(
+        f"scale.max_item_kb.{kind}"
+        for kind in (
+            "profile",
+            "stored_event",
+            "aggregate",
+            "rejected",
+            "funnel",
+            "claim",
+            "suffixes",
+            "rollup",
+        )
+    ),
     "scale.max_item_kb_traffic",
     "scale.max_shards_per_item.1k",
-    "scale.client_named_wcu_per_event.claim_then_write",
+    *(
+        f"scale.client_named_wcu_per_event.{way}"
+        for way in ("keyed_by_id", "claim_then_write", "transaction")
+    ),
     "scale.summary_items_read.4_shards",
     "scale.summary_items_read.4000_shards",
     "scale.summary_items_read_today.4_shards",

@@ -15,7 +15,7 @@ from tracking.storage.dynamo import AttributeValue
 from tracking.storage.dynamo import Item as StoredItem
 
 # A claim whose event is not stored, older than this, was left by an attempt that died (the ingest
-# function's timeout is far below it): another call with the same id may take the claim over.
+# function's timeout, 28 s, is below it): another call with the same id may take the claim over.
 CLAIM_STALE_MS = 60_000
 CLAIM_ATTEMPTS = 3
 

@@ -48,8 +48,9 @@ RETRYABLE_CODES = frozenset(
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx, then the error surfaces.
 # Its budget is part of the ingest function's timeout (see template.yaml): 3 attempts of at most
 # 1 s to connect and 2 s to read, and backoff of at most 1 + 2 s, is at most 12 s a call, and a write
-# whose answer was lost takes one confirming read more; ingest starts no write after 4 s, so it
-# answers within 4 + 12 + 12 s, inside the function's 28 s and API Gateway's 29 s. Parameters are
+# whose answer was lost takes one confirming read more; ingest starts a request's writes within 4 s,
+# so a call of one write answers within 4 + 12 + 12 s, inside the function's 28 s and API Gateway's
+# 29 s (a client-named call is two writes: template.yaml says what that means). Parameters are
 # built by this package, never by clients: checking them against the service model again on every
 # call costs CPU for nothing (DynamoDB validates them anyway).
 CLIENT_CONFIG = Config(

@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from devstack.bench.worst import worst_items
+from devstack.bench.worst import ingest_on_fakes, worst_items
 from devstack.fakes.aggregates import FakeAggregates
-from devstack.fakes.control import FakeBudgets, FakeControl
+from devstack.fakes.control import FakeControl
 from devstack.fakes.events import FakeEvents, FakeRejections
 from devstack.fakes.stream import FakeStream
 from devstack.fakes.table import Table
@@ -27,9 +27,6 @@ from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.compaction import IDLE_SECONDS, RollupCompaction
 from tracking.aggregate.fold import day_of
 from tracking.aggregate.ports import CurrentConfigs
-from tracking.ingest.configs import PluginDirectory
-from tracking.ingest.rejections import RejectionLog
-from tracking.ingest.service import IngestService
 from tracking.keys import (
     CLAIM_KIND,
     ROLLUP_SUFFIXES,
@@ -45,7 +42,6 @@ from tracking.keys import (
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo
 from tracking.query.rows import ITEM_SLACK_PER_USER
-from tracking.ratelimit import RateLimiter
 from tracking.storage.dynamo import item_size
 
 PLUGIN = "sim-plugin"
@@ -140,14 +136,7 @@ def simulate(
         aggregates.table.add_numbers((suffixes["pk"], suffixes["sk"]), every)
         aggregates.table.units_by_pk.clear()
         aggregates.table.units_by_item.clear()
-    ingest = IngestService(
-        directory=PluginDirectory(control, 60),
-        sink=events,
-        limiter=RateLimiter(FakeBudgets(), 0),
-        rejections=RejectionLog(rejections),
-        default_plugin_id=PLUGIN,
-        clock=lambda: NOW_MS / 1000,
-    )
+    ingest = ingest_on_fakes(control, events, rejections, PLUGIN, NOW_MS)
     info = RequestInfo(received_at=NOW_MS, ip="192.0.2.1")
     started = time.perf_counter()
     for call in _widget_sessions(rng, events_per_s // 2):

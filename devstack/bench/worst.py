@@ -132,6 +132,20 @@ def _kind(item: dict[str, Any]) -> str:
     return "suffixes"  # the plugin's list of key suffixes in use
 
 
+def ingest_on_fakes(
+    control: FakeControl, events: FakeEvents, rejections: FakeRejections, plugin_id: str, now_ms: int
+) -> IngestService:
+    """The ingest service of a simulation: the fakes' tables, no rate limit, its clock at ``now_ms``."""
+    return IngestService(
+        directory=PluginDirectory(control, 60),
+        sink=events,
+        limiter=RateLimiter(FakeBudgets(), 0),
+        rejections=RejectionLog(rejections),
+        default_plugin_id=plugin_id,
+        clock=lambda: now_ms / 1000,
+    )
+
+
 def worst_items() -> dict[str, Any]:
     """The largest item of each kind, in KB, after the worst calls; and the largest of all."""
     control = FakeControl()
@@ -140,14 +154,7 @@ def worst_items() -> dict[str, Any]:
     rejections = FakeRejections(events.table)
     aggregates = FakeAggregates()
     clock = lambda: NOW_MS / 1000  # noqa: E731 - one instant: nothing expires meanwhile
-    ingest = IngestService(
-        directory=PluginDirectory(control, 60),
-        sink=events,
-        limiter=RateLimiter(FakeBudgets(), 0),
-        rejections=RejectionLog(rejections),
-        default_plugin_id=PLUGIN,
-        clock=clock,
-    )
+    ingest = ingest_on_fakes(control, events, rejections, PLUGIN, NOW_MS)
     aggregator = Aggregator(
         aggregates, CurrentConfigs(control), index=events, rejections=rejections, clock=clock
     )

@@ -21,6 +21,7 @@ from tracking.aggregate.ports import CurrentConfigs
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.rejections import RejectionLog
 from tracking.ingest.service import IngestService
+from tracking.keys import PROFILE_PART_KIND
 from tracking.models.config import PluginConfig
 from tracking.models.request import RequestInfo
 from tracking.ratelimit import RateLimiter
@@ -121,6 +122,8 @@ SEQUENCES = {
 
 def _kind(item: dict[str, Any]) -> str:
     kind = item.get("kind", {}).get("S")
+    if kind == PROFILE_PART_KIND:
+        return "profile"  # a large profile's items: its own and its parts
     if kind in ("profile", "funnel", "claim", "index", "rejected"):
         return str(kind)
     if kind is not None:

@@ -11,12 +11,10 @@ from typing import Any
 
 from devstack.fakes.table import ConditionFailed, Table
 from tracking.keys import (
-    PROFILE_KIND,
     aggregate_pk,
     aggregates_pk,
     day_rollups_pk,
     funnel_pk,
-    profile_sk,
     rollups_pk,
     suffixes_key,
     user_prefix,
@@ -37,13 +35,14 @@ from tracking.storage.aggregate_items import (
     aggregate_item_key,
     funnel_from_item,
     page_of_user_items,
-    profile_from_item,
+    removed_counts,
     suffix_of,
     user_items_of,
     users_one_by_one,
     versioned,
 )
 from tracking.storage.dynamo import from_item
+from tracking.storage.profile_items import part_keys, profile_from_items, profile_key
 from tracking.storage.rollup_items import (
     DAY_COUNTERS,
     day_rollup_item,
@@ -100,13 +99,22 @@ class FakeAggregates:
         return aggregate_from_item(item) if item is not None else None
 
     def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None:
-        item = self.table.get((aggregate_pk(plugin_id, user_id), profile_sk(user_id)))
-        return profile_from_item(item) if item is not None else None
+        """The profile and its parts, at once (as the store's transaction reads them)."""
+        item = self.table.get(_key(profile_key(plugin_id, user_id)))
+        if item is None:
+            return None
+        parts = [part for key in part_keys(item) if (part := self.table.get(_key(key))) is not None]
+        return profile_from_items(item, parts)
 
     def has_been_user(self, plugin_id: str, user_id: str) -> bool:
         for item in self.table.query(aggregate_pk(plugin_id, user_id), user_prefix(user_id)):
             values = from_item(item)
-            if values.get("as_user") or values.get("is_user") or "anonymous_ids" in values:
+            if (
+                values.get("as_user")
+                or values.get("is_user")
+                or "anonymous_ids" in values
+                or values.get("linked")
+            ):
                 return True
         return False
 
@@ -125,7 +133,8 @@ class FakeAggregates:
         }
 
     def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None:
-        with versioned(state) as (item, expected):
+        with versioned(state) as (write, expected):
+            item = write.item
             try:
                 if expected == 0:
                     self._suffixes.record_one(state.plugin_id, suffix_of(state))
@@ -135,6 +144,10 @@ class FakeAggregates:
             except ConditionFailed as exc:
                 self.conflicts += 1
                 raise Conflict(f"{item['pk']['S']!r} {item['sk']['S']!r} changed since it was read") from exc
+            if write.parts:  # with it, as the store's transaction does (its price: twice the units)
+                self.table.put_all(write.parts)
+            for key in write.stale:
+                self.table.delete(_key(key))
 
     def _add_suffixes(self, plugin_id: str, users: list[int], rollups: list[int]) -> Suffixes:
         key = suffixes_key(plugin_id)
@@ -144,7 +157,8 @@ class FakeAggregates:
     # -- what deletion reads and removes ----------------------------------------------------------
 
     def user_items(self, plugin_id: str, user_id: str) -> UserItems:
-        return user_items_of(self.table.query(aggregate_pk(plugin_id, user_id), user_prefix(user_id)))
+        items = self.table.query(aggregate_pk(plugin_id, user_id), user_prefix(user_id))
+        return user_items_of(items, self.get_profile)
 
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]:
         pk = aggregate_pk(plugin_id, user_id)
@@ -153,8 +167,7 @@ class FakeAggregates:
             self.table.delete(self.table.key_of(item))
         if not more:  # the last of them: its funnel item goes too
             self.table.delete((funnel_pk(plugin_id, user_id), user_id))
-        profiles = sum(1 for item in items if item.get("kind", {}).get("S") == PROFILE_KIND)
-        return len(items) - profiles, profiles, more
+        return (*removed_counts(items), more)
 
     # -- what the dashboard reads --------------------------------------------------------------------
 
@@ -164,11 +177,14 @@ class FakeAggregates:
 
         walked = walk_users(after, max_items, read, lambda: self.suffixes(plugin_id).users)
         self.page_waves.append(walked.waves)
-        return page_of_user_items(walked.items, walked.more, partial(self.user_items, plugin_id))
+        return page_of_user_items(
+            walked.items, walked.more, partial(self.user_items, plugin_id), self.get_profile
+        )
 
     def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
         for suffix, start in suffix_starts(self.suffixes(plugin_id).users, after):
-            yield from users_one_by_one(self.table.page(aggregates_pk(plugin_id, suffix), after=start)[0])
+            items = self.table.page(aggregates_pk(plugin_id, suffix), after=start)[0]
+            yield from users_one_by_one(items, self.get_profile)
 
     def rollups(
         self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None

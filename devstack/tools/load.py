@@ -18,7 +18,7 @@ from typing import Any
 
 from devstack.local import dynamodb
 from devstack.local.stack import Stack
-from tracking.keys import PROFILE_KIND, is_aggregates_pk
+from tracking.keys import is_aggregates_pk
 
 PLUGIN = "load-plugin"
 CHATBOT = "load-bot"
@@ -138,7 +138,7 @@ def aggregate_counts(database: dynamodb.Database) -> Counter[tuple[str, str, str
     counts: Counter[tuple[str, str, str]] = Counter()
     for page in database.client().get_paginator("scan").paginate(TableName="AggregatesTable"):
         for item in page["Items"]:
-            if is_aggregates_pk(item["pk"]["S"]) and item.get("kind", {}).get("S") != PROFILE_KIND:
+            if is_aggregates_pk(item["pk"]["S"]) and "kind" not in item:  # not a profile or its part
                 counts[(item["plugin_id"]["S"], item["key"]["S"], item["user_id"]["S"])] = int(
                     item["count"]["N"]
                 )

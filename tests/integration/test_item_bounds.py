@@ -24,7 +24,7 @@ from tracking.storage.plugins import PluginStore
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}
 # The stated maxima (docs/DESIGN.md), in bytes as DynamoDB counts them.
-PROFILE_MAX = 290_000
+PROFILE_ITEM_MAX = 63_500  # a profile item, or one of a large profile's parts: 62 KB
 AGGREGATE_MAX = 64_000
 PEOPLE_MAX = 32_000  # trait names (13 KB) and the suppression filter (16 KB)
 REJECTION_RECORD_MAX = 12_000
@@ -83,13 +83,11 @@ def test_a_profile_filled_with_the_largest_traits_groups_and_ids_stays_bounded_a
         [{"type": "identify", "userId": "full", "anonymousId": f"{'a' * 500}{n:03d}"} for n in range(100)],
     )
     stream.aggregate()
-    # Then its profile item stays under the stated maximum
-    (profile,) = [
-        i
-        for i in scan(aws, "AggregatesTable")
-        if i.get("kind", {}).get("S") == "profile" and i["user_id"]["S"] == "full"
-    ]
-    assert item_size(profile) < PROFILE_MAX
+    # Then it is kept as a profile item and parts, each under the stated maximum
+    items = profile_items(aws, "full")
+    assert [kind for kind, _ in items][:2] == ["profile", "profile_part"]
+    assert len(items) >= 4  # over 200 KB in all
+    assert max(size for _, size in items) < PROFILE_ITEM_MAX
     # And the pipeline keeps going: a later identify updates a kept trait, an anonymous id's event
     # counts for the user
     batch(ingest, [{"type": "identify", "userId": "full", "traits": {f"{name}0000": "updated"}}])
@@ -103,6 +101,28 @@ def test_a_profile_filled_with_the_largest_traits_groups_and_ids_stays_bounded_a
     assert found["values"]["rating"]["value"] == 4
     assert len(found["traits"]) == 100  # TRAITS_MAX names kept
     assert len(found["anonymous_ids"]) == 100
+    assert len(found["groups"]) == 50  # GROUPS_MAX
+    assert max(size for _, size in profile_items(aws, "full")) < PROFILE_ITEM_MAX
+    # And an anonymous id linked into it cannot be linked into another user (the user's ids are in
+    # its parts: its profile item still says it has ids linked to it)
+    batch(ingest, [{"type": "identify", "userId": "other", "anonymousId": "full"}])
+    stream.aggregate()
+    assert person(query, "other")["anonymous_ids"] == []
+    # And deleting the person removes the profile whole, parts included
+    answer = query(api_event("DELETE", "/v1/plugins/demo-plugin/users/full", headers=ADMIN))
+    assert answer["statusCode"] == 202, answer["body"]
+    stream.forget_all()
+    assert profile_items(aws, "full") == []
+
+
+def profile_items(aws: Any, user_id: str) -> list[tuple[str, int]]:
+    """(kind, size) of the items of one id's profile, in key order."""
+    found = [
+        item
+        for item in scan(aws, "AggregatesTable")
+        if item.get("kind", {}).get("S") in ("profile", "profile_part") and item["user_id"]["S"] == user_id
+    ]
+    return [(item["kind"]["S"], item_size(item)) for item in sorted(found, key=lambda i: i["sk"]["S"])]
 
 
 def test_trait_names_cannot_fill_the_plugins_people_item(

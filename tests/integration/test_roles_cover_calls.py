@@ -170,7 +170,24 @@ def test_every_call_of_every_function_is_allowed_by_its_role(
         ingest(api_event("POST", "/v1/batch", {"batch": segment_batch}, headers=BASIC))["statusCode"] == 200
     )
     assert ingest(api_event("POST", "/v1/m", {"series": []}))["statusCode"] == 200
+    # A profile past 60 KB (kept in parts, read and written in transactions), then changed
+    traits = {f"{n:03d}" + "n" * 253: "v" * 600 for n in range(100)}
+    names = sorted(traits)
+    large = [
+        {
+            "type": "identify",
+            "userId": "big",
+            "traits": {name: traits[name] for name in names[start : start + 25]},
+        }
+        for start in range(0, 100, 25)
+    ]
+    assert ingest(api_event("POST", "/v1/batch", {"batch": large}, headers=BASIC))["statusCode"] == 200
     stream.aggregate()
+    change = {"type": "identify", "userId": "big", "traits": {names[-1]: "changed"}}
+    assert ingest(api_event("POST", "/v1/identify", change, headers=BASIC))["statusCode"] == 200
+    stream.aggregate()
+    admin("GET", "/v1/plugins/demo-plugin/users/big")
+    admin("DELETE", "/v1/plugins/demo-plugin/users/big")
     # A deletion with suppression, calls after it (removed by the aggregator), the deletion's end
     admin("DELETE", "/v1/plugins/demo-plugin/users/u-1")
     late = {"event": "rating", "userId": "u-1", "messageId": "late", "properties": {"value": 1}}

@@ -4,6 +4,7 @@ key and one item, every event sent is stored and aggregated, and a seed gives th
 from __future__ import annotations
 
 from devstack.bench.scale import simulate
+from devstack.bench.worst import worst_items
 from devstack.fakes.table import Table
 from tracking.storage.dynamo import to_item
 
@@ -26,3 +27,12 @@ def test_the_simulation_stores_and_aggregates_every_event_it_sends() -> None:
     assert simulate(600, shards=8, containers=3, seed=7) | {"simulation_seconds": 0} == run | {
         "simulation_seconds": 0
     }
+
+
+def test_the_worst_calls_the_contract_allows_make_no_item_past_64_kb() -> None:
+    # Given every item kind driven to its bound (the largest profile among them: 237 KB of traits,
+    # groups and linked ids), through the real parser, ingest service and aggregator
+    found = worst_items()
+    # Then no item of the events or aggregates tables passes 64 KB, the profile's parts included
+    assert found["by_kind"]["profile"] > 50  # a profile this full is cut in parts, each nearly full
+    assert found["max_item_kb"] <= 64

@@ -14,6 +14,7 @@ Events table::
 Aggregates table (``nnn``: a suffix that spreads one plugin's writes, see below)::
 
     u ␟ plugin ␟ nnn  /  user ␟ key     an aggregate;  user ␟ ␟ profile: its id's profile
+                       user ␟ ␟ profile ␟ nn   a part of a large profile (its linked ids, groups, traits)
     f ␟ plugin ␟ nnn  /  user           a user's funnel progress
     r ␟ plugin ␟ nnn  /  day ␟ key ␟ group ␟ shard     a daily rollup of one shard
     d ␟ plugin  /  day ␟ key ␟ group ␟ reset     a day's rollup: shards' rollups folded in once idle
@@ -49,6 +50,7 @@ REJECTED_KIND = "rejected"
 INDEX_KIND = "index"
 DELETION_KIND = "deletion"
 PROFILE_KIND = "profile"
+PROFILE_PART_KIND = "profile_part"
 FUNNEL_KIND = "funnel"
 CLAIM_KIND = "claim"
 
@@ -167,6 +169,11 @@ def aggregate_sk(user_id: str, key: str) -> str:
 def profile_sk(user_id: str) -> str:
     """A profile sorts first among its id's items (no key starts with the separator)."""
     return f"{user_prefix(user_id)}{SEP}profile"
+
+
+def profile_part_sk(user_id: str, part: int) -> str:
+    """A part of a large profile (``storage.profile_items``): right after the profile's own item."""
+    return f"{profile_sk(user_id)}{SEP}{part:02d}"
 
 
 def funnel_pk(plugin_id: str, user_id: str) -> str:

@@ -27,12 +27,13 @@ ANONYMOUS_IDS_MAX = 100
 # once on two shards may each pass the check), so whatever the links made is read and deleted whole.
 READ_DEPTH_MAX = 2 * LINK_DEPTH_MAX
 READ_IDS_MAX = 2 * (ANONYMOUS_IDS_MAX + 1)
-# What one profile item keeps (it is rewritten on every identify): at most TRAITS_MAX traits, GROUPS_MAX
+# What one profile keeps (it is rewritten on every identify): at most TRAITS_MAX traits, GROUPS_MAX
 # groups and GROUP_TRAITS_MAX traits over all its groups; a trait's name at most TRAIT_NAME_MAX_BYTES
 # (longer names are not kept: the event keeps them), its value's JSON at most TRAIT_VALUE_MAX_BYTES
 # (a longer value is kept as that much of its JSON text, ending in "…"), its event id as a rank of at
-# most RANK_ID_MAX_CHARS. With ids of at most 512 bytes, a profile stays under 280 KB plus its
-# per-shard guard (docs/DESIGN.md, "What each item holds at most").
+# most RANK_ID_MAX_CHARS. With ids of at most 512 bytes, a profile holds under 320 KB; one past 60 KB
+# is stored as several items of at most 62 KB (``storage.profile_items``; docs/DESIGN.md, "What each
+# item holds at most").
 TRAITS_MAX = 100
 GROUPS_MAX = 50
 GROUP_TRAITS_MAX = 100
@@ -90,6 +91,10 @@ class ProfileState:
     last_at: int | None = None
     pending_ids: list[tuple[str, int]] = field(default_factory=list)  # see AggregateState
     updated_at: int = 0
+    # How a large profile's parts are stored: (version written at, digest) of each, first first; empty
+    # for a profile in one item. Kept by storage (``storage.profile_items``), so a write rewrites only
+    # the parts whose bytes changed.
+    parts: tuple[tuple[int, str], ...] = ()
 
     def seen(self, at: int) -> None:
         self.first_at = at if self.first_at is None else min(self.first_at, at)

@@ -3,20 +3,16 @@ from ``tracking.keys``, every size checked by DynamoDB's own rules before a writ
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from tracking.json_text import dumps_compact
 from tracking.keys import (
     FUNNEL_KIND,
-    PROFILE_KIND,
     aggregate_pk,
     aggregate_sk,
     funnel_pk,
-    profile_sk,
     rollup_suffix,
     user_suffix,
 )
@@ -30,8 +26,9 @@ from tracking.models.aggregates import (
     UsersPage,
 )
 from tracking.models.funnel import FunnelState
-from tracking.models.people import ProfileState, TraitValue
+from tracking.models.people import ProfileState
 from tracking.storage.dynamo import AttributeValue, check_size, from_item, to_item
+from tracking.storage.profile_items import ItemsWrite, is_part, is_profile, profile_from_items, profile_write
 from tracking.storage.rollup_items import rollup_to_item
 
 State = AggregateState | RollupState | ProfileState | FunnelState
@@ -173,66 +170,42 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def profile_to_item(state: ProfileState) -> dict[str, AttributeValue]:
-    values: dict[str, Any] = {
-        "pk": aggregate_pk(state.plugin_id, state.user_id),
-        "sk": profile_sk(state.user_id),
-        "kind": PROFILE_KIND,
-        "plugin_id": state.plugin_id,
-        "user_id": state.user_id,
-        "version": state.version,
-        "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
-        "updated_at": state.updated_at,
-    }
-    # Traits are any JSON a client sent: kept as JSON text (a map could not hold an empty name).
-    if state.traits:
-        values["traits"] = dumps_compact(_traits_out(state.traits))
-    if state.groups:
-        values["groups"] = dumps_compact({gid: _traits_out(traits) for gid, traits in state.groups.items()})
-    if state.anonymous_ids:
-        values["anonymous_ids"] = state.anonymous_ids
-    if state.merged_into is not None:
-        values["merged_into"] = state.merged_into
-    if state.is_user:
-        values["is_user"] = True
-    if state.first_at is not None:
-        values["first_at"], values["last_at"] = state.first_at, state.last_at
-    if state.pending_ids:
-        values["pending_ids"] = [[event_id, at] for event_id, at in state.pending_ids]
-    return to_item(values)
+Reread = Callable[[str, str], ProfileState | None]  # (plugin, id): a profile read whole, consistently
 
 
-def _traits_out(traits: dict[str, TraitValue]) -> dict[str, list[Any]]:
-    return {name: [t.value, t.at, t.event_id] for name, t in traits.items()}
+def user_states(
+    items: Iterable[dict[str, AttributeValue]], reread: Reread
+) -> Iterator[AggregateState | ProfileState]:
+    """The states of users' items as a query returns them (in key order), a large profile assembled
+    from its parts (they sort right after it) or, when they are not the ones it lists (written between
+    the query's pages, or cut off by its limit), read again whole with ``reread``."""
+    profile: dict[str, AttributeValue] | None = None
+    parts: list[dict[str, AttributeValue]] = []
+    for item in items:
+        if is_part(item):
+            parts.append(item)
+            continue
+        if profile is not None:
+            yield from _whole(profile, parts, reread)
+            profile = None
+        parts = []
+        if is_profile(item):
+            profile = item
+        else:
+            yield aggregate_from_item(item)
+    if profile is not None:
+        yield from _whole(profile, parts, reread)
 
 
-def _traits_in(stored: dict[str, list[Any]]) -> dict[str, TraitValue]:
-    return {name: TraitValue(value, int(at), str(event_id)) for name, (value, at, event_id) in stored.items()}
-
-
-def profile_from_values(values: dict[str, Any]) -> ProfileState:
-    groups = json.loads(values["groups"]) if "groups" in values else {}
-    return ProfileState(
-        plugin_id=values["plugin_id"],
-        user_id=values["user_id"],
-        version=int(values["version"]),
-        applied={shard: (int(seq), int(when)) for shard, (seq, when) in values.get("applied", {}).items()},
-        traits=_traits_in(json.loads(values["traits"])) if "traits" in values else {},
-        groups={gid: _traits_in(traits) for gid, traits in groups.items()},
-        anonymous_ids=list(values.get("anonymous_ids", [])),
-        merged_into=values.get("merged_into"),
-        is_user=bool(values.get("is_user", False)),
-        first_at=_optional_int(values.get("first_at")),
-        last_at=_optional_int(values.get("last_at")),
-        pending_ids=[(event_id, int(at)) for event_id, at in values.get("pending_ids", [])],
-        updated_at=int(values.get("updated_at", 0)),
-    )
-
-
-def parse_user_item(item: dict[str, AttributeValue]) -> AggregateState | ProfileState:
-    if item.get("kind", {}).get("S") == PROFILE_KIND:
-        return profile_from_values(from_item(item))
-    return aggregate_from_item(item)
+def _whole(
+    item: dict[str, AttributeValue], parts: list[dict[str, AttributeValue]], reread: Reread
+) -> Iterator[ProfileState]:
+    found = profile_from_items(item, parts)
+    if found is None:
+        values = from_item(item)
+        found = reread(values["plugin_id"], values["user_id"])
+    if found is not None:
+        yield found
 
 
 def _scalar(value: Any) -> Any:
@@ -241,12 +214,11 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def user_items_of(items: Iterable[dict[str, AttributeValue]]) -> UserItems:
+def user_items_of(items: Iterable[dict[str, AttributeValue]], reread: Reread) -> UserItems:
     """One id's aggregates and its profile, from its items."""
     states: list[AggregateState] = []
     profile: ProfileState | None = None
-    for item in items:
-        parsed = parse_user_item(item)
+    for parsed in user_states(items, reread):
         if isinstance(parsed, ProfileState):
             profile = parsed
         else:
@@ -255,14 +227,17 @@ def user_items_of(items: Iterable[dict[str, AttributeValue]]) -> UserItems:
 
 
 def page_of_user_items(
-    items: Iterable[dict[str, AttributeValue]], more: bool, read_user: Callable[[str], UserItems]
+    items: Iterable[dict[str, AttributeValue]],
+    more: bool,
+    read_user: Callable[[str], UserItems],
+    reread: Reread,
 ) -> UsersPage:
     """A page of users from one query's items (``more``: it stopped at its limit). The last user may be
     cut short: it is left for the next page, unless it is the only one (then ``read_user`` reads it
     whole)."""
     page = UsersPage(users={}, more=more)
-    for item in items:
-        page.add(parse_user_item(item))
+    for parsed in user_states(items, reread):
+        page.add(parsed)
     if page.more and page.users:
         last = next(reversed(page.users))
         if len(page.users) > 1:
@@ -275,11 +250,10 @@ def page_of_user_items(
     return page
 
 
-def users_one_by_one(items: Iterable[dict[str, AttributeValue]]) -> Iterator[UsersPage]:
+def users_one_by_one(items: Iterable[dict[str, AttributeValue]], reread: Reread) -> Iterator[UsersPage]:
     """The users of items in user order, one page per user."""
     current = UsersPage(users={}, more=False)
-    for item in items:
-        parsed = parse_user_item(item)
+    for parsed in user_states(items, reread):
         if current.users and parsed.user_id not in current.users:
             yield current
             current = UsersPage(users={}, more=False)
@@ -288,18 +262,20 @@ def users_one_by_one(items: Iterable[dict[str, AttributeValue]]) -> Iterator[Use
         yield current
 
 
-def profile_from_item(item: dict[str, AttributeValue]) -> ProfileState:
-    return profile_from_values(from_item(item))
-
-
-def state_to_item(state: State) -> dict[str, AttributeValue]:
+def state_to_item(state: AggregateState | RollupState | FunnelState) -> dict[str, AttributeValue]:
     if isinstance(state, AggregateState):
         return aggregate_to_item(state)
-    if isinstance(state, ProfileState):
-        return profile_to_item(state)
     if isinstance(state, FunnelState):
         return funnel_to_item(state)
     return rollup_to_item(state)
+
+
+def removed_counts(items: Iterable[dict[str, AttributeValue]]) -> tuple[int, int]:
+    """(aggregates, profiles) among an id's items being deleted (a large profile's parts count as
+    neither: they are part of its profile)."""
+    listed = list(items)
+    profiles = sum(1 for item in listed if is_profile(item))
+    return len(listed) - profiles - sum(1 for item in listed if is_part(item)), profiles
 
 
 def suffix_of(state: State) -> tuple[str, int] | None:
@@ -313,14 +289,20 @@ def suffix_of(state: State) -> tuple[str, int] | None:
 
 
 @contextmanager
-def versioned(state: State) -> Iterator[tuple[dict[str, AttributeValue], int]]:
-    """The item of ``state`` as its next version, and the version it must replace (0: none yet); the
-    item's size checked first (bounded by design: this is what says so if not). If the write fails,
-    the state keeps its version."""
+def versioned(state: State) -> Iterator[tuple[ItemsWrite, int]]:
+    """The items of ``state`` as its next version (``ItemsWrite``: one, or a large profile's), and the
+    version it must replace (0: none yet); each item's size checked first (bounded by design: this is
+    what says so if not). If the write fails, the state keeps its version; once it succeeded, a
+    profile knows the parts it was written with."""
     expected = state.version
     state.version = expected + 1
     try:
-        yield check_size(state_to_item(state), "The aggregate"), expected
+        write = profile_write(state) if isinstance(state, ProfileState) else ItemsWrite(state_to_item(state))
+        for item in write.items:
+            check_size(item, "The aggregate")
+        yield write, expected
     except BaseException:
         state.version = expected
         raise
+    if isinstance(state, ProfileState):
+        state.parts = write.listed

@@ -18,7 +18,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tracking.keys import (
-    PROFILE_KIND,
     aggregate_pk,
     aggregates_pk,
     funnel_pk,
@@ -35,7 +34,7 @@ from tracking.storage.aggregate_items import (
     aggregate_item_key,
     funnel_from_item,
     page_of_user_items,
-    profile_from_item,
+    removed_counts,
     suffix_of,
     user_items_of,
     users_one_by_one,
@@ -45,6 +44,7 @@ from tracking.storage.dynamo import (
     AttributeValue,
     Workers,
     batch_delete,
+    cancellation_codes,
     error_code,
     from_item,
     query,
@@ -53,6 +53,7 @@ from tracking.storage.dynamo import (
     to_attr,
     to_item,
 )
+from tracking.storage.profile_items import ItemsWrite, part_keys, profile_from_items, profile_key
 from tracking.storage.rollup_items import (
     rollup_from_item,
     rollup_item_key,
@@ -61,6 +62,7 @@ from tracking.storage.rollups import RollupStore
 from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, walk_users
 
 BATCH_GET_MAX = 100
+PROFILE_READ_ATTEMPTS = 3
 UNPROCESSED_RETRIES = 6
 PARALLEL_QUERIES = 64  # the client's connections (storage.dynamo.CLIENT_CONFIG)
 
@@ -152,8 +154,8 @@ class AggregateStore:
                 found_aggregates[key] = aggregate_from_item(item)
             elif kind == "rollup":
                 found_rollups[key] = rollup_from_item(item)
-            else:
-                found_profiles[key] = profile_from_item(item)
+            elif (profile := self._profile_of(item)) is not None:
+                found_profiles[key] = profile
         self._suffixes.record_missing(
             (key for kind, key in missing.values() if kind == "aggregate"),
             (key for kind, key in missing.values() if kind == "rollup"),
@@ -214,15 +216,38 @@ class AggregateStore:
     def get_profile(self, plugin_id: str, user_id: str) -> ProfileState | None:
         with storage_errors("read profile"):
             answer = self._client.get_item(
-                TableName=self._table,
-                Key=to_item({"pk": aggregate_pk(plugin_id, user_id), "sk": profile_sk(user_id)}),
-                ConsistentRead=True,
+                TableName=self._table, Key=profile_key(plugin_id, user_id), ConsistentRead=True
             )
-        return profile_from_item(answer["Item"]) if "Item" in answer else None
+        return self._profile_of(answer["Item"]) if "Item" in answer else None
+
+    def _profile_of(self, item: dict[str, AttributeValue]) -> ProfileState | None:
+        """The profile of its item, read consistently, with its parts if it has any: read with the item
+        again in one transaction, so that they are the ones it lists (None: deleted meanwhile)."""
+        for _ in range(PROFILE_READ_ATTEMPTS):
+            keys = part_keys(item)
+            if not keys:
+                return profile_from_items(item)
+            with storage_errors("read profile"):
+                answer = self._client.transact_get_items(
+                    TransactItems=[
+                        {"Get": {"TableName": self._table, "Key": key}}
+                        for key in [{"pk": item["pk"], "sk": item["sk"]}, *keys]
+                    ]
+                )
+            found = [response.get("Item") for response in answer["Responses"]]
+            if found[0] is None:
+                return None
+            item = found[0]
+            profile = profile_from_items(item, [part for part in found[1:] if part is not None])
+            if profile is not None:
+                return profile
+            # it lists other parts than those read with it (rewritten in between): read those
+        raise StorageUnavailable("A profile kept changing while it was read; retry later")
 
     def save(self, state: AggregateState | RollupState | ProfileState | FunnelState) -> None:
         """Write ``state`` as the next version of its item, if nobody else did in between."""
-        with versioned(state) as (item, expected):
+        with versioned(state) as (write, expected):
+            item = write.item
             if expected == 0:
                 self._suffixes.record_one(state.plugin_id, suffix_of(state))  # if load did not
                 condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -233,12 +258,25 @@ class AggregateStore:
                 }
             try:
                 with storage_errors("write aggregate"):
-                    self._client.put_item(TableName=self._table, Item=item, **condition)
+                    if write.alone:
+                        self._client.put_item(TableName=self._table, Item=item, **condition)
+                    else:
+                        self._client.transact_write_items(TransactItems=self._with_parts(write, condition))
             except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
+                if error_code(exc) == "ConditionalCheckFailedException" or (
+                    "ConditionalCheckFailed" in cancellation_codes(exc)
+                ):
                     where = f"{item['pk']['S']!r} {item['sk']['S']!r}"
                     raise Conflict(f"{where} changed since it was read") from exc
                 raise
+
+    def _with_parts(self, write: ItemsWrite, condition: dict[str, Any]) -> list[dict[str, Any]]:
+        """A large profile's write: its item on its condition, its changed parts and its stale ones."""
+        return [
+            {"Put": {"TableName": self._table, "Item": write.item, **condition}},
+            *({"Put": {"TableName": self._table, "Item": part}} for part in write.parts),
+            *({"Delete": {"TableName": self._table, "Key": key}} for key in write.stale),
+        ]
 
     def has_been_user(self, plugin_id: str, user_id: str) -> bool:
         """Whether any item of the id says it has been a user: an aggregate counting an event that named
@@ -255,7 +293,9 @@ class AggregateStore:
                 values,
                 "read aggregates",
                 ConsistentRead=True,
-                FilterExpression="as_user = :yes OR is_user = :yes OR attribute_exists(anonymous_ids)",
+                FilterExpression=(
+                    "as_user = :yes OR is_user = :yes OR attribute_exists(anonymous_ids) OR linked = :yes"
+                ),
                 ProjectionExpression="sk",
                 **start,
             )
@@ -269,7 +309,8 @@ class AggregateStore:
         """Every aggregate of one id of a plugin, and its profile (one query, more only past 1 MB)."""
         condition = "pk = :pk AND begins_with(sk, :user)"
         values = {":pk": aggregate_pk(plugin_id, user_id), ":user": user_prefix(user_id)}
-        return user_items_of(query_all(self._client, self._table, condition, values, "read aggregates"))
+        items = query_all(self._client, self._table, condition, values, "read aggregates")
+        return user_items_of(items, self.get_profile)
 
     def page_of_users(self, plugin_id: str, after: str | None, max_items: int) -> UsersPage:
         """Aggregates and profiles of the users after ``after``, in (suffix, user) order: about
@@ -282,7 +323,9 @@ class AggregateStore:
             return answer.get("Items", []), "LastEvaluatedKey" in answer
 
         walked = walk_users(after, max_items, read, lambda: self.suffixes(plugin_id).users, self._parallel)
-        return page_of_user_items(walked.items, walked.more, partial(self.user_items, plugin_id))
+        return page_of_user_items(
+            walked.items, walked.more, partial(self.user_items, plugin_id), self.get_profile
+        )
 
     def users(self, plugin_id: str, after: str | None = None) -> Iterator[UsersPage]:
         """Every user after ``after`` with their aggregates and profile, one user at a time in
@@ -290,7 +333,7 @@ class AggregateStore:
         for suffix, start in suffix_starts(self.suffixes(plugin_id).users, after):
             condition, values = self._suffix_query(plugin_id, suffix, start)
             yield from users_one_by_one(
-                query_all(self._client, self._table, condition, values, "read aggregates")
+                query_all(self._client, self._table, condition, values, "read aggregates"), self.get_profile
             )
 
     @staticmethod
@@ -313,8 +356,7 @@ class AggregateStore:
         if "LastEvaluatedKey" not in answer:  # the last of them: its funnel item goes too
             keys.append(to_item({"pk": funnel_pk(plugin_id, user_id), "sk": user_id}))
         batch_delete(self._client, self._table, keys, self._sleep)
-        profiles = sum(1 for i in items if i.get("kind", {}).get("S") == PROFILE_KIND)
-        return len(items) - profiles, profiles, "LastEvaluatedKey" in answer
+        return (*removed_counts(items), "LastEvaluatedKey" in answer)
 
     def rollups(
         self, plugin_id: str, first_day: str, last_day: str, keys: Sequence[str] | None = None

@@ -15,10 +15,12 @@ from moto import mock_aws
 from devstack.local import dynamodb
 from devstack.local.template import Template
 from tests.unit.test_profile_items import ITEM_MAX, largest
+from tracking.json_text import dumps_compact
+from tracking.keys import aggregate_pk, profile_sk
 from tracking.models.people import ProfileState, TraitValue
 from tracking.models.storage_failures import Conflict
 from tracking.storage.aggregates import AggregateStore
-from tracking.storage.dynamo import item_size
+from tracking.storage.dynamo import item_size, to_item
 
 TEMPLATE = Template.load()
 TABLE = "AggregatesTable"
@@ -114,3 +116,43 @@ def test_a_profile_that_shrinks_and_one_deleted_leave_no_part_behind(db: Any) ->
     assert profile_items(db, "other") == []
     assert store.get_profile("p", "other") is None
     assert isinstance(store.get_profile("p", "big"), ProfileState)
+
+
+def test_a_large_profile_an_older_version_kept_in_one_item_is_read_then_cut_in_parts(db: Any) -> None:
+    # Given a 130 KB profile in one item, as the version before profile parts wrote it
+    state = largest()
+    traits = {name: [t.value, t.at, t.event_id] for name, t in state.traits.items()}
+    old = {
+        "pk": aggregate_pk("p", "big"),
+        "sk": profile_sk("big"),
+        "kind": "profile",
+        "plugin_id": "p",
+        "user_id": "big",
+        "version": 3,
+        "applied": {"shard-1": ["7", 1]},
+        "updated_at": 1,
+        "is_user": True,
+        "anonymous_ids": state.anonymous_ids,
+        "traits": dumps_compact(traits),
+    }
+    db.put_item(TableName=TABLE, Item=to_item(old))
+    assert item_size(to_item(old)) > 130_000
+    # When the aggregator reads it and writes it again
+    store = AggregateStore(db, TABLE)
+    found = store.get_profile("p", "big")
+    assert found is not None
+    assert (found.traits, found.anonymous_ids, found.version) == (state.traits, state.anonymous_ids, 3)
+    found.first_at, found.last_at = 1, 5
+    store.save(found)
+    # Then it is its own item and parts, and reads back the same
+    items = profile_items(db, "big")
+    assert len(items) > 2
+    assert max(item_size(i) for i in items) <= ITEM_MAX
+    again = store.get_profile("p", "big")
+    assert again is not None
+    assert (again.traits, again.anonymous_ids, again.version, again.last_at) == (
+        state.traits,
+        state.anonymous_ids,
+        4,
+        5,
+    )

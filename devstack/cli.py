@@ -1,4 +1,4 @@
-"""``tracking-local``: the local stack (``run``) and tools that read it (``events``)."""
+"""``tracking-local``: the local stack (``run``) and tools that read it (``events``, ``sql``)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ class LocalStack:
     def start(self, args: argparse.Namespace) -> bool:
         """Start everything; False if asked to stop meanwhile."""
         from devstack.local.apigw import ApiServer  # noqa: PLC0415
+        from devstack.local.lake import LAKE_FUNCTION, start_lake  # noqa: PLC0415
         from devstack.local.lambdas import ProcessPool, function_environment  # noqa: PLC0415
         from devstack.local.poller import StreamPoller  # noqa: PLC0415
 
@@ -139,6 +140,15 @@ class LocalStack:
                 stop=self.stop,
                 shards=args.stream_shards,
             ).start()
+        start_lake(
+            database.client("dynamodbstreams"),
+            database.client(),
+            self.pools[LAKE_FUNCTION].invoke,
+            lake_dir=self.state_dir / "lake",
+            state_dir=self.state_dir,
+            stop=self.stop,
+            flush_seconds=float(os.environ.get("LAKE_FLUSH_SECONDS", "5")),
+        )
         self.url = f"http://{args.host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
         state = {
@@ -298,6 +308,17 @@ def cmd_migrate_keys(args: argparse.Namespace) -> int:
     return 1 if done.conflicts else 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """One SQL statement over the local lake (the view ``events``), its answer tab-separated."""
+    from devstack.local.lake_sql import run_sql  # noqa: PLC0415
+
+    names, rows = run_sql(_state_dir(args) / "lake", args.statement)
+    print("\t".join(names))
+    for row in rows:
+        print("\t".join("" if value is None else str(value) for value in row))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Send the demo traffic to the running stack."""
     from devstack.tools import demo  # noqa: PLC0415
@@ -344,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("function", help="logical id in template.yaml, e.g. IngestFunction")
     invoke.add_argument("event", help="a JSON event file (events/*.json), or - for standard input")
     invoke.set_defaults(func=cmd_invoke)
+
+    sql = sub.add_parser("sql", help="run SQL over the local lake (a view `events`), as Athena does deployed")
+    sql.add_argument("statement", help='e.g. "SELECT name, count(*) FROM events GROUP BY name"')
+    sql.set_defaults(func=cmd_sql)
 
     demo_parser = sub.add_parser("demo", help="send a realistic mix of traffic to the running stack")
     demo_parser.add_argument("--seed", type=int, default=7)

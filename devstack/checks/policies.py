@@ -3,10 +3,11 @@ tests/unit/test_policies.py run it).
 
 Every identity statement that allows a write must name resources of this stack: a ``Ref`` or
 ``GetAtt`` of one of its resources (or of a parameter naming one, like ``KmsKeyArn``), or a ``Sub``
-built on one, with no wildcard. Reads may use ``*`` only where AWS offers nothing narrower (list
-actions). Functions must take a role of this template: a SAM-generated one carries
-AWSLambdaBasicExecutionRole, whose log writes cover every log group of the account. AWS-managed
-policies are refused except where listed below with the reason.
+built on one, with no wildcard but the objects of one of its buckets (``${Bucket.Arn}/prefix*``).
+Reads may use ``*`` only where AWS offers nothing narrower (list actions). Functions must take a
+role of this template: a SAM-generated one carries AWSLambdaBasicExecutionRole, whose log writes
+cover every log group of the account. AWS-managed policies are refused except where listed below
+with the reason.
 """
 
 from __future__ import annotations
@@ -69,8 +70,14 @@ def _own(resource: Any, document: Mapping[str, Any]) -> bool:
     if function == "Fn::Sub":
         text = argument if isinstance(argument, str) else argument[0]
         named = {match.split(".")[0] for match in re.findall(r"\$\{([^}!]+)\}", text)}
-        return "*" not in text and bool(named & set(resources))
+        return ("*" not in text or _objects_of_own_bucket(text, resources)) and bool(named & set(resources))
     return False
+
+
+def _objects_of_own_bucket(text: str, resources: Mapping[str, Any]) -> bool:
+    """``${Bucket.Arn}/prefix*``: objects of one of this stack's buckets (S3 names no object otherwise)."""
+    found = re.fullmatch(r"\$\{(\w+)\.Arn\}/[^*$]*\*", text)
+    return found is not None and resources.get(found.group(1), {}).get("Type") == "AWS::S3::Bucket"
 
 
 def _statements(document: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -28,6 +28,8 @@ SAMPLES = ORDER + sorted(p.stem for p in EVENTS_DIR.glob("*.json") if p.stem not
 
 
 def function_of(event: dict[str, Any]) -> str:
+    if "deliveryStreamArn" in event:
+        return "LakeFunction"
     if "httpMethod" not in event:
         kinds = {record["dynamodb"]["NewImage"]["kind"]["S"] for record in event["Records"]}
         return "ForgetFunction" if kinds == {"deletion"} else "AggregateFunction"
@@ -70,6 +72,8 @@ def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
             assert result == {"batchItemFailures": [], "state": {}}, name
         elif function == "ForgetFunction":
             assert result == {"batchItemFailures": []}, name
+        elif function == "LakeFunction":
+            assert [r["result"] for r in result["records"]] == ["Ok"] * 5 + ["Dropped"], name
         else:
             assert result["statusCode"] in (200, 201, 202, 204), f"{name}: {result.get('body')}"
     stored = {(e["plugin_id"], e["key"]) for e in sample_stack.stored()}
@@ -83,7 +87,7 @@ def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
 def test_an_unknown_function_is_named_with_the_ones_there_are(sample_stack: Stack) -> None:
     done = make_invoke(sample_stack, "NoSuchFunction", EVENTS_DIR / "health.json")
     assert done.returncode != 0
-    assert "AggregateFunction, ForgetFunction, IngestFunction, QueryFunction" in done.stderr
+    assert "AggregateFunction, ForgetFunction, IngestFunction, LakeFunction, QueryFunction" in done.stderr
 
 
 def test_a_handler_that_raises_fails_the_command(sample_stack: Stack, tmp_path: Path) -> None:

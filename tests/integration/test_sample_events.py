@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from devstack.local.apigw import match
 from tests.conftest import EVENTS_DIR, sample_event, seed_sample_key
-from tests.integration.conftest import TEMPLATE, Invoke, stored_events
+from tests.integration.conftest import TEMPLATE, Invoke, new_container, stored_events
 
 SAMPLES = sorted(path.stem for path in EVENTS_DIR.glob("*.json"))
 API_SAMPLES = [name for name in SAMPLES if "httpMethod" in sample_event(name)]
@@ -22,7 +23,25 @@ BATCH_ROUTES = {"/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch"}
 def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:
     covered = {(sample_event(name)["httpMethod"], sample_event(name)["resource"]) for name in API_SAMPLES}
     assert {(route.method, route.path) for route in ROUTES} <= covered
-    assert set(SAMPLES) - set(API_SAMPLES) == {"aggregate-stream", "forget-stream"}
+    assert set(SAMPLES) - set(API_SAMPLES) == {"aggregate-stream", "forget-stream", "lake-firehose"}
+
+
+def test_the_firehose_sample_runs_through_the_lake_function(aws: Any) -> None:
+    # The aggregate sample's five stored events as Firehose hands them over, and a claim of a client id
+    answer = new_container("LakeFunction")(sample_event("lake-firehose"))
+    results = answer["records"]
+    assert [r["result"] for r in results] == ["Ok"] * 5 + ["Dropped"]
+    rows = [json.loads(base64.b64decode(r["data"])) for r in results[:5]]
+    assert {
+        (r["metadata"]["partitionKeys"]["plugin_id"], row["name"])
+        for r, row in zip(results[:5], rows, strict=True)
+    } == {
+        ("demo-plugin", "emoji-reactions"),
+        ("demo-plugin", "handouts"),
+        ("demo-bot", "visitor"),
+        ("demo-bot", "purchase"),
+    }
+    assert {r["metadata"]["partitionKeys"]["day"] for r in results[:5]} == {"2025-11-24"}
 
 
 def test_the_stream_sample_runs_through_the_aggregate_function(

@@ -11,9 +11,10 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "layers" / "shared" / "tracking"
 AWS = ("boto3", "botocore", "tracking.storage")
-# Those allowed to reach storage: the composition root builds the stores; the stream adapters decode
-# the events table's item formats (an event, recorded rejections, a deletion step) from each record.
-MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py", "forget/stream.py"}
+# Those allowed to reach storage: the composition root builds the stores; the stream adapters and the
+# lake's transformation decode the events table's item formats (an event, recorded rejections, a
+# deletion step) from each record.
+MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py", "forget/stream.py", "lake/transform.py"}
 
 
 def imports(path: Path) -> set[str]:
@@ -67,6 +68,8 @@ def test_the_stream_adapters_use_storage_only_to_decode() -> None:
     assert {i for i in modules()["aggregate/stream.py"] if i.startswith(AWS)} == decoders
     steps = {"tracking.storage.deletions"}  # a deletion step (its kind is in tracking.keys)
     assert {i for i in modules()["forget/stream.py"] if i.startswith(AWS)} == steps
+    images = {"tracking.storage.events", "tracking.storage.dynamo"}  # an event from a change's image
+    assert {i for i in modules()["lake/transform.py"] if i.startswith(AWS)} == images
 
 
 def test_every_key_layout_is_built_in_one_module() -> None:

@@ -31,6 +31,7 @@ def test_the_check_refuses_what_the_first_release_shipped() -> None:
         "Resources": {
             "Table": {"Type": "AWS::DynamoDB::Table"},
             "Group": {"Type": "AWS::Logs::LogGroup"},
+            "Bucket": {"Type": "AWS::S3::Bucket"},
             # A function with SAM's generated role and inline policies.
             "Fn": {
                 "Type": "AWS::Serverless::Function",
@@ -58,6 +59,12 @@ def test_the_check_refuses_what_the_first_release_shipped() -> None:
                 {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": {"Ref": "KmsKeyArn"}},
                 {"Effect": "Allow", "Action": ["dynamodb:ListStreams"], "Resource": "*"},
                 {"Effect": "Deny", "Action": ["s3:PutObject"], "Resource": "*"},
+                # the objects of one of its buckets
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject"],
+                    "Resource": {"Fn::Sub": "${Bucket.Arn}/events/*"},
+                },
             ),
             "Bad": _role(
                 {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"},
@@ -72,6 +79,13 @@ def test_the_check_refuses_what_the_first_release_shipped() -> None:
                     "Action": ["dynamodb:GetItem"],
                     "Resource": "arn:aws:dynamodb:*:*:table/x*",
                 },
+                # a wildcard after a resource that is not a bucket, or a bucket named by a parameter
+                {
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:PutItem"],
+                    "Resource": {"Fn::Sub": "${Table.Arn}/*"},
+                },
+                {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": {"Fn::Sub": "${KmsKeyArn}/*"}},
                 managed=["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
             ),
         },
@@ -88,6 +102,8 @@ def test_the_check_refuses_what_the_first_release_shipped() -> None:
         "Bad/p: wildcard action dynamodb:*",
         "Bad/p: sqs:SendMessage on 'arn:aws:sqs:*:*:*', not a resource of this stack",
         "Bad/p: dynamodb:GetItem on a partial wildcard 'arn:aws:dynamodb:*:*:table/x*'",
+        "Bad/p: dynamodb:PutItem on {'Fn::Sub': '${Table.Arn}/*'}, not a resource of this stack",
+        "Bad/p: s3:PutObject on {'Fn::Sub': '${KmsKeyArn}/*'}, not a resource of this stack",
     }
 
 

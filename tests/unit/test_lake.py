@@ -1,0 +1,130 @@
+"""The lake's one schema (tracking/lake/schema.py) is what the Glue table, Firehose's prefix and the
+local files all use; a stored event's row says what was stored; Firehose's transformation keeps stored
+events only; the local writer and the ``events`` view show each event once."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from devstack.local.lake import LocalFirehose, firehose_event
+from devstack.local.lake_sql import run_sql
+from devstack.local.template import load_template
+from tests.conftest import sample_event
+from tracking.lake.schema import COLUMNS, PARTITIONS, lake_row, partition_keys
+from tracking.lake.transform import transform
+from tracking.models.canonical import CanonicalEvent
+
+NOW = 1_764_016_799_000
+
+
+def event(**fields: Any) -> CanonicalEvent:
+    base: dict[str, Any] = {
+        "plugin_id": "shop",
+        "user_id": "u-1",
+        "key": "Order Completed",
+        "dialect": "segment",
+        "event_id": "m:abc",
+        "event_time": NOW,
+        "received_at": NOW,
+    }
+    return CanonicalEvent.model_validate({**base, **fields})
+
+
+def test_the_glue_table_is_rendered_from_the_lakes_column_list() -> None:
+    resources = load_template()["Resources"]
+    table = resources["LakeEventsTable"]["Properties"]["TableInput"]
+    assert [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]] == list(COLUMNS)
+    assert [(c["Name"], c["Type"]) for c in table["PartitionKeys"]] == list(PARTITIONS)
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.plugin_id.type"] == "injected"  # a query must name its plugin
+    assert parameters["projection.day.type"] == "date"
+    template = parameters["storage.location.template"]["Fn::Sub"]
+    assert template.endswith("/events/plugin_id=${!plugin_id}/day=${!day}/")
+    # Firehose writes where the table reads, with the partition keys the transformation returns
+    s3 = resources["LakeDeliveryStream"]["Properties"]["ExtendedS3DestinationConfiguration"]
+    names = [name for name, _ in PARTITIONS]
+    assert s3["Prefix"] == "events/" + "".join(f"{n}=!{{partitionKeyFromLambda:{n}}}/" for n in names)
+    assert set(partition_keys(event())) == set(names)
+
+
+def test_a_rows_columns_are_the_schemas_and_say_what_was_stored() -> None:
+    row = lake_row(
+        event(
+            kind="page",
+            key="page",
+            value=Decimal("4.50"),  # a stored number comes back a Decimal
+            properties={"popup_version": "b", "url": "https://x.test/p?utm_source=ignored"},
+            context={
+                "ip": "203.0.113.7",
+                "page": {"url": "https://shop.test/a?utm_source=news", "referrer": "https://ref.test/"},
+                "campaign": {"source": "newsletter", "medium": "email", "name": "winter"},
+            },
+            anonymous_id="anon-1",
+        )
+    )
+    assert list(row) == [name for name, _ in COLUMNS]
+    assert row["type"] == "page"
+    assert row["value"] == "4.50"
+    assert json.loads(row["properties"])["popup_version"] == "b"
+    assert (row["url"], row["referrer"], row["ip"]) == (
+        "https://shop.test/a?utm_source=news",
+        "https://ref.test/",
+        "203.0.113.7",
+    )
+    # context.campaign first, as the contract says
+    assert (row["utm_source"], row["utm_medium"], row["utm_campaign"]) == ("newsletter", "email", "winter")
+    assert row["bot"] is False
+
+
+def test_without_a_campaign_the_utm_parameters_of_the_pages_url_are_used() -> None:
+    row = lake_row(
+        event(
+            dialect="widget",
+            value=True,
+            properties={"url": "https://bot.test/?utm_source=google&utm_campaign=spring"},
+            context={"referer": "https://google.test/"},
+        )
+    )
+    assert (row["utm_source"], row["utm_medium"], row["utm_campaign"]) == ("google", None, "spring")
+    assert (row["value"], row["referrer"]) == ("true", "https://google.test/")
+
+
+def change(name: str, image: dict[str, Any] | None) -> dict[str, Any]:
+    record = {"eventID": name, "eventName": name, "dynamodb": {"ApproximateCreationDateTime": 1}}
+    if image is not None:
+        record["dynamodb"]["NewImage"] = image
+    return record
+
+
+def test_firehose_gets_a_row_for_each_stored_event_and_nothing_else() -> None:
+    stored = sample_event("aggregate-stream")["Records"][0]
+    modified = {**stored, "eventID": "m", "eventName": "MODIFY"}
+    rejected = change("INSERT", {"pk": {"S": "r"}, "sk": {"S": "1"}, "kind": {"S": "rejected"}})
+    event = firehose_event([stored, modified, rejected])
+    event["records"].append({"recordId": "garbage", "data": base64.b64encode(b"{not json").decode()})
+    results = transform(event)["records"]
+    assert [r["result"] for r in results] == ["Ok", "Dropped", "Dropped", "ProcessingFailed"]
+    row = json.loads(base64.b64decode(results[0]["data"]))
+    assert row["event_id"] == stored["dynamodb"]["NewImage"]["sk"]["S"]
+    assert row["event_time"] == int(stored["dynamodb"]["NewImage"]["event_time"]["N"])
+
+
+def test_a_batch_delivered_twice_and_an_event_in_two_batches_are_read_once(tmp_path: Path) -> None:
+    records = sample_event("aggregate-stream")["Records"]
+    firehose = LocalFirehose(transform, tmp_path)
+    firehose.deliver({"Records": records})
+    firehose.deliver({"Records": records})  # a redelivery: the same files, written again
+    firehose.deliver({"Records": records[:2]})  # a batch cut differently: other files, same events
+    files = sorted(p.relative_to(tmp_path).parts[:3] for p in tmp_path.rglob("*.parquet"))
+    assert len(files) == 3  # two partitions of the first batch, one of the second
+    assert run_sql(tmp_path, "SELECT count(*), count(DISTINCT event_id) FROM events")[1] == [(5, 5)]
+    _, rows = run_sql(
+        tmp_path, "SELECT plugin_id, count(*) FROM events GROUP BY plugin_id ORDER BY plugin_id"
+    )
+    assert rows == [("demo-bot", 2), ("demo-plugin", 3)]
+    assert run_sql(tmp_path / "empty", "SELECT count(*) FROM events")[1] == [(0,)]

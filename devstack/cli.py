@@ -116,6 +116,8 @@ class LocalStack:
             **dynamodb.local_environment(database.endpoint),
             # On AWS the admin key is a Secrets Manager secret; locally it is given as is.
             "TRACKING_ADMIN_KEY": self.key,
+            # The query function's lake: the files the local Firehose writes (DuckDB reads them).
+            "LAKE_DIR": str(self.state_dir / "lake"),
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
         self.pools = {

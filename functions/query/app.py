@@ -12,13 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracking.observability import route_package_logs
 from tracking.query.routes import create_query_app
 from tracking.settings import get_settings
-from tracking.wiring import plugin_admin, query_service
+from tracking.wiring import lake_questions, plugin_admin, query_service
 
 logger = Logger()
 route_package_logs(logger)
 
 settings = get_settings()
-app = create_query_app(query_service(settings), plugin_admin(settings))
+app = create_query_app(query_service(settings), plugin_admin(settings), lake_questions(settings))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

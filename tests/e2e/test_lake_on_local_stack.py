@@ -97,3 +97,24 @@ def test_stored_events_of_every_dialect_reach_the_lake_once(stack: Stack) -> Non
         f"FROM events WHERE plugin_id = '{PLUGIN}' AND name = 'rating' GROUP BY 1 ORDER BY 1",
     )
     assert versions == [{"version": "b", "n": "1"}, {"version": "", "n": "1"}]
+    # And the lake's routes answer from it, for a key of the plugin only
+    day = rows[0]["day"]
+    span = f"from={day}&to={day}"
+    reply = stack.admin(
+        "GET", f"/v1/plugins/{PLUGIN}/breakdown?event=rating&by=properties.popup_version&{span}"
+    )
+    assert reply.status == 200, reply.raw
+    assert reply.json["rows"] == [
+        {"value": "b", "events": 1, "users": 1},
+        {"value": None, "events": 1, "users": 1},
+    ]
+    reply = stack.admin("GET", f"/v1/plugins/{PLUGIN}/retention?{span}")
+    assert reply.status == 200, reply.raw
+    assert reply.json["cohorts"] == [{"start": day, "users": 3, "returned": [3]}]
+    refused = stack.admin("GET", f"/v1/plugins/{PLUGIN}/breakdown?event=rating&by=ip")
+    assert refused.status == 422
+    key = stack.admin("POST", f"/v1/plugins/{CHATBOT}/keys", {"label": "other"}).json["key"]
+    other = stack.request(
+        "GET", f"/v1/plugins/{PLUGIN}/breakdown?event=rating&by=type", headers={"x-api-key": key}
+    )
+    assert other.status == 403

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -210,11 +210,13 @@ def operation(
     body_required: bool = True,
     query: Sequence[QueryParam] = (),
     error: type[BaseModel] = Error,
+    also: Mapping[int, type[BaseModel]] | None = None,
 ) -> dict[str, Any]:
     """What a route takes and answers, as the keyword arguments of Powertools' route decorator.
 
     ``reply`` is a reply model, ``"csv"``, ``"html"`` or ``"json"`` (any object), or None (no body);
-    ``body`` a request model, several (any one of them), or a JSON schema.
+    ``body`` a request model, several (any one of them), or a JSON schema; ``also`` other successful
+    answers by status (a 202 while a query runs).
     """
     answer: dict[str, Any] = {"description": "Success", "content": {}}  # None: a reply without a body
     if isinstance(reply, str):
@@ -222,6 +224,11 @@ def operation(
     elif reply is not None:
         answer["content"] = {content_types.APPLICATION_JSON: {"model": reply}}
     responses: dict[int, Any] = {status: answer}
+    for code, model in (also or {}).items():
+        responses[code] = {
+            "description": model.__doc__ or "Success",
+            "content": {content_types.APPLICATION_JSON: {"model": model}},
+        }
     for code, description in ERRORS.items():
         responses[code] = {
             "description": description,

@@ -33,6 +33,11 @@ class Settings(BaseModel):
     # Requests per day (rolling, from the key's first request) each admin or dashboard key may make,
     # across all containers; 0 disables the quota.
     key_quota_per_day: int = Field(100_000, ge=0, alias="KEY_QUOTA_PER_DAY")
+    # The lake the query function asks: a folder of Parquet files (the local stack), or Athena's
+    # workgroup and Glue database (the deployed stack).
+    lake_dir: str | None = Field(None, alias="LAKE_DIR")
+    lake_workgroup: str | None = Field(None, alias="LAKE_WORKGROUP")
+    lake_database: str | None = Field(None, alias="LAKE_DATABASE")
     # Plugin that widget calls without ``data.chatbot_id`` are recorded under.
     default_plugin_id: str = Field("default", alias="DEFAULT_PLUGIN_ID")
 

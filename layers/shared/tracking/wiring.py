@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from tracking.ingest.service import IngestService
     from tracking.query.admin import PluginAdmin
     from tracking.query.auth import AdminKey
+    from tracking.query.lake import LakeQuestions
     from tracking.query.service import QueryService
     from tracking.storage.budgets import BudgetStore
     from tracking.storage.control import ControlStore
@@ -106,6 +107,25 @@ def query_service(settings: Settings) -> QueryService:
         events=UserEvents(client(), settings.events_table, settings.retention_days),
         deletions=DeletionStore(client(), settings.events_table),
     )
+
+
+def lake_questions(settings: Settings) -> LakeQuestions:
+    """Breakdown and retention over the stack's lake: DuckDB over a folder, else Athena (None: the
+    routes answer 503)."""
+    from tracking.query.lake import LakeEngine, LakeQuestions  # noqa: PLC0415
+
+    engine: LakeEngine | None = None
+    if settings.lake_dir:
+        from pathlib import Path  # noqa: PLC0415
+
+        from tracking.storage.lake_engines import DuckDbLake  # noqa: PLC0415
+
+        engine = DuckDbLake(Path(settings.lake_dir))
+    elif settings.lake_workgroup and settings.lake_database:
+        from tracking.storage.lake_engines import AthenaLake, athena_client  # noqa: PLC0415
+
+        engine = AthenaLake(athena_client, settings.lake_workgroup, settings.lake_database)
+    return LakeQuestions(engine)
 
 
 def plugin_admin(settings: Settings) -> PluginAdmin:

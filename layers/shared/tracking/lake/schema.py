@@ -75,7 +75,7 @@ def lake_row(event: CanonicalEvent) -> dict[str, Any]:
         "user_id": event.user_id,
         "anonymous_id": event.anonymous_id,
         "value": None if event.value is None else _value_text(event.value),
-        "properties": dumps_compact(event.properties),
+        "properties": dumps_compact(_properties(event)),
         "traits": dumps_compact(event.traits),
         "context": dumps_compact(context),
         "event_time": event.event_time,
@@ -90,6 +90,13 @@ def lake_row(event: CanonicalEvent) -> dict[str, Any]:
     }
     row.update(_campaign(context, url))
     return row
+
+
+def _properties(event: CanonicalEvent) -> dict[str, Any]:
+    """The call's properties; a widget's items, which the event keeps apart, as ``items``."""
+    if event.items and "items" not in event.properties:
+        return {**event.properties, "items": [item.model_dump(mode="json") for item in event.items]}
+    return event.properties
 
 
 def _campaign(context: dict[str, Any], url: str | None) -> dict[str, str | None]:

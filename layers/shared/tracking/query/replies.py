@@ -170,3 +170,39 @@ class Deletion(Reply):
 class Suppression(Reply):
     user_id: str
     suppressed: bool
+
+
+class BreakdownRow(Reply):
+    value: str | None = Field(description="the field's value (null: the event does not carry it)")
+    events: int
+    users: int = Field(description="distinct users with such an event")
+
+
+class BreakdownOther(Reply):
+    events: int
+    users: int
+
+
+class BreakdownReply(Reply):
+    event: str
+    by: str
+    rows: list[BreakdownRow] = Field(description="the 50 values with the most events, most first")
+    other: BreakdownOther = Field(description="every other value, summed")
+
+
+class Cohort(Reply):
+    start: str = Field(json_schema_extra={"format": "date"}, description="the cohort's first period")
+    users: int
+    returned: list[int] = Field(description="users of the cohort with an event k periods later (k = 0 first)")
+
+
+class RetentionReply(Reply):
+    period: Literal["day", "week"]
+    cohorts: list[Cohort]
+
+
+class QueryRunning(Reply):
+    """The lake query is still running: ask queries/{query_id} for its answer."""
+
+    query_id: str
+    status: Literal["running"] = "running"

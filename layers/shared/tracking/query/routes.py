@@ -24,6 +24,8 @@ from tracking.models.config import PluginConfig
 from tracking.payloads import parse_json, parse_json_object
 from tracking.query import people
 from tracking.query.admin import PluginAdmin
+from tracking.query.lake import LakeQuestions
+from tracking.query.lake_routes import lake_routes
 from tracking.query.replies import (
     Column,
     Columns,
@@ -67,23 +69,21 @@ SERIES_QUERY = (
 )
 
 
-def static_text(name: str) -> str:
-    return resources.files("tracking.query").joinpath(name).read_text(encoding="utf-8")
-
-
-def create_query_app(service: QueryService, admin: PluginAdmin) -> APIGatewayRestResolver:
+def create_query_app(
+    service: QueryService, admin: PluginAdmin, lake: LakeQuestions
+) -> APIGatewayRestResolver:
     app = new_resolver()
     _admin_routes(app, service, admin)
     _dashboard_routes(app, service)
+    lake_routes(app, service, lake)
     _people_routes(app, service)
     _public_routes(app)
     return app
 
 
 def iso_time(epoch_ms: int) -> str:
-    return (
-        datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    at = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _api_key(app: APIGatewayRestResolver) -> str | None:
@@ -359,9 +359,8 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         **operation("A deletion's progress", "admin", api_key=True, reply=Deletion),
     )
     def get_deletion(plugin_id: str, deletion_id: str) -> Response[str]:
-        step = service.deletion(
-            service.managed(_api_key(app), path_param(plugin_id)), path_param(deletion_id)
-        )
+        managed = service.managed(_api_key(app), path_param(plugin_id))
+        step = service.deletion(managed, path_param(deletion_id))
         removed = {
             "events": step.removed_events,
             "aggregates": step.removed_aggregates,
@@ -373,9 +372,7 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
 
     @app.delete(
         "/v1/plugins/<plugin_id>/suppressions/<user_id>",
-        **operation(
-            "Lift a suppression: the id's calls count again", "admin", api_key=True, reply=Suppression
-        ),
+        **operation("Lift a suppression: its calls count again", "admin", api_key=True, reply=Suppression),
     )
     def lift_suppression(plugin_id: str, user_id: str) -> Response[str]:
         user_id = path_param(user_id)
@@ -390,10 +387,13 @@ def _public_routes(app: APIGatewayRestResolver) -> None:
 
     @app.get("/dashboard", **operation("The dashboard page", "dashboard", reply="html"))
     def dashboard_page() -> Response[str]:
-        return Response(
-            200, "text/html; charset=utf-8", static_text("dashboard.html"), {"Cache-Control": "no-cache"}
-        )
+        page = _text("dashboard.html")
+        return Response(200, "text/html; charset=utf-8", page, {"Cache-Control": "no-cache"})
 
     @app.get("/openapi.json", **operation("This document", "health", reply="json"))
     def openapi() -> Response[str]:
-        return Response(200, "application/json", static_text("openapi.json"))
+        return Response(200, "application/json", _text("openapi.json"))
+
+
+def _text(name: str) -> str:
+    return resources.files("tracking.query").joinpath(name).read_text(encoding="utf-8")

@@ -118,6 +118,7 @@ class LocalStack:
             "TRACKING_ADMIN_KEY": self.key,
             # The query function's lake: the files the local Firehose writes (DuckDB reads them).
             "LAKE_DIR": str(self.state_dir / "lake"),
+            "LAKE_FLUSH_SECONDS": os.environ.get("LAKE_FLUSH_SECONDS", "5"),
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
         self.pools = {
@@ -149,7 +150,7 @@ class LocalStack:
             lake_dir=self.state_dir / "lake",
             state_dir=self.state_dir,
             stop=self.stop,
-            flush_seconds=float(os.environ.get("LAKE_FLUSH_SECONDS", "5")),
+            flush_seconds=float(local["LAKE_FLUSH_SECONDS"]),
         )
         self.url = f"http://{args.host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()

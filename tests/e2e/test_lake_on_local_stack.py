@@ -118,3 +118,27 @@ def test_stored_events_of_every_dialect_reach_the_lake_once(stack: Stack) -> Non
         "GET", f"/v1/plugins/{PLUGIN}/breakdown?event=rating&by=type", headers={"x-api-key": key}
     )
     assert other.status == 403
+
+
+def test_a_deleted_person_leaves_the_lake_before_the_deletion_is_done(stack: Stack) -> None:
+    assert stack.admin("PUT", f"/v1/plugins/{PLUGIN}/config", CONFIG).status == 200
+    calls = [
+        {"type": "track", "event": "rating", "userId": "gone", "properties": {"value": 1}},
+        {"type": "identify", "userId": "gone", "anonymousId": "gone-anon", "traits": {"plan": "x"}},
+        {"type": "page", "anonymousId": "gone-anon"},
+        {"type": "track", "event": "rating", "userId": "stays", "properties": {"value": 5}},
+    ]
+    post(stack, "/v1/batch", {"batch": calls}, BASIC)
+    mine = "SELECT count(*) AS n FROM events WHERE user_id IN ('gone', 'gone-anon')"
+    eventually(lambda: sql(stack, mine)[0]["n"] == "3" or None, timeout_s=60)
+    eventually(lambda: stack.admin("GET", f"/v1/plugins/{PLUGIN}/users/gone").status == 200 or None)
+    deletion = stack.admin("DELETE", f"/v1/plugins/{PLUGIN}/users/gone").json["deletion_id"]
+
+    def done() -> dict[str, Any] | None:
+        reply = stack.admin("GET", f"/v1/plugins/{PLUGIN}/deletions/{deletion}").json
+        return reply if reply["status"] == "done" else None
+
+    finished = eventually(done, timeout_s=90)
+    assert finished["removed"]["lake_rows"] == 3
+    assert sql(stack, mine) == [{"n": "0"}]
+    assert sql(stack, "SELECT count(*) AS n FROM events WHERE user_id = 'stays'") == [{"n": "1"}]

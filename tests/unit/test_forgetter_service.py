@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +17,16 @@ from devstack.fakes.control import FakeControl
 from devstack.fakes.events import FakeDeletions, FakeEvents, FakeRejections
 from devstack.fakes.stream import FakeStream
 from devstack.local.builders import canonical
+from devstack.local.lake_sql import run_sql
 from tests.helpers import identify_call, segment_call
+from tests.unit.test_lake_questions import lake_of
 from tracking.aggregate.aggregator import Aggregator
 from tracking.forget.service import PAGE_ITEMS, STEP_ITEMS, Forgetter
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import DeletionStep
 from tracking.models.rejections import Rejection, RejectionRecord
 from tracking.models.storage_failures import StorageUnavailable
+from tracking.storage.lake_engines import LocalLakeEraser
 
 NOW = 1_764_016_800_000
 
@@ -192,3 +196,52 @@ def test_a_suppressing_deletion_sweeps_again_after_every_cache_has_seen_it() -> 
     assert not late  # the sweep waited
     assert users_left(people) == set()
     assert last.removed_events == 14
+
+
+def test_a_deletion_rewrites_the_lake_once_every_row_of_the_person_can_be_in_it(tmp_path: Path) -> None:
+    # Given a lake holding the person's rows (as a user and as an anonymous id) and another's, over
+    # two days and two plugins
+    events = [
+        canonical("test", None, user="gone", at=NOW, event_id="g:1", dialect="plugin"),
+        canonical("test", None, user="kept", at=NOW, event_id="g:2", dialect="plugin"),
+        canonical("test", None, user="gone", at=NOW + 86_400_000, event_id="g:3", dialect="plugin"),
+        canonical("test", None, user="kept", at=NOW + 86_400_000, event_id="g:4", dialect="plugin"),
+    ]
+    events.append(events[1].model_copy(update={"event_id": "g:5", "anonymous_id": "anon-gone"}))
+    events.append(events[0].model_copy(update={"plugin_id": "p2", "event_id": "g:6"}))
+    lake = lake_of(tmp_path, events)
+    eraser = LocalLakeEraser(lake)
+    people = People()
+    people.forgetter = Forgetter(
+        people.deletions,
+        people.events,
+        people.aggregates,
+        people.rejections,
+        cache_seconds=5,
+        lake=eraser,
+        lake_flush_seconds=5,
+        clock=lambda: people.now,
+        sleep=people.sleep,
+    )
+    # When the person and their anonymous id are forgotten
+    last, _ = people.forget(deletion("gone", "anon-gone"))
+    # Then the lake was rewritten after its flush interval and margin, and holds none of their rows
+    assert people.now * 1000 >= NOW + 7_000
+    assert last.removed_lake_rows == 3
+    assert eraser.holding("p1", ["gone", "anon-gone"]) == []
+    left = run_sql(lake, "SELECT plugin_id, event_id FROM events ORDER BY event_id")[1]
+    assert left == [("p1", "g:2"), ("p1", "g:4"), ("p2", "g:6")]  # another plugin's "gone" is kept
+
+
+def test_a_file_left_with_no_row_is_removed_and_one_outside_the_plugin_is_never_touched(
+    tmp_path: Path,
+) -> None:
+    event = canonical("test", None, user="gone", at=NOW, event_id="g:1", dialect="plugin")
+    lake = lake_of(tmp_path, [event, event.model_copy(update={"plugin_id": "p2"})])
+    eraser = LocalLakeEraser(lake)
+    (only,) = eraser.holding("p1", ["gone"]) or []
+    other = next(iter(eraser.holding("p2", ["gone"]) or []))
+    assert eraser.erase("p1", other, ["gone"]) == 0  # the file of another plugin
+    assert eraser.erase("p1", only, ["gone"]) == 1
+    assert not Path(only).exists()
+    assert Path(other).exists()

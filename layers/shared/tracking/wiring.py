@@ -146,17 +146,26 @@ def admin_key(settings: Settings) -> AdminKey:
 
 
 def forgetter(settings: Settings) -> Forgetter:
-    from tracking.forget.service import Forgetter  # noqa: PLC0415
+    from tracking.forget.service import Forgetter, LakeEraser  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
+    lake: LakeEraser | None = None
+    if settings.lake_dir:
+        from pathlib import Path  # noqa: PLC0415
+
+        from tracking.storage.lake_engines import LocalLakeEraser  # noqa: PLC0415
+
+        lake = LocalLakeEraser(Path(settings.lake_dir))
     return Forgetter(
         DeletionStore(client(), settings.events_table),
         UserEvents(client(), settings.events_table, settings.retention_days),
         AggregateStore(client(), settings.aggregates_table),
         RejectionStore(client(), settings.events_table),
         cache_seconds=settings.config_cache_seconds,
+        lake=lake,
+        lake_flush_seconds=settings.lake_flush_seconds,
     )

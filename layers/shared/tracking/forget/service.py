@@ -12,7 +12,9 @@ the last id, the plugin's recorded rejections lose the refused calls that name o
 (their counts stay). Then a sweep waits until every container has seen the suppression
 (``CONFIG_CACHE_SECONDS``) and goes over every id and the rejections once more, for calls stored
 meanwhile (calls of a suppressed id that reach the stream later are removed by the aggregator).
-Daily rollups stay: they count, and name nobody.
+Last, the lake: once every row stored before the request has had time to reach it (its flush
+interval and a margin after the request), each file holding a row of an id is rewritten without
+them, a few files a step, until no file holds one. Daily rollups stay: they count, and name nobody.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ STEP_ITEMS = 2_000
 STEP_SECONDS = 20.0
 PAGE_ITEMS = 500
 SWEEP_MARGIN_MS = 2_000
+LAKE_FILES_PER_STEP = 20
+LAKE_FILE_ITEMS = 100  # what rewriting one file counts against a step's budget
+# After the flush interval, a fifth of it more (2 s at least): a delivery retried, a batch late.
+LAKE_MARGIN_MIN_MS = 2_000
 
 
 class Steps(Protocol):
@@ -55,6 +61,13 @@ class RejectionPages(Protocol):
     def replace(self, sk: str, record: RejectionRecord) -> None: ...
 
 
+class LakeEraser(Protocol):
+    """The lake's files holding rows of some ids, and one file rewritten without them."""
+
+    def holding(self, plugin_id: str, ids: Sequence[str]) -> list[str] | None: ...  # None: still looking
+    def erase(self, plugin_id: str, file: str, ids: Sequence[str]) -> int: ...  # rows removed
+
+
 class PeopleStore(Protocol):
     def user_items(self, plugin_id: str, user_id: str) -> UserItems: ...
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]: ...
@@ -71,9 +84,14 @@ class Forgetter:
         rejections: RejectionPages,
         *,
         cache_seconds: float,
+        lake: LakeEraser | None = None,
+        lake_flush_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._lake = lake
+        flush_ms = int(lake_flush_seconds * 1000)
+        self._lake_delay_ms = flush_ms + max(LAKE_MARGIN_MIN_MS, flush_ms // 5)
         self._steps = steps
         self._events = events
         self._people = people
@@ -100,11 +118,13 @@ class Forgetter:
         return work
 
     def _advance(self, work: DeletionStep) -> tuple[DeletionStep, int]:
-        if work.phase == "sweep":
+        if work.phase in ("sweep", "lake"):
             wait_ms = work.sweep_after - int(self._clock() * 1000)
             if wait_ms > 0:
                 self._sleep(min(wait_ms / 1000, STEP_SECONDS / 2))
                 return work, 0
+            if work.phase == "lake":
+                return self._lake_files(work)
             return dataclasses.replace(work, phase="events", position=0, cursor=None, swept=True), 0
         if work.phase == "rejections":
             return self._rejections_page(work)
@@ -164,11 +184,32 @@ class Forgetter:
         if following is not None:
             return dataclasses.replace(counted, cursor=following), len(records) + removed
         if work.swept or not work.suppress:
-            return dataclasses.replace(counted, phase="done", cursor=None), len(records) + removed
+            return self._to_lake(counted), len(records) + removed
         after = int(self._clock() * 1000) + self._cache_ms + SWEEP_MARGIN_MS
         return dataclasses.replace(counted, phase="sweep", sweep_after=after, cursor=None), len(
             records
         ) + removed
+
+    def _to_lake(self, work: DeletionStep) -> DeletionStep:
+        """The last phase: the lake (none without one), once every row the person stored before the
+        request can have reached it."""
+        if self._lake is None:
+            return dataclasses.replace(work, phase="done", cursor=None)
+        after = max(work.requested_at + self._lake_delay_ms, int(self._clock() * 1000))
+        return dataclasses.replace(work, phase="lake", sweep_after=after, cursor=None)
+
+    def _lake_files(self, work: DeletionStep) -> tuple[DeletionStep, int]:
+        assert self._lake is not None  # the phase is only entered with a lake
+        files = self._lake.holding(work.plugin_id, work.ids)
+        if files is None:  # the search is still running: look again in a moment
+            self._sleep(1.0)
+            return work, 0
+        if not files:
+            return dataclasses.replace(work, phase="done", cursor=None), 0
+        chosen = files[:LAKE_FILES_PER_STEP]
+        removed = sum(self._lake.erase(work.plugin_id, file, work.ids) for file in chosen)
+        counted = dataclasses.replace(work, removed_lake_rows=work.removed_lake_rows + removed)
+        return counted, LAKE_FILE_ITEMS * len(chosen)
 
     def _unlink(self, step: DeletionStep) -> None:
         """An id forgotten from a user it was linked into leaves that user's list of ids."""

@@ -220,14 +220,17 @@ class DeletionStep:
     ids: tuple[str, ...]  # every id of the person being forgotten
     requested_at: int
     position: int = 0  # index into ids
-    phase: str = "events"  # events, aggregates (per id), then rejections, sweep, done
+    phase: str = "events"  # events, aggregates (per id), then rejections, sweep, lake, done
     cursor: str | None = None  # where the current phase's listing resumes
     removed_events: int = 0
     removed_aggregates: int = 0
     removed_profiles: int = 0
     removed_rejections: int = 0  # refused calls of the person no longer kept
+    removed_lake_rows: int = 0  # the person's rows rewritten out of the lake's files
     suppress: bool = True
-    sweep_after: int = 0  # epoch ms: the final sweep waits until every cache has seen the suppression
+    # epoch ms: the final sweep waits until every cache has seen the suppression; the lake's rewrite,
+    # until every row of the person stored before the request has reached the lake
+    sweep_after: int = 0
     swept: bool = False  # the ids are being gone over a second time
     merged_into: str | None = None  # the user the asked id was linked to (it leaves that user's list)
 

@@ -366,6 +366,7 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
             "aggregates": step.removed_aggregates,
             "profiles": step.removed_profiles,
             "rejections": step.removed_rejections,
+            "lake_rows": step.removed_lake_rows,
         }
         status: Literal["pending", "done"] = "done" if step.done else "pending"
         return json_response(200, Deletion(deletion_id=step.deletion_id, status=status, removed=removed))

@@ -26,7 +26,7 @@ from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import DeletionStep
 from tracking.models.rejections import Rejection, RejectionRecord
 from tracking.models.storage_failures import StorageUnavailable
-from tracking.storage.lake_engines import LocalLakeEraser
+from tracking.storage.lake_erasers import LocalLakeEraser
 
 NOW = 1_764_016_800_000
 

@@ -38,6 +38,7 @@ class Settings(BaseModel):
     lake_dir: str | None = Field(None, alias="LAKE_DIR")
     lake_workgroup: str | None = Field(None, alias="LAKE_WORKGROUP")
     lake_database: str | None = Field(None, alias="LAKE_DATABASE")
+    lake_bucket: str | None = Field(None, alias="LAKE_BUCKET")  # where a deletion rewrites the files
     # How soon a stored event is in the lake (a deletion rewrites the lake after this and a margin).
     lake_flush_seconds: float = Field(300.0, ge=0, alias="LAKE_FLUSH_SECONDS")
     # Plugin that widget calls without ``data.chatbot_id`` are recorded under.

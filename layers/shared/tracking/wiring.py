@@ -157,9 +157,15 @@ def forgetter(settings: Settings) -> Forgetter:
     if settings.lake_dir:
         from pathlib import Path  # noqa: PLC0415
 
-        from tracking.storage.lake_engines import LocalLakeEraser  # noqa: PLC0415
+        from tracking.storage.lake_erasers import LocalLakeEraser  # noqa: PLC0415
 
         lake = LocalLakeEraser(Path(settings.lake_dir))
+    elif settings.lake_workgroup and settings.lake_database and settings.lake_bucket:
+        from tracking.storage.lake_engines import AthenaLake, athena_client  # noqa: PLC0415
+        from tracking.storage.lake_erasers import AthenaLakeEraser, s3_client  # noqa: PLC0415
+
+        athena = AthenaLake(athena_client, settings.lake_workgroup, settings.lake_database)
+        lake = AthenaLakeEraser(athena, s3_client, settings.lake_bucket)
     return Forgetter(
         DeletionStore(client(), settings.events_table),
         UserEvents(client(), settings.events_table, settings.retention_days),

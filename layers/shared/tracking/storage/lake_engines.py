@@ -10,9 +10,8 @@ is the first parameter of every statement: a query id is answered only to a call
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,71 +194,3 @@ class AthenaLake:
             return getattr(self._athena(), operation)(**arguments)
         except ClientError as exc:
             raise StorageUnavailable(f"The lake is unavailable ({error_code(exc)}); retry later") from exc
-
-
-class LocalLakeEraser:
-    """A person's rows out of the local lake's files: the files of the plugin holding a row of an id
-    (as a user or as an anonymous id), each rewritten without them, aside then renamed into place (a
-    file left with no row is removed)."""
-
-    def __init__(self, lake_dir: Path) -> None:
-        self._lake = lake_dir
-
-    def holding(self, plugin_id: str, ids: Sequence[str]) -> list[str] | None:
-        folder = self._lake / "events" / f"plugin_id={plugin_id}"
-        files = sorted(str(path) for path in folder.glob("day=*/*.parquet"))
-        if not files or not ids:
-            return []
-        connection = _with_ids(ids)
-        try:
-            found = connection.execute(
-                "SELECT DISTINCT filename FROM read_parquet(?, filename = true) "
-                "WHERE user_id IN (SELECT id FROM forgotten) OR anonymous_id IN (SELECT id FROM forgotten)",
-                [files],
-            ).fetchall()
-        finally:
-            connection.close()
-        return sorted(str(row[0]) for row in found)
-
-    def erase(self, plugin_id: str, file: str, ids: Sequence[str]) -> int:
-        path = Path(file)
-        if not path.is_relative_to(self._lake / "events" / f"plugin_id={plugin_id}") or not path.exists():
-            return 0
-        return rewrite_without(path, ids)
-
-
-def rewrite_without(path: Path, ids: Sequence[str]) -> int:
-    """Rewrite one Parquet file of the lake without the rows of these ids; the rows removed."""
-    connection = _with_ids(ids)
-    aside = path.with_name(f".{path.name}.rewrite")
-    try:
-        source = str(path).replace("'", "''")
-        kept = (
-            f"SELECT * FROM read_parquet('{source}') "  # noqa: S608 - our own file's path, quoted
-            "WHERE user_id NOT IN (SELECT id FROM forgotten) "
-            "AND (anonymous_id IS NULL OR anonymous_id NOT IN (SELECT id FROM forgotten))"
-        )
-        total = connection.execute(f"SELECT count(*) FROM read_parquet('{source}')").fetchone()[0]  # noqa: S608
-        left = connection.execute(f"SELECT count(*) FROM ({kept})").fetchone()[0]  # noqa: S608
-        if left == total:
-            return 0
-        if left:
-            target = str(aside).replace("'", "''")
-            connection.execute(f"COPY ({kept}) TO '{target}' (FORMAT parquet, COMPRESSION snappy)")
-            os.replace(aside, path)
-        else:
-            path.unlink()
-        return int(total - left)
-    finally:
-        connection.close()
-        aside.unlink(missing_ok=True)
-
-
-def _with_ids(ids: Sequence[str]) -> Any:
-    """A DuckDB connection holding the ids in a table ``forgotten`` (bound, never spliced)."""
-    import duckdb  # noqa: PLC0415 - only where the lake is local
-
-    connection = duckdb.connect()
-    connection.execute("CREATE TEMP TABLE forgotten (id VARCHAR)")
-    connection.executemany("INSERT INTO forgotten VALUES (?)", [[i] for i in ids])
-    return connection

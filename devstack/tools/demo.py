@@ -173,6 +173,10 @@ def plan(rng: random.Random) -> list[Call]:
         token = f"demo_visitor_{n:04d}{n % 2}"  # the last character picks the A/B group
         ip = f"127.0.{3 + n // 250}.{n % 250 + 1}"
         steps = ["visitor"]
+        # Where they came from (the page's utm_source), and which popup they were shown.
+        source = rng.choice(["newsletter", "ads", "search", None])
+        page = "https://shop.example.com/" + (f"?utm_source={source}" if source else "")
+        popup = rng.choice(["spring-a", "spring-b"])
         if rng.random() < (0.5 if n % 2 else 0.4):
             steps += ["popup_displayed", "bot_open"]
             if rng.random() < 0.7:
@@ -182,7 +186,9 @@ def plan(rng: random.Random) -> list[Call]:
                     if rng.random() < (0.55 if n % 2 else 0.4):
                         steps += ["purchase"]
         for step in steps:
-            data: dict[str, Any] = {"chatbot_id": CHATBOT, "url": "https://shop.example.com/"}
+            data: dict[str, Any] = {"chatbot_id": CHATBOT, "url": page}
+            if step in ("popup_displayed", "bot_open"):
+                data["popup_version"] = popup
             if step == "convo_started":
                 data["open_way"] = rng.choice(["popup", "chat_button"])
             if step in ("added_to_cart", "purchase"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from tests.e2e.conftest import Stack, run_demo
+from tests.conftest import ROOT
+from tests.e2e.conftest import Stack, eventually, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -17,12 +19,16 @@ def test_demo_traffic_fills_the_plugin_and_the_chatbot(stack: Stack) -> None:
     assert "100% (" in done.stderr  # the progress bar got to the end
     assert "(0 refused)" in done.stdout
 
+    # Every stored purchase counted too: the last visitors' purchases come after the last visit.
+    purchases = sum(1 for e in stack.stored() if e["plugin_id"] == "demo-shop-bot" and e["key"] == "purchase")
+
     def filled() -> dict[str, object] | None:
         summary = stack.admin("GET", "/api/analytics/summary?chatbot_id=demo-shop-bot")
         rows = stack.admin("GET", "/v1/plugins/webinar-reactions/rows?limit=200")
         if summary.status != 200 or rows.status != 200 or len(rows.json["rows"]) < 60:
             return None
-        return summary.json if summary.json["counts"].get("visitor") == 150 else None
+        counts = summary.json["counts"]
+        return summary.json if (counts.get("visitor"), counts.get("purchase")) == (150, purchases) else None
 
     deadline = time.monotonic() + 30
     result = filled()
@@ -52,3 +58,32 @@ def test_demo_traffic_fills_the_plugin_and_the_chatbot(stack: Stack) -> None:
     reactions = stack.admin("GET", "/v1/plugins/webinar-reactions/series")
     assert reactions.status == 200
     assert any(day["events"] for days in reactions.json["series"].values() for day in days)
+
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+ANSWERS = {  # what each of the README's questions may answer over the demo's traffic
+    "popup": {"spring-a", "spring-b"},
+    "way": {"popup", "chat_button"},
+    "utm_source": {"newsletter", "ads", "search", ""},
+}
+
+
+def test_the_readmes_lake_questions_answer_over_the_demos_traffic(stack: Stack) -> None:
+    done = run_demo(stack)
+    assert done.returncode == 0, done.stdout + done.stderr
+    statements = re.findall(r'tracking-local sql "(.*?)"', README, flags=re.DOTALL)
+    assert len(statements) == 3
+
+    def landed() -> bool | None:
+        visitors = stack.cli("sql", "SELECT count(*) FROM events WHERE plugin_id = 'demo-shop-bot'")
+        return int(visitors.splitlines()[1]) >= 150 or None  # every visitor's first event at least
+
+    eventually(landed, timeout_s=60)
+    for statement in statements:
+        header, *lines = stack.cli("sql", statement).splitlines()
+        name, _ = header.split("\t")
+        assert lines, statement
+        for line in lines:
+            value, count = line.split("\t")
+            assert value in ANSWERS[name], (statement, line)
+            assert int(count) > 0

@@ -18,6 +18,7 @@ from devstack.bench.coldstart import cold_start
 from devstack.bench.cost import cost
 from devstack.bench.deployed import cold_start_deployed
 from devstack.bench.harness import TEMPLATE, local_dynamodb
+from devstack.bench.lake import lake_figures
 from devstack.bench.people import deletion_cost, link_cost
 from devstack.bench.scale import scale
 from devstack.bench.stats import describe
@@ -45,6 +46,8 @@ TARGETS = {
     "scale.max_wcu_per_partition_key.100k": ("<=", 1_000),
     "scale.max_wcu_per_item.100k": ("<=", 100),
     "scale.max_item_kb": ("<=", 64),
+    # Issue 24: a breakdown over one plugin's million events of 30 days, on the local lake.
+    "lake.query_ms.breakdown_1m_events": ("<=", 1_000),
     "scale.rows_page_round_trips.1k": ("<=", 2),
     "scale.rows_page_round_trips.100k": ("<=", 2),
 }
@@ -94,6 +97,22 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "load_aggregates_exact": 1.0 if results["load"]["exact"] else 0.0,
         "load_connection_errors": results["load"]["connection_errors"],
         **scale_figures(results["scale"]),
+        **lake_report(results["lake"]),
+    }
+
+
+def _lake_size(events: int) -> str:
+    return "1m" if events == 1_000_000 else f"{events // 1000}k"
+
+
+def lake_report(lake: dict[str, Any]) -> dict[str, float]:
+    size = _lake_size(lake["query"]["events"])
+    return {
+        "lake.local_write_events_per_s": lake["write"]["events_per_s"],
+        **{
+            f"lake.query_ms.{name}_{size}_events": lake["query"][name]["median"]
+            for name in ("breakdown", "breakdown_column", "retention")
+        },
     }
 
 
@@ -147,6 +166,9 @@ def spreads(results: dict[str, Any]) -> dict[str, dict[str, float]]:
         if name in results["cold_start_deployed"]:
             found[f"cold_start_deployed_ratio.{name}"] = results["cold_start_deployed"][name]["ratio"]
     found["ingest_overhead_ratio"] = results["ingest"]["ratio_spread"]
+    size = _lake_size(results["lake"]["query"]["events"])
+    for name in ("breakdown", "breakdown_column", "retention"):
+        found[f"lake.query_ms.{name}_{size}_events"] = results["lake"]["query"][name]
     return found
 
 
@@ -206,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     results["load"] = load_run(events, clients)
     step("scale simulation: one plugin at 1k, 10k and 100k events/s on the in-memory fakes")
     results["scale"] = scale(quick)
+    step("the local lake: writes, and questions over a million events")
+    results["lake"] = lake_figures(quick)
     results["figures"] = flatten(results)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,9 @@ FIGURES = {
     "scale.summary_items_read.4000_shards",
     "scale.summary_items_read_today.4_shards",
     "scale.summary_items_read_today.4000_shards",
+    # The local lake: the quick mode asks over 100,000 events (a million in the full bench).
+    "lake.local_write_events_per_s",
+    *(f"lake.query_ms.{name}_100k_events" for name in ("breakdown", "breakdown_column", "retention")),
 }
 FULL_ONLY = {
     f"scale.{figure}.{rate}"
@@ -89,7 +92,7 @@ FULL_ONLY = {
         "max_shards_per_item",
     )
     for rate in ("10k", "100k")
-}
+} | {f"lake.query_ms.{name}_1m_events" for name in ("breakdown", "breakdown_column", "retention")}
 # analytics.js runs in Chromium: without it the browser workload is left out (and said so).
 BROWSER = {
     "cost_per_million_total_usd.browser",

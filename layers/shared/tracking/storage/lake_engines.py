@@ -62,6 +62,7 @@ def duckdb_connection(lake_dir: Path) -> Any:
     import duckdb  # noqa: PLC0415 - only where the lake is local: no deployed function imports it
 
     connection = duckdb.connect()
+    connection.execute("SET enable_progress_bar = false")
     connection.execute(events_view(lake_dir))
     for statement in ATHENA_FUNCTIONS:
         connection.execute(statement)

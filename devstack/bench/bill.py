@@ -38,7 +38,21 @@ PRICES = {
     "secrets_manager_secret_month": 0.40,
     "secrets_manager_per_10k_calls": 0.05,
     "kms_key_month": 1.00,
+    # The lake (issue 24)
+    "dynamodb_kinesis_cdc_unit": 0.10,  # per million change data capture units (1 KB of item change)
+    "kinesis_on_demand_stream_hour": 0.04,
+    "kinesis_on_demand_gb_in": 0.08,
+    "kinesis_on_demand_gb_out": 0.04,
+    "firehose_ingest_gb": 0.029,  # billed in 5 KB increments per record (charged so: an upper bound)
+    "firehose_format_conversion_gb": 0.018,
+    "firehose_dynamic_partitioning_gb": 0.020,
+    "firehose_dynamic_partitioning_per_1000_objects": 0.005,
+    "s3_standard_gb_month": 0.023,
+    "athena_tb_scanned": 5.00,  # per question: usage, not per event
 }
+FIREHOSE_RECORD_BYTES = 5_000  # each record billed as at least 5 KB
+LAKE_FILE_EVENTS = 1_000  # events per Parquet object at a busy plugin (Firehose's 64 MB or its interval)
+STREAM_PARTITION_BYTES = 10 * GB  # a DynamoDB partition holds up to 10 GB; a stream shard per partition
 
 # Custom metrics the functions emit through Powertools (EMF): the ingest function's outcome metrics
 # (tracking/observability.py) and the aggregate function's two; each bills as one metric a month
@@ -183,7 +197,90 @@ def whole_bill(results: Mapping[str, Any], template: Template) -> dict[str, Any]
             f"{volume}M": round(posthog_monthly(volume * 1_000_000), 2) for volume in VOLUMES
         },
         "levers": levers(results, counts, single),
+        "lake": lake_bill(results, template, workloads) if "lake" in results else {},
     }
+
+
+def lake_lines(measured: Mapping[str, Any], lake: Mapping[str, Any], lake_days: int) -> dict[str, float]:
+    """Per million events: the lake's share (the table's changes through Kinesis and Firehose into
+    Parquet kept ``lake_days``). Every change of the events table is a record (claims included)."""
+    # The events table's write units per event: one change record per KB written (claims included).
+    changes = (
+        measured["ingest_write_units_by_table"].get("EventsTable", measured["events"]) / measured["events"]
+    )
+    change_gb = 1e6 * changes * lake["change_json_bytes"] / GB
+    row_gb = 1e6 * lake["row_json_bytes"] / GB
+    return {
+        "lake_change_capture": changes * PRICES["dynamodb_kinesis_cdc_unit"],
+        "lake_kinesis": change_gb * (PRICES["kinesis_on_demand_gb_in"] + PRICES["kinesis_on_demand_gb_out"]),
+        "lake_firehose": 1e6 * changes * FIREHOSE_RECORD_BYTES / GB * PRICES["firehose_ingest_gb"]
+        + row_gb * (PRICES["firehose_format_conversion_gb"] + PRICES["firehose_dynamic_partitioning_gb"])
+        + 1e6 / LAKE_FILE_EVENTS / 1000 * PRICES["firehose_dynamic_partitioning_per_1000_objects"],
+        "lake_function": 1e6
+        * lake["seconds"]
+        / lake["events"]
+        * 0.5
+        * PRICES["lambda_arm64_gb_second"]
+        / 1e6,
+        "lake_storage": 1e6
+        * lake["parquet_bytes_per_event"]
+        / GB
+        * lake_days
+        / MONTH_DAYS
+        * PRICES["s3_standard_gb_month"],
+    }
+
+
+def stream_shards(event_bytes: float, days: int, events_per_s: float) -> int:
+    """The events table's stream shards after ``days`` at ``events_per_s`` (one per partition; a
+    partition per 10 GB of items, or per 1,000 write units a second)."""
+    stored = event_bytes * events_per_s * 86_400 * days
+    return max(1, int(-(-stored // STREAM_PARTITION_BYTES)), int(-(-events_per_s // 1_000)))
+
+
+def lake_bill(results: Mapping[str, Any], template: Template, workloads: Mapping[str, Any]) -> dict[str, Any]:
+    """What the lake adds, per workload, and the hot table's retention weighed against it: the whole
+    bill with events kept 400 days in DynamoDB (the lake beside them), or 30 days (history in the lake
+    alone), and the stream's shard count at 1,000 events a second after each."""
+    lake = results["lake"]["write"]
+    lake_days = int(template.parameters["LakeRetentionDays"])
+    hot_days = int(template.parameters["RetentionDays"])
+    found: dict[str, Any] = {
+        "fixed_monthly_usd": round(MONTH_DAYS * 24 * PRICES["kinesis_on_demand_stream_hour"], 2),
+        "assumptions": {
+            "firehose_record_bytes_billed": FIREHOSE_RECORD_BYTES,
+            "events_per_lake_object": LAKE_FILE_EVENTS,
+            "parquet_bytes_per_event": lake["parquet_bytes_per_event"],
+            "lake_retention_days": lake_days,
+        },
+        "workloads": {},
+    }
+    for name, workload in workloads.items():
+        measured = results["cost"][name]
+        lines = lake_lines(measured, lake, lake_days)
+        base = workload["cost_per_million_total_usd"]
+        hot = sum(
+            storage_lines(
+                measured["stored_bytes_per_event"], measured["aggregate_bytes_per_event"], hot_days
+            ).values()
+        )
+        short = sum(
+            storage_lines(
+                measured["stored_bytes_per_event"], measured["aggregate_bytes_per_event"], 30
+            ).values()
+        )
+        found["workloads"][name] = {
+            "lake_usd_per_million_events": {key: round(value, 4) for key, value in lines.items()},
+            f"cost_per_million_total_usd_with_lake_{hot_days}d_hot": round(base + sum(lines.values()), 4),
+            "cost_per_million_total_usd_with_lake_30d_hot": round(
+                base - hot + short + sum(lines.values()), 4
+            ),
+            f"stream_shards_at_1k_per_s_{hot_days}d": stream_shards(
+                measured["stored_bytes_per_event"], hot_days, 1_000
+            ),
+            "stream_shards_at_1k_per_s_30d": stream_shards(measured["stored_bytes_per_event"], 30, 1_000),
+        }
+    return found
 
 
 def levers(

@@ -6,13 +6,15 @@ events of 30 days (``lake.query_ms.*``, target under 1 s), through the query fun
 
 from __future__ import annotations
 
+import base64
+import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from devstack.bench.stats import spread
-from devstack.local.lake import LocalFirehose
+from devstack.local.lake import LocalFirehose, firehose_event, kinesis_change
 from tracking.lake.questions import Breakdown, Retention, breakdown_of, retention_of
 from tracking.lake.schema import COLUMNS
 from tracking.lake.transform import transform
@@ -59,7 +61,22 @@ def write_rate(events: int, batch: int = 1_000) -> dict[str, Any]:
             firehose.deliver({"Records": records[start : start + batch]})
         seconds = time.perf_counter() - started
         assert firehose.rows_written == events, "every record becomes a row"
-    return {"events": events, "seconds": round(seconds, 3), "events_per_s": round(events / seconds, 1)}
+        parquet = sum(path.stat().st_size for path in Path(folder).rglob("*.parquet"))
+    row = len(json_row(records[0]))
+    return {
+        "events": events,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1),
+        "parquet_bytes_per_event": round(parquet / events, 1),  # files of one batch (1,000 events)
+        "row_json_bytes": row,  # what Firehose converts, per stored event
+        "change_json_bytes": len(json.dumps(kinesis_change(records[0]))),  # what Kinesis carries
+    }
+
+
+def json_row(record: dict[str, Any]) -> bytes:
+    """The row the lake function returns for one record, as Firehose receives it."""
+    (result,) = transform(firehose_event([record]))["records"]
+    return base64.b64decode(result["data"])
 
 
 def _million(lake: Path, events: int) -> None:

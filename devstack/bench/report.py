@@ -97,7 +97,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "load_aggregates_exact": 1.0 if results["load"]["exact"] else 0.0,
         "load_connection_errors": results["load"]["connection_errors"],
         **scale_figures(results["scale"]),
-        **lake_report(results["lake"]),
+        **lake_report(results["lake"], results["bill"]["lake"]),
     }
 
 
@@ -105,9 +105,17 @@ def _lake_size(events: int) -> str:
     return "1m" if events == 1_000_000 else f"{events // 1000}k"
 
 
-def lake_report(lake: dict[str, Any]) -> dict[str, float]:
+def lake_report(lake: dict[str, Any], bill: dict[str, Any]) -> dict[str, float]:
     size = _lake_size(lake["query"]["events"])
+    costs = {
+        f"lake.{figure}.{name}": value
+        for name, workload in bill.get("workloads", {}).items()
+        for figure, value in workload.items()
+        if figure.startswith(("cost_per_million_total_usd_with_lake", "stream_shards"))
+    }
     return {
+        **costs,
+        "lake.fixed_monthly_usd": bill["fixed_monthly_usd"],
         "lake.local_write_events_per_s": lake["write"]["events_per_s"],
         **{
             f"lake.query_ms.{name}_{size}_events": lake["query"][name]["median"]
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     results["scale"] = scale(quick)
     step("the local lake: writes, and questions over a million events")
     results["lake"] = lake_figures(quick)
+    results["bill"] = whole_bill(results, TEMPLATE)  # again: with the lake's share
     results["figures"] = flatten(results)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

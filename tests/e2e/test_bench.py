@@ -18,6 +18,13 @@ from devstack.local.template import ROOT
 
 pytestmark = pytest.mark.e2e
 
+# The whole bill with the lake, hot events kept 400 days or 30, and the stream's shards after each.
+LAKE_BILL = (
+    "cost_per_million_total_usd_with_lake_400d_hot",
+    "cost_per_million_total_usd_with_lake_30d_hot",
+    "stream_shards_at_1k_per_s_400d",
+    "stream_shards_at_1k_per_s_30d",
+)
 FIGURES = {
     "cold_start_ratio.ingest",
     "cold_start_ratio.aggregate",
@@ -79,6 +86,8 @@ FIGURES = {
     # The local lake: the quick mode asks over 100,000 events (a million in the full bench).
     "lake.local_write_events_per_s",
     *(f"lake.query_ms.{name}_100k_events" for name in ("breakdown", "breakdown_column", "retention")),
+    "lake.fixed_monthly_usd",
+    *(f"lake.{figure}.{workload}" for figure in LAKE_BILL for workload in ("single", "batched")),
 }
 FULL_ONLY = {
     f"scale.{figure}.{rate}"
@@ -96,6 +105,7 @@ FULL_ONLY = {
 # analytics.js runs in Chromium: without it the browser workload is left out (and said so).
 BROWSER = {
     "cost_per_million_total_usd.browser",
+    *(f"lake.{figure}.browser" for figure in LAKE_BILL),
     "stored_bytes_per_event.analytics_js",
     "write_units_per_event.analytics_js",
 }

@@ -350,3 +350,43 @@ def test_after_make_demo_the_daily_chart_shows_the_days_the_demo_wrote(browser: 
     )
     page.screenshot(path=str(ARTIFACTS / "dashboard-demo.png"), full_page=True)
     page.close()
+
+
+def test_after_make_demo_the_lake_panels_break_down_and_show_retention_in_either_language(
+    browser: Any, seeded: Stack
+) -> None:
+    if not any(seeded.state_dir.glob("lake/events/plugin_id=demo-shop-bot/*/*.parquet")):
+        assert run_demo(seeded).returncode == 0
+    landed = "SELECT count(*) FROM events WHERE plugin_id = 'demo-shop-bot' AND name = 'bot_open'"
+    assert eventually(lambda: int(seeded.cli("sql", landed).splitlines()[1]) > 0 or None, timeout_s=60)
+    expected = seeded.admin(
+        "GET", "/v1/plugins/demo-shop-bot/breakdown?event=bot_open&by=properties.popup_version"
+    ).json["rows"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width, height, language in ((1280, 900, "en"), (360, 780, "fr")):
+        page = browser.new_page(locale="en-US", viewport={"width": width, "height": height})
+        page.goto(f"{seeded.url}/dashboard#plugin=demo-shop-bot&lang={language}")
+        page.get_by_test_id("key").fill(ADMIN_KEY)
+        page.get_by_test_id("connect").click()
+        page.get_by_test_id("lake").wait_for(state="visible")
+        # A breakdown: pick the event and a property, bars per value
+        page.get_by_test_id("lake-event").fill("bot_open")
+        page.get_by_test_id("lake-by").select_option("properties.")
+        page.get_by_test_id("lake-path").fill("popup_version")
+        page.get_by_test_id("lake-breakdown").click()
+        bars = page.locator("[data-testid=breakdown] rect")
+        bars.first.wait_for()
+        assert bars.evaluate_all("rects => rects.map(r => r.dataset.value)") == [
+            row["value"] for row in expected
+        ]
+        # Retention: a table of cohorts, each first period's share 100 %
+        page.get_by_test_id("lake-retention").click()
+        page.get_by_test_id("retention-table").wait_for()
+        first = page.locator("[data-testid=retention-table] tbody tr td:nth-child(3)").first.inner_text()
+        assert first.replace("\u202f", " ").replace("\xa0", " ") in ("100%", "100 %")
+        heading = page.locator("#lake h2").inner_text()
+        assert heading == ("From the lake" if language == "en" else "Depuis le lac de données")
+        if width == 360:
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360 + 1  # no sideways page
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-lake-{width}-{language}.png"), full_page=True)
+        page.close()

@@ -229,7 +229,35 @@ def plan(rng: random.Random) -> list[Call]:
             )
     auth = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
     calls.append(Call("POST", "/v1/batch", {"batch": batch}, "127.0.9.1", auth))
+    for start in range(0, len(history := month_of_pages(rng)), 100):
+        calls.append(Call("POST", "/v1/import", {"batch": history[start : start + 100]}, "127.0.9.2", auth))
     return calls
+
+
+def month_of_pages(rng: random.Random, readers: int = 80, now: float | None = None) -> list[dict[str, Any]]:
+    """The last 30 days of the webinar site's page views, imported with their own timestamps (so the
+    lake's breakdown and retention show a shape, not one day): each reader comes first on some day,
+    then comes back on later days, less and less often."""
+    today = int((now if now is not None else time.time()) // 86_400) * 86_400
+    pages: list[dict[str, Any]] = []
+    for n in range(readers):
+        first = rng.randint(0, 29)
+        source = rng.choice(["newsletter", "ads", "search"])
+        for day in range(first, -1, -1):
+            if day != first and rng.random() > 0.35 * 0.9 ** (first - day):
+                continue
+            at = today - day * 86_400 + rng.randint(8 * 3600, 20 * 3600)
+            pages.append(
+                {
+                    "type": "page",
+                    "name": "Replay",
+                    "userId": f"reader-{n:03d}",
+                    "messageId": f"demo-page-{n}-{day}",
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(at, time.time() - 60))),
+                    "properties": {"url": f"https://webinar.example.com/replay?utm_source={source}"},
+                }
+            )
+    return pages
 
 
 def progress(done: int, total: int, width: int = 40) -> None:

@@ -87,3 +87,11 @@ def test_the_readmes_lake_questions_answer_over_the_demos_traffic(stack: Stack) 
             value, count = line.split("\t")
             assert value in ANSWERS[name], (statement, line)
             assert int(count) > 0
+    # And the demo's month of imported page views spreads over the days it names: retention has a shape
+    days = "SELECT count(DISTINCT day) FROM events WHERE plugin_id = 'webinar-reactions' AND type = 'page'"
+    assert eventually(lambda: int(stack.cli("sql", days).splitlines()[1]) >= 10 or None, timeout_s=60)
+    reply = stack.admin("GET", "/v1/plugins/webinar-reactions/retention?event=page")
+    assert reply.status == 200, reply.raw
+    cohorts = reply.json["cohorts"]
+    assert len(cohorts) >= 10
+    assert any(n > 0 for cohort in cohorts for n in cohort["returned"][1:])

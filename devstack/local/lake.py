@@ -126,6 +126,8 @@ class LocalFirehose:
                 failed.append(result["recordId"])
         for (plugin_id, day), rows in partitions.items():
             folder = self._lake / "events" / f"plugin_id={plugin_id}" / f"day={day}"
+            if "/" in plugin_id + day or not folder.resolve().is_relative_to(self._lake.resolve()):
+                raise ValueError(f"a partition outside the lake: {plugin_id!r} {day!r}")  # never written
             write_parquet(rows, folder / f"{name}.parquet")
             self.rows_written += len(rows)
         if failed:

@@ -17,6 +17,9 @@ from tests.conftest import sample_event
 from tracking.lake.schema import COLUMNS, PARTITIONS, lake_row, partition_keys
 from tracking.lake.transform import transform
 from tracking.models.canonical import CanonicalEvent
+from tracking.query.lake import LakeQuestions
+from tracking.storage.lake_engines import DuckDbLake
+from tracking.storage.lake_erasers import LocalLakeEraser
 
 NOW = 1_764_016_799_000
 
@@ -128,3 +131,31 @@ def test_a_batch_delivered_twice_and_an_event_in_two_batches_are_read_once(tmp_p
     )
     assert rows == [("demo-bot", 2), ("demo-plugin", 3)]
     assert run_sql(tmp_path / "empty", "SELECT count(*) FROM events")[1] == [(0,)]
+
+
+def test_a_plugin_id_that_looks_like_a_path_stays_inside_its_own_partition(tmp_path: Path) -> None:
+    hostile = event(plugin_id="../../etc", event_id="m:x")
+    assert partition_keys(hostile)["plugin_id"] == "%2E%2E%2F%2E%2E%2Fetc"
+    assert partition_keys(event(plugin_id="demo-bot_1"))["plugin_id"] == "demo-bot_1"  # plain ids as they are
+    record = sample_event("aggregate-stream")["Records"][0]
+    image = record["dynamodb"]["NewImage"]
+    record = {
+        **record,
+        "dynamodb": {**record["dynamodb"], "NewImage": {**image, "plugin_id": {"S": "../../etc"}}},
+    }
+    LocalFirehose(transform, tmp_path / "lake").deliver({"Records": [record]})
+    (written,) = list(tmp_path.rglob("*.parquet"))
+    assert written.is_relative_to(tmp_path / "lake" / "events" / "plugin_id=%2E%2E%2F%2E%2E%2Fetc")
+    # and the routes find it under the plugin's own id
+    found = breakdown_by_type(tmp_path / "lake", "../../etc", record["dynamodb"]["NewImage"]["key"]["S"])
+    assert found == [{"value": "track", "events": 1, "users": 1}]
+    # and a deletion finds it there, and nowhere else
+    user = record["dynamodb"]["NewImage"]["user_id"]["S"]
+    assert LocalLakeEraser(tmp_path / "lake").holding("../../etc", [user]) == [str(written)]
+    assert LocalLakeEraser(tmp_path / "lake").holding("etc", [user]) == []
+
+
+def breakdown_by_type(lake: Path, plugin_id: str, name: str) -> list[dict[str, Any]]:
+    params = {"event": name, "by": "type", "from": "2025-11-01", "to": "2025-11-30"}
+    rows: list[dict[str, Any]] = LakeQuestions(DuckDbLake(lake)).breakdown(plugin_id, params)[1]["rows"]
+    return rows

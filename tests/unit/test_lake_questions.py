@@ -146,6 +146,10 @@ def test_nothing_the_caller_sends_is_in_the_sql_and_the_plugin_is_always_bound()
         assert statement.parameters[:3] == ("$.popup_version", "bot", hostile)
     retention = retention_of({"event": hostile, "period": "week", **PARAMS}, TODAY)
     assert retention.statement("athena", "bot").parameters[0] == "bot"
+    # A plugin id holding a path's characters: Athena reads the partition the path names (%XX),
+    # DuckDB decodes the path
+    assert retention.statement("athena", "a/b").parameters[0] == "a%2Fb"
+    assert retention.statement("duckdb", "a/b").parameters[0] == "a/b"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from tracking.lake.schema import FIRST_DAY
+from tracking.lake.schema import FIRST_DAY, lake_partition
 
 Dialect = Literal["duckdb", "athena"]
 Period = Literal["day", "week"]
@@ -64,7 +64,8 @@ class Breakdown:
             f"SELECT {value} AS value, user_id FROM events{each} "  # noqa: S608 - names from fixed lists
             "WHERE plugin_id = ? AND name = ? AND day BETWEEN ? AND ? AND (? OR NOT coalesce(bot, false))"
         )
-        parameters: tuple[str | bool, ...] = (plugin_id, self.event, self.first, self.last, self.bots)
+        plugin = _plugin(dialect, plugin_id)
+        parameters: tuple[str | bool, ...] = (plugin, self.event, self.first, self.last, self.bots)
         if self.by.startswith(PROPERTY_PREFIX):
             parameters = (_json_path(self.by), *parameters)
         top = TOP_VALUES
@@ -101,13 +102,12 @@ class Retention:
     event: str | None = None
 
     def statement(self, dialect: Dialect, plugin_id: str) -> Statement:
-        del dialect  # the same statement in both
         named = " AND name = ?" if self.event is not None else ""
         acts = (
             f"SELECT user_id, date_trunc('{self.period}', event_time) AS began FROM events "  # noqa: S608
             f"WHERE plugin_id = ? AND day BETWEEN ? AND ? AND NOT coalesce(bot, false){named}"
         )
-        parameters: tuple[str | bool, ...] = (plugin_id, self.first, self.last)
+        parameters: tuple[str | bool, ...] = (_plugin(dialect, plugin_id), self.first, self.last)
         if self.event is not None:
             parameters = (*parameters, self.event)
         sql = (
@@ -198,6 +198,12 @@ def _field(by: str, dialect: Dialect) -> tuple[str, str]:
     if dialect == "athena":
         return "json_extract_scalar(properties, ?)", ""
     return "json_extract_string(properties, ?)", ""
+
+
+def _plugin(dialect: Dialect, plugin_id: str) -> str:
+    """The plugin as the engine reads its partition: Athena substitutes the value into the path as
+    it is (so it is given as the path has it), DuckDB decodes the path's %XX (so the id itself)."""
+    return lake_partition(plugin_id) if dialect == "athena" else plugin_id
 
 
 def _json_path(by: str) -> str:

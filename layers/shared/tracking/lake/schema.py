@@ -10,6 +10,7 @@ by ``event_id`` where the lake is read)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -49,6 +50,7 @@ PARTITIONS: tuple[tuple[str, ColumnType], ...] = (("plugin_id", "string"), ("day
 DUCKDB_TYPES: dict[ColumnType, str] = {"string": "VARCHAR", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP"}
 FIRST_DAY = "2000-01-01"  # the earliest event time the contract lets a call carry (the partition range)
 
+_PLAIN = re.compile(r"[A-Za-z0-9_-]")
 _CAMPAIGN = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": "name"}
 
 
@@ -56,9 +58,16 @@ def day_of(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
+def lake_partition(plugin_id: str) -> str:
+    """A plugin as the lake's paths (and so its ``plugin_id`` column) name it: the id itself when it
+    is letters, digits, ``_`` and ``-``; any other character as its UTF-8 bytes in %XX. A plugin id
+    may hold ``/`` or ``..``: no id names a path outside its own partition."""
+    return "".join(c if _PLAIN.fullmatch(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in plugin_id)
+
+
 def partition_keys(event: CanonicalEvent) -> dict[str, str]:
     """Where the event's row goes: its plugin, and the UTC day of its event time."""
-    return {"plugin_id": event.plugin_id, "day": day_of(event.event_time)}
+    return {"plugin_id": lake_partition(event.plugin_id), "day": day_of(event.event_time)}
 
 
 def lake_row(event: CanonicalEvent) -> dict[str, Any]:

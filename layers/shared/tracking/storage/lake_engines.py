@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tracking.lake.questions import Dialect, Statement
-from tracking.lake.schema import COLUMNS, DUCKDB_TYPES, PARTITIONS
+from tracking.lake.schema import COLUMNS, DUCKDB_TYPES, PARTITIONS, lake_partition
 from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import error_code
 
@@ -154,7 +154,9 @@ class AthenaLake:
                 return None  # no such query
             raise StorageUnavailable("The lake is unavailable; retry later") from exc
         parameters = execution.get("ExecutionParameters") or []
-        if execution.get("WorkGroup") != self._workgroup or parameters[:1] != [literal(plugin_id)]:
+        if execution.get("WorkGroup") != self._workgroup or parameters[:1] != [
+            literal(lake_partition(plugin_id))
+        ]:
             return None  # another plugin's (or another stack's) query: as if it did not exist
         if self._state(query_id, execution) == "SUCCEEDED":
             return self._rows(query_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tracking.lake.questions import Statement
-from tracking.lake.schema import COLUMNS
+from tracking.lake.schema import COLUMNS, lake_partition
 from tracking.storage.lake_engines import AthenaLake
 
 # A forget step (60 s) checks its clock (20 s) between files: a search and a rewrite stay within.
@@ -37,7 +37,7 @@ class LocalLakeEraser:
         self._lake = lake_dir
 
     def holding(self, plugin_id: str, ids: Sequence[str]) -> list[str] | None:
-        folder = self._lake / "events" / f"plugin_id={plugin_id}"
+        folder = self._lake / "events" / f"plugin_id={lake_partition(plugin_id)}"
         files = sorted(str(path) for path in folder.glob("day=*/*.parquet"))
         if not files or not ids:
             return []
@@ -54,7 +54,8 @@ class LocalLakeEraser:
 
     def erase(self, plugin_id: str, file: str, ids: Sequence[str]) -> int:
         path = Path(file)
-        if not path.is_relative_to(self._lake / "events" / f"plugin_id={plugin_id}") or not path.exists():
+        own = self._lake / "events" / f"plugin_id={lake_partition(plugin_id)}"
+        if not path.resolve().is_relative_to(own.resolve()) or not path.exists():
             return 0
         return rewrite_without(path, ids)
 
@@ -128,7 +129,7 @@ class AthenaLakeEraser:
                 'SELECT "$path", count(*) FROM events WHERE plugin_id = ? AND ('
                 "contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), user_id) OR "
                 "contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), anonymous_id)) GROUP BY 1",
-                (plugin_id, forgotten, forgotten),
+                (lake_partition(plugin_id), forgotten, forgotten),
             )
             found = self._athena.run(statement, HOLDING_WAIT_S)
         if isinstance(found, str):
@@ -143,7 +144,7 @@ class AthenaLakeEraser:
         if key is None:
             return 0
         day = key.split("/")[2].removeprefix("day=")
-        staging = f"{STAGING}{plugin_id}/{day}/{time.time_ns()}/"
+        staging = f"{STAGING}{lake_partition(plugin_id)}/{day}/{time.time_ns()}/"
         forgotten = json.dumps(list(ids))
         columns = ", ".join(name for name, _ in COLUMNS)
         statement = Statement(
@@ -151,7 +152,7 @@ class AthenaLakeEraser:
             'AND "$path" = ? AND NOT contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), user_id) '
             "AND NOT coalesce(contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), anonymous_id), false)) "
             f"TO 's3://{self._bucket}/{staging}' WITH (format = 'PARQUET', compression = 'SNAPPY')",
-            (plugin_id, day, file, forgotten, forgotten),
+            (lake_partition(plugin_id), day, file, forgotten, forgotten),
         )
         if isinstance(self._athena.run(statement, UNLOAD_WAIT_S), str):
             return 0  # still writing: the file still holds the rows, the next step finds it again
@@ -173,7 +174,7 @@ class AthenaLakeEraser:
         if (
             not file.startswith(prefix)
             or len(parts) != 4
-            or parts[:2] != ["events", f"plugin_id={plugin_id}"]
+            or parts[:2] != ["events", f"plugin_id={lake_partition(plugin_id)}"]
             or not parts[2].startswith("day=")
         ):
             return None

@@ -272,9 +272,12 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     function = functions[args.function]
     text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
     event = json.loads(text)
-    environment = function_environment(
-        function, {**dynamodb.local_environment(stack["dynamodb"]), "TRACKING_ADMIN_KEY": stack["admin_key"]}
-    )
+    local = {
+        **dynamodb.local_environment(stack["dynamodb"]),
+        "TRACKING_ADMIN_KEY": stack["admin_key"],
+        "LAKE_DIR": str(state_dir / "lake"),  # the running stack's lake, as its functions read it
+    }
+    environment = function_environment(function, local)
     os.environ.clear()  # what the function sees, as in its container: nothing else
     os.environ.update(environment)
     # Like sam local invoke: the function's own output (its logs) on stderr, its result on stdout.

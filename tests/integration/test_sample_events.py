@@ -20,6 +20,12 @@ ROUTES = TEMPLATE.routes()
 BATCH_ROUTES = {"/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch"}
 
 
+@pytest.fixture(autouse=True)
+def local_lake(tmp_path: Any, function_env: Any) -> None:
+    """The lake's routes read a local lake (an empty one: their answers are empty, not refused)."""
+    function_env(LAKE_DIR=str(tmp_path / "lake"))
+
+
 def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:
     covered = {(sample_event(name)["httpMethod"], sample_event(name)["resource"]) for name in API_SAMPLES}
     assert {(route.method, route.path) for route in ROUTES} <= covered

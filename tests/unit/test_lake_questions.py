@@ -241,3 +241,13 @@ def test_a_query_athena_refuses_is_a_503_that_says_why() -> None:
     with pytest.raises(LakeQueryFailed, match="Bytes scanned"):
         athena(fake, 20).breakdown("bot", {**PARAMS, "event": "e", "by": "os"})
     assert literal(True) == "true"
+
+
+def test_a_query_id_asked_of_the_local_lake_is_answered_by_asking_again(lake: LakeQuestions) -> None:
+    # (the local engine answers at once: a query id, say from the sample events, is asked again)
+    from tracking.query.lake import _encode  # noqa: PLC0415
+
+    question = retention_of({**PARAMS, "period": "day"}, TODAY)
+    assert lake.result("ret", _encode(question, "local")) == lake.retention(
+        "ret", {**PARAMS, "period": "day"}
+    )

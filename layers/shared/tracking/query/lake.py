@@ -32,6 +32,7 @@ class LakeEngine(Protocol):
     """SQL over the lake: rows, or the id of a query still running."""
 
     dialect: Dialect
+    immediate: bool  # every answer at once (a query id is answered by asking again)
 
     def run(self, statement: Statement, wait_s: float) -> Rows | str: ...
     def fetch(self, query_id: str, plugin_id: str) -> Rows | str | None: ...
@@ -50,6 +51,8 @@ class LakeQuestions:
 
     def result(self, plugin_id: str, query_id: str) -> Answer:
         question, running = _decode(query_id)
+        if self._lake().immediate:
+            return self._ask(plugin_id, question)
         found = self._lake().fetch(running, plugin_id)
         if found is None:
             raise NotFound(f"No query {query_id!r} of plugin {plugin_id!r}")

@@ -73,6 +73,7 @@ class DuckDbLake:
     """The local lake: every question answered at once."""
 
     dialect: Dialect = "duckdb"
+    immediate = True
 
     def __init__(self, lake_dir: Path) -> None:
         self._lake = lake_dir
@@ -110,6 +111,7 @@ def literal(value: str | bool) -> str:
 
 class AthenaLake:
     dialect: Dialect = "athena"
+    immediate = False
 
     def __init__(
         self,

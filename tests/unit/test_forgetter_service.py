@@ -38,6 +38,7 @@ class People:
     aggregates: FakeAggregates = field(default_factory=FakeAggregates)
     now: float = NOW / 1000
     meanwhile: Callable[[], None] | None = None  # what happens while the forgetter waits
+    lake: LocalLakeEraser | None = None  # the lake a deletion rewrites last (flushed every 5 s)
 
     def __post_init__(self) -> None:
         self.rejections = FakeRejections(self.events.table)
@@ -48,6 +49,8 @@ class People:
             self.aggregates,
             self.rejections,
             cache_seconds=5,
+            lake=self.lake,
+            lake_flush_seconds=5,
             clock=lambda: self.now,
             sleep=self.sleep,
         )
@@ -211,18 +214,7 @@ def test_a_deletion_rewrites_the_lake_once_every_row_of_the_person_can_be_in_it(
     events.append(events[0].model_copy(update={"plugin_id": "p2", "event_id": "g:6"}))
     lake = lake_of(tmp_path, events)
     eraser = LocalLakeEraser(lake)
-    people = People()
-    people.forgetter = Forgetter(
-        people.deletions,
-        people.events,
-        people.aggregates,
-        people.rejections,
-        cache_seconds=5,
-        lake=eraser,
-        lake_flush_seconds=5,
-        clock=lambda: people.now,
-        sleep=people.sleep,
-    )
+    people = People(lake=eraser)
     # When the person and their anonymous id are forgotten
     last, _ = people.forget(deletion("gone", "anon-gone"))
     # Then the lake was rewritten after its flush interval and margin, and holds none of their rows

@@ -68,5 +68,14 @@ def test_a_stack_killed_mid_stream_and_restarted_loses_nothing_and_counts_nothin
         assert eventually(drained, timeout_s=120) == sent
         # Redeliveries after the restart were skipped, not added: nothing more arrives.
         assert load.aggregate_counts(second.database()) == sent
+        # And the lake, whose poller was killed too, holds every stored event once
+        stored = sum(sent.values())
+        rows = f"SELECT count(*), count(DISTINCT event_id) FROM events WHERE plugin_id = '{load.PLUGIN}'"
+
+        def in_lake() -> list[str] | None:
+            found = second.cli("sql", rows).splitlines()[1].split("\t")
+            return found if found == [str(stored), str(stored)] else None
+
+        assert eventually(in_lake, timeout_s=60) == [str(stored), str(stored)]
     finally:
         stop_stack(second)

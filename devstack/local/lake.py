@@ -76,7 +76,7 @@ def firehose_event(records: list[dict[str, Any]]) -> dict[str, Any]:
         "region": "us-east-1",
         "records": [
             {
-                "recordId": str(record.get("eventID") or index),
+                "recordId": _position(record) or str(index),
                 "approximateArrivalTimestamp": int(
                     float(record["dynamodb"].get("ApproximateCreationDateTime", 0)) * 1000
                 ),
@@ -93,11 +93,18 @@ def _binary(value: Any) -> str:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _position(record: dict[str, Any]) -> str:
+    """Where a record is in the stream: its stream and sequence number (DynamoDB Local numbers its
+    records' ``eventID`` afresh after a restart: only the sequence number names one record)."""
+    sequence = record["dynamodb"].get("SequenceNumber") or record.get("eventID")
+    return f"{record.get('eventSourceARN', '')}#{sequence}"
+
+
 def _batch_name(records: list[dict[str, Any]]) -> str:
-    """The same name for the same batch: a redelivery writes the same files."""
-    first, last = records[0], records[-1]
-    ids = f"{first.get('eventID')}-{last.get('eventID')}-{len(records)}"
-    return hashlib.blake2b(ids.encode(), digest_size=10).hexdigest()
+    """The same name for the same batch, another for any other: a redelivery writes the same files,
+    and no batch overwrites another's."""
+    batch = f"{_position(records[0])}-{_position(records[-1])}-{len(records)}"
+    return hashlib.blake2b(batch.encode(), digest_size=10).hexdigest()
 
 
 class LocalFirehose:

@@ -159,3 +159,25 @@ def breakdown_by_type(lake: Path, plugin_id: str, name: str) -> list[dict[str, A
     params = {"event": name, "by": "type", "from": "2025-11-01", "to": "2025-11-30"}
     rows: list[dict[str, Any]] = LakeQuestions(DuckDbLake(lake)).breakdown(plugin_id, params)[1]["rows"]
     return rows
+
+
+def test_batches_whose_event_ids_repeat_after_a_restart_never_overwrite_each_other(tmp_path: Path) -> None:
+    # DynamoDB Local numbers eventIDs afresh when it restarts: only the sequence numbers tell two
+    # batches apart
+    records = sample_event("aggregate-stream")["Records"][:3]
+    later = [
+        {
+            **record,
+            "dynamodb": {
+                **record["dynamodb"],
+                "SequenceNumber": str(int(record["dynamodb"]["SequenceNumber"]) + 1_000),
+                "NewImage": {**record["dynamodb"]["NewImage"], "sk": {"S": f"g:after-restart-{n}"}},
+            },
+        }
+        for n, record in enumerate(records)
+    ]
+    firehose = LocalFirehose(transform, tmp_path)
+    firehose.deliver({"Records": records})
+    firehose.deliver({"Records": later})
+    assert len(list(tmp_path.rglob("*.parquet"))) == 2
+    assert run_sql(tmp_path, "SELECT count(*) FROM events")[1] == [(6,)]

@@ -17,6 +17,7 @@ from tracking.lake.questions import BadQuestion, breakdown_of, retention_of
 from tracking.lake.schema import lake_row, partition_keys
 from tracking.models.canonical import CanonicalEvent
 from tracking.query.lake import LakeQuestions
+from tracking.query.paging import response_size
 from tracking.storage.lake_engines import AthenaLake, DuckDbLake, LakeQueryFailed, literal
 
 TODAY = date(2026, 12, 6)
@@ -251,3 +252,17 @@ def test_a_query_id_asked_of_the_local_lake_is_answered_by_asking_again(lake: La
     assert lake.result("ret", _encode(question, "local")) == lake.retention(
         "ret", {**PARAMS, "period": "day"}
     )
+
+
+def test_the_largest_retention_answer_fits_lambdas_6_mb() -> None:
+    # 400 daily cohorts (the longest range), each with users back every day after it, 9-digit counts
+    question = retention_of({"from": "2025-11-02", "to": "2026-12-06", "period": "day"}, TODAY)
+    rows = [
+        (f"2025-11-{1 + c % 28:02d} 00:00:00.000" if c < 28 else f"{2000 + c}-01-01", later, 123_456_789)
+        for c in range(400)
+        for later in range(400 - c)
+    ]
+    body = question.body(rows)
+    assert len(body["cohorts"]) == 400
+    answer = dumps_compact(body)
+    assert response_size(answer) < 6_000_000

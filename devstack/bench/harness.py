@@ -13,7 +13,7 @@ from devstack.local import dynamodb
 from devstack.local.lambdas import LambdaContext, function_environment, load_handler
 from devstack.local.template import Template
 from tracking.settings import get_settings
-from tracking.storage.dynamo import client
+from tracking.storage.dynamo import aws_client
 
 TEMPLATE = Template.load({"StageName": "bench"})
 ADMIN_KEY = "bench-admin-key-000000000000000"
@@ -46,14 +46,14 @@ def environment_of(function: str, database: dynamodb.Database) -> Iterator[None]
             {**dynamodb.local_environment(database.endpoint), "TRACKING_ADMIN_KEY": ADMIN_KEY},
         )
     )
-    client.cache_clear()
+    aws_client.cache_clear()
     get_settings.cache_clear()
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        client.cache_clear()
+        aws_client.cache_clear()
         get_settings.cache_clear()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from devstack.local.poller import StreamPoller
 from devstack.local.template import StreamMapping
 from tracking.lake.schema import COLUMNS, DUCKDB_TYPES
+from tracking.storage.lake_engines import duckdb_connect
 
 LAKE_FUNCTION = "LakeFunction"
 FIREHOSE_ARN = "arn:aws:firehose:us-east-1:000000000000:deliverystream/local-lake"
@@ -147,8 +148,6 @@ class LocalFirehose:
 def write_parquet(rows: list[bytes], path: Path) -> None:
     """The rows (JSON lines, times in epoch ms) as one Parquet file with the lake's columns, written
     aside and renamed into place."""
-    import duckdb  # noqa: PLC0415 - the local stack's lake only: no function imports it
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         source = Path(scratch) / "rows.json"
@@ -164,7 +163,7 @@ def write_parquet(rows: list[bytes], path: Path) -> None:
             f"'{_quoted(source)}', format = 'newline_delimited', "
             f"columns = {_struct(read_as)})) TO '{_quoted(aside)}' (FORMAT parquet, COMPRESSION snappy)"
         )
-        connection = duckdb.connect()
+        connection = duckdb_connect()
         try:
             connection.execute(statement)
         finally:

@@ -18,7 +18,7 @@ from tests.helpers import api_event
 from tests.merge import MergeScenario, assert_merged_like_clean, merge_scenarios, publish, read_people
 from tests.replay import CONFIG, Scenario, assert_exactly_once, replay, scenarios, stored_outcome
 from tracking.settings import get_settings
-from tracking.storage.dynamo import client
+from tracking.storage.dynamo import aws_client
 
 pytestmark = pytest.mark.e2e
 TEMPLATE = Template.load()
@@ -39,11 +39,11 @@ def functions_on_dynamodb_local(local_dynamodb: dynamodb.Database) -> Iterator[d
     """The functions' botocore client pointed at DynamoDB Local for this module."""
     mp = pytest.MonkeyPatch()
     mp.setenv("AWS_ENDPOINT_URL_DYNAMODB", local_dynamodb.endpoint)
-    client.cache_clear()
+    aws_client.cache_clear()
     get_settings.cache_clear()
     yield local_dynamodb
     mp.undo()
-    client.cache_clear()
+    aws_client.cache_clear()
     get_settings.cache_clear()
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tracking.storage.budgets import BudgetStore
     from tracking.storage.control import ControlStore
     from tracking.storage.dashboard_keys import DashboardKeyStore
+    from tracking.storage.lake_engines import AthenaLake
     from tracking.storage.plugins import PluginStore
 
 
@@ -122,10 +123,20 @@ def lake_questions(settings: Settings) -> LakeQuestions:
 
         engine = DuckDbLake(Path(settings.lake_dir))
     elif settings.lake_workgroup and settings.lake_database:
-        from tracking.storage.lake_engines import AthenaLake, athena_client  # noqa: PLC0415
-
-        engine = AthenaLake(athena_client, settings.lake_workgroup, settings.lake_database)
+        engine = athena_lake(settings)
     return LakeQuestions(engine)
+
+
+def athena_lake(settings: Settings) -> AthenaLake:
+    """The deployed lake's engine: the stack's Athena workgroup over its Glue database."""
+    from functools import partial  # noqa: PLC0415
+
+    from tracking.storage.dynamo import aws_client  # noqa: PLC0415
+    from tracking.storage.lake_engines import AthenaLake  # noqa: PLC0415
+
+    return AthenaLake(
+        partial(aws_client, "athena"), settings.lake_workgroup or "", settings.lake_database or ""
+    )
 
 
 def plugin_admin(settings: Settings) -> PluginAdmin:
@@ -161,11 +172,12 @@ def forgetter(settings: Settings) -> Forgetter:
 
         lake = LocalLakeEraser(Path(settings.lake_dir))
     elif settings.lake_workgroup and settings.lake_database and settings.lake_bucket:
-        from tracking.storage.lake_engines import AthenaLake, athena_client  # noqa: PLC0415
-        from tracking.storage.lake_erasers import AthenaLakeEraser, s3_client  # noqa: PLC0415
+        from functools import partial  # noqa: PLC0415
 
-        athena = AthenaLake(athena_client, settings.lake_workgroup, settings.lake_database)
-        lake = AthenaLakeEraser(athena, s3_client, settings.lake_bucket)
+        from tracking.storage.dynamo import aws_client  # noqa: PLC0415
+        from tracking.storage.lake_erasers import AthenaLakeEraser  # noqa: PLC0415
+
+        lake = AthenaLakeEraser(athena_lake(settings), partial(aws_client, "s3"), settings.lake_bucket)
     return Forgetter(
         DeletionStore(client(), settings.events_table),
         UserEvents(client(), settings.events_table, settings.retention_days),

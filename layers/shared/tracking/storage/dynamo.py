@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from typing import Any, TypeVar
 
 import botocore.session
@@ -63,9 +63,14 @@ CLIENT_CONFIG = Config(
 )
 
 
-@lru_cache(maxsize=1)
+@cache
+def aws_client(service: str) -> Any:
+    """One client per AWS service and container, made on first use, with the configuration above."""
+    return botocore.session.get_session().create_client(service, config=CLIENT_CONFIG)
+
+
 def client() -> Any:
-    return botocore.session.get_session().create_client("dynamodb", config=CLIENT_CONFIG)
+    return aws_client("dynamodb")
 
 
 class Workers:

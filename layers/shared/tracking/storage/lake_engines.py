@@ -57,12 +57,18 @@ def events_view(lake_dir: Path) -> str:
     )
 
 
-def duckdb_connection(lake_dir: Path) -> Any:
-    """A DuckDB connection (in memory) with the view ``events`` over the lake, and Athena's names."""
+def duckdb_connect() -> Any:
+    """A DuckDB connection in memory that prints nothing of its own (no progress bar in a log)."""
     import duckdb  # noqa: PLC0415 - only where the lake is local: no deployed function imports it
 
     connection = duckdb.connect()
     connection.execute("SET enable_progress_bar = false")
+    return connection
+
+
+def duckdb_connection(lake_dir: Path) -> Any:
+    """A DuckDB connection (in memory) with the view ``events`` over the lake, and Athena's names."""
+    connection = duckdb_connect()
     connection.execute(events_view(lake_dir))
     for statement in ATHENA_FUNCTIONS:
         connection.execute(statement)
@@ -93,15 +99,6 @@ class DuckDbLake:
         return None  # nothing is ever left running
 
 
-def athena_client() -> Any:
-    """Athena's client, with the configuration every AWS client of this service takes."""
-    import boto3  # noqa: PLC0415
-
-    from tracking.storage.dynamo import CLIENT_CONFIG  # noqa: PLC0415
-
-    return boto3.client("athena", config=CLIENT_CONFIG)
-
-
 def literal(value: str | bool) -> str:
     """An Athena execution parameter: a SQL literal."""
     if isinstance(value, bool):
@@ -121,8 +118,7 @@ class AthenaLake:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._new_client = client  # made on the first question: no cold start pays for it
-        self._made: Any = None
+        self._athena = client  # made on the first question: no cold start pays for it
         self._workgroup = workgroup
         self._database = database
         self._sleep = sleep
@@ -188,11 +184,6 @@ class AthenaLake:
             if "NextToken" not in page:
                 return rows
             token = {"NextToken": page["NextToken"]}
-
-    def _athena(self) -> Any:
-        if self._made is None:
-            self._made = self._new_client()
-        return self._made
 
     def _call(self, operation: str, **arguments: Any) -> Any:
         try:

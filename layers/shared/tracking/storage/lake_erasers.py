@@ -20,7 +20,7 @@ from typing import Any
 
 from tracking.lake.questions import Statement
 from tracking.lake.schema import COLUMNS, lake_partition
-from tracking.storage.lake_engines import AthenaLake
+from tracking.storage.lake_engines import AthenaLake, duckdb_connect
 
 # A forget step (60 s) checks its clock (20 s) between files: a search and a rewrite stay within.
 HOLDING_WAIT_S = 10.0
@@ -89,20 +89,10 @@ def rewrite_without(path: Path, ids: Sequence[str]) -> int:
 
 def _with_ids(ids: Sequence[str]) -> Any:
     """A DuckDB connection holding the ids in a table ``forgotten`` (bound, never spliced)."""
-    import duckdb  # noqa: PLC0415 - only where the lake is local
-
-    connection = duckdb.connect()
+    connection = duckdb_connect()
     connection.execute("CREATE TEMP TABLE forgotten (id VARCHAR)")
     connection.executemany("INSERT INTO forgotten VALUES (?)", [[i] for i in ids])
     return connection
-
-
-def s3_client() -> Any:
-    import boto3  # noqa: PLC0415
-
-    from tracking.storage.dynamo import CLIENT_CONFIG  # noqa: PLC0415
-
-    return boto3.client("s3", config=CLIENT_CONFIG)
 
 
 class AthenaLakeEraser:
@@ -110,8 +100,7 @@ class AthenaLakeEraser:
 
     def __init__(self, athena: AthenaLake, s3: Callable[[], Any], bucket: str) -> None:
         self._athena = athena
-        self._new_s3 = s3
-        self._s3: Any = None
+        self._client = s3  # made on the first rewrite
         self._bucket = bucket
         self._running: dict[tuple[str, str], str] = {}  # a search still running, by (plugin, ids)
         # What a search found and is not rewritten yet: the ids' rows in each file, by (plugin, ids)
@@ -179,8 +168,3 @@ class AthenaLakeEraser:
         ):
             return None
         return key
-
-    def _client(self) -> Any:
-        if self._s3 is None:
-            self._s3 = self._new_s3()
-        return self._s3

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracking.models.storage_failures import StorageUnavailable
-from tracking.storage.dynamo import CLIENT_CONFIG
+from tracking.storage.dynamo import aws_client
 
 
 class AdminKeySecret:
@@ -70,11 +70,8 @@ class AdminKeySecret:
 
     def _secrets(self) -> Any:
         if self._provider is None:
-            import botocore.session  # noqa: PLC0415
             from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
 
-            client = self._client or botocore.session.get_session().create_client(
-                "secretsmanager", config=CLIENT_CONFIG
-            )
+            client = self._client or aws_client("secretsmanager")
             self._provider = SecretsProvider(boto3_client=client)
         return self._provider

@@ -14,11 +14,21 @@ from devstack.local.lake import LocalFirehose, firehose_event
 from devstack.local.lake_sql import run_sql
 from devstack.local.template import load_template
 from tests.conftest import sample_event
-from tracking.lake.schema import COLUMNS, PARTITIONS, lake_row, partition_keys
+from tracking.lake.schema import (
+    COLUMNS,
+    DUCKDB_TYPES,
+    PARTITIONS,
+    RAW_TABLE,
+    VIEW,
+    athena_view,
+    athena_view_sql,
+    lake_row,
+    partition_keys,
+)
 from tracking.lake.transform import transform
 from tracking.models.canonical import CanonicalEvent
 from tracking.query.lake import LakeQuestions
-from tracking.storage.lake_engines import DuckDbLake
+from tracking.storage.lake_engines import DuckDbLake, duckdb_connect
 from tracking.storage.lake_erasers import LocalLakeEraser
 
 NOW = 1_764_016_799_000
@@ -53,6 +63,48 @@ def test_the_glue_table_is_rendered_from_the_lakes_column_list() -> None:
     names = [name for name, _ in PARTITIONS]
     assert s3["Prefix"] == "events/" + "".join(f"{n}=!{{partitionKeyFromLambda:{n}}}/" for n in names)
     assert set(partition_keys(event())) == set(names)
+
+
+def test_athenas_view_events_is_rendered_from_the_same_list_and_reads_the_files_table() -> None:
+    resources = load_template()["Resources"]
+    view = resources["LakeEventsView"]["Properties"]["TableInput"]
+    assert view["Name"] == VIEW
+    assert view["TableType"] == "VIRTUAL_VIEW"
+    assert resources["LakeEventsTable"]["Properties"]["TableInput"]["Name"] == RAW_TABLE
+    head, encoded, tail = view["ViewOriginalText"]["Fn::Join"][1]
+    assert (head, tail) == ("/* Presto View: ", " */")
+    definition = json.loads(encoded["Fn::Base64"]["Fn::Sub"].replace("${LakeDatabase}", "lake_db"))
+    assert definition == athena_view("lake_db")
+    names = [name for name, _ in (*COLUMNS, *PARTITIONS)]
+    assert [c["name"] for c in definition["columns"]] == names
+    assert [(c["Name"], c["Type"]) for c in view["StorageDescriptor"]["Columns"]] == [*COLUMNS, *PARTITIONS]
+    # A delivery's repeat is the same row again: the view keeps one of each.
+    assert definition["originalSql"].startswith("SELECT DISTINCT ")
+    assert definition["originalSql"].endswith(f" FROM {RAW_TABLE}")
+
+
+def test_the_lake_keeps_no_event_longer_than_the_access_export_can_show_it() -> None:
+    """The right of access reads the events table: by default the lake's lifecycle removes a file no
+    later than DynamoDB's TTL removes its events, so an export shows all that is kept of a person."""
+    parameters = load_template()["Parameters"]
+    assert parameters["LakeRetentionDays"]["Default"] <= parameters["RetentionDays"]["Default"]
+
+
+def test_the_views_sql_removes_a_delivery_repeat_and_nothing_else(tmp_path: Path) -> None:
+    """The view's SQL, run by DuckDB over a table with a repeated row and two distinct events that
+    differ in one column only: the repeat goes, both events stay."""
+    connection = duckdb_connect()
+    columns = ", ".join(f"NULL::{DUCKDB_TYPES[kind]} AS {name}" for name, kind in (*COLUMNS, *PARTITIONS))
+    connection.execute(f"CREATE TABLE {RAW_TABLE} AS SELECT {columns} WHERE false")
+    names = [name for name, _ in (*COLUMNS, *PARTITIONS)]
+    place = ", ".join("?" for _ in names)
+    row = dict.fromkeys(names) | {"event_id": "m:1", "plugin_id": "shop", "day": "2026-11-24", "name": "a"}
+    for values in (row, row, row | {"event_id": "m:2"}):
+        connection.execute(f"INSERT INTO {RAW_TABLE} VALUES ({place})", [values[n] for n in names])
+    seen = connection.execute(
+        f"SELECT event_id FROM ({athena_view_sql()}) WHERE plugin_id = 'shop' ORDER BY 1"
+    ).fetchall()
+    assert seen == [("m:1",), ("m:2",)]
 
 
 def test_a_rows_columns_are_the_schemas_and_say_what_was_stored() -> None:

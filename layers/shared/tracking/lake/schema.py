@@ -48,10 +48,33 @@ COLUMNS: tuple[tuple[str, ColumnType], ...] = (
 # The partitions, in the path's order: not in the files, read from the path (Hive style).
 PARTITIONS: tuple[tuple[str, ColumnType], ...] = (("plugin_id", "string"), ("day", "string"))
 DUCKDB_TYPES: dict[ColumnType, str] = {"string": "VARCHAR", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP"}
+# Athena's (Trino's) names for the types, as a view's definition in the Glue catalog states them.
+PRESTO_TYPES: dict[ColumnType, str] = {"string": "varchar", "boolean": "boolean", "timestamp": "timestamp(3)"}
+# On AWS the files are the Glue table ``events_raw``, and ``events`` is a view over it that shows each
+# event once. A delivery's repeat is the same stored event's row again, whole, so DISTINCT removes it;
+# a filter on ``plugin_id`` and ``day`` (grouping keys) still reaches the table's partition projection.
+RAW_TABLE = "events_raw"
+VIEW = "events"
 FIRST_DAY = "2000-01-01"  # the earliest event time the contract lets a call carry (the partition range)
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]")
 _CAMPAIGN = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": "name"}
+
+
+def athena_view_sql() -> str:
+    names = ", ".join(name for name, _ in (*COLUMNS, *PARTITIONS))
+    return f"SELECT DISTINCT {names} FROM {RAW_TABLE}"  # noqa: S608 - the schema's own names
+
+
+def athena_view(database: str) -> dict[str, Any]:
+    """The view ``events`` as Athena stores a view in the Glue catalog (its "Presto View" text, in
+    template.yaml base64-encoded): its SQL, its database, and its columns with Athena's types."""
+    return {
+        "originalSql": athena_view_sql(),
+        "catalog": "awsdatacatalog",
+        "schema": database,
+        "columns": [{"name": name, "type": PRESTO_TYPES[kind]} for name, kind in (*COLUMNS, *PARTITIONS)],
+    }
 
 
 def day_of(epoch_ms: int) -> str:

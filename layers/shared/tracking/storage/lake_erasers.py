@@ -3,10 +3,11 @@ the files of the plugin holding a row of one of the ids, as a user or an anonymo
 those files rewritten without them. Parquet files are never edited: a file is written anew and takes
 the old one's place.
 
-Locally the files are on disk and DuckDB finds and rewrites them. On AWS, Athena does both: a query
-lists the S3 objects (``"$path"``) holding the ids' rows and how many, then one ``UNLOAD`` per object
-writes its other rows to a staging prefix as Parquet; the staged files are copied into the object's
-partition and the object is deleted. The ids are bound as one JSON array parameter, never spliced.
+Locally the files are on disk and DuckDB finds and rewrites them. On AWS, Athena does both over the
+Glue table of the files (``events_raw``, not the view): a query lists the S3 objects (``"$path"``)
+holding the ids' rows and how many, then one ``UNLOAD`` per object writes its other rows to a staging
+prefix as Parquet; the staged files are copied into the object's partition and the object is deleted.
+The ids are bound as one JSON array parameter, never spliced.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tracking.lake.questions import Statement
-from tracking.lake.schema import COLUMNS, lake_partition
+from tracking.lake.schema import COLUMNS, RAW_TABLE, lake_partition
 from tracking.storage.lake_engines import AthenaLake, duckdb_connect
 
 # A forget step (60 s) checks its clock (20 s) between files: a search and a rewrite stay within.
@@ -115,7 +116,7 @@ class AthenaLakeEraser:
             found = self._athena.fetch(self._running[asked], plugin_id)
         else:
             statement = Statement(
-                'SELECT "$path", count(*) FROM events WHERE plugin_id = ? AND ('
+                f'SELECT "$path", count(*) FROM {RAW_TABLE} WHERE plugin_id = ? AND ('  # noqa: S608
                 "contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), user_id) OR "
                 "contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), anonymous_id)) GROUP BY 1",
                 (lake_partition(plugin_id), forgotten, forgotten),
@@ -137,7 +138,7 @@ class AthenaLakeEraser:
         forgotten = json.dumps(list(ids))
         columns = ", ".join(name for name, _ in COLUMNS)
         statement = Statement(
-            f"UNLOAD (SELECT {columns} FROM events WHERE plugin_id = ? AND day = ? "  # noqa: S608
+            f"UNLOAD (SELECT {columns} FROM {RAW_TABLE} WHERE plugin_id = ? AND day = ? "  # noqa: S608
             'AND "$path" = ? AND NOT contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), user_id) '
             "AND NOT coalesce(contains(CAST(json_parse(?) AS ARRAY(VARCHAR)), anonymous_id), false)) "
             f"TO 's3://{self._bucket}/{staging}' WITH (format = 'PARQUET', compression = 'SNAPPY')",

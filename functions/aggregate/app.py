@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tracking.aggregate.stream import GroupedBatchProcessor, handle
+from tracking.aggregate.stream import handle, stream_processor
 from tracking.observability import route_package_logs
 from tracking.settings import get_settings
 from tracking.wiring import aggregator
@@ -18,7 +18,7 @@ metrics = Metrics()
 route_package_logs(logger)
 
 _aggregator = aggregator(get_settings())
-_processor = GroupedBatchProcessor()
+_processor = stream_processor()
 
 
 @logger.inject_lambda_context

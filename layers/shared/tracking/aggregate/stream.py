@@ -6,10 +6,10 @@ from the image Powertools has already deserialized into the aggregator's input, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
     DynamoDBRecord,
     DynamoDBStreamEvent,
@@ -18,14 +18,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.fold import StreamRecord
+from tracking.batches import GroupedBatchProcessor
 from tracking.keys import CLAIM_KIND, DELETION_KIND, INDEX_KIND, REJECTED_KIND, client_id_pk
 from tracking.storage.events import event_from_values
 from tracking.storage.rejections import record_from_values
 
 logger = logging.getLogger(__name__)
-
-# What the handler answers for a batch: the records that failed, by sequence number.
-BatchHandler = Callable[[list[DynamoDBRecord]], Mapping[int, BaseException]]
 
 
 def sequence_number(record: DynamoDBRecord) -> int:
@@ -57,25 +55,9 @@ def decode_image(seq: int, name: str, image: Mapping[str, Any] | None) -> Stream
     return StreamRecord(seq, name, event, by_id=by_id)
 
 
-class GroupedBatchProcessor(BatchProcessor):
-    """Powertools' BatchProcessor, but the handler gets every record of the batch and answers which
-    ones failed; Powertools then reports them (Lambda retries from the lowest sequence number) or, if
-    all failed, raises so that Lambda bisects the batch."""
-
-    def __init__(self) -> None:
-        super().__init__(event_type=EventType.DynamoDBStreams)
-
-    def process(self) -> list[tuple[Any, ...]]:
-        records = [DynamoDBRecord(record) for record in self.records]
-        failures = self.handler(records)
-        results: list[tuple[Any, ...]] = []
-        for record in records:
-            error = failures.get(sequence_number(record))
-            if error is None:
-                results.append(self.success_handler(record, None))
-            else:
-                results.append(self.failure_handler(record, (type(error), error, error.__traceback__)))
-        return results
+def stream_processor() -> GroupedBatchProcessor[DynamoDBRecord]:
+    """The aggregator's batches: DynamoDB Streams records, failed ones named by sequence number."""
+    return GroupedBatchProcessor(EventType.DynamoDBStreams, DynamoDBRecord, sequence_number)
 
 
 class MissingShardId(RuntimeError):
@@ -84,7 +66,10 @@ class MissingShardId(RuntimeError):
 
 
 def handle(
-    event: dict[str, Any], context: LambdaContext, aggregator: Aggregator, processor: GroupedBatchProcessor
+    event: dict[str, Any],
+    context: LambdaContext,
+    aggregator: Aggregator,
+    processor: GroupedBatchProcessor[DynamoDBRecord],
 ) -> dict[str, Any]:
     if not event.get("Records"):
         # The last invocation of a tumbling window may carry no records (Powertools refuses those).

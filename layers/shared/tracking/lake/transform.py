@@ -9,7 +9,6 @@ alone (Firehose keeps it under the error prefix)."""
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
@@ -20,10 +19,9 @@ from aws_lambda_powertools.utilities.data_classes import (
     KinesisFirehoseEvent,
 )
 
+from tracking.changes import stored_event
 from tracking.json_text import dumps_compact
 from tracking.lake.schema import lake_row, partition_keys
-from tracking.storage.dynamo import from_item
-from tracking.storage.events import event_from_item, is_event
 
 logger = logging.getLogger(__name__)
 
@@ -38,33 +36,15 @@ def transform(event: dict[str, Any]) -> dict[str, Any]:
 
 def _transformed(record_id: str, data: bytes) -> KinesisFirehoseDataTransformationRecord:
     try:
-        change = json.loads(data)
-        image = change.get("dynamodb", {}).get("NewImage")
-        if change.get("eventName") != "INSERT" or not image or not is_event(from_item(_plain(image))):
-            return KinesisFirehoseDataTransformationRecord(record_id=record_id, result="Dropped")
-        stored = event_from_item(_plain(image))
+        stored = stored_event(data)
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning("lake record not readable", extra={"record_id": record_id, "error": repr(exc)})
         return KinesisFirehoseDataTransformationRecord(record_id=record_id, result="ProcessingFailed")
+    if stored is None:
+        return KinesisFirehoseDataTransformationRecord(record_id=record_id, result="Dropped")
     row = (dumps_compact(lake_row(stored)) + "\n").encode()
     return KinesisFirehoseDataTransformationRecord(
         record_id=record_id,
         data=base64.b64encode(row).decode(),
         metadata=KinesisFirehoseDataTransformationRecordMetadata(partition_keys=partition_keys(stored)),
     )
-
-
-def _plain(image: dict[str, Any]) -> dict[str, Any]:
-    """An image from JSON (binary values as base64 text) in the form botocore hands back (bytes)."""
-    return {name: _attribute(value) for name, value in image.items()}
-
-
-def _attribute(value: dict[str, Any]) -> dict[str, Any]:
-    ((kind, inner),) = value.items()
-    if kind == "B":
-        return {"B": base64.b64decode(inner)}
-    if kind == "L":
-        return {"L": [_attribute(element) for element in inner]}
-    if kind == "M":
-        return {"M": {name: _attribute(element) for name, element in inner.items()}}
-    return value

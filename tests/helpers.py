@@ -13,6 +13,23 @@ from tracking.models.canonical import CanonicalEvent
 __all__ = ["api_event", "assert_contract_error", "identify_call", "segment_call"]
 
 
+SHOP_EVENT_AT = 1_764_016_799_000
+
+
+def shop_event(**fields: Any) -> CanonicalEvent:
+    """A stored Segment track of plugin ``shop`` (an ``Order Completed`` of ``u-1``), any field given."""
+    base: dict[str, Any] = {
+        "plugin_id": "shop",
+        "user_id": "u-1",
+        "key": "Order Completed",
+        "dialect": "segment",
+        "event_id": "m:abc",
+        "event_time": SHOP_EVENT_AT,
+        "received_at": SHOP_EVENT_AT,
+    }
+    return CanonicalEvent.model_validate({**base, **fields})
+
+
 def segment_call(key: str, user: str, *, at: int, event_id: str, **extra: Any) -> CanonicalEvent:
     """A Segment-spec track call as ingest stores it (an anonymous visitor's: ``anonymous_id=user``)."""
     return canonical(

@@ -14,6 +14,7 @@ from devstack.local.lake import LocalFirehose, firehose_event
 from devstack.local.lake_sql import run_sql
 from devstack.local.template import load_template
 from tests.conftest import sample_event
+from tests.helpers import shop_event
 from tracking.lake.schema import (
     COLUMNS,
     DUCKDB_TYPES,
@@ -26,7 +27,6 @@ from tracking.lake.schema import (
     partition_keys,
 )
 from tracking.lake.transform import transform
-from tracking.models.canonical import CanonicalEvent
 from tracking.query.lake import LakeQuestions
 from tracking.storage.lake_engines import DuckDbLake, duckdb_connect
 from tracking.storage.lake_erasers import LocalLakeEraser
@@ -34,17 +34,7 @@ from tracking.storage.lake_erasers import LocalLakeEraser
 NOW = 1_764_016_799_000
 
 
-def event(**fields: Any) -> CanonicalEvent:
-    base: dict[str, Any] = {
-        "plugin_id": "shop",
-        "user_id": "u-1",
-        "key": "Order Completed",
-        "dialect": "segment",
-        "event_id": "m:abc",
-        "event_time": NOW,
-        "received_at": NOW,
-    }
-    return CanonicalEvent.model_validate({**base, **fields})
+event = shop_event
 
 
 def test_the_glue_table_is_rendered_from_the_lakes_column_list() -> None:

@@ -12,9 +12,9 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "layers" / "shared" / "tracking"
 AWS = ("boto3", "botocore", "tracking.storage")
 # Those allowed to reach storage: the composition root builds the stores; the stream adapters and the
-# lake's transformation decode the events table's item formats (an event, recorded rejections, a
-# deletion step) from each record.
-MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py", "forget/stream.py", "lake/transform.py"}
+# reader of the Kinesis change records (the lake's and the destinations') decode the events table's
+# item formats (an event, recorded rejections, a deletion step) from each record.
+MAY_REACH_STORAGE = {"wiring.py", "aggregate/stream.py", "forget/stream.py", "changes.py"}
 
 
 def imports(path: Path) -> set[str]:
@@ -69,7 +69,7 @@ def test_the_stream_adapters_use_storage_only_to_decode() -> None:
     steps = {"tracking.storage.deletions"}  # a deletion step (its kind is in tracking.keys)
     assert {i for i in modules()["forget/stream.py"] if i.startswith(AWS)} == steps
     images = {"tracking.storage.events", "tracking.storage.dynamo"}  # an event from a change's image
-    assert {i for i in modules()["lake/transform.py"] if i.startswith(AWS)} == images
+    assert {i for i in modules()["changes.py"] if i.startswith(AWS)} == images
 
 
 def test_every_key_layout_is_built_in_one_module() -> None:

@@ -5,12 +5,12 @@ assembles ``/openapi.json``."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from tracking.clock import now_ms
 from tracking.rest_resolver import rest_resolver_only
 
 rest_resolver_only()  # before the package's first import: its other resolvers are never loaded
@@ -120,10 +120,6 @@ def new_resolver() -> APIGatewayRestResolver:
     app.not_found(not_found)
     app.exception_handler(Exception)(_unexpected)
     return app
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def read_body(app: APIGatewayRestResolver, max_bytes: int) -> str:

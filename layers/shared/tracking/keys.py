@@ -1,4 +1,4 @@
-"""Every key this service builds, in one place: the partition and sort keys of its three tables, the
+"""Every key this service builds, in one place: the partition and sort keys of its four tables, the
 kinds of item that share them, and the names it gives internal keys. Parts of a key are joined by a
 control character (``SEP``, shown as ␟ in the docs) that no identifier may hold, so no two layouts
 can produce the same key. Pure: no AWS; storage builds its items with these, and the few modules that
@@ -30,6 +30,13 @@ Control table::
     plugin ␟ plugin / config | people | stamp  a plugin's config, lists about people, and their stamp
     writekey ␟ key, apikey ␟ hash, keys ␟ plugin / key id, ratelimit ␟ who / window
     plugins / plugin id                        the plugin listing; plugins ␟ count / unconfigured
+    destinations ␟ plugin / destination id     a plugin's destinations (events out)
+
+Deliveries table (``nn``: one of ``DELIVERY_SUFFIXES``)::
+
+    m ␟ plugin ␟ destination ␟ message / -     a message's delivery: a lease while sent, then delivered
+    f ␟ plugin ␟ destination ␟ nn / message   a message that was not delivered (the failures list)
+    s ␟ plugin ␟ destination ␟ nn / -         a share of the destination's counters
 """
 
 from __future__ import annotations
@@ -286,3 +293,29 @@ def keys_pk(plugin_id: str) -> str:
 PLUGIN_INDEX_PK = "plugins"
 # How many plugins without a config are listed (see ControlStore.register_plugin).
 UNCONFIGURED_COUNT = {"pk": f"{PLUGIN_INDEX_PK}{SEP}count", "sk": "unconfigured"}
+
+
+def destinations_pk(plugin_id: str) -> str:
+    """A plugin's destinations (one item each, sort key its id): one query reads them all."""
+    return f"destinations{SEP}{plugin_id}"
+
+
+# -- deliveries table -----------------------------------------------------------------------------------
+# Failures and counters of one destination are spread over this many partition keys: a destination
+# failing at the rate one plugin stores events writes no partition past its share.
+DELIVERY_SUFFIXES = 16
+
+
+def delivery_marker_key(plugin_id: str, destination_id: str, message_id: str) -> dict[str, str]:
+    """A message's delivery to a destination: being sent (a lease), or delivered (never sent again)."""
+    return {"pk": f"m{SEP}{plugin_id}{SEP}{destination_id}{SEP}{message_id}", "sk": "-"}
+
+
+def failures_pk(plugin_id: str, destination_id: str, suffix: int) -> str:
+    """A destination's messages that were not delivered, sort key their message id."""
+    return f"f{SEP}{plugin_id}{SEP}{destination_id}{SEP}{suffix:02d}"
+
+
+def delivery_stats_key(plugin_id: str, destination_id: str, suffix: int) -> dict[str, str]:
+    """One of a destination's counters (delivered, failed, pending), summed at read."""
+    return {"pk": f"s{SEP}{plugin_id}{SEP}{destination_id}{SEP}{suffix:02d}", "sk": "-"}

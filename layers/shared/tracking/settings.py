@@ -41,6 +41,12 @@ class Settings(BaseModel):
     lake_bucket: str | None = Field(None, alias="LAKE_BUCKET")  # where a deletion rewrites the files
     # How soon a stored event is in the lake (a deletion rewrites the lake after this and a margin).
     lake_flush_seconds: float = Field(300.0, ge=0, alias="LAKE_FLUSH_SECONDS")
+    # Events out: the deliveries table, the queue the router fills and the delivery reads, how long a
+    # message is retried, and whether http://127.0.0.1:<port> destinations are allowed (local only).
+    deliveries_table: str = Field("DeliveriesTable", alias="DELIVERIES_TABLE")
+    delivery_queue_url: str | None = Field(None, alias="DELIVERY_QUEUE_URL")
+    delivery_max_age_seconds: int = Field(86_400, ge=60, le=1_209_600, alias="DELIVERY_MAX_AGE_SECONDS")
+    destinations_allow_local: bool = Field(False, alias="DESTINATIONS_ALLOW_LOCAL")
     # Plugin that widget calls without ``data.chatbot_id`` are recorded under.
     default_plugin_id: str = Field("default", alias="DEFAULT_PLUGIN_ID")
 

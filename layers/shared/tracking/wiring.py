@@ -9,6 +9,8 @@ from tracking.settings import Settings
 
 if TYPE_CHECKING:
     from tracking.aggregate.aggregator import Aggregator
+    from tracking.destinations.delivery import Delivery
+    from tracking.destinations.router import CachedDestinations, Router
     from tracking.forget.service import Forgetter
     from tracking.ingest.service import IngestService
     from tracking.query.admin import PluginAdmin
@@ -18,8 +20,10 @@ if TYPE_CHECKING:
     from tracking.storage.budgets import BudgetStore
     from tracking.storage.control import ControlStore
     from tracking.storage.dashboard_keys import DashboardKeyStore
+    from tracking.storage.deliveries import DeliveryStore
     from tracking.storage.lake_engines import AthenaLake
     from tracking.storage.plugins import PluginStore
+    from tracking.storage.queue import SqsQueue
 
 
 def control_store(settings: Settings) -> ControlStore:
@@ -140,8 +144,8 @@ def athena_lake(settings: Settings) -> AthenaLake:
 
 
 def plugin_admin(settings: Settings) -> PluginAdmin:
+    from tracking.clock import now_ms  # noqa: PLC0415
     from tracking.query.admin import PluginAdmin  # noqa: PLC0415
-    from tracking.query.service import now_ms  # noqa: PLC0415
 
     return PluginAdmin(control_store(settings), now_ms)
 
@@ -186,4 +190,61 @@ def forgetter(settings: Settings) -> Forgetter:
         cache_seconds=settings.config_cache_seconds,
         lake=lake,
         lake_flush_seconds=settings.lake_flush_seconds,
+    )
+
+
+# A message's lease while one delivery sends it (longer than one send: 10 s, and a margin), and how
+# long its marker outlives the longest retry.
+DELIVERY_LEASE_MS = 60_000
+MARKER_MARGIN_S = 2 * 86_400
+
+
+def delivery_store(settings: Settings) -> DeliveryStore:
+    from tracking.storage.deliveries import DeliveryStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    keep_s = settings.delivery_max_age_seconds + MARKER_MARGIN_S
+    return DeliveryStore(client(), settings.deliveries_table, lease_ms=DELIVERY_LEASE_MS, keep_s=keep_s)
+
+
+def cached_destinations(settings: Settings) -> CachedDestinations:
+    from tracking.destinations.router import CachedDestinations  # noqa: PLC0415
+    from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    return CachedDestinations(
+        DestinationStore(client(), settings.control_table), settings.config_cache_seconds
+    )
+
+
+def delivery_queue(settings: Settings) -> SqsQueue:
+    from functools import partial  # noqa: PLC0415
+
+    from tracking.storage.dynamo import aws_client  # noqa: PLC0415
+    from tracking.storage.queue import SqsQueue  # noqa: PLC0415
+
+    if not settings.delivery_queue_url:
+        raise RuntimeError("DELIVERY_QUEUE_URL is not set")
+    return SqsQueue(partial(aws_client, "sqs"), settings.delivery_queue_url)
+
+
+def router(settings: Settings) -> Router:
+    from tracking.clock import now_ms  # noqa: PLC0415
+    from tracking.destinations.router import Router  # noqa: PLC0415
+
+    return Router(cached_destinations(settings), delivery_queue(settings), delivery_store(settings), now_ms)
+
+
+def delivery(settings: Settings) -> Delivery:
+    from tracking.clock import now_ms  # noqa: PLC0415
+    from tracking.destinations.delivery import Delivery  # noqa: PLC0415
+    from tracking.destinations.sender import Sender  # noqa: PLC0415
+
+    return Delivery(
+        cached_destinations(settings),
+        delivery_store(settings),
+        Sender(),
+        now_ms,
+        max_age_s=settings.delivery_max_age_seconds,
+        allow_local=settings.destinations_allow_local,
     )

@@ -5,12 +5,12 @@ call with a typed request (:mod:`tracking.query.requests`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tracking.api_errors import NotFound
+from tracking.clock import now_ms
 from tracking.models.canonical import is_identifier
 from tracking.models.config import PublishedConfig
 from tracking.models.people import DeletionStep, PeopleLists, Person, new_deletion_id, suppression_hash
@@ -65,10 +65,6 @@ class CsvPart:
     plugin_id: str
     text: str
     next_cursor: str | None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def plugin_id_of(raw: str) -> str:

@@ -1,0 +1,82 @@
+"""The destinations' stores in memory: a plugin's destinations (the control table's part), and the
+deliveries table's markers, failures and counters, with the same rules as ``DeliveryStore``: a claim
+takes a lease unless the message was delivered or another lease is live."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure
+from tracking.models.storage_failures import StorageUnavailable
+
+
+@dataclass
+class FakeDestinations:
+    saved: dict[tuple[str, str], Destination] = field(default_factory=dict)
+    reads: int = 0
+
+    def destinations(self, plugin_id: str) -> list[Destination]:
+        self.reads += 1
+        return [d for (plugin, _), d in sorted(self.saved.items()) if plugin == plugin_id]
+
+    def save_destination(self, destination: Destination) -> None:
+        self.saved[(destination.plugin_id, destination.destination_id)] = destination
+
+    def delete_destination(self, plugin_id: str, destination_id: str) -> bool:
+        return self.saved.pop((plugin_id, destination_id), None) is not None
+
+
+@dataclass
+class FakeOutbox:
+    lease_ms: int = 60_000
+    markers: dict[tuple[DestinationRef, str], dict[str, Any]] = field(default_factory=dict)
+    failed: dict[tuple[DestinationRef, str], Failure] = field(default_factory=dict)
+    counts: dict[DestinationRef, list[Counts]] = field(default_factory=dict)
+    unavailable: bool = False  # every call fails as DynamoDB's throttling does
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StorageUnavailable("Storage is unavailable (fake); retry later")
+
+    def claim(self, ref: DestinationRef, message_id: str, now_ms: int) -> Claim:
+        self._check()
+        held = self.markers.get((ref, message_id))
+        if held is not None:
+            if held["state"] == "delivered":
+                return "delivered"
+            if held["until"] >= now_ms:
+                return "busy"
+        self.markers[(ref, message_id)] = {"state": "sending", "until": now_ms + self.lease_ms}
+        return "claimed"
+
+    def mark_delivered(self, ref: DestinationRef, message_ids: Sequence[str], now_ms: int) -> None:
+        self._check()
+        for message_id in message_ids:
+            self.markers[(ref, message_id)] = {"state": "delivered", "at": now_ms}
+
+    def release(self, ref: DestinationRef, message_ids: Sequence[str]) -> None:
+        self._check()
+        for message_id in message_ids:
+            self.markers.pop((ref, message_id), None)
+
+    def add_failures(self, ref: DestinationRef, failures: Sequence[Failure]) -> None:
+        self._check()
+        for failure in failures:
+            self.failed[(ref, failure.message_id)] = failure
+
+    def count(self, ref: DestinationRef, counts: Counts) -> None:
+        self._check()
+        self.counts.setdefault(ref, []).append(counts)
+
+    def total(self, ref: DestinationRef) -> dict[str, int]:
+        kept = self.counts.get(ref, [])
+        return {
+            "delivered": sum(c.delivered for c in kept),
+            "failed": sum(c.failed for c in kept),
+            "pending": sum(c.pending for c in kept),
+        }
+
+    def delivered(self, ref: DestinationRef) -> set[str]:
+        return {m for (r, m), held in self.markers.items() if r == ref and held["state"] == "delivered"}

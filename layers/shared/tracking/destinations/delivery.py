@@ -1,0 +1,301 @@
+"""The delivery of a batch of queue messages, each one message for one destination.
+
+Each destination's messages are sent in a thread of their own, so a slow or failing destination
+never holds back another. Before a message is sent its marker is claimed (``DeliveryStore.claim``):
+a message delivered already is acknowledged without sending, and one that another delivery is
+sending waits. Then:
+
+- a ``webhook`` gets one signed POST per message, over a kept connection; once the destination does
+  not answer (a timeout, a refused or dropped connection), the rest of its messages in this batch are
+  not tried: they are retried with the same backoff;
+- a ``segment`` destination gets ``POST {url}/v1/batch`` with up to 100 messages (never a delete
+  message: those are for webhooks).
+
+A 2xx is delivered (marked, never sent again). 408, 429, 5xx and no answer are retried: the message
+comes back after an exponential backoff (first within 30 s, then doubling to an hour, at least a
+429's ``Retry-After``) for ``max_age_s`` from when it was queued; any other answer, an address that
+is refused, or the end of that time puts it in the destination's failures. The verdict of each
+message tells the queue what to do: acknowledge it, or show it again after so many seconds."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tracking.destinations.addresses import AddressRefused, Resolver, Target, resolve, target
+from tracking.destinations.messages import SEGMENT_BATCH_MAX, segment_request, webhook_request
+from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure
+from tracking.destinations.sender import Outcome
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY_S = 30
+LONGEST_RETRY_S = 3600
+BUSY_RETRY_S = 30  # another delivery holds the message's lease: look again after this
+QUEUE_MAX_DELAY_S = 43_200  # SQS's longest visibility timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A queue message as the delivery reads it: its id, how often it was received, and its body
+    (``plugin_id``, ``destination_id``, ``message``, ``queued_at``)."""
+
+    id: str
+    receive_count: int
+    body: dict[str, Any]
+
+    @property
+    def ref(self) -> DestinationRef:
+        return DestinationRef(str(self.body["plugin_id"]), str(self.body["destination_id"]))
+
+    @property
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = self.body["message"]
+        return message
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["messageId"])
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the queue does with a message: acknowledge it (``retry_in_s`` None), or show it again."""
+
+    retry_in_s: int | None = None
+
+
+ACK = Verdict()
+
+
+class Destinations(Protocol):
+    def destination(self, ref: DestinationRef) -> Destination | None: ...
+
+
+class Outbox(Protocol):
+    def claim(self, ref: DestinationRef, message_id: str, now_ms: int) -> Claim: ...
+    def mark_delivered(self, ref: DestinationRef, message_ids: Sequence[str], now_ms: int) -> None: ...
+    def release(self, ref: DestinationRef, message_ids: Sequence[str]) -> None: ...
+    def add_failures(self, ref: DestinationRef, failures: Sequence[Failure]) -> None: ...
+    def count(self, ref: DestinationRef, counts: Counts) -> None: ...
+
+
+class Post(Protocol):
+    def post(self, target: Target, body: bytes, headers: dict[str, str]) -> Outcome: ...
+
+
+def backoff_s(attempt: int, retry_after_s: float | None = None, jitter: float = 1.0) -> int:
+    """The wait before attempt ``attempt + 1``: 30 s, doubling to an hour, less up to a fifth of
+    jitter (``jitter`` in [0.8, 1]); never less than the destination's ``Retry-After``."""
+    wait = min(FIRST_RETRY_S * 2 ** max(0, attempt - 1), LONGEST_RETRY_S) * jitter
+    return int(min(max(wait, retry_after_s or 0, 1), QUEUE_MAX_DELAY_S))
+
+
+@dataclass
+class _Run:
+    """One destination's part of a batch, and what became of each message."""
+
+    destination: Destination
+    envelopes: list[Envelope]
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    delivered: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    dropped: int = 0
+    last_error: str | None = None
+
+
+class Delivery:
+    def __init__(
+        self,
+        destinations: Destinations,
+        outbox: Outbox,
+        sender: Post,
+        clock_ms: Callable[[], int],
+        *,
+        max_age_s: int,
+        allow_local: bool = False,
+        resolver: Resolver = resolve,
+        workers: int = 8,
+    ) -> None:
+        self._destinations = destinations
+        self._outbox = outbox
+        self._sender = sender
+        self._clock = clock_ms
+        self._max_age_ms = max_age_s * 1000
+        self._allow_local = allow_local
+        self._resolver = resolver
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def deliver(self, envelopes: Sequence[Envelope]) -> dict[str, Verdict]:
+        """Every message's verdict, by queue message id."""
+        groups: dict[DestinationRef, list[Envelope]] = {}
+        for envelope in envelopes:
+            groups.setdefault(envelope.ref, []).append(envelope)
+        verdicts: dict[str, Verdict] = {}
+        if len(groups) == 1:
+            return self._one_destination(next(iter(groups.items())))
+        if self._pool is None:  # started on the first batch of several destinations
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="deliver")
+        for found in self._pool.map(self._one_destination, list(groups.items())):
+            verdicts.update(found)
+        return verdicts
+
+    def _one_destination(self, group: tuple[DestinationRef, list[Envelope]]) -> dict[str, Verdict]:
+        ref, envelopes = group
+        try:
+            destination = self._destinations.destination(ref)
+            if destination is None or not destination.config.enabled:
+                # Removed or disabled since it was queued: nothing more is sent to it.
+                self._outbox.count(ref, Counts(pending=-len(envelopes)))
+                return {envelope.id: ACK for envelope in envelopes}
+        except Exception:  # storage unavailable: every message comes back later
+            logger.exception("destination not read", extra={"destination": ref.destination_id})
+            return {envelope.id: Verdict(FIRST_RETRY_S) for envelope in envelopes}
+        run = _Run(destination, envelopes)
+        try:
+            self._send(run)
+        except Exception:  # storage unavailable midway: what was not settled comes back later
+            logger.exception("delivery interrupted", extra={"destination": ref.destination_id})
+        self._settle(run)
+        return run.verdicts
+
+    def _send(self, run: _Run) -> None:
+        config = run.destination.config
+        url = config.url.rstrip("/") + "/v1/batch" if config.type == "segment" else config.url
+        try:
+            where = target(url, allow_local=self._allow_local, resolver=self._resolver)
+        except AddressRefused as refused:
+            for envelope in run.envelopes:
+                self._fail(run, envelope, Outcome("failed", None, f"address refused: {refused}"))
+            return
+        webhook = config.type == "webhook"
+        wanted: list[Envelope] = []
+        for envelope in run.envelopes:
+            if not webhook and envelope.message.get("type") == "delete":
+                run.verdicts[envelope.id] = ACK  # delete messages are for webhooks
+                run.dropped += 1
+            else:
+                wanted.append(envelope)
+        size = 1 if webhook else SEGMENT_BATCH_MAX
+        silent: Outcome | None = None  # the destination stopped answering: the rest are not tried
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            if silent is not None:
+                for envelope in chunk:
+                    self._outcome(run, envelope, silent)
+                continue
+            claimed = self._claimed(run, chunk)
+            if not claimed:
+                continue
+            messages = [envelope.message for envelope in claimed]
+            if webhook:
+                body, headers = webhook_request(config.credential, messages[0])
+            else:
+                body, headers = segment_request(config.credential, messages)
+            outcome = self._sender.post(where, body, headers)
+            if webhook and outcome.verdict == "retry" and outcome.status is None:
+                silent = Outcome("retry", None, f"not tried: {outcome.error}")
+            self._outcomes(run, claimed, outcome)
+
+    def _claimed(self, run: _Run, envelopes: list[Envelope]) -> list[Envelope]:
+        """The messages this delivery may send now: each one's lease taken just before its send. One
+        delivered already is acknowledged; one another delivery is sending comes back later."""
+        now = self._clock()
+        claimed: list[Envelope] = []
+        for envelope in envelopes:
+            claim = self._outbox.claim(run.destination.ref, envelope.message_id, now)
+            if claim == "delivered":
+                run.verdicts[envelope.id] = ACK
+                run.dropped += 1
+            elif claim == "busy":
+                run.verdicts[envelope.id] = Verdict(BUSY_RETRY_S)
+            else:
+                claimed.append(envelope)
+        return claimed
+
+    def _outcomes(self, run: _Run, envelopes: list[Envelope], outcome: Outcome) -> None:
+        """Settle one send's messages at once: a delivered one is marked before anything else happens
+        (an acknowledged message is never sent again); another gives its lease back."""
+        ids = [envelope.message_id for envelope in envelopes]
+        if outcome.verdict == "delivered":
+            self._outbox.mark_delivered(run.destination.ref, ids, self._clock())
+            run.delivered.extend(ids)
+            run.verdicts.update({envelope.id: ACK for envelope in envelopes})
+            return
+        self._outbox.release(run.destination.ref, ids)
+        for envelope in envelopes:
+            self._outcome(run, envelope, outcome)
+
+    def _outcome(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
+        run.last_error = outcome.error
+        if outcome.verdict == "retry":
+            wait = backoff_s(envelope.receive_count, outcome.retry_after_s, random.uniform(0.8, 1.0))  # noqa: S311
+            queued_at = int(envelope.body.get("queued_at", 0))
+            if self._clock() + wait * 1000 - queued_at <= self._max_age_ms:
+                run.verdicts[envelope.id] = Verdict(wait)
+                return
+        self._fail(run, envelope, outcome)
+
+    def _fail(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
+        error = outcome.error or "not delivered"
+        run.last_error = error
+        run.failures.append(
+            Failure(
+                envelope.message_id,
+                envelope.receive_count,
+                outcome.status,
+                error,
+                self._clock(),
+                envelope.body,
+            )
+        )
+        run.verdicts[envelope.id] = ACK
+
+    def _settle(self, run: _Run) -> None:
+        """Write the failures and the counts. A message whose verdict is missing (an error midway)
+        comes back after the first backoff; if the failures cannot be written, so do they."""
+        ref = run.destination.ref
+        now = self._clock()
+        for envelope in run.envelopes:
+            run.verdicts.setdefault(envelope.id, Verdict(FIRST_RETRY_S))
+        if run.failures:
+            try:
+                self._outbox.add_failures(ref, run.failures)
+            except Exception:
+                logger.exception("failures not recorded", extra={"destination": ref.destination_id})
+                failed = {failure.message_id for failure in run.failures}
+                for envelope in run.envelopes:
+                    if envelope.message_id in failed:
+                        run.verdicts[envelope.id] = Verdict(FIRST_RETRY_S)
+                run.failures = []
+        settled = len(run.delivered) + len(run.failures) + run.dropped
+        if not (settled or run.last_error):
+            return
+        try:
+            self._outbox.count(
+                ref,
+                Counts(
+                    delivered=len(run.delivered),
+                    failed=len(run.failures),
+                    pending=-settled,
+                    last_delivered_at=now if run.delivered else None,
+                    last_error=run.last_error,
+                    last_error_at=now if run.last_error else None,
+                ),
+            )
+        except Exception:  # the counters are a view: a lost update does not resend anything
+            logger.exception("delivery counters not written", extra={"destination": ref.destination_id})
+        if run.failures:
+            logger.warning(
+                "messages not delivered",
+                extra={
+                    "destination": ref.destination_id,
+                    "count": len(run.failures),
+                    "error": run.last_error,
+                },
+            )

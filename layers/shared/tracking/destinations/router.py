@@ -1,0 +1,102 @@
+"""The router: each stored event, for each of its plugin's destinations that wants it, becomes one
+queue message (the delivery sends it). It reads the events table's changes as the lake does (the
+Kinesis data stream of the table, a consumer of its own), so only stored events leave: a duplicate
+or a refused call never reaches a destination.
+
+A destination wants an event stored while it was enabled (``enabled_at``) that passes its filter;
+bot events are never sent. A plugin's destinations are read once per ``cache_s`` per container."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from tracking.destinations.messages import event_name, segment_message
+from tracking.destinations.models import Counts, Destination, DestinationRef
+from tracking.models.canonical import CanonicalEvent
+
+
+class DestinationSource(Protocol):
+    def destinations(self, plugin_id: str) -> list[Destination]: ...
+
+
+class Queue(Protocol):
+    def send(self, bodies: Sequence[dict[str, Any]]) -> None:
+        """Queue every body, or raise (nothing is known to be queued then)."""
+
+
+class Counter(Protocol):
+    def count(self, ref: DestinationRef, counts: Counts) -> None: ...
+
+
+class CachedDestinations:
+    """A plugin's destinations, kept ``cache_s`` seconds: the router reads them per plugin, the
+    delivery per destination."""
+
+    def __init__(
+        self, source: DestinationSource, cache_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._source = source
+        self._cache_s = cache_s
+        self._clock = clock
+        self._kept: dict[str, tuple[float, list[Destination]]] = {}
+
+    def destinations(self, plugin_id: str) -> list[Destination]:
+        kept = self._kept.get(plugin_id)
+        now = self._clock()
+        if kept is None or now - kept[0] >= self._cache_s:
+            kept = (now, self._source.destinations(plugin_id))
+            self._kept[plugin_id] = kept
+        return kept[1]
+
+    def destination(self, ref: DestinationRef) -> Destination | None:
+        for destination in self.destinations(ref.plugin_id):
+            if destination.destination_id == ref.destination_id:
+                return destination
+        return None
+
+
+def wants(destination: Destination, event: CanonicalEvent) -> bool:
+    config = destination.config
+    if not config.enabled or destination.enabled_at is None or event.received_at < destination.enabled_at:
+        return False
+    if event.context.get("bot") is True:
+        return False
+    return config.filter.passes(event.kind, event_name(event))
+
+
+class Router:
+    def __init__(
+        self, destinations: DestinationSource, queue: Queue, counter: Counter, clock_ms: Callable[[], int]
+    ) -> None:
+        self._destinations = destinations
+        self._queue = queue
+        self._counter = counter
+        self._clock = clock_ms
+
+    def route(self, events: Sequence[CanonicalEvent]) -> int:
+        """Queue the messages of these stored events; how many. Raises if they could not be queued."""
+        now = self._clock()
+        bodies: list[dict[str, Any]] = []
+        queued: dict[DestinationRef, int] = {}
+        for event in events:
+            chosen = [d for d in self._destinations.destinations(event.plugin_id) if wants(d, event)]
+            if not chosen:
+                continue
+            message = segment_message(event)
+            for destination in chosen:
+                bodies.append(
+                    {
+                        "plugin_id": event.plugin_id,
+                        "destination_id": destination.destination_id,
+                        "message": message,
+                        "queued_at": now,
+                    }
+                )
+                queued[destination.ref] = queued.get(destination.ref, 0) + 1
+        if bodies:
+            self._queue.send(bodies)
+            for ref, count in queued.items():
+                self._counter.count(ref, Counts(pending=count))
+        return len(bodies)

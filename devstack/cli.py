@@ -88,6 +88,7 @@ class LocalStack:
         self.server: Any = None
         self.pools: dict[str, Any] = {}
         self.database: dynamodb.Database | None = None
+        self.queues: Any = None
         self.url = ""
 
     def signalled(self, *_: Any) -> None:
@@ -102,9 +103,12 @@ class LocalStack:
     def start(self, args: argparse.Namespace) -> bool:
         """Start everything; False if asked to stop meanwhile."""
         from devstack.local.apigw import ApiServer  # noqa: PLC0415
+        from devstack.local.esm import start_queue_pollers  # noqa: PLC0415
+        from devstack.local.kinesis import kinesis_invoke  # noqa: PLC0415
         from devstack.local.lake import LAKE_FUNCTION, start_lake  # noqa: PLC0415
         from devstack.local.lambdas import ProcessPool, function_environment  # noqa: PLC0415
         from devstack.local.poller import StreamPoller  # noqa: PLC0415
+        from devstack.local.queues import queue_environment, start_queues  # noqa: PLC0415
 
         data_dir = None if args.in_memory else self.state_dir / "dynamodb"
         database = self.database = dynamodb.start(
@@ -112,7 +116,12 @@ class LocalStack:
         )
         dynamodb.ensure_tables(database, self.template)
         _migrate_local(database)
+        # SQS: the template's queues, durable beside the tables (devstack/local/queues.py).
+        self.queues = start_queues(self.template, self.state_dir / "queues.sqlite", fresh=args.in_memory)
         local = {
+            **queue_environment(self.queues),
+            # Destinations at http://127.0.0.1:<port> are allowed here, never deployed.
+            "DESTINATIONS_ALLOW_LOCAL": "true",
             **dynamodb.local_environment(database.endpoint),
             # On AWS the admin key is a Secrets Manager secret; locally it is given as is.
             "TRACKING_ADMIN_KEY": self.key,
@@ -138,7 +147,9 @@ class LocalStack:
                 database.client("dynamodbstreams"),
                 database.client(),
                 mapping,
-                self.pools[mapping.function].invoke,
+                kinesis_invoke(self.pools[mapping.function].invoke)
+                if mapping.kinesis
+                else self.pools[mapping.function].invoke,
                 state_dir=self.state_dir,
                 stop=self.stop,
                 shards=args.stream_shards,
@@ -152,12 +163,15 @@ class LocalStack:
             stop=self.stop,
             flush_seconds=float(local["LAKE_FLUSH_SECONDS"]),
         )
+        invokers = {name: pool.invoke for name, pool in self.pools.items()}
+        start_queue_pollers(self.queues, self.template, invokers, self.stop, args.concurrency)
         self.url = f"http://{args.host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
         state = {
             "url": self.url,
             "dynamodb": database.endpoint,
             "database": database.kind,
+            "queues": self.queues.endpoint,
             "pid": os.getpid(),
             "admin_key": self.key,
         }
@@ -179,6 +193,10 @@ class LocalStack:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.queues is not None:
+            self.queues.shutdown()
+            self.queues.server_close()
+            self.queues.queues.close()
         if self.database is not None:
             self.database.stop()
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -276,6 +294,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         **dynamodb.local_environment(stack["dynamodb"]),
         "TRACKING_ADMIN_KEY": stack["admin_key"],
         "LAKE_DIR": str(state_dir / "lake"),  # the running stack's lake, as its functions read it
+        "AWS_ENDPOINT_URL_SQS": stack["queues"],  # and its queues
+        "DELIVERY_QUEUE_URL": f"{stack['queues']}/000000000000/DeliveryQueue",
+        "DESTINATIONS_ALLOW_LOCAL": "true",
     }
     environment = function_environment(function, local)
     os.environ.clear()  # what the function sees, as in its container: nothing else

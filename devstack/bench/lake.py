@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.bench.stats import spread
-from devstack.local.lake import LocalFirehose, firehose_event, kinesis_change
+from devstack.local.kinesis import kinesis_change
+from devstack.local.lake import LocalFirehose, firehose_event
 from tracking.lake.questions import Breakdown, Retention, breakdown_of, retention_of
 from tracking.lake.schema import COLUMNS
 from tracking.lake.transform import transform

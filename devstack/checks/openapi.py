@@ -69,7 +69,7 @@ def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
 def build() -> dict[str, Any]:
     documents = [
         _document(create_ingest_app(cast(Any, None))),
-        _document(create_query_app(cast(Any, None), cast(Any, None), cast(Any, None))),
+        _document(create_query_app(cast(Any, None), cast(Any, None), cast(Any, None), cast(Any, None))),
     ]
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}

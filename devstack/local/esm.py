@@ -1,11 +1,15 @@
-"""Lambda's event source mapping for a stream shard, as AWS documents it, for the local stack and for
-tests that replay failures: filter, batch, invoke; on a partial batch response retry from the lowest
-failed sequence number; on a function error bisect the batch (when configured); after the retry
-budget, describe the batch to the on-failure destination and move on."""
+"""Lambda's event source mappings as AWS documents them, for the local stack and for tests that replay
+failures.
+
+For a stream shard: filter, batch, invoke; on a partial batch response retry from the lowest failed
+sequence number; on a function error bisect the batch (when configured); after the retry budget,
+describe the batch to the on-failure destination and move on. For a queue (``QueuePoller``):
+receive, invoke, delete what succeeded."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -13,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from devstack.local.queues import REGION, Queues, QueueServer, QueueSpec
 from devstack.local.template import StreamMapping
 
 logger = logging.getLogger("devstack.local.esm")
+POLL_INTERVAL_S = 0.2  # how soon an idle queue is asked again (SQS's long polling, roughly)
 
 Invoke = Callable[[dict[str, Any]], Any]
 OnFailure = Callable[[dict[str, Any]], None]
@@ -170,3 +176,118 @@ class ShardConsumer:
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# -- SQS: Lambda's event source mapping for a queue --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueMapping:
+    """A function's SQS event source (template.yaml)."""
+
+    function: str
+    queue: str
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+
+
+def queue_mappings(template: Any) -> list[QueueMapping]:
+    mappings = []
+    for name, resource in template.of_type("AWS::Serverless::Function").items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            props = event["Properties"]
+            mappings.append(
+                QueueMapping(
+                    function=name,
+                    queue=props["Queue"]["Fn::GetAtt"][0],
+                    batch_size=int(template.resolve(props.get("BatchSize", 10))),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in props.get("FunctionResponseTypes", []),
+                )
+            )
+    return mappings
+
+
+def sqs_event(spec: QueueSpec, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Received messages as Lambda hands an SQS batch to a function."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": spec.arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+class QueuePoller(threading.Thread):
+    """Lambda's SQS event source mapping: receive a batch, invoke, delete what succeeded. With a
+    partial batch response only the messages it names stay; a function error leaves them all, and
+    each comes back when its visibility timeout ends (or what the function set)."""
+
+    def __init__(self, queues: Queues, mapping: QueueMapping, invoke: Invoke, stop: threading.Event) -> None:
+        super().__init__(name=f"queue-{mapping.function}", daemon=True)
+        self._queues = queues
+        self._mapping = mapping
+        self._invoke = invoke
+        self._stop = stop
+        self.invocations = 0
+
+    def run(self) -> None:
+        spec = self._queues.spec(self._mapping.queue)
+        while not self._stop.is_set():
+            try:
+                busy = self.poll_once(spec)
+            except Exception:
+                logger.exception("queue poll failed; retrying")
+                busy = False
+            if not busy:
+                self._stop.wait(POLL_INTERVAL_S)
+
+    def poll_once(self, spec: QueueSpec) -> bool:
+        messages = self._queues.receive(spec.name, self._mapping.batch_size)
+        if not messages:
+            return False
+        self.invocations += 1
+        try:
+            response = self._invoke(sqs_event(spec, messages))
+        except Exception as exc:
+            logger.warning("queue batch failed (%d messages): %r", len(messages), exc)
+            return True
+        kept: set[str] = set()
+        if self._mapping.report_batch_item_failures and isinstance(response, Mapping):
+            items = response.get("batchItemFailures") or []
+            kept = {str(item.get("itemIdentifier")) for item in items if isinstance(item, Mapping)}
+        for message in messages:
+            if message["MessageId"] not in kept:
+                self._queues.delete(spec.name, message["ReceiptHandle"])
+        return True
+
+
+def start_queue_pollers(
+    server: QueueServer,
+    template: Any,
+    invoke: Mapping[str, Invoke],
+    stop: threading.Event,
+    concurrency: int = 4,
+) -> list[QueuePoller]:
+    """``concurrency`` pollers per queue, each invoking its own batch (Lambda polls a queue with
+    several at once): a batch held up by a slow destination does not hold up the next."""
+    pollers = [
+        QueuePoller(server.queues, mapping, invoke[mapping.function], stop)
+        for mapping in queue_mappings(template)
+        for _ in range(concurrency)
+    ]
+    for poller in pollers:
+        poller.start()
+    return pollers

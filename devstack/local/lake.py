@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devstack.local.kinesis import KINESIS_ARN, kinesis_change
 from devstack.local.poller import StreamPoller
 from devstack.local.template import StreamMapping
 from tracking.lake.schema import COLUMNS, DUCKDB_TYPES
@@ -30,7 +31,6 @@ from tracking.storage.lake_engines import duckdb_connect
 
 LAKE_FUNCTION = "LakeFunction"
 FIREHOSE_ARN = "arn:aws:firehose:us-east-1:000000000000:deliverystream/local-lake"
-KINESIS_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/local-events-changes"
 # GetRecords' largest page: a batch is what one read of the interval gathered.
 BATCH_RECORDS = 1000
 
@@ -45,27 +45,6 @@ def lake_mapping(flush_seconds: float) -> StreamMapping:
         batching_window_s=max(0, round(flush_seconds)),
         starting_position="TRIM_HORIZON",
     )
-
-
-def kinesis_change(record: dict[str, Any], table: str = "EventsTable") -> dict[str, Any]:
-    """A DynamoDB Streams record (Lambda's shape) as Kinesis Data Streams for DynamoDB writes it:
-    JSON, binary values in base64, the creation time in milliseconds."""
-    stream = dict(record["dynamodb"])
-    created = stream.pop("ApproximateCreationDateTime", None)
-    stream.pop("SequenceNumber", None)
-    stream.pop("StreamViewType", None)
-    change = {
-        "awsRegion": record.get("awsRegion", "us-east-1"),
-        "eventID": record.get("eventID"),
-        "eventName": record["eventName"],
-        "userIdentity": None,
-        "recordFormat": "application/json",
-        "tableName": table,
-        "dynamodb": {**stream, "ApproximateCreationDateTime": int(float(created or 0) * 1000)},
-        "eventSource": "aws:dynamodb",
-    }
-    plain: dict[str, Any] = json.loads(json.dumps(change, default=_binary))
-    return plain
 
 
 def firehose_event(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -86,12 +65,6 @@ def firehose_event(records: list[dict[str, Any]]) -> dict[str, Any]:
             for index, record in enumerate(records)
         ],
     }
-
-
-def _binary(value: Any) -> str:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode()
-    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def _position(record: dict[str, Any]) -> str:

@@ -216,4 +216,12 @@ def function_environment(function: Function, local: Mapping[str, str]) -> dict[s
     return environment
 
 
-_OVERRIDABLE = frozenset({"LOG_LEVEL", "RATE_LIMIT_PER_MINUTE", "CONFIG_CACHE_SECONDS", "RETENTION_DAYS"})
+_OVERRIDABLE = frozenset(
+    {
+        "LOG_LEVEL",
+        "RATE_LIMIT_PER_MINUTE",
+        "CONFIG_CACHE_SECONDS",
+        "RETENTION_DAYS",
+        "DELIVERY_MAX_AGE_SECONDS",
+    }
+)

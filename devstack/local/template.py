@@ -113,6 +113,7 @@ class StreamMapping:
     tumbling_window_s: int = 0
     maximum_record_age_s: int = -1
     filter_patterns: tuple[dict[str, Any], ...] = ()
+    kinesis: bool = False  # fed by the table's Kinesis data stream (its changes), not DynamoDB Streams
 
 
 @dataclass(frozen=True)
@@ -261,11 +262,14 @@ class Template:
         mappings = []
         for name, resource in self.of_type("AWS::Serverless::Function").items():
             for event in resource.get("Properties", {}).get("Events", {}).values():
-                if event.get("Type") != "DynamoDB":
+                if event.get("Type") not in ("DynamoDB", "Kinesis"):
                     continue
                 props = event["Properties"]
                 stream = props["Stream"]
                 table = stream["Fn::GetAtt"][0] if isinstance(stream, Mapping) else str(stream)
+                kinesis = event["Type"] == "Kinesis"
+                if kinesis:
+                    table = self._table_streaming_to(table)
                 destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
                 on_failure = None
                 if isinstance(destination, Mapping):
@@ -285,10 +289,22 @@ class Template:
                         on_failure=on_failure,
                         tumbling_window_s=int(self.resolve(props.get("TumblingWindowInSeconds", 0))),
                         maximum_record_age_s=int(self.resolve(props.get("MaximumRecordAgeInSeconds", -1))),
+                        # A Kinesis record's filter is on its data (the change, as JSON): the same
+                        # fields a DynamoDB Streams record has at its top.
                         filter_patterns=tuple(
-                            json.loads(f["Pattern"])
+                            json.loads(f["Pattern"]).get("data", {}) if kinesis else json.loads(f["Pattern"])
                             for f in props.get("FilterCriteria", {}).get("Filters", [])
                         ),
+                        kinesis=kinesis,
                     )
                 )
         return mappings
+
+    def _table_streaming_to(self, stream: str) -> str:
+        """The table whose changes go to the Kinesis stream ``stream`` (its logical id)."""
+        for name, resource in self.of_type("AWS::DynamoDB::Table").items():
+            spec = resource.get("Properties", {}).get("KinesisStreamSpecification", {})
+            target = spec.get("StreamArn", {})
+            if isinstance(target, Mapping) and target.get("Fn::GetAtt", [None])[0] == stream:
+                return name
+        raise KeyError(f"no table streams its changes to {stream}")

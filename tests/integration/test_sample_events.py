@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import boto3
 import pytest
 
 from devstack.local.apigw import match
@@ -21,15 +22,48 @@ BATCH_ROUTES = {"/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch"}
 
 
 @pytest.fixture(autouse=True)
-def local_lake(tmp_path: Any, function_env: Any) -> None:
-    """The lake's routes read a local lake (an empty one: their answers are empty, not refused)."""
-    function_env(LAKE_DIR=str(tmp_path / "lake"))
+def local_lake(tmp_path: Any, function_env: Any, aws: Any) -> None:
+    """The lake's routes read a local lake (an empty one: their answers are empty, not refused); the
+    destinations' samples name a local receiver (``make invoke`` runs them against the local stack)
+    and a retry of failures fills the delivery queue."""
+    url = boto3.client("sqs").create_queue(QueueName="DeliveryQueue")["QueueUrl"]
+    function_env(LAKE_DIR=str(tmp_path / "lake"), DESTINATIONS_ALLOW_LOCAL="true", DELIVERY_QUEUE_URL=url)
 
 
 def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:
     covered = {(sample_event(name)["httpMethod"], sample_event(name)["resource"]) for name in API_SAMPLES}
     assert {(route.method, route.path) for route in ROUTES} <= covered
-    assert set(SAMPLES) - set(API_SAMPLES) == {"aggregate-stream", "forget-stream", "lake-firehose"}
+    assert set(SAMPLES) - set(API_SAMPLES) == {
+        "aggregate-stream",
+        "forget-stream",
+        "lake-firehose",
+        "route-kinesis",
+        "deliver-sqs",
+    }
+
+
+def test_the_change_stream_sample_runs_through_the_route_function(
+    aws: Any, query: Invoke, function_env: Any, demo_config: Any
+) -> None:
+    """The aggregate sample's stored events as the Kinesis stream hands them to the router: with the
+    sample destination saved after they were stored, none is queued (a destination gets what is
+    stored once it is enabled)."""
+    url = boto3.client("sqs").get_queue_url(QueueName="DeliveryQueue")["QueueUrl"]
+    assert query(sample_event("destination-put"))["statusCode"] == 200
+    assert new_container("RouteFunction")(sample_event("route-kinesis")) == {"batchItemFailures": []}
+    assert boto3.client("sqs").receive_message(QueueUrl=url).get("Messages", []) == []
+
+
+def test_the_queue_sample_runs_through_the_deliver_function(
+    aws: Any, query: Invoke, function_env: Any, demo_config: Any
+) -> None:
+    """The sample message to the sample destination (a receiver at 127.0.0.1:9000 that is not there),
+    queued a year ago: past the retries' max age, so the refused connection puts it in the failures."""
+    assert query(sample_event("destination-put"))["statusCode"] == 200
+    assert new_container("DeliverFunction")(sample_event("deliver-sqs")) == {"batchItemFailures": []}
+    (failure,) = json.loads(query(sample_event("destination-failures-get"))["body"])["failures"]
+    assert failure["messageId"] == "sample-message-0001"
+    assert "connection" in failure["last_error"]
 
 
 def test_the_firehose_sample_runs_through_the_lake_function(aws: Any) -> None:
@@ -81,6 +115,8 @@ def test_sample_event_runs_through_its_function(
         forget(sample_event("forget-stream"))
     if name == "key-revoke":
         seed_sample_key(aws)
+    if name.startswith("destination-") and name != "destination-put":  # they name the sample's destination
+        assert query(sample_event("destination-put"))["statusCode"] == 200
     event = sample_event(name)
     found = match(ROUTES, event["httpMethod"], event["path"])
     assert found is not None

@@ -47,6 +47,8 @@ class Settings(BaseModel):
     delivery_queue_url: str | None = Field(None, alias="DELIVERY_QUEUE_URL")
     delivery_max_age_seconds: int = Field(86_400, ge=60, le=1_209_600, alias="DELIVERY_MAX_AGE_SECONDS")
     destinations_allow_local: bool = Field(False, alias="DESTINATIONS_ALLOW_LOCAL")
+    # The first retry's wait (then doubling to an hour): the contract's "within 30 s" is its most.
+    delivery_first_retry_seconds: int = Field(30, ge=1, le=30, alias="DELIVERY_FIRST_RETRY_SECONDS")
     # Plugin that widget calls without ``data.chatbot_id`` are recorded under.
     default_plugin_id: str = Field("default", alias="DEFAULT_PLUGIN_ID")
 

@@ -9,6 +9,7 @@ from tracking.settings import Settings
 
 if TYPE_CHECKING:
     from tracking.aggregate.aggregator import Aggregator
+    from tracking.destinations.admin import DestinationsAdmin
     from tracking.destinations.delivery import Delivery
     from tracking.destinations.router import CachedDestinations, Router
     from tracking.forget.service import Forgetter
@@ -228,6 +229,21 @@ def delivery_queue(settings: Settings) -> SqsQueue:
     return SqsQueue(partial(aws_client, "sqs"), settings.delivery_queue_url)
 
 
+def destinations_admin(settings: Settings) -> DestinationsAdmin:
+    from tracking.clock import now_ms  # noqa: PLC0415
+    from tracking.destinations.admin import DestinationsAdmin  # noqa: PLC0415
+    from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+
+    return DestinationsAdmin(
+        DestinationStore(client(), settings.control_table),
+        delivery_store(settings),
+        delivery_queue(settings) if settings.delivery_queue_url else None,
+        now_ms,
+        allow_local=settings.destinations_allow_local,
+    )
+
+
 def router(settings: Settings) -> Router:
     from tracking.clock import now_ms  # noqa: PLC0415
     from tracking.destinations.router import Router  # noqa: PLC0415
@@ -246,5 +262,6 @@ def delivery(settings: Settings) -> Delivery:
         Sender(),
         now_ms,
         max_age_s=settings.delivery_max_age_seconds,
+        first_retry_s=settings.delivery_first_retry_seconds,
         allow_local=settings.destinations_allow_local,
     )

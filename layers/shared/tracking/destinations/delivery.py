@@ -88,10 +88,12 @@ class Post(Protocol):
     def post(self, target: Target, body: bytes, headers: dict[str, str]) -> Outcome: ...
 
 
-def backoff_s(attempt: int, retry_after_s: float | None = None, jitter: float = 1.0) -> int:
-    """The wait before attempt ``attempt + 1``: 30 s, doubling to an hour, less up to a fifth of
-    jitter (``jitter`` in [0.8, 1]); never less than the destination's ``Retry-After``."""
-    wait = min(FIRST_RETRY_S * 2 ** max(0, attempt - 1), LONGEST_RETRY_S) * jitter
+def backoff_s(
+    attempt: int, retry_after_s: float | None = None, jitter: float = 1.0, first_s: int = FIRST_RETRY_S
+) -> int:
+    """The wait before attempt ``attempt + 1``: ``first_s`` (30 s), doubling to an hour, less up to a
+    fifth of jitter (``jitter`` in [0.8, 1]); never less than the destination's ``Retry-After``."""
+    wait = min(first_s * 2 ** max(0, attempt - 1), LONGEST_RETRY_S) * jitter
     return int(min(max(wait, retry_after_s or 0, 1), QUEUE_MAX_DELAY_S))
 
 
@@ -117,6 +119,7 @@ class Delivery:
         clock_ms: Callable[[], int],
         *,
         max_age_s: int,
+        first_retry_s: int = FIRST_RETRY_S,
         allow_local: bool = False,
         resolver: Resolver = resolve,
         workers: int = 8,
@@ -126,6 +129,7 @@ class Delivery:
         self._sender = sender
         self._clock = clock_ms
         self._max_age_ms = max_age_s * 1000
+        self._first_retry_s = first_retry_s
         self._allow_local = allow_local
         self._resolver = resolver
         self._workers = workers
@@ -155,7 +159,7 @@ class Delivery:
                 return {envelope.id: ACK for envelope in envelopes}
         except Exception:  # storage unavailable: every message comes back later
             logger.exception("destination not read", extra={"destination": ref.destination_id})
-            return {envelope.id: Verdict(FIRST_RETRY_S) for envelope in envelopes}
+            return {envelope.id: Verdict(self._first_retry_s) for envelope in envelopes}
         run = _Run(destination, envelopes)
         try:
             self._send(run)
@@ -213,7 +217,7 @@ class Delivery:
                 run.verdicts[envelope.id] = ACK
                 run.dropped += 1
             elif claim == "busy":
-                run.verdicts[envelope.id] = Verdict(BUSY_RETRY_S)
+                run.verdicts[envelope.id] = Verdict(min(BUSY_RETRY_S, self._first_retry_s))
             else:
                 claimed.append(envelope)
         return claimed
@@ -234,7 +238,8 @@ class Delivery:
     def _outcome(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
         run.last_error = outcome.error
         if outcome.verdict == "retry":
-            wait = backoff_s(envelope.receive_count, outcome.retry_after_s, random.uniform(0.8, 1.0))  # noqa: S311
+            jitter = random.uniform(0.8, 1.0)  # noqa: S311 - a spread, not a secret
+            wait = backoff_s(envelope.receive_count, outcome.retry_after_s, jitter, self._first_retry_s)
             queued_at = int(envelope.body.get("queued_at", 0))
             if self._clock() + wait * 1000 - queued_at <= self._max_age_ms:
                 run.verdicts[envelope.id] = Verdict(wait)
@@ -262,7 +267,7 @@ class Delivery:
         ref = run.destination.ref
         now = self._clock()
         for envelope in run.envelopes:
-            run.verdicts.setdefault(envelope.id, Verdict(FIRST_RETRY_S))
+            run.verdicts.setdefault(envelope.id, Verdict(self._first_retry_s))
         if run.failures:
             try:
                 self._outbox.add_failures(ref, run.failures)
@@ -271,7 +276,7 @@ class Delivery:
                 failed = {failure.message_id for failure in run.failures}
                 for envelope in run.envelopes:
                     if envelope.message_id in failed:
-                        run.verdicts[envelope.id] = Verdict(FIRST_RETRY_S)
+                        run.verdicts[envelope.id] = Verdict(self._first_retry_s)
                 run.failures = []
         settled = len(run.delivered) + len(run.failures) + run.dropped
         if not (settled or run.last_error):

@@ -237,3 +237,13 @@ class DeletionStep:
     @property
     def done(self) -> bool:
         return self.phase == "done"
+
+    def removed(self) -> dict[str, int]:
+        """What was removed so far, as a deletion's status reports it."""
+        return {
+            "events": self.removed_events,
+            "aggregates": self.removed_aggregates,
+            "profiles": self.removed_profiles,
+            "rejections": self.removed_rejections,
+            "lake_rows": self.removed_lake_rows,
+        }

@@ -206,3 +206,51 @@ class QueryRunning(Reply):
 
     query_id: str
     status: Literal["running"] = "running"
+
+
+class DestinationShown(Reply):
+    """A destination as every read shows it: its credential as ``****`` and its last 4 characters."""
+
+    destination_id: str
+    type: Literal["webhook", "segment"]
+    url: str
+    filter: dict[str, list[str]]
+    enabled: bool
+    secret: str | None = Field(None, description="webhook: **** and the secret's last 4 characters")
+    write_key: str | None = Field(None, description="segment: **** and the write key's last 4 characters")
+    created_at: int = Field(description="epoch milliseconds")
+    updated_at: int = Field(description="epoch milliseconds")
+    delivered: int
+    failed: int
+    pending: int
+    last_delivered_at: int | None = Field(description="epoch milliseconds")
+    last_error: str | None
+
+
+class Destinations(Reply):
+    destinations: list[DestinationShown]
+
+
+class DeletedDestination(Reply):
+    destination_id: str
+    deleted: bool
+
+
+class FailureEntry(Reply):
+    messageId: str
+    attempts: int
+    last_status: int | None
+    last_error: str
+    at: int = Field(description="epoch milliseconds of the last attempt")
+
+
+class Failures(Reply):
+    failures: list[FailureEntry]
+    next_cursor: str | None = None
+
+
+class RetriedFailures(Reply):
+    """The failures queued again; ``remaining``: call again for the rest."""
+
+    retried: int
+    remaining: bool

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Literal
 
 from tracking.api_errors import ValidationFailed
+from tracking.destinations.admin import DestinationsAdmin
 from tracking.http import (
     APIGatewayRestResolver,
     QueryParam,
@@ -24,6 +25,7 @@ from tracking.models.config import PluginConfig
 from tracking.payloads import parse_json, parse_json_object
 from tracking.query import people
 from tracking.query.admin import PluginAdmin
+from tracking.query.destination_routes import destination_routes
 from tracking.query.lake import LakeQuestions
 from tracking.query.lake_routes import lake_routes
 from tracking.query.replies import (
@@ -70,10 +72,11 @@ SERIES_QUERY = (
 
 
 def create_query_app(
-    service: QueryService, admin: PluginAdmin, lake: LakeQuestions
+    service: QueryService, admin: PluginAdmin, lake: LakeQuestions, destinations: DestinationsAdmin
 ) -> APIGatewayRestResolver:
     app = new_resolver()
     _admin_routes(app, service, admin)
+    destination_routes(app, service, destinations)
     _dashboard_routes(app, service)
     lake_routes(app, service, lake)
     _people_routes(app, service)
@@ -361,15 +364,9 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
     def get_deletion(plugin_id: str, deletion_id: str) -> Response[str]:
         managed = service.managed(_api_key(app), path_param(plugin_id))
         step = service.deletion(managed, path_param(deletion_id))
-        removed = {
-            "events": step.removed_events,
-            "aggregates": step.removed_aggregates,
-            "profiles": step.removed_profiles,
-            "rejections": step.removed_rejections,
-            "lake_rows": step.removed_lake_rows,
-        }
         status: Literal["pending", "done"] = "done" if step.done else "pending"
-        return json_response(200, Deletion(deletion_id=step.deletion_id, status=status, removed=removed))
+        reply = Deletion(deletion_id=step.deletion_id, status=status, removed=step.removed())
+        return json_response(200, reply)
 
     @app.delete(
         "/v1/plugins/<plugin_id>/suppressions/<user_id>",

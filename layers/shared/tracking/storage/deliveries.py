@@ -8,7 +8,7 @@
 - The **counters** of a destination (delivered, failed, pending, the last delivery and the last
   error), spread over ``DELIVERY_SUFFIXES`` items written once per batch, summed at read.
 
-Every item expires (``expires``, DynamoDB's TTL): markers after the longest a message is retried and
+Every item expires (``expires_at``, DynamoDB's TTL): markers after the longest a message is retried and
 a margin, failures after ``FAILURE_DAYS``."""
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ class DeliveryStore:
         another delivery holds a live lease (``busy``)."""
         key = delivery_marker_key(ref.plugin_id, ref.destination_id, message_id)
         until = now_ms + self._lease_ms
-        item = to_item({**key, "state": "sending", "until": until, "expires": now_ms // 1000 + self._keep_s})
+        item = to_item(
+            {**key, "state": "sending", "until": until, "expires_at": now_ms // 1000 + self._keep_s}
+        )
         try:
             with storage_errors("claim delivery"):
                 self._client.put_item(
@@ -79,7 +81,7 @@ class DeliveryStore:
                     **delivery_marker_key(ref.plugin_id, ref.destination_id, message_id),
                     "state": "delivered",
                     "at": now_ms,
-                    "expires": now_ms // 1000 + self._keep_s,
+                    "expires_at": now_ms // 1000 + self._keep_s,
                 }
             )
             for message_id in message_ids
@@ -104,7 +106,7 @@ class DeliveryStore:
                     "last_error": failure.last_error,
                     "at": failure.at,
                     "message": dumps_compact(failure.message),
-                    "expires": failure.at // 1000 + FAILURE_DAYS * DAY_S,
+                    "expires_at": failure.at // 1000 + FAILURE_DAYS * DAY_S,
                 }
             )
             for failure in failures

@@ -34,11 +34,21 @@ class FakeOutbox:
     markers: dict[tuple[DestinationRef, str], dict[str, Any]] = field(default_factory=dict)
     failed: dict[tuple[DestinationRef, str], Failure] = field(default_factory=dict)
     counts: dict[DestinationRef, list[Counts]] = field(default_factory=dict)
+    forgotten_at: dict[tuple[str, str], int] = field(default_factory=dict)
     unavailable: bool = False  # every call fails as DynamoDB's throttling does
 
     def _check(self) -> None:
         if self.unavailable:
             raise StorageUnavailable("Storage is unavailable (fake); retry later")
+
+    def forget_ids(self, plugin_id: str, ids: Sequence[str], at: int) -> None:
+        self._check()
+        for i in ids:
+            self.forgotten_at[(plugin_id, i)] = at
+
+    def forgotten(self, plugin_id: str, ids: Sequence[str]) -> dict[str, int]:
+        self._check()
+        return {i: self.forgotten_at[(plugin_id, i)] for i in ids if (plugin_id, i) in self.forgotten_at}
 
     def claim(self, ref: DestinationRef, message_id: str, now_ms: int) -> Claim:
         self._check()

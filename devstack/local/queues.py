@@ -277,7 +277,14 @@ def _operate(server: QueueServer, operation: str, request: dict[str, Any]) -> di
         return {"MessageId": message_id, "MD5OfMessageBody": _md5(request["MessageBody"])}
     if operation == "SendMessageBatch":
         entries = request["Entries"]
-        ids = queues.send(queue, [entry["MessageBody"] for entry in entries])
+        by_delay: dict[int, list[int]] = {}
+        for index, entry in enumerate(entries):
+            by_delay.setdefault(int(entry.get("DelaySeconds", 0)), []).append(index)
+        ids = [""] * len(entries)
+        for delay, indexes in by_delay.items():
+            sent = queues.send(queue, [entries[i]["MessageBody"] for i in indexes], delay)
+            for index, message_id in zip(indexes, sent, strict=True):
+                ids[index] = message_id
         return {
             "Successful": [
                 {"Id": entry["Id"], "MessageId": message_id, "MD5OfMessageBody": _md5(entry["MessageBody"])}

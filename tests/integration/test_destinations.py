@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -207,3 +208,30 @@ def test_stored_events_are_routed_delivered_signed_retried_and_failed_then_retri
     Receiver.status = 200
     assert deliver(as_sqs_event(received_messages(queue_url))) == {"batchItemFailures": []}
     assert json.loads(Receiver.received[-1][0])["messageId"] == "never-delivered-1"
+
+
+def test_after_a_deletion_none_of_the_persons_pending_events_is_sent_and_the_webhook_is_told(
+    queue_url: str, receiver: str, demo_config: Any
+) -> None:
+    query = new_container("QueryFunction")
+    assert put(query, "crm", hook(receiver))["statusCode"] == 200
+    stream = sample_event("route-kinesis")
+    for record in stream["Records"]:  # stored after the destination was enabled
+        change = json.loads(base64.b64decode(record["kinesis"]["data"]))
+        change["dynamodb"]["NewImage"]["received_at"] = {"N": str(int(time.time() * 1000))}
+        record["kinesis"]["data"] = base64.b64encode(json.dumps(change).encode()).decode()
+    assert new_container("RouteFunction")(stream) == {"batchItemFailures": []}
+    pending = received_messages(queue_url)
+    people = {json.loads(m["Body"])["message"]["userId"] for m in pending}
+    assert people == {"participant-42", "participant-7"}
+
+    deleted = query(api_event("DELETE", "/v1/plugins/demo-plugin/users/participant-42", headers=ADMIN))
+    assert deleted["statusCode"] == 202, deleted["body"]
+    assert new_container("DeliverFunction")(as_sqs_event(pending)) == {"batchItemFailures": []}
+    sent = [json.loads(data)["userId"] for data, _ in Receiver.received]
+    assert sent == ["participant-7"]  # the forgotten person's two pending events were dropped
+    # The signed delete message waits in the queue (shown after the longest a send could still take).
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"

@@ -227,3 +227,32 @@ def test_a_removed_or_disabled_destination_gets_nothing_more() -> None:
     gone = envelope(1, "removed")
     assert delivery([], sender, outbox).deliver([gone]) == {gone.id: ACK}
     assert sender.sent == []
+
+
+def test_nothing_of_a_forgotten_person_stored_before_the_deletion_is_sent_and_webhooks_get_the_delete() -> (
+    None
+):
+    sender = FakeSender({"hook.example.com": ok, "seg.example.com": ok})
+    outbox = FakeOutbox()
+    outbox.forget_ids("shop", ["u-1"], NOW)
+    before = envelope(1)  # u-1's event, stored at NOW: before (or at) the deletion
+    before.body["received_at"] = NOW
+    after = envelope(1, receive_count=2)  # u-1 again, stored after the deletion (not suppressed)
+    after = Envelope(
+        "q-after",
+        1,
+        {**after.body, "received_at": NOW + 1, "message": {**after.message, "messageId": "m-new"}},
+    )
+    other = envelope(2)
+    other.body["received_at"] = NOW
+    deletion = {"type": "delete", "userId": "u-1", "anonymousIds": [], "messageId": "delete-d1"}
+    to_hook = Envelope("q-del-a", 1, {**before.body, "message": deletion})
+    to_segment = Envelope("q-del-b", 1, {**before.body, "destination_id": "b", "message": deletion})
+    service = delivery(
+        [hook("a", "hook.example.com"), hook("b", "seg.example.com", "segment")], sender, outbox
+    )
+    verdicts = service.deliver([before, after, other, to_hook, to_segment])
+    assert all(verdict == ACK for verdict in verdicts.values())
+    sent = [body.get("messageId") for host, body, _ in sender.sent if host == "hook.example.com"]
+    assert sorted(sent) == ["delete-d1", "m-new", "msg-2"]
+    assert all(host == "hook.example.com" for host, _, _ in sender.sent)  # a delete is for webhooks

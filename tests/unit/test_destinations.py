@@ -18,6 +18,7 @@ from devstack.fakes.deliveries import FakeDestinations, FakeOutbox
 from tests.helpers import shop_event
 from tracking.api_errors import ValidationFailed, validate
 from tracking.destinations.addresses import AddressRefused, target
+from tracking.destinations.admin import DELETE_MESSAGE_DELAY_S, DestinationsAdmin
 from tracking.destinations.messages import (
     body_bytes,
     delete_message,
@@ -29,6 +30,7 @@ from tracking.destinations.messages import (
 from tracking.destinations.models import Destination, DestinationConfig
 from tracking.destinations.router import CachedDestinations, Router, wants
 from tracking.models.canonical import CanonicalEvent
+from tracking.wiring import DELIVERY_LEASE_MS
 
 NOW = 1_764_016_799_000
 SECRET = "whsec_0123456789abcdef"
@@ -273,3 +275,34 @@ def test_a_plugins_destinations_are_read_once_per_cache_period() -> None:
     clock[0] = 5.0
     assert cached.destination(destination().ref) is not None
     assert store.reads == 2
+
+
+class DelayedQueue(ListQueue):
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[int] = []
+
+    def send(self, bodies: Any, delay_s: int = 0) -> None:
+        super().send(bodies)
+        self.delays.append(delay_s)
+
+
+def test_a_deletion_marks_the_ids_forgotten_then_queues_a_delayed_delete_for_each_enabled_webhook() -> None:
+    store = FakeDestinations()
+    store.save_destination(destination("a"))
+    store.save_destination(destination("seg", type="segment", secret=None, write_key="wk_live_1"))
+    store.save_destination(destination("off", enabled=False))
+    queue, outbox = DelayedQueue(), FakeOutbox()
+    admin = DestinationsAdmin(store, outbox, queue, lambda: NOW)
+    admin.forget_person("shop", "del-1", "u-1", ["u-1", "anon-1"], NOW)
+    assert outbox.forgotten("shop", ["u-1", "anon-1", "u-2"]) == {"u-1": NOW, "anon-1": NOW}
+    (body,) = queue.sent
+    assert body["destination_id"] == "a"
+    assert body["message"] == {
+        "type": "delete",
+        "userId": "u-1",
+        "anonymousIds": ["anon-1"],
+        "messageId": "delete-del-1",
+    }
+    assert queue.delays == [DELETE_MESSAGE_DELAY_S]
+    assert DELETE_MESSAGE_DELAY_S * 1000 > DELIVERY_LEASE_MS  # an event being sent is answered first

@@ -37,6 +37,7 @@ Deliveries table (``nn``: one of ``DELIVERY_SUFFIXES``)::
     m ␟ plugin ␟ destination ␟ message / -     a message's delivery: a lease while sent, then delivered
     f ␟ plugin ␟ destination ␟ nn / message   a message that was not delivered (the failures list)
     s ␟ plugin ␟ destination ␟ nn / -         a share of the destination's counters
+    x ␟ plugin ␟ id / -                        an id of a forgotten person (its events are not sent)
 """
 
 from __future__ import annotations
@@ -319,3 +320,8 @@ def failures_pk(plugin_id: str, destination_id: str, suffix: int) -> str:
 def delivery_stats_key(plugin_id: str, destination_id: str, suffix: int) -> dict[str, str]:
     """One of a destination's counters (delivered, failed, pending), summed at read."""
     return {"pk": f"s{SEP}{plugin_id}{SEP}{destination_id}{SEP}{suffix:02d}", "sk": "-"}
+
+
+def forgotten_key(plugin_id: str, user_id: str) -> dict[str, str]:
+    """An id of a forgotten person: none of its events stored before ``at`` is delivered any more."""
+    return {"pk": f"x{SEP}{plugin_id}{SEP}{user_id}", "sk": "-"}

@@ -112,6 +112,7 @@ def query_service(settings: Settings) -> QueryService:
         rejections=RejectionStore(client(), settings.events_table),
         events=UserEvents(client(), settings.events_table, settings.retention_days),
         deletions=DeletionStore(client(), settings.events_table),
+        destinations=destinations_admin(settings) if settings.delivery_queue_url else None,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from tracking.api_errors import NotFound, ValidationFailed, validate
 from tracking.destinations.addresses import AddressRefused, Resolver, resolve, target
+from tracking.destinations.messages import delete_message
 from tracking.destinations.models import (
     DESTINATION_ID_PATTERN,
     DESTINATIONS_MAX,
@@ -22,6 +23,9 @@ from tracking.destinations.models import (
 )
 from tracking.destinations.router import Queue
 
+# A delete message is shown this long after the person's ids were marked forgotten: longer than a
+# delivery's lease, so an event of theirs being sent when the deletion came is answered before it.
+DELETE_MESSAGE_DELAY_S = 90
 FAILURES_PAGE = 100
 FAILURES_PAGE_MAX = 500
 # A retry sends failures again in pages for at most this long, then answers how many are left.
@@ -37,6 +41,7 @@ class DestinationStore(Protocol):
 
 
 class DeliveryRecords(Protocol):
+    def forget_ids(self, plugin_id: str, ids: Sequence[str], at: int) -> None: ...
     def stats(self, ref: DestinationRef) -> dict[str, Any]: ...
     def failures(
         self, ref: DestinationRef, start: Cursor, limit: int
@@ -147,6 +152,27 @@ class DestinationsAdmin:
             if self._monotonic() - started > RETRY_BUDGET_S:
                 return {"retried": retried, "remaining": start is not None}
         return {"retried": retried, "remaining": False}
+
+    def forget_person(
+        self, plugin_id: str, deletion_id: str, user_id: str, ids: Sequence[str], at: int
+    ) -> None:
+        """A person's deletion reaches the destinations: none of their events stored before ``at`` is
+        sent any more (pending retries and failures included), then every webhook gets the signed
+        ``delete`` message, so the tools downstream can forget them too."""
+        self._records.forget_ids(plugin_id, ids, at)
+        webhooks = [
+            d for d in self._store.destinations(plugin_id) if d.config.type == "webhook" and d.config.enabled
+        ]
+        if not webhooks or self._queue is None:
+            return
+        message = delete_message(user_id, [i for i in ids if i != user_id], deletion_id)
+        bodies = [
+            {"plugin_id": plugin_id, "destination_id": d.destination_id, "message": message, "queued_at": at}
+            for d in webhooks
+        ]
+        self._queue.send(bodies, delay_s=DELETE_MESSAGE_DELAY_S)
+        for destination in webhooks:
+            self._records.count(destination.ref, Counts(pending=1))
 
     def _found(self, plugin_id: str, destination_id: str) -> Destination:
         wanted = destination_id_of(destination_id)

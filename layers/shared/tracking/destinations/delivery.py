@@ -77,6 +77,7 @@ class Destinations(Protocol):
 
 
 class Outbox(Protocol):
+    def forgotten(self, plugin_id: str, ids: Sequence[str]) -> dict[str, int]: ...
     def claim(self, ref: DestinationRef, message_id: str, now_ms: int) -> Claim: ...
     def mark_delivered(self, ref: DestinationRef, message_ids: Sequence[str], now_ms: int) -> None: ...
     def release(self, ref: DestinationRef, message_ids: Sequence[str]) -> None: ...
@@ -178,10 +179,15 @@ class Delivery:
                 self._fail(run, envelope, Outcome("failed", None, f"address refused: {refused}"))
             return
         webhook = config.type == "webhook"
+        forgotten = self._outbox.forgotten(
+            run.destination.plugin_id, [i for e in run.envelopes for i in _ids(e)]
+        )
         wanted: list[Envelope] = []
         for envelope in run.envelopes:
-            if not webhook and envelope.message.get("type") == "delete":
-                run.verdicts[envelope.id] = ACK  # delete messages are for webhooks
+            deletion = envelope.message.get("type") == "delete"
+            if (deletion and not webhook) or (not deletion and _of_forgotten(envelope, forgotten)):
+                # A delete message is for webhooks; nothing of a forgotten person is sent any more.
+                run.verdicts[envelope.id] = ACK
                 run.dropped += 1
             else:
                 wanted.append(envelope)
@@ -304,3 +310,14 @@ class Delivery:
                     "error": run.last_error,
                 },
             )
+
+
+def _ids(envelope: Envelope) -> list[str]:
+    message = envelope.message
+    return [str(i) for i in (message.get("userId"), message.get("anonymousId")) if i]
+
+
+def _of_forgotten(envelope: Envelope, forgotten: dict[str, int]) -> bool:
+    """An event of a person forgotten after it was stored (a message without its stored time: any)."""
+    stored = int(envelope.body.get("received_at", 0))
+    return any(i in forgotten and stored <= forgotten[i] for i in _ids(envelope))

@@ -22,8 +22,8 @@ class DestinationSource(Protocol):
 
 
 class Queue(Protocol):
-    def send(self, bodies: Sequence[dict[str, Any]]) -> None:
-        """Queue every body, or raise (nothing is known to be queued then)."""
+    def send(self, bodies: Sequence[dict[str, Any]], delay_s: int = 0) -> None:
+        """Queue every body (shown after ``delay_s``), or raise (nothing is known to be queued then)."""
 
 
 class Counter(Protocol):
@@ -92,6 +92,7 @@ class Router:
                         "destination_id": destination.destination_id,
                         "message": message,
                         "queued_at": now,
+                        "received_at": event.received_at,  # a forgotten person's: not sent
                     }
                 )
                 queued[destination.ref] = queued.get(destination.ref, 0) + 1

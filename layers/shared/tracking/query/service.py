@@ -5,7 +5,7 @@ call with a typed request (:mod:`tracking.query.requests`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +74,13 @@ def plugin_id_of(raw: str) -> str:
     return raw
 
 
+class PersonForgetter(Protocol):
+    def forget_person(
+        self, plugin_id: str, deletion_id: str, user_id: str, ids: Sequence[str], at: int
+    ) -> None:
+        """Nothing of these ids stored before ``at`` leaves any more; the destinations are told."""
+
+
 class QueryService:
     """Who may read what, and the reads: the route resolves its caller and plugin once
     (:meth:`caller`, :meth:`managed`, :meth:`reader`, :meth:`reading`) and passes a typed request."""
@@ -87,8 +94,10 @@ class QueryService:
         *,
         events: access.EventsReader,
         deletions: Deletions,
+        destinations: PersonForgetter | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        self._destinations = destinations
         self._control = control
         self._aggregates = aggregates
         self._events = events
@@ -219,6 +228,8 @@ class QueryService:
             suppress=suppress,
             merged_into=profile.merged_into if profile else None,
         )
+        if self._destinations is not None:  # from now on nothing of theirs is sent; webhooks are told
+            self._destinations.forget_person(plugin_id, step.deletion_id, user_id, ids, step.requested_at)
         self._deletions.write_step(step)
         return step
 

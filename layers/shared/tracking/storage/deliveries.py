@@ -22,7 +22,15 @@ from botocore.exceptions import ClientError
 
 from tracking.destinations.models import Claim, Counts, DestinationRef, Failure
 from tracking.json_text import dumps_compact
-from tracking.keys import DELIVERY_SUFFIXES, delivery_marker_key, delivery_stats_key, failures_pk, spread
+from tracking.keys import (
+    DELIVERY_SUFFIXES,
+    delivery_marker_key,
+    delivery_stats_key,
+    failures_pk,
+    forgotten_key,
+    spread,
+)
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import (
     batch_delete,
     batch_put,
@@ -35,6 +43,8 @@ from tracking.storage.dynamo import (
 
 FAILURE_DAYS = 30
 DAY_S = 86_400
+BATCH_GET_MAX = 100
+UNPROCESSED_READS = 6
 
 
 class DeliveryStore:
@@ -148,6 +158,42 @@ class DeliveryStore:
         keys = [to_item({"pk": _failures_pk(ref, m), "sk": m}) for m in message_ids]
         batch_delete(self._client, self._table, keys)
 
+    # -- forgotten people -------------------------------------------------------------------------
+
+    def forget_ids(self, plugin_id: str, ids: Sequence[str], at: int) -> None:
+        """Mark a person's ids forgotten at ``at``: kept as long as a message or a failure of theirs
+        could still be sent."""
+        expires_at = at // 1000 + self._keep_s + FAILURE_DAYS * DAY_S
+        items = [to_item({**forgotten_key(plugin_id, i), "at": at, "expires_at": expires_at}) for i in ids]
+        batch_put(self._client, self._table, items)
+
+    def forgotten(self, plugin_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Which of these ids were forgotten, and when (epoch ms)."""
+        found: dict[str, int] = {}
+        by_key = {forgotten_key(plugin_id, i)["pk"]: i for i in ids}
+        wanted = list(by_key)
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            keys = [
+                to_item(forgotten_key(plugin_id, by_key[pk])) for pk in wanted[start : start + BATCH_GET_MAX]
+            ]
+            for item in self._batch_get(keys, "read forgotten ids"):
+                values = from_item(item)
+                found[by_key[str(values["pk"])]] = int(values["at"])
+        return found
+
+    def _batch_get(self, keys: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+        """Every item of these keys that exists (what a throttled read leaves is read again)."""
+        items: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {self._table: {"Keys": keys}}
+        for _ in range(UNPROCESSED_READS):
+            with storage_errors(action):
+                answer = self._client.batch_get_item(RequestItems=pending)
+            items.extend(answer.get("Responses", {}).get(self._table, []))
+            pending = answer.get("UnprocessedKeys") or {}
+            if not pending:
+                return items
+        raise StorageUnavailable(f"Storage is throttling reads ({action})")
+
     # -- counters ---------------------------------------------------------------------------------
 
     def count(self, ref: DestinationRef, counts: Counts) -> None:
@@ -184,16 +230,7 @@ class DeliveryStore:
             to_item(delivery_stats_key(ref.plugin_id, ref.destination_id, n))
             for n in range(DELIVERY_SUFFIXES)
         ]
-        with storage_errors("read delivery counters"):
-            answer = self._client.batch_get_item(RequestItems={self._table: {"Keys": keys}})
-        items = [from_item(item) for item in answer.get("Responses", {}).get(self._table, [])]
-        pending_keys = answer.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
-        if pending_keys:  # a throttled read: read the rest one by one
-            for key in pending_keys:
-                with storage_errors("read delivery counters"):
-                    found = self._client.get_item(TableName=self._table, Key=key).get("Item")
-                if found:
-                    items.append(from_item(found))
+        items = [from_item(item) for item in self._batch_get(keys, "read delivery counters")]
         last_error = max(items, key=lambda item: int(item.get("last_error_at", 0)), default={})
         delivered_at = [int(item["last_delivered_at"]) for item in items if "last_delivered_at" in item]
         return {

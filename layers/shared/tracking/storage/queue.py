@@ -24,12 +24,15 @@ class SqsQueue:
         self._url = url
         self._workers = Workers(workers, "queue")
 
-    def send(self, bodies: Sequence[dict[str, Any]]) -> None:
-        entries = [{"Id": uuid.uuid4().hex, "MessageBody": json_text(body)} for body in bodies]
+    def send(self, bodies: Sequence[dict[str, Any]], delay_s: int = 0) -> None:
+        delay: dict[str, Any] = {"DelaySeconds": delay_s} if delay_s else {}
+        entries: list[dict[str, Any]] = [
+            {"Id": uuid.uuid4().hex, "MessageBody": json_text(body), **delay} for body in bodies
+        ]
         batches = [entries[start : start + SQS_BATCH] for start in range(0, len(entries), SQS_BATCH)]
         self._workers.map(self._send_batch, batches)
 
-    def _send_batch(self, entries: list[dict[str, str]]) -> None:
+    def _send_batch(self, entries: list[dict[str, Any]]) -> None:
         pending = entries
         for _ in range(SEND_ATTEMPTS):
             answer = self._call("send_message_batch", QueueUrl=self._url, Entries=pending)

@@ -49,6 +49,8 @@ PRICES = {
     "firehose_dynamic_partitioning_per_1000_objects": 0.005,
     "s3_standard_gb_month": 0.023,
     "athena_tb_scanned": 5.00,  # per question: usage, not per event
+    # Events out (issue 25)
+    "sqs_request": 0.40,  # per million standard-queue requests (each 64 KB of payload a request)
 }
 FIREHOSE_RECORD_BYTES = 5_000  # each record billed as at least 5 KB
 LAKE_FILE_EVENTS = 1_000  # events per Parquet object at a busy plugin (Firehose's 64 MB or its interval)
@@ -198,6 +200,13 @@ def whole_bill(results: Mapping[str, Any], template: Template) -> dict[str, Any]
         },
         "levers": levers(results, counts, single),
         "lake": lake_bill(results, template, workloads) if "lake" in results else {},
+        "destinations": (
+            destinations_bill(
+                results["lake"]["write"], template.functions()["DeliverFunction"].memory_mb / 1024
+            )
+            if "lake" in results
+            else {}
+        ),
     }
 
 
@@ -312,4 +321,45 @@ def levers(
             - results["cost"]["batched"]["cost_per_million_usd"],
             4,
         ),
+    }
+
+
+# Events out (issue 25): per message (one stored event for one destination).
+SQS_REQUESTS_PER_MESSAGE = 0.3  # SendMessageBatch, ReceiveMessage and DeleteMessageBatch, 10 a request
+ROUTE_RECORDS_PER_INVOCATION = 100
+ROUTE_SECONDS_PER_INVOCATION = 0.05
+DELIVER_MESSAGES_PER_INVOCATION = 10
+RECEIVER_LATENCY_S = 0.1  # a webhook's answer: a batch's 10 are sent side by side, so one latency
+DELIVER_OVERHEAD_S = 0.05  # the claims, marks, counters and the forgotten-ids read of one batch
+# The claim and the mark (a write unit each); the counters once per destination and batch; the
+# forgotten ids read once per destination and batch (up to 20 ids: about 1 read unit).
+DELIVERY_WRITE_UNITS = 2 + 1 / DELIVER_MESSAGES_PER_INVOCATION
+DELIVERY_READ_UNITS = 1 / DELIVER_MESSAGES_PER_INVOCATION
+
+
+def destinations_bill(lake: Mapping[str, Any], memory_gb: float) -> dict[str, Any]:
+    """What one webhook destination adds per million messages delivered, line by line (docs/COST.md,
+    "Events out"): the queue's requests, the route and deliver functions, the deliveries table, and
+    the router's read of the change stream."""
+    gb_seconds = 1e6 * memory_gb * PRICES["lambda_arm64_gb_second"] / 1e6
+    route_invocations = 1e6 / ROUTE_RECORDS_PER_INVOCATION
+    deliver_invocations = 1e6 / DELIVER_MESSAGES_PER_INVOCATION
+    lines = {
+        "sqs_requests": SQS_REQUESTS_PER_MESSAGE * PRICES["sqs_request"],
+        "route_function": route_invocations
+        * (PRICES["lambda_request"] / 1e6 + ROUTE_SECONDS_PER_INVOCATION * gb_seconds / 1e6),
+        "route_stream_read": 1e6 * lake["change_json_bytes"] / GB * PRICES["kinesis_on_demand_gb_out"],
+        "deliver_function": deliver_invocations
+        * (PRICES["lambda_request"] / 1e6 + (RECEIVER_LATENCY_S + DELIVER_OVERHEAD_S) * gb_seconds / 1e6),
+        "deliveries_table": DELIVERY_WRITE_UNITS * PRICES["dynamodb_write_unit"]
+        + DELIVERY_READ_UNITS * PRICES["dynamodb_read_unit"],
+    }
+    return {
+        "usd_per_million_delivered": {name: round(value, 4) for name, value in lines.items()},
+        "cost_per_million_delivered_usd": round(sum(lines.values()), 4),
+        "assumptions": {
+            "receiver_latency_s": RECEIVER_LATENCY_S,
+            "messages_per_deliver_invocation": DELIVER_MESSAGES_PER_INVOCATION,
+            "sqs_requests_per_message": SQS_REQUESTS_PER_MESSAGE,
+        },
     }

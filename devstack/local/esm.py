@@ -268,9 +268,9 @@ class QueuePoller(threading.Thread):
         if self._mapping.report_batch_item_failures and isinstance(response, Mapping):
             items = response.get("batchItemFailures") or []
             kept = {str(item.get("itemIdentifier")) for item in items if isinstance(item, Mapping)}
-        for message in messages:
-            if message["MessageId"] not in kept:
-                self._queues.delete(spec.name, message["ReceiptHandle"])
+        done = [message["ReceiptHandle"] for message in messages if message["MessageId"] not in kept]
+        if done:
+            self._queues.delete_many(spec.name, done)
         return True
 
 

@@ -161,11 +161,20 @@ class Queues:
         return taken
 
     def delete(self, queue: str, receipt: str) -> bool:
+        return self.delete_many(queue, [receipt]) == [True]
+
+    def delete_many(self, queue: str, receipts: list[str]) -> list[bool]:
+        """Delete by receipt handles in one commit; whether each was still valid."""
+        found: list[bool] = []
         with self._lock:
-            cursor = self._db.execute(
-                "DELETE FROM messages WHERE queue = ? AND receipt = ?", (queue, receipt)
-            )
-        return cursor.rowcount > 0
+            self._db.execute("BEGIN IMMEDIATE")
+            for receipt in receipts:
+                cursor = self._db.execute(
+                    "DELETE FROM messages WHERE queue = ? AND receipt = ?", (queue, receipt)
+                )
+                found.append(cursor.rowcount > 0)
+            self._db.execute("COMMIT")
+        return found
 
     def change_visibility(self, queue: str, receipt: str, seconds: int) -> bool:
         if not 0 <= seconds <= 43_200:
@@ -300,26 +309,19 @@ def _operate(server: QueueServer, operation: str, request: dict[str, Any]) -> di
         queues.delete(queue, request["ReceiptHandle"])
         return {}
     if operation in ("DeleteMessageBatch", "ChangeMessageVisibilityBatch"):
-        done, failed = [], []
-        for entry in request["Entries"]:
-            if operation == "DeleteMessageBatch":
-                found = queues.delete(queue, entry["ReceiptHandle"])
-            else:
-                found = queues.change_visibility(
-                    queue, entry["ReceiptHandle"], int(entry["VisibilityTimeout"])
-                )
-            if found:
-                done.append({"Id": entry["Id"]})
-            else:
-                failed.append(
-                    {
-                        "Id": entry["Id"],
-                        "SenderFault": True,
-                        "Code": "ReceiptHandleIsInvalid",
-                        "Message": "stale",
-                    }
-                )
-        return {"Successful": done, "Failed": failed}
+        entries = request["Entries"]
+        if operation == "DeleteMessageBatch":
+            found = queues.delete_many(queue, [entry["ReceiptHandle"] for entry in entries])
+        else:
+            found = [
+                queues.change_visibility(queue, entry["ReceiptHandle"], int(entry["VisibilityTimeout"]))
+                for entry in entries
+            ]
+        stale = {"SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "stale"}
+        return {
+            "Successful": [{"Id": e["Id"]} for e, ok in zip(entries, found, strict=True) if ok],
+            "Failed": [{"Id": e["Id"], **stale} for e, ok in zip(entries, found, strict=True) if not ok],
+        }
     if operation == "ChangeMessageVisibility":
         if not queues.change_visibility(queue, request["ReceiptHandle"], int(request["VisibilityTimeout"])):
             raise QueueError("ReceiptHandleIsInvalid", "The receipt handle is not valid")

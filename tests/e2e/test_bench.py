@@ -88,6 +88,11 @@ FIGURES = {
     *(f"lake.query_ms.{name}_100k_events" for name in ("breakdown", "breakdown_column", "retention")),
     "lake.fixed_monthly_usd",
     *(f"lake.{figure}.{workload}" for figure in LAKE_BILL for workload in ("single", "batched")),
+    # Events out: one webhook on the local stack, and the price per million delivered.
+    "destinations.delivery_p50_ms",
+    "destinations.delivery_p99_ms",
+    "destinations.events_per_s",
+    "destinations.cost_per_million_delivered_usd",
 }
 FULL_ONLY = {
     f"scale.{figure}.{rate}"
@@ -137,6 +142,7 @@ def test_quick_bench_reports_every_figure_and_an_exact_load_run(tmp_path: Path) 
     # A page of rows: 2 waves of parallel queries (the store's count, on the fakes of the simulation).
     assert results["figures"]["scale.rows_page_round_trips.1k"] <= 2
     assert results["load"]["exact"], results["load"]["first_failures"]
+    assert results["destinations"]["delivered"] == results["destinations"]["events"]
     # A link writes the anonymous id's profile once, however many aggregates it has (issue 13).
     assert results["people"]["link"]["extra_writes_per_link"] == 1.0
     assert results["people"]["deletion"]["steps"] >= 1

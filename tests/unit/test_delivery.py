@@ -5,6 +5,7 @@ trouble never holds back another's messages."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,10 +35,12 @@ class FakeSender:
     def __init__(self, answers: dict[str, Callable[[int], Outcome]]) -> None:
         self.answers = answers
         self.sent: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.lock = threading.Lock()
 
     def post(self, target: Target, body: bytes, headers: dict[str, str]) -> Outcome:
-        self.sent.append((target.host, json.loads(body), headers))
-        calls = sum(1 for host, _, _ in self.sent if host == target.host)
+        with self.lock:
+            self.sent.append((target.host, json.loads(body), headers))
+            calls = sum(1 for host, _, _ in self.sent if host == target.host)
         return self.answers[target.host](calls)
 
 
@@ -171,15 +174,23 @@ def test_past_the_max_age_a_retried_message_lands_in_failures() -> None:
     assert outbox.failed[(A, "msg-1")].last_status == 500
 
 
-def test_once_a_webhook_stops_answering_the_rest_of_its_batch_is_not_tried_and_others_go_on() -> None:
-    sender = FakeSender({"hook.example.com": silent, "seg.example.com": ok})
+def test_a_webhooks_messages_are_sent_side_by_side_and_a_silent_one_holds_back_no_other() -> None:
+    """The five messages to the silent webhook are all in flight at once (they meet at a barrier,
+    which sends one after another would never reach), and the other destination's are delivered."""
+    meeting = threading.Barrier(5, timeout=5)
+
+    def silent_together(_: int) -> Outcome:
+        meeting.wait()  # BrokenBarrierError if the five were not in flight together
+        return silent(0)
+
+    sender = FakeSender({"hook.example.com": silent_together, "seg.example.com": ok})
     outbox = FakeOutbox()
     service = delivery(
         [hook("a", "hook.example.com"), hook("b", "seg.example.com", "segment")], sender, outbox
     )
     batch = [envelope(n, "a") for n in range(5)] + [envelope(n, "b") for n in range(5)]
     verdicts = service.deliver(batch)
-    assert sum(1 for host, _, _ in sender.sent if host == "hook.example.com") == 1  # one try, not five
+    assert sum(1 for host, _, _ in sender.sent if host == "hook.example.com") == 5
     assert all(verdicts[e.id].retry_in_s for e in batch[:5])
     assert all(verdicts[e.id] == ACK for e in batch[5:])
     (segment_post,) = [body for host, body, _ in sender.sent if host == "seg.example.com"]

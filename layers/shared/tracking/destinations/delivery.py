@@ -5,9 +5,8 @@ never holds back another. Before a message is sent its marker is claimed (``Deli
 a message delivered already is acknowledged without sending, and one that another delivery is
 sending waits. Then:
 
-- a ``webhook`` gets one signed POST per message, over a kept connection; once the destination does
-  not answer (a timeout, a refused or dropped connection), the rest of its messages in this batch are
-  not tried: they are retried with the same backoff;
+- a ``webhook`` gets one signed POST per message, the batch's messages side by side, each over a
+  kept connection of its own (a silent webhook holds its batch for one timeout, not ten);
 - a ``segment`` destination gets ``POST {url}/v1/batch`` with up to 100 messages (never a delete
   message: those are for webhooks).
 
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY_S = 30
 LONGEST_RETRY_S = 3600
 BUSY_RETRY_S = 30  # another delivery holds the message's lease: look again after this
+SENDS_AT_ONCE = 32  # a container's webhook requests in flight at once (a batch's 10, several destinations)
 QUEUE_MAX_DELAY_S = 43_200  # SQS's longest visibility timeout
 
 
@@ -109,6 +110,7 @@ class _Run:
     failures: list[Failure] = field(default_factory=list)
     dropped: int = 0
     last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # a webhook's sends run side by side
 
 
 class Delivery:
@@ -135,6 +137,8 @@ class Delivery:
         self._resolver = resolver
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        # A webhook's messages of a batch, each on a connection of its own (started on first use).
+        self._sends = ThreadPoolExecutor(max_workers=SENDS_AT_ONCE, thread_name_prefix="send")
 
     def deliver(self, envelopes: Sequence[Envelope]) -> dict[str, Verdict]:
         """Every message's verdict, by queue message id."""
@@ -192,25 +196,31 @@ class Delivery:
             else:
                 wanted.append(envelope)
         size = 1 if webhook else SEGMENT_BATCH_MAX
-        silent: Outcome | None = None  # the destination stopped answering: the rest are not tried
-        for start in range(0, len(wanted), size):
-            chunk = wanted[start : start + size]
-            if silent is not None:
-                for envelope in chunk:
-                    self._outcome(run, envelope, silent)
-                continue
+        chunks = [wanted[start : start + size] for start in range(0, len(wanted), size)]
+        if len(chunks) > 1 and webhook:  # a webhook's messages side by side, each on its own connection
+            for failure in self._sends.map(lambda chunk: self._send_chunk(run, where, chunk), chunks):
+                if failure is not None:
+                    raise failure
+        else:
+            for chunk in chunks:
+                self._send_chunk(run, where, chunk)
+
+    def _send_chunk(self, run: _Run, where: Target, chunk: list[Envelope]) -> Exception | None:
+        """Claim, send, settle: one webhook message, or one Segment batch (an error is returned)."""
+        try:
             claimed = self._claimed(run, chunk)
             if not claimed:
-                continue
+                return None
+            config = run.destination.config
             messages = [envelope.message for envelope in claimed]
-            if webhook:
+            if config.type == "webhook":
                 body, headers = webhook_request(config.credential, messages[0])
             else:
                 body, headers = segment_request(config.credential, messages)
-            outcome = self._sender.post(where, body, headers)
-            if webhook and outcome.verdict == "retry" and outcome.status is None:
-                silent = Outcome("retry", None, f"not tried: {outcome.error}")
-            self._outcomes(run, claimed, outcome)
+            self._outcomes(run, claimed, self._sender.post(where, body, headers))
+        except Exception as exc:  # storage unavailable midway: settled as what was not sent
+            return exc
+        return None
 
     def _claimed(self, run: _Run, envelopes: list[Envelope]) -> list[Envelope]:
         """The messages this delivery may send now: each one's lease taken just before its send. One
@@ -219,13 +229,14 @@ class Delivery:
         claimed: list[Envelope] = []
         for envelope in envelopes:
             claim = self._outbox.claim(run.destination.ref, envelope.message_id, now)
-            if claim == "delivered":
-                run.verdicts[envelope.id] = ACK
-                run.dropped += 1
-            elif claim == "busy":
-                run.verdicts[envelope.id] = Verdict(min(BUSY_RETRY_S, self._first_retry_s))
-            else:
-                claimed.append(envelope)
+            with run.lock:
+                if claim == "delivered":
+                    run.verdicts[envelope.id] = ACK
+                    run.dropped += 1
+                elif claim == "busy":
+                    run.verdicts[envelope.id] = Verdict(min(BUSY_RETRY_S, self._first_retry_s))
+                else:
+                    claimed.append(envelope)
         return claimed
 
     def _outcomes(self, run: _Run, envelopes: list[Envelope], outcome: Outcome) -> None:
@@ -234,14 +245,17 @@ class Delivery:
         ids = [envelope.message_id for envelope in envelopes]
         if outcome.verdict == "delivered":
             self._outbox.mark_delivered(run.destination.ref, ids, self._clock())
-            run.delivered.extend(ids)
-            run.verdicts.update({envelope.id: ACK for envelope in envelopes})
+            with run.lock:
+                run.delivered.extend(ids)
+                run.verdicts.update({envelope.id: ACK for envelope in envelopes})
             return
         self._outbox.release(run.destination.ref, ids)
-        for envelope in envelopes:
-            self._outcome(run, envelope, outcome)
+        with run.lock:
+            for envelope in envelopes:
+                self._outcome(run, envelope, outcome)
 
     def _outcome(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
+        """A message not delivered: its backoff, or its failure (the caller holds ``run.lock``)."""
         run.last_error = outcome.error
         if outcome.verdict == "retry":
             jitter = random.uniform(0.8, 1.0)  # noqa: S311 - a spread, not a secret
@@ -253,6 +267,7 @@ class Delivery:
         self._fail(run, envelope, outcome)
 
     def _fail(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
+        """A message put in the failures (the caller holds ``run.lock``, or is alone)."""
         error = outcome.error or "not delivered"
         run.last_error = error
         run.failures.append(

@@ -4,7 +4,10 @@ local stack: what a person sees. Saves screenshots in tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import base64
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +393,92 @@ def test_after_make_demo_the_lake_panels_break_down_and_show_retention_in_either
             assert page.evaluate("document.documentElement.scrollWidth") <= 360 + 1  # no sideways page
         page.screenshot(path=str(ARTIFACTS / f"dashboard-lake-{width}-{language}.png"), full_page=True)
         page.close()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A destination that refuses (410) until it is fixed."""
+
+    protocol_version = "HTTP/1.1"
+    fixed = False
+    got: list[str] = []  # noqa: RUF012 - shared by its instances
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        message = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if _Receiver.fixed:
+            _Receiver.got.append(message["messageId"])
+        self.send_response(200 if _Receiver.fixed else 410)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_the_admin_sees_a_destinations_failures_and_sends_them_again_in_either_language(
+    browser: Any, seeded: Stack
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        config = {
+            "type": "webhook",
+            "url": url,
+            "secret": "whsec_browser-destination-1",
+            "filter": {"events": ["purchase"]},
+        }
+        assert seeded.admin("PUT", "/v1/plugins/browser-bot/destinations/crm", config).status == 200
+        for n in range(3):
+            purchase = {
+                "event": "purchase",
+                "token": f"browser_buyer_{n:04d}",
+                "data": {"chatbot_id": "browser-bot", "orderNum": f"DEST-{n}"},
+            }
+            assert seeded.request("POST", "/api/analytics/track", purchase).status == 200
+
+        def failed() -> bool:
+            reply = seeded.admin("GET", "/v1/plugins/browser-bot/destinations/crm")
+            return bool(reply.json["failed"] == 3)
+
+        assert eventually(failed, timeout_s=30)
+        ARTIFACTS.mkdir(exist_ok=True)
+        for width, height, language in ((1280, 900, "en"), (360, 780, "fr")):
+            page = browser.new_page(locale="en-US", viewport={"width": width, "height": height})
+            page.goto(f"{seeded.url}/dashboard#plugin=browser-bot&lang={language}")
+            page.get_by_test_id("key").fill(ADMIN_KEY)
+            page.get_by_test_id("connect").click()
+            row = page.get_by_test_id("destination-crm")
+            row.wait_for()
+            assert "HTTP 410" in row.inner_text()
+            assert "whsec_" not in page.content()  # the secret is never on the page
+            page.get_by_test_id("failures-crm").click()
+            failures = page.locator("[data-testid=failures-body] tr")
+            failures.first.wait_for()
+            assert failures.count() == 3
+            heading = page.locator("#destinations h2").inner_text()
+            assert heading == "Destinations"
+            assert page.get_by_test_id("failures-retry").inner_text() == (
+                "Send them all again" if language == "en" else "Tout renvoyer"
+            )
+            if width == 360:
+                assert page.evaluate("document.documentElement.scrollWidth") <= 360 + 1  # no sideways page
+            page.screenshot(
+                path=str(ARTIFACTS / f"dashboard-destinations-{width}-{language}.png"), full_page=True
+            )
+            page.close()
+        # Fixed, then sent again from the page: the three arrive, and the failures are gone.
+        _Receiver.fixed = True
+        page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 900})
+        page.goto(f"{seeded.url}/dashboard#plugin=browser-bot")
+        page.get_by_test_id("key").fill(ADMIN_KEY)
+        page.get_by_test_id("connect").click()
+        page.get_by_test_id("failures-crm").click()
+        page.locator("[data-testid=failures-body] tr").first.wait_for()
+        page.get_by_test_id("failures-retry").click()
+        assert eventually(lambda: len(set(_Receiver.got)) == 3, timeout_s=30)
+        page.locator("#no-failures:not(.hidden)").wait_for()
+        page.close()
+        assert seeded.admin("GET", "/v1/plugins/browser-bot/destinations/crm/failures").json["failures"] == []
+    finally:
+        server.shutdown()
+        server.server_close()

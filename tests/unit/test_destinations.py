@@ -306,3 +306,20 @@ def test_a_deletion_marks_the_ids_forgotten_then_queues_a_delayed_delete_for_eac
     }
     assert queue.delays == [DELETE_MESSAGE_DELAY_S]
     assert DELETE_MESSAGE_DELAY_S * 1000 > DELIVERY_LEASE_MS  # an event being sent is answered first
+
+
+def test_a_destination_saved_just_before_an_event_was_stored_gets_it_despite_the_kept_copy() -> None:
+    """The router keeps each plugin's destinations a few seconds; an event stored after that copy was
+    read has them read again, so a destination saved in between is not missed."""
+    store = FakeDestinations()
+    wall = [NOW - 10_000]
+    slept: list[float] = []
+    cached = CachedDestinations(store, 5.0, clock=lambda: 0.0, wall_ms=lambda: wall[0], sleep=slept.append)
+    queue, outbox = ListQueue(), FakeOutbox()
+    router = Router(cached, queue, outbox, lambda: NOW)
+    assert router.route([event(event_id="m:0", received_at=NOW - 10_000)]) == 0  # no destination yet
+    store.save_destination(destination().model_copy(update={"enabled_at": NOW - 5_000}))
+    wall[0] = NOW
+    assert router.route([event()]) == 1  # stored at NOW, after the copy: read again
+    assert store.reads == 2
+    assert slept == [0.2]  # at most one read per interval: the second waited for it

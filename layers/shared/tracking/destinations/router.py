@@ -4,7 +4,8 @@ Kinesis data stream of the table, a consumer of its own), so only stored events 
 or a refused call never reaches a destination.
 
 A destination wants an event stored while it was enabled (``enabled_at``) that passes its filter;
-bot events are never sent. A plugin's destinations are read once per ``cache_s`` per container."""
+bot events are never sent. A plugin's destinations are read again when an event is newer than the
+copy a container keeps (``CachedDestinations``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ class DestinationSource(Protocol):
     def destinations(self, plugin_id: str) -> list[Destination]: ...
 
 
+class CurrentDestinations(Protocol):
+    def destinations(self, plugin_id: str, as_of_ms: int | None = None) -> list[Destination]: ...
+
+
 class Queue(Protocol):
     def send(self, bodies: Sequence[dict[str, Any]], delay_s: int = 0) -> None:
         """Queue every body (shown after ``delay_s``), or raise (nothing is known to be queued then)."""
@@ -31,24 +36,45 @@ class Counter(Protocol):
 
 
 class CachedDestinations:
-    """A plugin's destinations, kept ``cache_s`` seconds: the router reads them per plugin, the
-    delivery per destination."""
+    """A plugin's destinations, kept ``cache_s`` seconds (the delivery reads them per destination).
+
+    The router asks for them as they were when an event was stored (``as_of_ms``): a copy read before
+    that is read again (consistently), so a destination saved a moment before the event was stored is
+    never missed. A plugin is read again at most every ``min_interval_s`` per container; a read asked
+    sooner waits out the rest of the interval, so each stays exact at bounded cost."""
 
     def __init__(
-        self, source: DestinationSource, cache_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        source: DestinationSource,
+        cache_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        sleep: Callable[[float], None] = time.sleep,
+        min_interval_s: float = 0.2,
     ) -> None:
         self._source = source
         self._cache_s = cache_s
         self._clock = clock
-        self._kept: dict[str, tuple[float, list[Destination]]] = {}
+        self._wall_ms = wall_ms
+        self._sleep = sleep
+        self._min_interval_s = min_interval_s
+        # plugin -> (monotonic time of the read, wall time it began, the destinations)
+        self._kept: dict[str, tuple[float, int, list[Destination]]] = {}
 
-    def destinations(self, plugin_id: str) -> list[Destination]:
+    def destinations(self, plugin_id: str, as_of_ms: int | None = None) -> list[Destination]:
         kept = self._kept.get(plugin_id)
         now = self._clock()
-        if kept is None or now - kept[0] >= self._cache_s:
-            kept = (now, self._source.destinations(plugin_id))
+        stale = kept is None or now - kept[0] >= self._cache_s
+        behind = kept is not None and as_of_ms is not None and kept[1] < as_of_ms
+        if stale or behind:
+            if kept is not None and behind and not stale:
+                self._sleep(max(0.0, kept[0] + self._min_interval_s - now))
+            began = self._wall_ms()
+            kept = (self._clock(), began, self._source.destinations(plugin_id))
             self._kept[plugin_id] = kept
-        return kept[1]
+        assert kept is not None
+        return kept[2]
 
     def destination(self, ref: DestinationRef) -> Destination | None:
         for destination in self.destinations(ref.plugin_id):
@@ -68,7 +94,7 @@ def wants(destination: Destination, event: CanonicalEvent) -> bool:
 
 class Router:
     def __init__(
-        self, destinations: DestinationSource, queue: Queue, counter: Counter, clock_ms: Callable[[], int]
+        self, destinations: CurrentDestinations, queue: Queue, counter: Counter, clock_ms: Callable[[], int]
     ) -> None:
         self._destinations = destinations
         self._queue = queue
@@ -81,7 +107,8 @@ class Router:
         bodies: list[dict[str, Any]] = []
         queued: dict[DestinationRef, int] = {}
         for event in events:
-            chosen = [d for d in self._destinations.destinations(event.plugin_id) if wants(d, event)]
+            known = self._destinations.destinations(event.plugin_id, event.received_at)
+            chosen = [d for d in known if wants(d, event)]
             if not chosen:
                 continue
             message = segment_message(event)

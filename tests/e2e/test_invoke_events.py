@@ -22,14 +22,20 @@ pytestmark = pytest.mark.e2e
 TEMPLATE = Template.load()
 # The admin samples carry SAMPLE_ADMIN_KEY, so the stack runs with it; the config comes first, and
 # the stream batch before the routes that read what it aggregated.
-# The forget step runs before deletion-get reads its progress.
-ORDER = ["config-put", "aggregate-stream", "forget-stream"]
-SAMPLES = ORDER + sorted(p.stem for p in EVENTS_DIR.glob("*.json") if p.stem not in ORDER)
+# The forget step runs before deletion-get reads its progress; the sample destination is saved before
+# the samples that read it, and removed last.
+ORDER = ["config-put", "aggregate-stream", "forget-stream", "destination-put"]
+LAST = ["destination-delete"]
+SAMPLES = ORDER + sorted(p.stem for p in EVENTS_DIR.glob("*.json") if p.stem not in ORDER + LAST) + LAST
 
 
 def function_of(event: dict[str, Any]) -> str:
     if "deliveryStreamArn" in event:
         return "LakeFunction"
+    if "httpMethod" not in event and event["Records"][0].get("eventSource") == "aws:kinesis":
+        return "RouteFunction"
+    if "httpMethod" not in event and event["Records"][0].get("eventSource") == "aws:sqs":
+        return "DeliverFunction"
     if "httpMethod" not in event:
         kinds = {record["dynamodb"]["NewImage"]["kind"]["S"] for record in event["Records"]}
         return "ForgetFunction" if kinds == {"deletion"} else "AggregateFunction"
@@ -70,7 +76,7 @@ def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
         result = json.loads(done.stdout)
         if function == "AggregateFunction":
             assert result == {"batchItemFailures": [], "state": {}}, name
-        elif function == "ForgetFunction":
+        elif function in ("ForgetFunction", "RouteFunction", "DeliverFunction"):
             assert result == {"batchItemFailures": []}, name
         elif function == "LakeFunction":
             assert [r["result"] for r in result["records"]] == ["Ok"] * 5 + ["Dropped"], name

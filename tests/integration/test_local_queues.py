@@ -132,7 +132,7 @@ def test_the_local_queues_keep_their_messages_across_a_restart(tmp_path: Path) -
 def test_the_templates_delivery_queue_has_its_visibility_retention_and_redrive() -> None:
     specs = {spec.name: spec for spec in queue_specs(Template.load())}
     delivery = specs["DeliveryQueue"]
-    assert (delivery.visibility_timeout_s, delivery.retention_s) == (720, 1_209_600)
+    assert (delivery.visibility_timeout_s, delivery.retention_s) == (180, 1_209_600)
     assert (delivery.dead_letter, delivery.max_receive_count) == ("DeliveryDeadLetterQueue", 100)
 
 

@@ -323,3 +323,11 @@ def test_a_destination_saved_just_before_an_event_was_stored_gets_it_despite_the
     assert router.route([event()]) == 1  # stored at NOW, after the copy: read again
     assert store.reads == 2
     assert slept == [0.2]  # at most one read per interval: the second waited for it
+
+
+@pytest.mark.parametrize(
+    "url", ["https://bad\x00name.example/", "https://[::1/", "https://" + "a" * 300 + ".example/"]
+)
+def test_a_url_no_resolver_can_read_is_refused_not_a_crash(url: str) -> None:
+    with pytest.raises(AddressRefused):
+        target(url, allow_local=False)

@@ -44,7 +44,7 @@ def resolve(host: str, port: int) -> list[str]:
     """Every address the name resolves to (TCP), in the resolver's order."""
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # ValueError: a NUL in the name
         raise AddressRefused(f"the host {host!r} does not resolve") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in found))
 

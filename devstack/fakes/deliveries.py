@@ -90,3 +90,25 @@ class FakeOutbox:
 
     def delivered(self, ref: DestinationRef) -> set[str]:
         return {m for (r, m), held in self.markers.items() if r == ref and held["state"] == "delivered"}
+
+
+@dataclass
+class FakePluginFailures:
+    """A plugin's destinations' failures, paged as ``storage.deliveries.PluginFailures`` pages them."""
+
+    kept: dict[tuple[DestinationRef, str], Failure] = field(default_factory=dict)
+
+    def page(
+        self, plugin_id: str, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[DestinationRef, Failure]], str | None]:
+        mine = sorted(
+            ((ref, failure) for (ref, _), failure in self.kept.items() if ref.plugin_id == plugin_id),
+            key=lambda pair: (pair[0].destination_id, pair[1].message_id),
+        )
+        start = int(cursor or 0)
+        following = start + limit
+        return mine[start:following], (str(following) if following < len(mine) else None)
+
+    def remove(self, ref: DestinationRef, message_ids: Sequence[str]) -> None:
+        for message_id in message_ids:
+            self.kept.pop((ref, message_id), None)

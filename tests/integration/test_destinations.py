@@ -235,3 +235,40 @@ def test_after_a_deletion_none_of_the_persons_pending_events_is_sent_and_the_web
         "Attributes"
     ]
     assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_a_plugins_failures_are_paged_across_its_destinations_and_removed(aws: Any) -> None:
+    from tracking.destinations.models import Destination, DestinationConfig, DestinationRef, Failure  # noqa: PLC0415
+    from tracking.storage.deliveries import DeliveryStore, PluginFailures  # noqa: PLC0415
+    from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
+
+    destinations = DestinationStore(aws, "ControlTable")
+    records = DeliveryStore(aws, "DeliveriesTable", lease_ms=60_000, keep_s=86_400)
+    for name in ("a", "b"):
+        config = DestinationConfig.model_validate(
+            {"type": "webhook", "url": "https://x.example/", "secret": SECRET}
+        )
+        destinations.save_destination(
+            Destination(
+                plugin_id="p", destination_id=name, config=config, created_at=0, updated_at=0, enabled_at=0
+            )
+        )
+        message = {"message": {"type": "track", "userId": "u"}}
+        records.add_failures(
+            DestinationRef("p", name),
+            [Failure(f"{name}-{n}", 1, 500, "HTTP 500", 1_000, message) for n in range(3)],
+        )
+    failures = PluginFailures(records, destinations)
+
+    def every() -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = failures.page("p", cursor, 2)
+            seen += [(ref.destination_id, failure.message_id) for ref, failure in page]
+            if cursor is None:
+                return sorted(seen)
+
+    assert every() == [(d, f"{d}-{n}") for d in ("a", "b") for n in range(3)]
+    failures.remove(DestinationRef("p", "a"), ["a-0", "a-1", "a-2"])
+    assert every() == [("b", f"b-{n}") for n in range(3)]

@@ -14,6 +14,7 @@ import pytest
 
 from devstack.fakes.aggregates import FakeAggregates
 from devstack.fakes.control import FakeControl
+from devstack.fakes.deliveries import FakePluginFailures
 from devstack.fakes.events import FakeDeletions, FakeEvents, FakeRejections
 from devstack.fakes.stream import FakeStream
 from devstack.local.builders import canonical
@@ -21,6 +22,7 @@ from devstack.local.lake_sql import run_sql
 from tests.helpers import identify_call, segment_call
 from tests.unit.test_lake_questions import lake_of
 from tracking.aggregate.aggregator import Aggregator
+from tracking.destinations.models import DestinationRef, Failure
 from tracking.forget.service import PAGE_ITEMS, STEP_ITEMS, Forgetter
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import DeletionStep
@@ -39,6 +41,7 @@ class People:
     now: float = NOW / 1000
     meanwhile: Callable[[], None] | None = None  # what happens while the forgetter waits
     lake: LocalLakeEraser | None = None  # the lake a deletion rewrites last (flushed every 5 s)
+    failures: FakePluginFailures = field(default_factory=FakePluginFailures)
 
     def __post_init__(self) -> None:
         self.rejections = FakeRejections(self.events.table)
@@ -51,6 +54,7 @@ class People:
             cache_seconds=5,
             lake=self.lake,
             lake_flush_seconds=5,
+            failures=self.failures,
             clock=lambda: self.now,
             sleep=self.sleep,
         )
@@ -237,3 +241,37 @@ def test_a_file_left_with_no_row_is_removed_and_one_outside_the_plugin_is_never_
     assert eraser.erase("p1", only, ["gone"]) == 1
     assert not Path(only).exists()
     assert Path(other).exists()
+
+
+def test_a_deletion_removes_the_destinations_failures_that_carry_the_persons_events() -> None:
+    people = People()
+    refs = [DestinationRef("p1", "crm"), DestinationRef("p1", "hook"), DestinationRef("p2", "crm")]
+
+    def failure(n: int, **message: object) -> Failure:
+        return Failure(
+            f"m-{n}",
+            1,
+            500,
+            "HTTP 500",
+            NOW,
+            {"message": {"type": "track", "messageId": f"m-{n}", **message}},
+        )
+
+    kept = {
+        (refs[0], "m-1"): failure(1, userId="gone"),
+        (refs[0], "m-2"): failure(2, userId=None, anonymousId="anon-gone"),
+        (refs[0], "m-3"): failure(3, userId="kept"),
+        (refs[1], "m-4"): failure(4, userId="gone"),
+        (refs[1], "m-5"): Failure(
+            "m-5",
+            1,
+            410,
+            "HTTP 410",
+            NOW,
+            {"message": {"type": "delete", "userId": "gone", "messageId": "m-5"}},
+        ),
+        (refs[2], "m-6"): failure(6, userId="gone"),  # another plugin's "gone"
+    }
+    people.failures.kept.update(kept)
+    people.forget(deletion("gone", "anon-gone"))
+    assert sorted(message_id for _, message_id in people.failures.kept) == ["m-3", "m-5", "m-6"]

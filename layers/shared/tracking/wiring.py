@@ -166,6 +166,8 @@ def forgetter(settings: Settings) -> Forgetter:
     from tracking.forget.service import Forgetter, LakeEraser  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
+    from tracking.storage.deliveries import PluginFailures  # noqa: PLC0415
+    from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
@@ -192,6 +194,7 @@ def forgetter(settings: Settings) -> Forgetter:
         cache_seconds=settings.config_cache_seconds,
         lake=lake,
         lake_flush_seconds=settings.lake_flush_seconds,
+        failures=PluginFailures(delivery_store(settings), DestinationStore(client(), settings.control_table)),
     )
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from tracking.destinations.models import DestinationRef, Failure
 from tracking.models.aggregates import UserItems
 from tracking.models.people import DeletionStep, PartitionPage, ProfileState
 from tracking.models.rejections import RejectionRecord
@@ -67,6 +68,15 @@ class LakeEraser(Protocol):
     def erase(self, plugin_id: str, file: str, ids: Sequence[str]) -> int: ...  # rows removed
 
 
+class DeliveryFailures(Protocol):
+    """The messages a plugin's destinations could not take (they hold the events they carried)."""
+
+    def page(
+        self, plugin_id: str, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[DestinationRef, Failure]], str | None]: ...
+    def remove(self, ref: DestinationRef, message_ids: Sequence[str]) -> None: ...
+
+
 class PeopleStore(Protocol):
     def user_items(self, plugin_id: str, user_id: str) -> UserItems: ...
     def delete_user_items(self, plugin_id: str, user_id: str, limit: int) -> tuple[int, int, bool]: ...
@@ -85,10 +95,12 @@ class Forgetter:
         cache_seconds: float,
         lake: LakeEraser | None = None,
         lake_flush_seconds: float = 0.0,
+        failures: DeliveryFailures | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._lake = lake
+        self._failures = failures
         flush_ms = int(lake_flush_seconds * 1000)
         self._lake_delay_ms = flush_ms + max(LAKE_MARGIN_MIN_MS, flush_ms // 5)
         self._steps = steps
@@ -127,6 +139,8 @@ class Forgetter:
             return dataclasses.replace(work, phase="events", position=0, cursor=None, swept=True), 0
         if work.phase == "rejections":
             return self._rejections_page(work)
+        if work.phase == "failures":
+            return self._failures_page(work)
         if work.position >= len(work.ids):
             return dataclasses.replace(work, phase="rejections", cursor=None), 0
         user_id = work.ids[work.position]
@@ -182,12 +196,34 @@ class Forgetter:
         counted = dataclasses.replace(work, removed_rejections=work.removed_rejections + removed)
         if following is not None:
             return dataclasses.replace(counted, cursor=following), len(records) + removed
+        if self._failures is not None and not work.swept:
+            return dataclasses.replace(counted, phase="failures", cursor=None), len(records) + removed
+        return self._after_records(counted), len(records) + removed
+
+    def _failures_page(self, work: DeletionStep) -> tuple[DeletionStep, int]:
+        """One page of the plugin's destinations' failures: those carrying an event of the person are
+        removed (the delivery never sends them again either)."""
+        assert self._failures is not None  # the phase is only entered with them
+        page, following = self._failures.page(work.plugin_id, work.cursor, PAGE_ITEMS)
+        theirs: dict[DestinationRef, list[str]] = {}
+        for ref, failure in page:
+            message = failure.message.get("message", {})
+            if {message.get("userId"), message.get("anonymousId")} & set(work.ids) and message.get(
+                "type"
+            ) != "delete":
+                theirs.setdefault(ref, []).append(failure.message_id)
+        for ref, message_ids in theirs.items():
+            self._failures.remove(ref, message_ids)
+        if following is not None:
+            return dataclasses.replace(work, cursor=following), len(page)
+        return self._after_records(work), len(page)
+
+    def _after_records(self, work: DeletionStep) -> DeletionStep:
+        """After the records that mention the person: the sweep (when suppressing), else the lake."""
         if work.swept or not work.suppress:
-            return self._to_lake(counted), len(records) + removed
+            return self._to_lake(work)
         after = int(self._clock() * 1000) + self._cache_ms + SWEEP_MARGIN_MS
-        return dataclasses.replace(counted, phase="sweep", sweep_after=after, cursor=None), len(
-            records
-        ) + removed
+        return dataclasses.replace(work, phase="sweep", sweep_after=after, cursor=None)
 
     def _to_lake(self, work: DeletionStep) -> DeletionStep:
         """The last phase: the lake (none without one), once every row the person stored before the

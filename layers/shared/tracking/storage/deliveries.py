@@ -256,3 +256,32 @@ def _failure(values: dict[str, Any]) -> Failure:
         at=int(values["at"]),
         message=json.loads(values["message"]),
     )
+
+
+class PluginFailures:
+    """Every failure of a plugin's destinations, a page at a time (a deletion goes through them to
+    remove a forgotten person's): the destinations in id order, each one's failures by suffix."""
+
+    def __init__(self, records: DeliveryStore, destinations: Any) -> None:
+        self._records = records
+        self._destinations = destinations  # storage.destinations.DestinationStore
+
+    def page(
+        self, plugin_id: str, cursor: str | None, limit: int
+    ) -> tuple[list[tuple[DestinationRef, Failure]], str | None]:
+        found = sorted(self._destinations.destinations(plugin_id), key=lambda d: d.destination_id)
+        position: dict[str, Any] = json.loads(cursor) if cursor else {"d": 0, "n": 0, "a": None}
+        index = int(position["d"])
+        if index >= len(found):
+            return [], None
+        ref = found[index].ref
+        failures, following = self._records.failures(ref, (int(position["n"]), position["a"]), limit)
+        listed = [(ref, failure) for failure in failures]
+        if following is not None:
+            return listed, json.dumps({"d": index, "n": following[0], "a": following[1]})
+        if index + 1 < len(found):
+            return listed, json.dumps({"d": index + 1, "n": 0, "a": None})
+        return listed, None
+
+    def remove(self, ref: DestinationRef, message_ids: Sequence[str]) -> None:
+        self._records.remove_failures(ref, message_ids)

@@ -238,7 +238,13 @@ def test_after_a_deletion_none_of_the_persons_pending_events_is_sent_and_the_web
 
 
 def test_a_plugins_failures_are_paged_across_its_destinations_and_removed(aws: Any) -> None:
-    from tracking.destinations.models import Destination, DestinationConfig, DestinationRef, Failure  # noqa: PLC0415
+    from tracking.destinations.models import (  # noqa: PLC0415
+        Counts,
+        Destination,
+        DestinationConfig,
+        DestinationRef,
+        Failure,
+    )
     from tracking.storage.deliveries import DeliveryStore, PluginFailures  # noqa: PLC0415
     from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
 
@@ -270,5 +276,7 @@ def test_a_plugins_failures_are_paged_across_its_destinations_and_removed(aws: A
                 return sorted(seen)
 
     assert every() == [(d, f"{d}-{n}") for d in ("a", "b") for n in range(3)]
+    records.count(DestinationRef("p", "a"), Counts(failed=3))
     failures.remove(DestinationRef("p", "a"), ["a-0", "a-1", "a-2"])
     assert every() == [("b", f"b-{n}") for n in range(3)]
+    assert records.stats(DestinationRef("p", "a"))["failed"] == 0  # off the counter too

@@ -284,4 +284,6 @@ class PluginFailures:
         return listed, None
 
     def remove(self, ref: DestinationRef, message_ids: Sequence[str]) -> None:
+        """Remove these failures, and take them off the destination's ``failed`` counter."""
         self._records.remove_failures(ref, message_ids)
+        self._records.count(ref, Counts(failed=-len(message_ids)))

@@ -1,9 +1,9 @@
-"""Events out on ``make run`` (issue 25): events sent through the plugin API to one healthy webhook
-receiver on loopback, each timed from when the service stored it (its ``receivedAt``) to when the
-receiver got it: ``destinations.delivery_p50_ms`` / ``p99_ms``, and ``destinations.events_per_s``
-(how many a second reach the receiver, from the first stored to the last received), which must keep
-up with the load run's ingest rate. The added price per million delivered messages is
-``bill.destinations`` (devstack/bench/bill.py)."""
+"""Events out on ``make run`` (issue 25): events sent through the plugin API at the load run's ingest
+rate (``pace_per_s``, in batches of 20) to one healthy webhook receiver on loopback, each timed from
+when the service stored it (its ``receivedAt``) to when the receiver got it:
+``destinations.delivery_p50_ms`` / ``p99_ms``, and ``destinations.events_per_s`` (how many a second
+reach the receiver, from the first sent to the last received), which keeps up when it matches the
+pace. The added price per million delivered messages is ``bill.destinations`` (devstack/bench/bill.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ CONFIG = {
     "tracking": {"events": [{"key": "clicks", "name": {"en": "Clicks"}, "aggregations": ["increment"]}]}
 }
 SECRET = "whsec_bench-destination-0001"  # noqa: S105 - the bench receiver's own
-BATCH = 100
+BATCH = 20
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -46,7 +46,7 @@ class _Receiver(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def destination_figures(quick: bool) -> dict[str, Any]:
+def destination_figures(quick: bool, pace_per_s: float = 200.0) -> dict[str, Any]:
     events = 300 if quick else 3_000
     arrivals: dict[str, tuple[float, float]] = {}
     handler = type("Receiver", (_Receiver,), {"arrivals": arrivals, "lock": threading.Lock()})
@@ -63,6 +63,7 @@ def destination_figures(quick: bool) -> dict[str, Any]:
                 assert stack.admin("PUT", f"/v1/plugins/{PLUGIN}/destinations/bench", config).status == 200
                 started = time.time()
                 for batch in range(events // BATCH):
+                    time.sleep(max(0.0, started + batch * BATCH / pace_per_s - time.time()))
                     body = {"user_id": f"u-{batch}", "events": [{"key": "clicks"}] * BATCH}
                     client = f"127.0.8.{batch % 250 + 1}"
                     reply = stack.request("POST", f"/v1/plugins/{PLUGIN}/track", body, source_ip=client)
@@ -78,6 +79,7 @@ def destination_figures(quick: bool) -> dict[str, Any]:
     last = max(at for _, at in arrivals.values())
     return {
         "events": events,
+        "pace_per_s": round(pace_per_s, 1),
         "delivered": len(arrivals),
         "ingest_s": round(sent_s, 2),
         "events_per_s": round(len(arrivals) / (last - started), 1),

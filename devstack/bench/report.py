@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     step("the local lake: writes, and questions over a million events")
     results["lake"] = lake_figures(quick)
     step("events out: one webhook on the local stack")
-    results["destinations"] = destination_figures(quick)
+    results["destinations"] = destination_figures(quick, pace_per_s=results["load"]["events_per_s"])
     results["bill"] = whole_bill(results, TEMPLATE)  # again: with the lake's share
     results["figures"] = flatten(results)
     out: Path = args.out

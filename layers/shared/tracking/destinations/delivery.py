@@ -198,29 +198,36 @@ class Delivery:
         size = 1 if webhook else SEGMENT_BATCH_MAX
         chunks = [wanted[start : start + size] for start in range(0, len(wanted), size)]
         if len(chunks) > 1 and webhook:  # a webhook's messages side by side, each on its own connection
-            for failure in self._sends.map(lambda chunk: self._send_chunk(run, where, chunk), chunks):
-                if failure is not None:
-                    raise failure
+            sent = list(self._sends.map(lambda chunk: self._send_chunk(run, where, chunk), chunks))
         else:
-            for chunk in chunks:
-                self._send_chunk(run, where, chunk)
+            sent = [self._send_chunk(run, where, chunk) for chunk in chunks]
+        # What was sent, settled in one write each way: the delivered marked (never sent again), the
+        # others' leases given back.
+        answered = [(claimed, outcome) for claimed, outcome in sent if isinstance(outcome, Outcome)]
+        self._outcomes(run, answered)
+        for _, outcome in sent:
+            if isinstance(outcome, Exception):
+                raise outcome
 
-    def _send_chunk(self, run: _Run, where: Target, chunk: list[Envelope]) -> Exception | None:
-        """Claim, send, settle: one webhook message, or one Segment batch (an error is returned)."""
+    def _send_chunk(
+        self, run: _Run, where: Target, chunk: list[Envelope]
+    ) -> tuple[list[Envelope], Outcome | Exception | None]:
+        """Claim and send one webhook message, or one Segment batch: what was claimed, and the answer
+        (an error of storage midway is returned: what was not sent comes back later)."""
+        claimed: list[Envelope] = []
         try:
             claimed = self._claimed(run, chunk)
             if not claimed:
-                return None
+                return claimed, None
             config = run.destination.config
             messages = [envelope.message for envelope in claimed]
             if config.type == "webhook":
                 body, headers = webhook_request(config.credential, messages[0])
             else:
                 body, headers = segment_request(config.credential, messages)
-            self._outcomes(run, claimed, self._sender.post(where, body, headers))
-        except Exception as exc:  # storage unavailable midway: settled as what was not sent
-            return exc
-        return None
+            return claimed, self._sender.post(where, body, headers)
+        except Exception as exc:
+            return [], exc
 
     def _claimed(self, run: _Run, envelopes: list[Envelope]) -> list[Envelope]:
         """The messages this delivery may send now: each one's lease taken just before its send. One
@@ -239,19 +246,21 @@ class Delivery:
                     claimed.append(envelope)
         return claimed
 
-    def _outcomes(self, run: _Run, envelopes: list[Envelope], outcome: Outcome) -> None:
-        """Settle one send's messages at once: a delivered one is marked before anything else happens
-        (an acknowledged message is never sent again); another gives its lease back."""
-        ids = [envelope.message_id for envelope in envelopes]
-        if outcome.verdict == "delivered":
-            self._outbox.mark_delivered(run.destination.ref, ids, self._clock())
-            with run.lock:
-                run.delivered.extend(ids)
-                run.verdicts.update({envelope.id: ACK for envelope in envelopes})
-            return
-        self._outbox.release(run.destination.ref, ids)
-        with run.lock:
-            for envelope in envelopes:
+    def _outcomes(self, run: _Run, answered: list[tuple[list[Envelope], Outcome]]) -> None:
+        """Settle the batch's sends: the delivered are marked before anything else happens (an
+        acknowledged message is never sent again); the others give their leases back."""
+        delivered = [e for claimed, outcome in answered if outcome.verdict == "delivered" for e in claimed]
+        if delivered:
+            self._outbox.mark_delivered(run.destination.ref, [e.message_id for e in delivered], self._clock())
+            run.delivered.extend(e.message_id for e in delivered)
+            run.verdicts.update({e.id: ACK for e in delivered})
+        others = [(claimed, outcome) for claimed, outcome in answered if outcome.verdict != "delivered"]
+        if others:
+            self._outbox.release(
+                run.destination.ref, [e.message_id for claimed, _ in others for e in claimed]
+            )
+        for claimed, outcome in others:
+            for envelope in claimed:
                 self._outcome(run, envelope, outcome)
 
     def _outcome(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import socket
 import subprocess
@@ -92,6 +93,9 @@ def start(data_dir: Path | None, port: int | None = None, *, log: Path | None = 
         )
         from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
+        # werkzeug (moto's server) logs every request at INFO unless its logger has a level: the
+        # stack's pollers ask several times a second, which would flood the stack's output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         chosen = port or free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=chosen, verbose=False)
         server.start()

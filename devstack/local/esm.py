@@ -68,6 +68,9 @@ class ShardConsumer:
     on_failure: OnFailure
     function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
     invocations: int = 0
+    # The stack is stopping: no more retries (the batch is not given up either: it is read again
+    # after the restart, as the poller's checkpoint has not moved past it).
+    stop: threading.Event | None = None
 
     def deliver(self, records: Sequence[dict[str, Any]]) -> None:
         batches = [
@@ -80,6 +83,8 @@ class ShardConsumer:
     def _deliver_batch(self, batch: list[dict[str, Any]]) -> None:
         pending: list[tuple[list[dict[str, Any]], int]] = [(batch, 0)]
         while pending:
+            if self.stop is not None and self.stop.is_set():
+                return
             records, retries = pending.pop(0)
             outcome = self._call(records)
             if not outcome.failed and not outcome.failures:

@@ -296,6 +296,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         "LAKE_DIR": str(state_dir / "lake"),  # the running stack's lake, as its functions read it
         "AWS_ENDPOINT_URL_SQS": stack["queues"],  # and its queues
         "DELIVERY_QUEUE_URL": f"{stack['queues']}/000000000000/DeliveryQueue",
+        "REPLAY_QUEUE_URL": f"{stack['queues']}/000000000000/ReplayQueue",
         "DESTINATIONS_ALLOW_LOCAL": "true",
     }
     environment = function_environment(function, local)

@@ -46,3 +46,18 @@ def seed_sample_key(dynamodb: Any, table: str = "ControlTable") -> None:
 
     key = DashboardKey("demo-plugin", key_hash(SAMPLE_DASHBOARD_KEY), 1764016800000, "sample", last4="0001")
     ControlStore(dynamodb, table).save_dashboard_key(key)
+
+
+SAMPLE_REPLAY_ID = "5a3c0e1f9b2d4c6e8f0a1b2c3d4e5f60"
+
+
+def seed_sample_replay(dynamodb: Any, table: str = "DeliveriesTable") -> None:
+    """Record the replay events/destination-replay-get.json reads and events/replay-sqs.json runs, as
+    POST .../replay would have (its id is random there)."""
+    from tracking.destinations.models import DestinationRef, Replay  # noqa: PLC0415
+    from tracking.storage.replays import ReplayStore  # noqa: PLC0415
+
+    ref = DestinationRef("demo-plugin", "crm-webhook")
+    ReplayStore(dynamodb, table).create(
+        Replay(ref, SAMPLE_REPLAY_ID, "2025-11-24", "2025-11-24", 1764016800000)
+    )

@@ -5,10 +5,10 @@ takes a lease unless the message was delivered or another lease is live."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure
+from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure, Replay
 from tracking.models.storage_failures import StorageUnavailable
 
 
@@ -112,3 +112,41 @@ class FakePluginFailures:
     def remove(self, ref: DestinationRef, message_ids: Sequence[str]) -> None:
         for message_id in message_ids:
             self.kept.pop((ref, message_id), None)
+
+
+@dataclass
+class FakeReplays:
+    """Replays' records with ``ReplayStore``'s rules: a chunk is recorded once (conditional on its
+    number), counters added to a replay that exists."""
+
+    kept: dict[tuple[DestinationRef, str], Replay] = field(default_factory=dict)
+
+    def create(self, replay: Replay) -> None:
+        self.kept[(replay.ref, replay.replay_id)] = replay
+
+    def get(self, ref: DestinationRef, replay_id: str) -> Replay | None:
+        return self.kept.get((ref, replay_id))
+
+    def advance(self, replay: Replay, *, position: str | None, queued: int, listed: bool) -> bool:
+        held = self.kept[(replay.ref, replay.replay_id)]
+        if held.chunk != replay.chunk:
+            return False
+        self.kept[(replay.ref, replay.replay_id)] = replace(
+            held, chunk=held.chunk + 1, position=position, queued=held.queued + queued, listed=listed
+        )
+        return True
+
+    def fail(self, replay: Replay, error: str) -> None:
+        held = self.kept[(replay.ref, replay.replay_id)]
+        self.kept[(replay.ref, replay.replay_id)] = replace(held, error=error)
+
+    def queued_next(self, replay: Replay, chunk: int) -> None:
+        held = self.kept[(replay.ref, replay.replay_id)]
+        self.kept[(replay.ref, replay.replay_id)] = replace(held, next_queued=max(held.next_queued, chunk))
+
+    def settle(self, ref: DestinationRef, replay_id: str, *, sent: int, failed: int, skipped: int) -> None:
+        held = self.kept.get((ref, replay_id))
+        if held is not None:
+            self.kept[(ref, replay_id)] = replace(
+                held, sent=held.sent + sent, failed=held.failed + failed, skipped=held.skipped + skipped
+            )

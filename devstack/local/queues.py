@@ -357,4 +357,8 @@ def start_queues(template: Any, path: Path, *, fresh: bool) -> QueueServer:
 
 def queue_environment(server: QueueServer) -> dict[str, str]:
     """What a function needs to reach the local queues with its own SQS client."""
-    return {"AWS_ENDPOINT_URL_SQS": server.endpoint, "DELIVERY_QUEUE_URL": server.url("DeliveryQueue")}
+    return {
+        "AWS_ENDPOINT_URL_SQS": server.endpoint,
+        "DELIVERY_QUEUE_URL": server.url("DeliveryQueue"),
+        "REPLAY_QUEUE_URL": server.url("ReplayQueue"),
+    }

@@ -14,7 +14,7 @@ import pytest
 
 from devstack.local.apigw import match
 from devstack.local.template import Template
-from tests.conftest import EVENTS_DIR, ROOT, SAMPLE_ADMIN_KEY, seed_sample_key
+from tests.conftest import EVENTS_DIR, ROOT, SAMPLE_ADMIN_KEY, seed_sample_key, seed_sample_replay
 from tests.e2e.conftest import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,9 @@ def function_of(event: dict[str, Any]) -> str:
     if "httpMethod" not in event and event["Records"][0].get("eventSource") == "aws:kinesis":
         return "RouteFunction"
     if "httpMethod" not in event and event["Records"][0].get("eventSource") == "aws:sqs":
-        return "DeliverFunction"
+        return (
+            "ReplayFunction" if "ReplayQueue" in event["Records"][0]["eventSourceARN"] else "DeliverFunction"
+        )
     if "httpMethod" not in event:
         kinds = {record["dynamodb"]["NewImage"]["kind"]["S"] for record in event["Records"]}
         return "ForgetFunction" if kinds == {"deletion"} else "AggregateFunction"
@@ -67,6 +69,7 @@ def make_invoke(stack: Stack, function: str, event: Path) -> subprocess.Complete
 
 def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
     seed_sample_key(sample_stack.database().client())  # the key events/key-revoke.json revokes
+    seed_sample_replay(sample_stack.database().client())  # the replay the replay samples read and run
     for name in SAMPLES:
         path = EVENTS_DIR / f"{name}.json"
         event = json.loads(path.read_text())
@@ -76,7 +79,7 @@ def test_every_event_file_runs_through_make_invoke(sample_stack: Stack) -> None:
         result = json.loads(done.stdout)
         if function == "AggregateFunction":
             assert result == {"batchItemFailures": [], "state": {}}, name
-        elif function in ("ForgetFunction", "RouteFunction", "DeliverFunction"):
+        elif function in ("ForgetFunction", "RouteFunction", "DeliverFunction", "ReplayFunction"):
             assert result == {"batchItemFailures": []}, name
         elif function == "LakeFunction":
             assert [r["result"] for r in result["records"]] == ["Ok"] * 5 + ["Dropped"], name
@@ -96,7 +99,7 @@ def test_an_unknown_function_is_named_with_the_ones_there_are(sample_stack: Stac
     names = ", ".join(sorted(TEMPLATE.functions()))
     assert names == (
         "AggregateFunction, DeliverFunction, ForgetFunction, IngestFunction, LakeFunction, QueryFunction, "
-        "RouteFunction"
+        "ReplayFunction, RouteFunction"
     )
     assert names in done.stderr
 

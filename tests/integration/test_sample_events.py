@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from devstack.local.apigw import match
-from tests.conftest import EVENTS_DIR, sample_event, seed_sample_key
+from tests.conftest import EVENTS_DIR, SAMPLE_REPLAY_ID, sample_event, seed_sample_key, seed_sample_replay
 from tests.integration.conftest import TEMPLATE, Invoke, new_container, stored_events
 
 SAMPLES = sorted(path.stem for path in EVENTS_DIR.glob("*.json"))
@@ -26,8 +26,14 @@ def local_lake(tmp_path: Any, function_env: Any, aws: Any) -> None:
     """The lake's routes read a local lake (an empty one: their answers are empty, not refused); the
     destinations' samples name a local receiver (``make invoke`` runs them against the local stack)
     and a retry of failures fills the delivery queue."""
-    url = boto3.client("sqs").create_queue(QueueName="DeliveryQueue")["QueueUrl"]
-    function_env(LAKE_DIR=str(tmp_path / "lake"), DESTINATIONS_ALLOW_LOCAL="true", DELIVERY_QUEUE_URL=url)
+    sqs = boto3.client("sqs")
+    url, replays = (sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("DeliveryQueue", "ReplayQueue"))
+    function_env(
+        LAKE_DIR=str(tmp_path / "lake"),
+        DESTINATIONS_ALLOW_LOCAL="true",
+        DELIVERY_QUEUE_URL=url,
+        REPLAY_QUEUE_URL=replays,
+    )
 
 
 def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:
@@ -39,6 +45,7 @@ def test_there_is_a_sample_event_for_every_route_and_the_stream() -> None:
         "lake-firehose",
         "route-kinesis",
         "deliver-sqs",
+        "replay-sqs",
     }
 
 
@@ -64,6 +71,24 @@ def test_the_queue_sample_runs_through_the_deliver_function(
     (failure,) = json.loads(query(sample_event("destination-failures-get"))["body"])["failures"]
     assert failure["messageId"] == "sample-message-0001"
     assert "connection" in failure["last_error"]
+
+
+def test_the_replay_samples_start_a_replay_run_a_chunk_and_read_it(
+    aws: Any, query: Invoke, demo_config: Any
+) -> None:
+    """The replay's POST answers 202 and queues its first chunk; the sample chunk runs the sample
+    replay (recorded as a POST would have) over the empty lake: done, nothing to send."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="ReplayQueue")["QueueUrl"]
+    assert query(sample_event("destination-put"))["statusCode"] == 200
+    started = query(sample_event("destination-replay"))
+    assert started["statusCode"] == 202, started["body"]
+    (chunk,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(chunk["Body"])["replay_id"] == json.loads(started["body"])["replay_id"]
+    seed_sample_replay(aws)
+    assert new_container("ReplayFunction")(sample_event("replay-sqs")) == {"batchItemFailures": []}
+    shown = json.loads(query(sample_event("destination-replay-get"))["body"])
+    assert (shown["replay_id"], shown["status"], shown["queued"]) == (SAMPLE_REPLAY_ID, "done", 0)
 
 
 def test_the_firehose_sample_runs_through_the_lake_function(aws: Any) -> None:
@@ -115,6 +140,8 @@ def test_sample_event_runs_through_its_function(
         forget(sample_event("forget-stream"))
     if name == "key-revoke":
         seed_sample_key(aws)
+    if name == "destination-replay-get":
+        seed_sample_replay(aws)
     if name.startswith("destination-") and name != "destination-put":  # they name the sample's destination
         assert query(sample_event("destination-put"))["statusCode"] == 200
     event = sample_event(name)

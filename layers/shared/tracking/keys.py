@@ -325,3 +325,13 @@ def delivery_stats_key(plugin_id: str, destination_id: str, suffix: int) -> dict
 def forgotten_key(plugin_id: str, user_id: str) -> dict[str, str]:
     """An id of a forgotten person: none of its events stored before ``at`` is delivered any more."""
     return {"pk": f"x{SEP}{plugin_id}{SEP}{user_id}", "sk": "-"}
+
+
+def replay_key(plugin_id: str, destination_id: str, replay_id: str) -> dict[str, str]:
+    """A replay of a destination: its range, how far its listing got, and its counters."""
+    return {"pk": f"r{SEP}{plugin_id}{SEP}{destination_id}", "sk": replay_id}
+
+
+def replay_marker(message_id: str, replay_id: str) -> str:
+    """A replayed message's marker id: a replay sends again what was delivered, once per replay."""
+    return f"{message_id}{SEP}replay{SEP}{replay_id}"

@@ -45,6 +45,8 @@ class Settings(BaseModel):
     # message is retried, and whether http://127.0.0.1:<port> destinations are allowed (local only).
     deliveries_table: str = Field("DeliveriesTable", alias="DELIVERIES_TABLE")
     delivery_queue_url: str | None = Field(None, alias="DELIVERY_QUEUE_URL")
+    # The queue whose messages run a replay's chunks (the replay function's).
+    replay_queue_url: str | None = Field(None, alias="REPLAY_QUEUE_URL")
     delivery_max_age_seconds: int = Field(86_400, ge=60, le=1_209_600, alias="DELIVERY_MAX_AGE_SECONDS")
     destinations_allow_local: bool = Field(False, alias="DESTINATIONS_ALLOW_LOCAL")
     # The first retry's wait (then doubling to an hour): the contract's "within 30 s" is its most.

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tracking.aggregate.aggregator import Aggregator
     from tracking.destinations.admin import DestinationsAdmin
     from tracking.destinations.delivery import Delivery
+    from tracking.destinations.replay import Replayer
     from tracking.destinations.router import CachedDestinations, Router
     from tracking.forget.service import Forgetter
     from tracking.ingest.service import IngestService
@@ -22,9 +23,10 @@ if TYPE_CHECKING:
     from tracking.storage.control import ControlStore
     from tracking.storage.dashboard_keys import DashboardKeyStore
     from tracking.storage.deliveries import DeliveryStore
-    from tracking.storage.lake_engines import AthenaLake
+    from tracking.storage.lake_engines import AthenaLake, DuckDbLake
     from tracking.storage.plugins import PluginStore
     from tracking.storage.queue import SqsQueue
+    from tracking.storage.replays import ReplayStore
 
 
 def control_store(settings: Settings) -> ControlStore:
@@ -119,18 +121,22 @@ def query_service(settings: Settings) -> QueryService:
 def lake_questions(settings: Settings) -> LakeQuestions:
     """Breakdown and retention over the stack's lake: DuckDB over a folder, else Athena (None: the
     routes answer 503)."""
-    from tracking.query.lake import LakeEngine, LakeQuestions  # noqa: PLC0415
+    from tracking.query.lake import LakeQuestions  # noqa: PLC0415
 
-    engine: LakeEngine | None = None
+    return LakeQuestions(lake_engine(settings))
+
+
+def lake_engine(settings: Settings) -> DuckDbLake | AthenaLake | None:
+    """DuckDB over the local stack's folder, else the deployed stack's Athena (None: neither)."""
     if settings.lake_dir:
         from pathlib import Path  # noqa: PLC0415
 
         from tracking.storage.lake_engines import DuckDbLake  # noqa: PLC0415
 
-        engine = DuckDbLake(Path(settings.lake_dir))
-    elif settings.lake_workgroup and settings.lake_database:
-        engine = athena_lake(settings)
-    return LakeQuestions(engine)
+        return DuckDbLake(Path(settings.lake_dir))
+    if settings.lake_workgroup and settings.lake_database:
+        return athena_lake(settings)
+    return None
 
 
 def athena_lake(settings: Settings) -> AthenaLake:
@@ -223,14 +229,50 @@ def cached_destinations(settings: Settings) -> CachedDestinations:
 
 
 def delivery_queue(settings: Settings) -> SqsQueue:
+    return _queue(settings.delivery_queue_url, "DELIVERY_QUEUE_URL")
+
+
+def replay_queue(settings: Settings) -> SqsQueue:
+    return _queue(settings.replay_queue_url, "REPLAY_QUEUE_URL")
+
+
+def _queue(url: str | None, name: str) -> SqsQueue:
     from functools import partial  # noqa: PLC0415
 
     from tracking.storage.dynamo import aws_client  # noqa: PLC0415
     from tracking.storage.queue import SqsQueue  # noqa: PLC0415
 
-    if not settings.delivery_queue_url:
-        raise RuntimeError("DELIVERY_QUEUE_URL is not set")
-    return SqsQueue(partial(aws_client, "sqs"), settings.delivery_queue_url)
+    if not url:
+        raise RuntimeError(f"{name} is not set")
+    return SqsQueue(partial(aws_client, "sqs"), url)
+
+
+def replay_store(settings: Settings) -> ReplayStore:
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.replays import ReplayStore  # noqa: PLC0415
+
+    return ReplayStore(client(), settings.deliveries_table)
+
+
+def replayer(settings: Settings) -> Replayer:
+    from tracking.clock import now_ms  # noqa: PLC0415
+    from tracking.destinations.replay import Replayer  # noqa: PLC0415
+    from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.user_events import UserEvents  # noqa: PLC0415
+
+    lake = lake_engine(settings)
+    if lake is None:
+        raise RuntimeError("Neither LAKE_DIR nor LAKE_WORKGROUP and LAKE_DATABASE is set")
+    return Replayer(
+        replay_store(settings),
+        lake,
+        UserEvents(client(), settings.events_table, settings.retention_days),
+        destinations=cached_destinations(settings),
+        deliveries=delivery_queue(settings),
+        chunks=replay_queue(settings),
+        counter=delivery_store(settings),
+        clock_ms=now_ms,
+    )
 
 
 def destinations_admin(settings: Settings) -> DestinationsAdmin:
@@ -245,6 +287,7 @@ def destinations_admin(settings: Settings) -> DestinationsAdmin:
         delivery_queue(settings) if settings.delivery_queue_url else None,
         now_ms,
         allow_local=settings.destinations_allow_local,
+        replays=(replay_store(settings), replay_queue(settings)) if settings.replay_queue_url else None,
     )
 
 
@@ -268,4 +311,5 @@ def delivery(settings: Settings) -> Delivery:
         max_age_s=settings.delivery_max_age_seconds,
         first_retry_s=settings.delivery_first_retry_seconds,
         allow_local=settings.destinations_allow_local,
+        replays=replay_store(settings),
     )

@@ -3,6 +3,8 @@
 - The router's: records of the events table's Kinesis data stream. The stored events of the batch
   are queued at once; if that fails, every record fails (Lambda retries the batch; a message queued
   twice is delivered once, see ``DeliveryStore.claim``). A record that cannot be read fails alone.
+- The replay's: SQS messages, each running one chunk of a replay (``Replayer.step``); one that
+  raises (storage unavailable) comes back after the queue's visibility timeout.
 - The delivery's: SQS messages. A message to retry has its visibility set to its backoff and is
   reported failed (SQS shows it again then); the others are acknowledged. The batch never raises for
   a message, so one destination's failures never make Lambda return another's."""
@@ -15,7 +17,7 @@ import logging
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
-from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tracking.batches import GroupedBatchProcessor
 from tracking.changes import stored_event
 from tracking.destinations.delivery import Delivery, Envelope
+from tracking.destinations.replay import Replayer
 from tracking.destinations.router import Router
 from tracking.models.canonical import CanonicalEvent
 
@@ -109,6 +112,17 @@ def deliver_batch(
             logger.exception("backoff not set")
         failures.update({m: RetryLater(m) for m, v in verdicts.items() if v.retry_in_s is not None})
         return failures
+
+    return dict(
+        process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    )
+
+
+def replay_batch(
+    event: dict[str, Any], context: LambdaContext | None, replayer: Replayer, processor: BatchProcessor
+) -> dict[str, Any]:
+    def handle(record: SQSRecord) -> None:
+        replayer.step(json.loads(record.body))
 
     return dict(
         process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

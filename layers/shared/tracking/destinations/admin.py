@@ -21,7 +21,9 @@ from tracking.destinations.models import (
     DestinationRef,
     Failure,
 )
+from tracking.destinations.replay import ReplayJobs, start_replay
 from tracking.destinations.router import Queue
+from tracking.lake.questions import BadQuestion, replay_days
 
 # A delete message is shown this long after the person's ids were marked forgotten: longer than a
 # delivery's lease, so an event of theirs being sent when the deletion came is answered before it.
@@ -31,6 +33,7 @@ FAILURES_PAGE_MAX = 500
 # A retry sends failures again in pages for at most this long, then answers how many are left.
 RETRY_BUDGET_S = 15.0
 _DESTINATION_ID = re.compile(DESTINATION_ID_PATTERN)
+_REPLAY_ID = re.compile(r"[0-9a-f]{32}")
 Cursor = tuple[int, str | None]
 
 
@@ -70,6 +73,7 @@ class DestinationsAdmin:
         allow_local: bool = False,
         resolver: Resolver = resolve,
         monotonic: Callable[[], float] = time.monotonic,
+        replays: tuple[ReplayJobs, Queue] | None = None,
     ) -> None:
         self._store = store
         self._records = records
@@ -78,6 +82,7 @@ class DestinationsAdmin:
         self._allow_local = allow_local
         self._resolver = resolver
         self._monotonic = monotonic
+        self._replays = replays  # the replays' records, and the queue that runs their chunks
 
     def save(self, plugin_id: str, destination_id: str, payload: Any) -> dict[str, Any]:
         """Create or replace a destination; its address is checked now (and at every delivery)."""
@@ -152,6 +157,38 @@ class DestinationsAdmin:
             if self._monotonic() - started > RETRY_BUDGET_S:
                 return {"retried": retried, "remaining": start is not None}
         return {"retried": retried, "remaining": False}
+
+    def replay(self, plugin_id: str, destination_id: str, payload: Any) -> dict[str, Any]:
+        """Start sending again the destination's stored events of ``from``..``to`` (UTC days of
+        event time) that its filter passes: the replay's id (its chunks run on the replay queue)."""
+        found = self._found(plugin_id, destination_id)
+        if self._replays is None:
+            raise NotFound("Replays are not enabled in this stack")
+        if not isinstance(payload, dict) or set(payload) - {"from", "to"}:
+            raise ValidationFailed(
+                "The replay is not valid", [{"field": "body", "message": 'the body is {"from", "to"}'}]
+            )
+        try:
+            days = replay_days(payload.get("from"), payload.get("to"))
+        except BadQuestion as bad:
+            raise ValidationFailed(
+                "The replay is not valid", [{"field": bad.field, "message": str(bad)}]
+            ) from None
+        if not found.config.enabled:
+            raise ValidationFailed(
+                "The destination is disabled", [{"field": "enabled", "message": "enable it to replay to it"}]
+            )
+        jobs, chunks = self._replays
+        return {"replay_id": start_replay(jobs, chunks, found.ref, days, self._clock()).replay_id}
+
+    def replay_status(self, plugin_id: str, destination_id: str, replay_id: str) -> dict[str, Any]:
+        found = self._found(plugin_id, destination_id)
+        replay = None
+        if self._replays is not None and _REPLAY_ID.fullmatch(replay_id):
+            replay = self._replays[0].get(found.ref, replay_id)
+        if replay is None:
+            raise NotFound("No such replay")
+        return replay.view()
 
     def forget_person(
         self, plugin_id: str, deletion_id: str, user_id: str, ids: Sequence[str], at: int

@@ -30,6 +30,7 @@ from tracking.destinations.addresses import AddressRefused, Resolver, Target, re
 from tracking.destinations.messages import SEGMENT_BATCH_MAX, segment_request, webhook_request
 from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure
 from tracking.destinations.sender import Outcome
+from tracking.keys import replay_marker
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,17 @@ class Envelope:
     def message_id(self) -> str:
         return str(self.message["messageId"])
 
+    @property
+    def replay_id(self) -> str | None:
+        replay = self.body.get("replay_id")
+        return None if replay is None else str(replay)
+
+    @property
+    def marker(self) -> str:
+        """Whose marker the message's delivery claims: its own, or, replayed, its own in that replay."""
+        replay = self.replay_id
+        return self.message_id if replay is None else replay_marker(self.message_id, replay)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -84,6 +96,12 @@ class Outbox(Protocol):
     def release(self, ref: DestinationRef, message_ids: Sequence[str]) -> None: ...
     def add_failures(self, ref: DestinationRef, failures: Sequence[Failure]) -> None: ...
     def count(self, ref: DestinationRef, counts: Counts) -> None: ...
+
+
+class ReplayCounter(Protocol):
+    def settle(
+        self, ref: DestinationRef, replay_id: str, *, sent: int, failed: int, skipped: int
+    ) -> None: ...
 
 
 class Post(Protocol):
@@ -109,6 +127,8 @@ class _Run:
     delivered: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     dropped: int = 0
+    # What became of each replayed message (by queue message id): sent, failed or skipped.
+    replayed: dict[str, str] = field(default_factory=dict)
     last_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)  # a webhook's sends run side by side
 
@@ -126,6 +146,7 @@ class Delivery:
         allow_local: bool = False,
         resolver: Resolver = resolve,
         workers: int = 8,
+        replays: ReplayCounter | None = None,
     ) -> None:
         self._destinations = destinations
         self._outbox = outbox
@@ -136,6 +157,7 @@ class Delivery:
         self._allow_local = allow_local
         self._resolver = resolver
         self._workers = workers
+        self._replays = replays
         self._pool: ThreadPoolExecutor | None = None
         # A webhook's messages of a batch, each on a connection of its own (started on first use).
         self._sends = ThreadPoolExecutor(max_workers=SENDS_AT_ONCE, thread_name_prefix="send")
@@ -161,6 +183,8 @@ class Delivery:
             if destination is None or not destination.config.enabled:
                 # Removed or disabled since it was queued: nothing more is sent to it.
                 self._outbox.count(ref, Counts(pending=-len(envelopes)))
+                skipped = {envelope.id: "skipped" for envelope in envelopes if envelope.replay_id}
+                self._count_replays(ref, envelopes, skipped)
                 return {envelope.id: ACK for envelope in envelopes}
         except Exception:  # storage unavailable: every message comes back later
             logger.exception("destination not read", extra={"destination": ref.destination_id})
@@ -193,6 +217,8 @@ class Delivery:
                 # A delete message is for webhooks; nothing of a forgotten person is sent any more.
                 run.verdicts[envelope.id] = ACK
                 run.dropped += 1
+                if envelope.replay_id:
+                    run.replayed[envelope.id] = "skipped"
             else:
                 wanted.append(envelope)
         size = 1 if webhook else SEGMENT_BATCH_MAX
@@ -235,7 +261,7 @@ class Delivery:
         now = self._clock()
         claimed: list[Envelope] = []
         for envelope in envelopes:
-            claim = self._outbox.claim(run.destination.ref, envelope.message_id, now)
+            claim = self._outbox.claim(run.destination.ref, envelope.marker, now)
             with run.lock:
                 if claim == "delivered":
                     run.verdicts[envelope.id] = ACK
@@ -251,20 +277,19 @@ class Delivery:
         acknowledged message is never sent again); the others give their leases back."""
         delivered = [e for claimed, outcome in answered if outcome.verdict == "delivered" for e in claimed]
         if delivered:
-            self._outbox.mark_delivered(run.destination.ref, [e.message_id for e in delivered], self._clock())
+            self._outbox.mark_delivered(run.destination.ref, [e.marker for e in delivered], self._clock())
             run.delivered.extend(e.message_id for e in delivered)
             run.verdicts.update({e.id: ACK for e in delivered})
+            run.replayed.update({e.id: "sent" for e in delivered if e.replay_id})
         others = [(claimed, outcome) for claimed, outcome in answered if outcome.verdict != "delivered"]
         if others:
-            self._outbox.release(
-                run.destination.ref, [e.message_id for claimed, _ in others for e in claimed]
-            )
+            self._outbox.release(run.destination.ref, [e.marker for claimed, _ in others for e in claimed])
         for claimed, outcome in others:
             for envelope in claimed:
                 self._outcome(run, envelope, outcome)
 
     def _outcome(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
-        """A message not delivered: its backoff, or its failure (the caller holds ``run.lock``)."""
+        """A message not delivered: its backoff, or its failure (after the sends: one thread)."""
         run.last_error = outcome.error
         if outcome.verdict == "retry":
             jitter = random.uniform(0.8, 1.0)  # noqa: S311 - a spread, not a secret
@@ -276,7 +301,7 @@ class Delivery:
         self._fail(run, envelope, outcome)
 
     def _fail(self, run: _Run, envelope: Envelope, outcome: Outcome) -> None:
-        """A message put in the failures (the caller holds ``run.lock``, or is alone)."""
+        """A message put in the failures (after the sends, or instead of them: one thread)."""
         error = outcome.error or "not delivered"
         run.last_error = error
         run.failures.append(
@@ -290,6 +315,8 @@ class Delivery:
             )
         )
         run.verdicts[envelope.id] = ACK
+        if envelope.replay_id:
+            run.replayed[envelope.id] = "failed"
 
     def _settle(self, run: _Run) -> None:
         """Write the failures and the counts. A message whose verdict is missing (an error midway)
@@ -307,7 +334,9 @@ class Delivery:
                 for envelope in run.envelopes:
                     if envelope.message_id in failed:
                         run.verdicts[envelope.id] = Verdict(self._first_retry_s)
+                        run.replayed.pop(envelope.id, None)
                 run.failures = []
+        self._count_replays(ref, run.envelopes, run.replayed)
         settled = len(run.delivered) + len(run.failures) + run.dropped
         if not (settled or run.last_error):
             return
@@ -334,6 +363,25 @@ class Delivery:
                     "error": run.last_error,
                 },
             )
+
+    def _count_replays(
+        self, ref: DestinationRef, envelopes: Sequence[Envelope], replayed: dict[str, str]
+    ) -> None:
+        """Add what became of the batch's replayed messages to their replays' counters (a copy of one
+        delivered already, acknowledged without a send, is not counted again)."""
+        if self._replays is None or not replayed:
+            return
+        counts: dict[str, dict[str, int]] = {}
+        for envelope in envelopes:
+            outcome = replayed.get(envelope.id)
+            if outcome is not None and envelope.replay_id is not None:
+                tally = counts.setdefault(envelope.replay_id, {"sent": 0, "failed": 0, "skipped": 0})
+                tally[outcome] += 1
+        for replay_id, tally in counts.items():
+            try:
+                self._replays.settle(ref, replay_id, **tally)
+            except Exception:  # a view: the messages were settled all the same
+                logger.exception("replay counters not written", extra={"replay_id": replay_id})
 
 
 def _ids(envelope: Envelope) -> list[str]:

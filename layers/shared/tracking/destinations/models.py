@@ -142,3 +142,54 @@ class Counts:
     last_delivered_at: int | None = None
     last_error: str | None = None
     last_error_at: int | None = None
+
+
+ReplayStatus = Literal["pending", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A replay of a destination's stored events of ``first``..``last`` (UTC days of event time),
+    sent by chunks of the lake's listing of them. ``chunk`` is the next chunk to list (``next_queued``
+    the last one whose message was queued), ``position`` where it starts (the engine's own: a key,
+    or a query id and a page token); ``listed`` once every chunk was queued. The counters: messages
+    queued, and of them sent (delivered), failed, and skipped (a forgotten person's, or the
+    destination disabled meanwhile)."""
+
+    ref: DestinationRef
+    replay_id: str
+    first: str
+    last: str
+    created_at: int
+    chunk: int = 0
+    next_queued: int = 0  # the last chunk whose message is known to be queued
+    position: str | None = None
+    listed: bool = False
+    queued: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    error: str | None = None
+
+    @property
+    def status(self) -> ReplayStatus:
+        if self.error is not None:
+            return "failed"
+        if self.listed and self.sent + self.failed + self.skipped >= self.queued:
+            return "done"
+        return "pending"
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "replay_id": self.replay_id,
+            "destination_id": self.ref.destination_id,
+            "from": self.first,
+            "to": self.last,
+            "status": self.status,
+            "queued": self.queued,
+            "sent": self.sent,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "error": self.error,
+            "created_at": self.created_at,
+        }

@@ -135,6 +135,58 @@ class Retention:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A replay's events: the keys (user, event id, event time) of a plugin's stored events of
+    ``first``..``last`` that a destination's filter passes, bots left out, in event time order (then
+    id: a total order, so a listing read in pages after a key misses and repeats none)."""
+
+    first: str
+    last: str
+    types: tuple[str, ...] | None = None
+    events: tuple[str, ...] | None = None
+
+    def statement(
+        self, dialect: Dialect, plugin_id: str, after: tuple[str, str] | None = None, limit: int | None = None
+    ) -> Statement:
+        """The listing, or (``after``: an event time as text, and an id; ``limit``) one page of it."""
+        where = "plugin_id = ? AND day BETWEEN ? AND ? AND NOT coalesce(bot, false)"
+        parameters: list[str | bool] = [_plugin(dialect, plugin_id), self.first, self.last]
+        if self.types is not None:
+            where += f" AND type IN ({', '.join('?' for _ in self.types)})"
+            parameters.extend(self.types)
+        if self.events is not None:
+            where += f" AND type = 'track' AND name IN ({', '.join('?' for _ in self.events)})"
+            parameters.extend(self.events)
+        if after is not None:
+            where += (
+                " AND (event_time > CAST(? AS TIMESTAMP)"
+                " OR (event_time = CAST(? AS TIMESTAMP) AND event_id > ?))"
+            )
+            parameters.extend((after[0], after[0], after[1]))
+        sql = f"SELECT user_id, event_id, event_time FROM events WHERE {where} ORDER BY event_time, event_id"  # noqa: S608
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return Statement(sql, tuple(parameters))
+
+
+@dataclass(frozen=True, slots=True)
+class ListingPage:
+    """A page of a listing: the (user, event id) keys, and where the next page starts (None: the
+    listing is over). An engine still running the listing answers no page at all."""
+
+    keys: list[tuple[str, str]]
+    position: str | None
+
+
+def replay_days(first: Any, last: Any) -> tuple[str, str]:
+    """A replay's ``from`` and ``to``: both required, as ``days_of`` allows them."""
+    for field, raw in (("from", first), ("to", last)):
+        if not isinstance(raw, str) or not raw:
+            raise BadQuestion(field, f"{field} is a day, YYYY-MM-DD")
+    return days_of({"from": first, "to": last})
+
+
 def breakdown_of(params: dict[str, str], today: date | None = None) -> Breakdown:
     event = _event(params.get("event"), required=True)
     assert event is not None

@@ -10,6 +10,11 @@ class StorageUnavailable(Exception):
     """Storage throttled, down or unreachable after retries; nothing was half-written."""
 
 
+class LakeQueryFailed(StorageUnavailable):
+    """The lake's engine could not answer (a query over the workgroup's scan limit, the lake
+    unreadable): asking again the same way fails again."""
+
+
 class Conflict(Exception):
     """Someone else wrote the item since it was read."""
 

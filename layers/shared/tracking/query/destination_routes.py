@@ -3,7 +3,10 @@ and sending them again (``tracking.destinations.admin``)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from tracking.destinations.admin import DestinationsAdmin
 from tracking.destinations.models import DestinationConfig
@@ -25,16 +28,28 @@ from tracking.query.replies import (
     Destinations,
     DestinationShown,
     Failures,
+    ReplayShown,
+    ReplayStarted,
     RetriedFailures,
 )
 from tracking.query.service import QueryService
 
 DESTINATION_MAX_BYTES = 16_384
+REPLAY_MAX_BYTES = 1024
 FAILURES_QUERY = (
     QueryParam("limit", "Failures per page (default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
     QueryParam("cursor", "next_cursor of the previous page"),
 )
 ONE = "/v1/plugins/<plugin_id>/destinations/<destination_id>"
+
+
+class ReplayRange(BaseModel):
+    """The body of a replay (checked by ``DestinationsAdmin.replay``): UTC days of event time."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
 
 
 def _start(fields: dict[str, Any]) -> tuple[int, str | None] | None:
@@ -109,3 +124,28 @@ def destination_routes(app: APIGatewayRestResolver, service: QueryService, admin
     def retry_failures(plugin_id: str, destination_id: str) -> Response[str]:
         retried = admin.retry_failures(managed(plugin_id), path_param(destination_id))
         return json_response(202, RetriedFailures.model_validate(retried))
+
+    @app.post(
+        f"{ONE}/replay",
+        **operation(
+            "Send again the stored events of a range of days",
+            "admin",
+            api_key=True,
+            body=ReplayRange,
+            status=202,
+            reply=ReplayStarted,
+        ),
+    )
+    def replay(plugin_id: str, destination_id: str) -> Response[str]:
+        plugin = managed(plugin_id)
+        payload = parse_json_object(read_body(app, REPLAY_MAX_BYTES))
+        started = admin.replay(plugin, path_param(destination_id), payload)
+        return json_response(202, ReplayStarted.model_validate(started))
+
+    @app.get(
+        f"{ONE}/replays/<replay_id>",
+        **operation("How far a replay got", "admin", api_key=True, reply=ReplayShown),
+    )
+    def replay_status(plugin_id: str, destination_id: str, replay_id: str) -> Response[str]:
+        shown = admin.replay_status(managed(plugin_id), path_param(destination_id), path_param(replay_id))
+        return json_response(200, ReplayShown.model_validate(shown))

@@ -254,3 +254,27 @@ class RetriedFailures(Reply):
 
     retried: int
     remaining: bool
+
+
+class ReplayStarted(Reply):
+    """A replay began: ask ``GET .../replays/{replay_id}`` how far it got."""
+
+    replay_id: str
+
+
+class ReplayShown(Reply):
+    """A replay: ``pending`` until every event of the range was queued and sent, failed or skipped
+    (a forgotten person's, or the destination disabled meanwhile); ``failed`` if the lake could not
+    list them (``error`` says why)."""
+
+    replay_id: str
+    destination_id: str
+    from_: str = Field(alias="from")
+    to: str
+    status: Literal["pending", "done", "failed"]
+    queued: int
+    sent: int
+    failed: int
+    skipped: int
+    error: str | None
+    created_at: int

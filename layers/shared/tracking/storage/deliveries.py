@@ -30,9 +30,9 @@ from tracking.keys import (
     forgotten_key,
     spread,
 )
-from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import (
     batch_delete,
+    batch_get,
     batch_put,
     error_code,
     from_item,
@@ -43,8 +43,6 @@ from tracking.storage.dynamo import (
 
 FAILURE_DAYS = 30
 DAY_S = 86_400
-BATCH_GET_MAX = 100
-UNPROCESSED_READS = 6
 
 
 class DeliveryStore:
@@ -171,28 +169,14 @@ class DeliveryStore:
         """Which of these ids were forgotten, and when (epoch ms)."""
         found: dict[str, int] = {}
         by_key = {forgotten_key(plugin_id, i)["pk"]: i for i in ids}
-        wanted = list(by_key)
-        for start in range(0, len(wanted), BATCH_GET_MAX):
-            keys = [
-                to_item(forgotten_key(plugin_id, by_key[pk])) for pk in wanted[start : start + BATCH_GET_MAX]
-            ]
-            for item in self._batch_get(keys, "read forgotten ids"):
-                values = from_item(item)
-                found[by_key[str(values["pk"])]] = int(values["at"])
+        keys = [to_item(forgotten_key(plugin_id, i)) for i in by_key.values()]
+        for item in self._batch_get(keys, "read forgotten ids"):
+            values = from_item(item)
+            found[by_key[str(values["pk"])]] = int(values["at"])
         return found
 
     def _batch_get(self, keys: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
-        """Every item of these keys that exists (what a throttled read leaves is read again)."""
-        items: list[dict[str, Any]] = []
-        pending: dict[str, Any] = {self._table: {"Keys": keys}}
-        for _ in range(UNPROCESSED_READS):
-            with storage_errors(action):
-                answer = self._client.batch_get_item(RequestItems=pending)
-            items.extend(answer.get("Responses", {}).get(self._table, []))
-            pending = answer.get("UnprocessedKeys") or {}
-            if not pending:
-                return items
-        raise StorageUnavailable(f"Storage is throttling reads ({action})")
+        return batch_get(self._client, self._table, keys, action)
 
     # -- counters ---------------------------------------------------------------------------------
 

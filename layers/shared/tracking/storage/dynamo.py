@@ -152,6 +152,7 @@ def query_all(
 
 
 BATCH_WRITE_MAX = 25
+BATCH_GET_MAX = 100
 UNPROCESSED_RETRIES = 6
 
 
@@ -195,6 +196,31 @@ def batch_write(
             if attempt == UNPROCESSED_RETRIES:
                 raise StorageUnavailable("Storage is throttling writes")
             sleep(min(0.05 * 2**attempt, 1.0))
+
+
+def batch_get(
+    client: Any,
+    table: str,
+    keys: Sequence[dict[str, AttributeValue]],
+    action: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, AttributeValue]]:
+    """Every item of these keys that exists, 100 keys to a request, what DynamoDB leaves unprocessed
+    read again (after a pause); raises ``StorageUnavailable`` if it keeps leaving some."""
+    items: list[dict[str, AttributeValue]] = []
+    for start in range(0, len(keys), BATCH_GET_MAX):
+        pending: dict[str, Any] = {table: {"Keys": list(keys[start : start + BATCH_GET_MAX])}}
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            with storage_errors(action):
+                answer = client.batch_get_item(RequestItems=pending)
+            items.extend(answer.get("Responses", {}).get(table, []))
+            pending = answer.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            if attempt == UNPROCESSED_RETRIES:
+                raise StorageUnavailable(f"Storage is throttling reads ({action})")
+            sleep(min(0.05 * 2**attempt, 1.0))
+    return items
 
 
 # DynamoDB's limit on one item, counted by its own rules (``item_size``).

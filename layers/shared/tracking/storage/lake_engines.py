@@ -10,6 +10,7 @@ is the first parameter of every statement: a query id is answered only to a call
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.lake.questions import Dialect, Statement
+from tracking.lake.questions import Dialect, Listing, ListingPage, Statement
 from tracking.lake.schema import COLUMNS, DUCKDB_TYPES, PARTITIONS, lake_partition
-from tracking.models.storage_failures import StorageUnavailable
+from tracking.models.storage_failures import LakeQueryFailed, StorageUnavailable
 from tracking.storage.dynamo import error_code
 
 Rows = list[tuple[Any, ...]]
@@ -31,10 +32,6 @@ RESULT_PAGE = 1000
 ATHENA_FUNCTIONS = (
     "CREATE OR REPLACE MACRO json_extract_scalar(document, path) AS json_extract_string(document, path)",
 )
-
-
-class LakeQueryFailed(StorageUnavailable):
-    """The engine could not answer (a query over the workgroup's scan limit, the lake unreadable)."""
 
 
 def events_view(lake_dir: Path) -> str:
@@ -98,6 +95,19 @@ class DuckDbLake:
     def fetch(self, query_id: str, plugin_id: str) -> Rows | str | None:
         return None  # nothing is ever left running
 
+    def listing_page(
+        self, listing: Listing, plugin_id: str, position: str | None, limit: int
+    ) -> ListingPage | None:
+        """A page of ``limit`` keys after the last one read (the position: its event time and id)."""
+        after = tuple(json.loads(position)) if position else None
+        rows = self.run(listing.statement("duckdb", plugin_id, after, limit), 0)
+        assert isinstance(rows, list)
+        keys = [(str(user), str(event_id)) for user, event_id, _ in rows]
+        if len(rows) < limit:
+            return ListingPage(keys, None)
+        _, event_id, event_time = rows[-1]
+        return ListingPage(keys, json.dumps([str(event_time), str(event_id)]))
+
 
 def literal(value: str | bool) -> str:
     """An Athena execution parameter: a SQL literal."""
@@ -126,14 +136,7 @@ class AthenaLake:
 
     def run(self, statement: Statement, wait_s: float) -> Rows | str:
         deadline = self._clock() + wait_s
-        started = self._call(
-            "start_query_execution",
-            QueryString=statement.sql,
-            QueryExecutionContext={"Database": self._database},
-            WorkGroup=self._workgroup,
-            ExecutionParameters=[literal(value) for value in statement.parameters],
-        )
-        query_id = str(started["QueryExecutionId"])
+        query_id = self._start(statement)
         pause = POLL_FIRST_S
         while True:
             state = self._state(query_id)
@@ -159,6 +162,41 @@ class AthenaLake:
         if self._state(query_id, execution) == "SUCCEEDED":
             return self._rows(query_id)
         return query_id
+
+    def listing_page(
+        self, listing: Listing, plugin_id: str, position: str | None, limit: int
+    ) -> ListingPage | None:
+        """The listing is one query, started by the first call (which answers no keys yet), its answer
+        then read a page (at most 1,000 rows) per call after the page token the position keeps; None
+        while the query runs."""
+        if position is None:
+            query_id = self._start(listing.statement("athena", plugin_id))
+            return ListingPage([], json.dumps({"q": query_id}))
+        kept = json.loads(position)
+        query_id, token = str(kept["q"]), kept.get("t")
+        if self._state(query_id) != "SUCCEEDED":
+            return None
+        paging = {"NextToken": token} if token else {}
+        page = self._call(
+            "get_query_results", QueryExecutionId=query_id, MaxResults=min(limit, RESULT_PAGE), **paging
+        )
+        rows = page["ResultSet"]["Rows"][0 if token else 1 :]  # the first page's first row names the columns
+        keys = [
+            (str(row["Data"][0].get("VarCharValue")), str(row["Data"][1].get("VarCharValue"))) for row in rows
+        ]
+        following = page.get("NextToken")
+        return ListingPage(keys, json.dumps({"q": query_id, "t": following}) if following else None)
+
+    def _start(self, statement: Statement) -> str:
+        """Start the statement in the workgroup, every parameter a literal: its query id."""
+        started = self._call(
+            "start_query_execution",
+            QueryString=statement.sql,
+            QueryExecutionContext={"Database": self._database},
+            WorkGroup=self._workgroup,
+            ExecutionParameters=[literal(value) for value in statement.parameters],
+        )
+        return str(started["QueryExecutionId"])
 
     def _state(self, query_id: str, execution: dict[str, Any] | None = None) -> str:
         if execution is None:

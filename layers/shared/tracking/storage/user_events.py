@@ -10,10 +10,17 @@ from typing import Any
 from tracking.keys import INDEX_KIND, client_id_pk, event_pk, index_sk
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.people import PartitionPage
-from tracking.storage.dynamo import AttributeValue, batch_delete, from_item, query, storage_errors, to_item
+from tracking.models.request import is_client_named
+from tracking.storage.dynamo import (
+    AttributeValue,
+    batch_delete,
+    batch_get,
+    from_item,
+    query,
+    storage_errors,
+    to_item,
+)
 from tracking.storage.events import event_from_item, event_from_values, is_event, stored_keys
-
-BATCH_GET_MAX = 100
 
 
 def index_to_item(
@@ -74,15 +81,22 @@ class UserEvents:
             {"pk": {"S": client_id_pk(plugin_id, event_id)}, "sk": {"S": event_id}}
             for event_id in dict.fromkeys(event_ids)
         ]
-        found: list[CanonicalEvent] = []
-        for start in range(0, len(keys), BATCH_GET_MAX):
-            pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET_MAX]}}
-            while pending:
-                with storage_errors("read events"):
-                    answer = self._client.batch_get_item(RequestItems=pending)
-                found += [event_from_item(item) for item in answer.get("Responses", {}).get(self._table, [])]
-                pending = answer.get("UnprocessedKeys") or {}
-        return found
+        return [event_from_item(item) for item in batch_get(self._client, self._table, keys, "read events")]
+
+    def stored(self, plugin_id: str, keys: Sequence[tuple[str, str]]) -> list[CanonicalEvent]:
+        """The stored events of these (user, event id) keys, in their users' partitions, those that
+        are gone left out (a client-named event an older version kept under its id is read there)."""
+        wanted = list(dict.fromkeys(keys))
+        items = batch_get(
+            self._client,
+            self._table,
+            [{"pk": {"S": event_pk(plugin_id, user)}, "sk": {"S": event_id}} for user, event_id in wanted],
+            "read events",
+        )
+        found = [event_from_values(values) for values in map(from_item, items) if is_event(values)]
+        have = {event.event_id for event in found}
+        older = [event_id for _, event_id in wanted if event_id not in have and is_client_named(event_id)]
+        return found + (self.named(plugin_id, older) if older else [])
 
     def forget(self, events: Sequence[CanonicalEvent]) -> None:
         """Delete these stored events and their ids' claims, wherever a version put them (deleting what

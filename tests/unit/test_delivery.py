@@ -19,6 +19,7 @@ from tracking.destinations.models import Destination, DestinationConfig, Destina
 from tracking.destinations.router import CachedDestinations
 from tracking.destinations.sender import Outcome
 from tracking.models.canonical import CanonicalEvent
+from tracking.models.storage_failures import StorageUnavailable
 
 NOW = 1_764_016_799_000
 SECRET = "whsec_0123456789abcdef"
@@ -231,6 +232,24 @@ def test_storage_down_sends_nothing_and_every_message_comes_back() -> None:
     verdicts = delivery([hook("a", "hook.example.com")], sender, outbox).deliver(batch)
     assert sender.sent == []
     assert {v.retry_in_s for v in verdicts.values()} == {30}
+
+
+def test_storage_failing_midway_through_a_segment_batchs_claims_gives_the_leases_taken_back() -> None:
+    class FailsOnThirdClaim(FakeOutbox):
+        claims = 0
+
+        def claim(self, ref: DestinationRef, message_id: str, now_ms: int) -> Any:
+            self.claims += 1
+            if self.claims == 3:
+                raise StorageUnavailable("Storage is unavailable (fake); retry later")
+            return super().claim(ref, message_id, now_ms)
+
+    sender, outbox = FakeSender({"seg.example.com": ok}), FailsOnThirdClaim()
+    batch = [envelope(n, "seg") for n in range(5)]
+    verdicts = delivery([hook("seg", "seg.example.com", "segment")], sender, outbox).deliver(batch)
+    assert sender.sent == []
+    assert {v.retry_in_s for v in verdicts.values()} == {30}
+    assert outbox.markers == {}  # no lease left held: the next attempt claims them at once
 
 
 def test_a_removed_or_disabled_destination_gets_nothing_more() -> None:

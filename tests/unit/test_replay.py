@@ -350,3 +350,14 @@ def test_athena_lists_with_one_query_and_reads_its_answer_a_page_per_chunk() -> 
         position = page.position
     assert keys == rows
     assert len(fake.started) == 1
+
+
+def test_a_stack_without_a_lake_fails_each_replay_saying_so(tmp_path: Path) -> None:
+    from tracking.destinations.replay import NoLake  # noqa: PLC0415
+
+    setup = Setup(tmp_path, [], [])
+    setup.replayer._lake = NoLake()
+    replay_id = setup.admin.replay("shop", "a", {"from": DAY, "to": DAY})["replay_id"]
+    setup.run_chunks()
+    shown = setup.admin.replay_status("shop", "a", replay_id)
+    assert (shown["status"], shown["error"]) == ("failed", "This stack has no lake to list the events from")

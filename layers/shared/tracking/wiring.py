@@ -256,16 +256,13 @@ def replay_store(settings: Settings) -> ReplayStore:
 
 def replayer(settings: Settings) -> Replayer:
     from tracking.clock import now_ms  # noqa: PLC0415
-    from tracking.destinations.replay import Replayer  # noqa: PLC0415
+    from tracking.destinations.replay import NoLake, Replayer  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
-    lake = lake_engine(settings)
-    if lake is None:
-        raise RuntimeError("Neither LAKE_DIR nor LAKE_WORKGROUP and LAKE_DATABASE is set")
     return Replayer(
         replay_store(settings),
-        lake,
+        lake_engine(settings) or NoLake(),
         UserEvents(client(), settings.events_table, settings.retention_days),
         destinations=cached_destinations(settings),
         deliveries=delivery_queue(settings),

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from tracking.destinations.addresses import AddressRefused, Resolver, Target, resolve, target
 from tracking.destinations.messages import SEGMENT_BATCH_MAX, segment_request, webhook_request
-from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure
+from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure, tallies
 from tracking.destinations.sender import Outcome
 from tracking.keys import replay_marker
 
@@ -261,7 +261,12 @@ class Delivery:
         now = self._clock()
         claimed: list[Envelope] = []
         for envelope in envelopes:
-            claim = self._outbox.claim(run.destination.ref, envelope.marker, now)
+            try:
+                claim = self._outbox.claim(run.destination.ref, envelope.marker, now)
+            except Exception:  # storage down midway: the leases taken go back (else held 60 s)
+                if claimed:
+                    self._release_quietly(run, claimed)
+                raise
             with run.lock:
                 if claim == "delivered":
                     run.verdicts[envelope.id] = ACK
@@ -271,6 +276,12 @@ class Delivery:
                 else:
                     claimed.append(envelope)
         return claimed
+
+    def _release_quietly(self, run: _Run, envelopes: list[Envelope]) -> None:
+        try:
+            self._outbox.release(run.destination.ref, [e.marker for e in envelopes])
+        except Exception:  # they are free again when their lease ends
+            logger.warning("leases not given back", extra={"destination": run.destination.destination_id})
 
     def _outcomes(self, run: _Run, answered: list[tuple[list[Envelope], Outcome]]) -> None:
         """Settle the batch's sends: the delivered are marked before anything else happens (an
@@ -371,13 +382,7 @@ class Delivery:
         delivered already, acknowledged without a send, is not counted again)."""
         if self._replays is None or not replayed:
             return
-        counts: dict[str, dict[str, int]] = {}
-        for envelope in envelopes:
-            outcome = replayed.get(envelope.id)
-            if outcome is not None and envelope.replay_id is not None:
-                tally = counts.setdefault(envelope.replay_id, {"sent": 0, "failed": 0, "skipped": 0})
-                tally[outcome] += 1
-        for replay_id, tally in counts.items():
+        for replay_id, tally in tallies((e.replay_id, replayed.get(e.id)) for e in envelopes).items():
             try:
                 self._replays.settle(ref, replay_id, **tally)
             except Exception:  # a view: the messages were settled all the same

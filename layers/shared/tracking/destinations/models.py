@@ -4,6 +4,7 @@ read shows ``****`` and its last 4 characters only."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -193,3 +194,13 @@ class Replay:
             "error": self.error,
             "created_at": self.created_at,
         }
+
+
+def tallies(outcomes: Iterable[tuple[str | None, str | None]]) -> dict[str, dict[str, int]]:
+    """Per replay, how many of its messages were ``sent``, ``failed`` or ``skipped``, from each
+    message's (replay id, outcome); a message of no replay, or with no outcome, counts nowhere."""
+    counted: dict[str, dict[str, int]] = {}
+    for replay_id, outcome in outcomes:
+        if replay_id is not None and outcome is not None:
+            counted.setdefault(replay_id, {"sent": 0, "failed": 0, "skipped": 0})[outcome] += 1
+    return counted

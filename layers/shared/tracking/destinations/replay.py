@@ -60,6 +60,15 @@ class Counter(Protocol):
     def count(self, ref: DestinationRef, counts: Counts) -> None: ...
 
 
+class NoLake:
+    """A stack without a lake (neither ``LAKE_DIR`` nor Athena's names): every replay fails, saying so."""
+
+    def listing_page(
+        self, listing: Listing, plugin_id: str, position: str | None, limit: int
+    ) -> ListingPage | None:
+        raise LakeQueryFailed("This stack has no lake to list the events from")
+
+
 def control(replay: Replay, chunk: int) -> dict[str, Any]:
     """The replay queue's message that runs one chunk."""
     ref = replay.ref

@@ -216,6 +216,9 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     assert page.locator("[data-testid=funnel] text").all_text_contents()[:2] == ["visitor", "4"]
     assert page.locator("[data-testid=abtest] rect[data-group=control]").count() == 3
     assert page.locator("[data-testid=abtest] rect[data-group=test]").count() == 3
+    # 1 of control's 3 visitors bought, none of test's 1: the comparison in words, in French.
+    sentence = " ".join(page.get_by_test_id("abcompare").inner_text().split())
+    assert sentence == "le groupe test convertit 33,3 points de moins, IC 95 % -86,7 à 20,0, p = 0,51"
     assert " ".join(page.get_by_test_id("revenue").inner_text().split()) == "91,98 €"  # French money
     assert column_names(page) == ["Utilisateur", "Visites", "Achats"]
     page.close()

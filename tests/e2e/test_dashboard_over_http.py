@@ -112,7 +112,7 @@ def test_summary_of_the_chatbot(data: Stack) -> None:
     summary = data.admin("GET", "/api/analytics/summary?chatbot_id=http-bot").json
     assert summary["revenue_eur"] == 91.98  # 49.99 x 2 USD at 0.92, counted once
     assert summary["counts"]["purchase"] == 1
-    assert set(summary["ab_test"]) == {"control", "test"}
+    assert set(summary["ab_test"]) == {"control", "test", "comparison"}
     assert summary["ab_test"]["control"] == {
         "users": 2,
         "conversions": 1,

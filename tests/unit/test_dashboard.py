@@ -16,6 +16,7 @@ from tracking.models.aggregates import AggregateState, RollupState, UserItems, U
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.funnel import funnel_key
 from tracking.query import csv_export, paging, rollups, rows
+from tracking.query.significance import comparison
 
 CONFIG = PublishedConfig(
     plugin_id="p",
@@ -162,6 +163,9 @@ def test_summary_sums_days_groups_and_shards() -> None:
         "revenue_eur": 91.98,
     }
     assert result["ab_test"]["test"]["conversion_rate"] == 0.0
+    test_users = result["ab_test"]["test"]["users"]
+    assert result["ab_test"]["comparison"] == comparison((5, 1), (test_users, 0))
+    assert result["ab_test"]["comparison"]["difference"] == -0.2
     assert [step["users"] for step in result["funnel"]] == [9, 2, 0, 0, 0, 1]
     assert result["funnel"][0]["conversion_overall"] == 1.0
     assert result["funnel"][1]["conversion_from_previous"] == round(2 / 9, 4)
@@ -179,6 +183,7 @@ def test_summary_without_visitors_has_no_rates_rather_than_a_division_by_zero() 
     assert result is not None
     assert [step["conversion_overall"] for step in result["funnel"]] == [None] * 6
     assert result["ab_test"]["test"]["conversion_rate"] is None
+    assert result["ab_test"]["comparison"] == {"difference": None, "ci95": None, "p_value": None}
 
 
 def test_summary_ignores_rollups_from_before_a_reset() -> None:

@@ -120,6 +120,20 @@ class AbGroup(Reply):
     revenue_eur: int | float
 
 
+class AbComparison(Reply):
+    """Test against control; each ``null`` while either group has no users."""
+
+    difference: float | None = Field(description="conversion rate of test minus control's, as a fraction")
+    ci95: list[float] | None = Field(description="[low, high]: its 95 % confidence interval (unpooled error)")
+    p_value: float | None = Field(description="two-sided, of the two-proportion z-test (pooled error)")
+
+
+class AbTest(Reply):
+    control: AbGroup
+    test: AbGroup
+    comparison: AbComparison
+
+
 class SeriesDay(Reply):
     day: str = Field(json_schema_extra={"format": "date"})
     events: int
@@ -142,7 +156,7 @@ class Summary(Reply):
         description="past the 500 most frequent keys: how many more keys, and their events in all"
     )
     funnel: list[FunnelStep]
-    ab_test: dict[str, AbGroup]
+    ab_test: AbTest
     revenue_eur: int | float
     rejected: dict[str, int] = Field(description="calls refused in these days, per error code")
 

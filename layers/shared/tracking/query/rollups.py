@@ -13,6 +13,7 @@ from tracking.models.config import PublishedConfig
 from tracking.models.funnel import FUNNEL, funnel_step, is_internal_key
 from tracking.query.cells import json_number
 from tracking.query.rows import Reader
+from tracking.query.significance import comparison
 
 GROUPS = ("control", "test")
 MAX_SUMMARY_DAYS = 366
@@ -173,6 +174,10 @@ def summary(
             "conversion_rate": _ratio(buyers, visitors),
             "revenue_eur": _money(revenue.get(group, Decimal(0))),
         }
+    ab_test["comparison"] = comparison(
+        (step_users("visitor", "control"), step_users("purchase", "control")),
+        (step_users("visitor", "test"), step_users("purchase", "test")),
+    )
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     shown, rest = ranked[:SUMMARY_COUNTS_MAX], ranked[SUMMARY_COUNTS_MAX:]
     other = {"keys": len(rest), "events": sum(n for _, n in rest)} if rest else None

@@ -226,7 +226,10 @@ def test_summary_of_a_chatbot(query: Invoke, chatbot: None) -> None:
     assert summary["ab_test"] == {
         "control": {"users": 2, "conversions": 1, "conversion_rate": 0.5, "revenue_eur": 91.98},
         "test": {"users": 2, "conversions": 1, "conversion_rate": 0.5, "revenue_eur": 10},
+        # 1 of 2 each: no difference; the interval is that wide with two users a group
+        "comparison": {"difference": 0.0, "ci95": [-0.98, 0.98], "p_value": 1.0},
     }
+    assert summary["opted_out"] == 0
     funnel = {step["step"]: step for step in summary["funnel"]}
     assert [s["step"] for s in summary["funnel"]] == [
         "visitor",

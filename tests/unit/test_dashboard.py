@@ -215,3 +215,22 @@ def test_summary_defaults_to_the_last_30_days() -> None:
 
 def test_summary_of_an_unknown_chatbot_is_none() -> None:
     assert rollups.summary(MemoryReader({}), "nobody", None, first=None, last=None) is None
+
+
+def test_calls_opted_out_by_dnt_are_reported_apart_from_the_refused_ones() -> None:
+    from tracking.models.aggregates import REJECTED_GROUP  # noqa: PLC0415
+    from tracking.models.rejections import OPTED_OUT  # noqa: PLC0415
+
+    reader = MemoryReader(
+        {},
+        [
+            rollup("2025-11-24", "visitor", "none", 1, 1),
+            rollup("2025-11-24", OPTED_OUT, REJECTED_GROUP, 3, 0),
+            rollup("2025-11-25", OPTED_OUT, REJECTED_GROUP, 2, 0),
+            rollup("2025-11-25", "ANALYTICS_003", REJECTED_GROUP, 1, 0),
+        ],
+    )
+    result = rollups.summary(reader, "bot", None, first="2025-11-24", last="2025-11-25")
+    assert result is not None
+    assert result["opted_out"] == 5
+    assert result["rejected"] == {"ANALYTICS_003": 1}

@@ -146,6 +146,7 @@ def request_info(app: APIGatewayRestResolver) -> RequestInfo:
         origin=header(app, "Origin"),
         user_agent=header(app, "User-Agent"),
         referer=header(app, "Referer"),
+        do_not_track=any((header(app, name) or "").strip() == "1" for name in ("DNT", "Sec-GPC")),
     )
 
 

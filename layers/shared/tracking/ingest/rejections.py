@@ -76,6 +76,19 @@ class RejectionLog:
             record = self._take(plugin_id, state, now, kept)
         self._write(record)
 
+    def count(self, plugin_id: str, dialect: str, code: str, calls: int) -> None:
+        """Count calls under ``code`` with nothing of them kept (written on a count-only record now if
+        the plugin's last was 10 s ago, else with its next); never fails the request."""
+        now = int(self._clock() * 1000)
+        with self._lock:
+            state = self._state(plugin_id)
+            state.pending[code] += calls
+            state.dialect = state.dialect or dialect
+            if now - state.last_write < FLUSH_AFTER_MS:
+                return
+            record = self._take(plugin_id, state, now, ())
+        self._write(record)
+
     def flush_due(self) -> None:
         """Write the counts a plugin has had waiting for 10 seconds (one count-only record each)."""
         now = int(self._clock() * 1000)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tracking.api_errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget, write_keys
+from tracking.ingest.privacy import IpMode, scrubbed, with_privacy
 from tracking.ingest.rejections import RejectionLog
 from tracking.json_text import dumps_compact
 from tracking.keys import write_key_budget
 from tracking.models.canonical import CanonicalEvent, is_identifier
 from tracking.models.config import PublishedConfig
-from tracking.models.rejections import Rejection, cut_payload
+from tracking.models.rejections import OPTED_OUT, Rejection, cut_payload
 from tracking.models.request import RequestInfo
 from tracking.models.storage_failures import StorageUnavailable
 from tracking.ratelimit import RateLimiter
@@ -130,6 +131,20 @@ class IngestService:
         published = self._directory.config(plugin_id) if is_identifier(plugin_id) else None
         self._check_origin(published, origin)
 
+    def _opted_out(
+        self, published: PublishedConfig | None, dialect: str, info: RequestInfo, calls: int
+    ) -> bool:
+        """A call sent with DNT or GPC to a plugin that respects them: counted (``OPTED_OUT``, with
+        nothing of it kept) and answered as stored."""
+        if published is None or not info.do_not_track or not published.config.privacy.respect_dnt:
+            return False
+        self._rejections.count(published.plugin_id, dialect, OPTED_OUT, calls)
+        return True
+
+    def _ip_mode(self, plugin_id: str) -> IpMode:
+        published = self._directory.config(plugin_id)
+        return published.config.privacy.ip if published is not None else "truncate"
+
     def _stored(self, events: list[CanonicalEvent], info: RequestInfo) -> Outcome:
         """One call's event, stored once (a repeat of a stored one is not stored again)."""
         kept = self._unsuppressed(events)
@@ -144,6 +159,8 @@ class IngestService:
         listed without anything of the call (the person asked to be forgotten)."""
         if not rejections:
             return
+        mode = self._ip_mode(plugin_id)
+        rejections = [replace(r, payload=scrubbed(r.payload, mode)) for r in rejections]
         try:
             people = self._directory.people(plugin_id)
         except StorageUnavailable:  # who is suppressed cannot be told: keep nothing of any call
@@ -164,14 +181,18 @@ class IngestService:
         (so its clients do not retry) and leave nothing behind."""
         if not events:
             return events
-        people = self._directory.people(events[0].plugin_id)
-        return [e for e in events if not people.suppresses(e.user_id, e.anonymous_id, e.previous_id)]
+        plugin_id = events[0].plugin_id
+        people = self._directory.people(plugin_id)
+        kept = [e for e in events if not people.suppresses(e.user_id, e.anonymous_id, e.previous_id)]
+        return with_privacy(kept, self._ip_mode(plugin_id))
 
     def widget(self, payload: dict[str, Any], info: RequestInfo) -> Outcome:
         claimed = widget.plugin_id_hint(payload, self._default_plugin_id)
         known = claimed if claimed is not None and is_identifier(claimed) else None
         published = self._directory.config(known) if known else None
         self._check_origin(published, info.origin)
+        if self._opted_out(published, "widget", info, 1):
+            return Outcome(accepted=1)
         try:
             request = widget.parse(payload)
         except ValidationFailed as error:
@@ -189,6 +210,9 @@ class IngestService:
             )
         published = self._directory.require(plugin_id)
         self._check_origin(published, info.origin)
+        calls = payload.get("events")
+        if self._opted_out(published, "plugin", info, len(calls) if isinstance(calls, list) else 1):
+            return Outcome(accepted=len(calls) if isinstance(calls, list) else 1)
         try:
             events = plugin.to_canonical(plugin.parse(payload), plugin_id, published.config, info)
         except ValidationFailed as error:
@@ -216,6 +240,9 @@ class IngestService:
         if published is None:
             raise Unauthorized("Unknown write key")
         self._check_origin(published, info.origin)
+        calls = payload.get("batch") if route == "batch" else None
+        if self._opted_out(published, "segment", info, len(calls) if isinstance(calls, list) else 1):
+            return Outcome(len(calls) if isinstance(calls, list) else 1)
         try:
             request = segment.parse(payload, route, info.context())
             events, unusable = segment.to_canonical(request, published.plugin_id, published.config, info)

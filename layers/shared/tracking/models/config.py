@@ -139,6 +139,16 @@ def normalize_origin(origin: str) -> str | None:
     return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"
 
 
+class Privacy(BaseModel):
+    """What is kept of a caller: its IP address truncated (IPv4 to /24, IPv6 to /48), whole, or not at
+    all; and whether a call sent with ``DNT: 1`` or ``Sec-GPC: 1`` is stored (then it is only counted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ip: Literal["truncate", "full", "none"] = "truncate"
+    respect_dnt: bool = False
+
+
 class PluginConfig(BaseModel):
     """What an admin publishes with ``PUT /v1/plugins/{plugin_id}/config``."""
 
@@ -153,6 +163,7 @@ class PluginConfig(BaseModel):
     write_keys: tuple[str, ...] = Field(default=(), max_length=20)
     # Currency of prices that arrive without one.
     default_currency: str = "EUR"
+    privacy: Privacy = Privacy()
 
     @field_validator("allowed_origins")
     @classmethod

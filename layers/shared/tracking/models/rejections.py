@@ -19,6 +19,11 @@ def cut_payload(text: str, max_bytes: int = PAYLOAD_MAX_BYTES) -> str:
     return text.encode("utf-8", errors="replace")[:max_bytes].decode("utf-8", errors="ignore")
 
 
+# Calls a plugin respecting Do Not Track was sent with DNT or GPC: counted with the rejections' counts
+# (nothing of the call kept), reported by the summary as ``opted_out``, never listed as refused.
+OPTED_OUT = "OPTED_OUT"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """One refused call: the contract's error, and what the client sent (cut to 2 KB)."""

@@ -24,6 +24,7 @@ class RequestInfo:
     origin: str | None = None
     user_agent: str | None = None
     referer: str | None = None
+    do_not_track: bool = False  # the call was sent with DNT: 1 or Sec-GPC: 1
 
     def context(self) -> dict[str, Any]:
         context: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from tracking.api_errors import ValidationFailed
 from tracking.models.aggregates import REJECTED_GROUP
 from tracking.models.config import PublishedConfig
 from tracking.models.funnel import FUNNEL, funnel_step, is_internal_key
+from tracking.models.rejections import OPTED_OUT
 from tracking.query.cells import json_number
 from tracking.query.rows import Reader
 from tracking.query.significance import comparison
@@ -178,6 +179,7 @@ def summary(
         (step_users("visitor", "control"), step_users("purchase", "control")),
         (step_users("visitor", "test"), step_users("purchase", "test")),
     )
+    opted_out = rejected.pop(OPTED_OUT, 0)  # counted beside the refusals, never refused
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     shown, rest = ranked[:SUMMARY_COUNTS_MAX], ranked[SUMMARY_COUNTS_MAX:]
     other = {"keys": len(rest), "events": sum(n for _, n in rest)} if rest else None
@@ -191,6 +193,7 @@ def summary(
         "ab_test": ab_test,
         "revenue_eur": _money(sum(revenue.values(), Decimal(0))),
         "rejected": dict(sorted(rejected.items())),
+        "opted_out": opted_out,
     }
 
 

@@ -213,7 +213,16 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     page.get_by_test_id("summary").wait_for(state="visible")
     funnel = page.locator("[data-testid=funnel] rect")
     assert funnel.count() == 6
-    assert page.locator("[data-testid=funnel] text").all_text_contents()[:2] == ["visitor", "4"]
+    # The steps named in the page's language (French here), not by their keys.
+    assert page.locator("[data-testid=funnel] text").all_text_contents()[:2] == ["Visiteurs", "4"]
+    assert page.locator("[data-testid=funnel] text[data-step]").all_text_contents() == [
+        "Visiteurs",
+        "Bot ouvert",
+        "Conversation",
+        "Message envoyé",
+        "Panier",
+        "Achat",
+    ]
     assert page.locator("[data-testid=abtest] rect[data-group=control]").count() == 3
     assert page.locator("[data-testid=abtest] rect[data-group=test]").count() == 3
     # 1 of control's 3 visitors bought, none of test's 1: the comparison in words, in French.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from devstack.bench.agents import agent_figures
 from devstack.bench.aggregation import aggregate_throughput, aggregate_writes
 from devstack.bench.bill import whole_bill
 from devstack.bench.coldstart import cold_start
@@ -107,6 +108,9 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
         "destinations.cost_per_million_delivered_usd": results["bill"]["destinations"][
             "cost_per_million_delivered_usd"
         ],
+        "bot_check_us_per_call.cached": results["agents"]["bot_check_us_per_call"]["cached"]["median"],
+        "bot_check_us_per_call.uncached": results["agents"]["bot_check_us_per_call"]["uncached"]["median"],
+        "agents.first_call_ms": results["agents"]["first_call_ms"]["median"],
     }
 
 
@@ -183,6 +187,9 @@ def spreads(results: dict[str, Any]) -> dict[str, dict[str, float]]:
         if name in results["cold_start_deployed"]:
             found[f"cold_start_deployed_ratio.{name}"] = results["cold_start_deployed"][name]["ratio"]
     found["ingest_overhead_ratio"] = results["ingest"]["ratio_spread"]
+    for name in ("cached", "uncached"):
+        found[f"bot_check_us_per_call.{name}"] = results["agents"]["bot_check_us_per_call"][name]
+    found["agents.first_call_ms"] = results["agents"]["first_call_ms"]
     size = _lake_size(results["lake"]["query"]["events"])
     for name in ("breakdown", "breakdown_column", "retention"):
         found[f"lake.query_ms.{name}_{size}_events"] = results["lake"]["query"][name]
@@ -249,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     results["scale"] = scale(quick)
     step("the local lake: writes, and questions over a million events")
     results["lake"] = lake_figures(quick)
+    step("user agents: the bot check and device parse, cached and not")
+    results["agents"] = agent_figures(quick)
     step("events out: one webhook on the local stack")
     results["destinations"] = destination_figures(quick, pace_per_s=results["load"]["events_per_s"])
     results["bill"] = whole_bill(results, TEMPLATE)  # again: with the lake's share

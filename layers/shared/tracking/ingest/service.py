@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tracking.api_errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
+from tracking.ingest.agents import with_agents
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget, write_keys
 from tracking.ingest.privacy import IpMode, scrubbed, with_privacy
@@ -184,7 +185,7 @@ class IngestService:
         plugin_id = events[0].plugin_id
         people = self._directory.people(plugin_id)
         kept = [e for e in events if not people.suppresses(e.user_id, e.anonymous_id, e.previous_id)]
-        return with_privacy(kept, self._ip_mode(plugin_id))
+        return with_agents(with_privacy(kept, self._ip_mode(plugin_id)))
 
     def widget(self, payload: dict[str, Any], info: RequestInfo) -> Outcome:
         claimed = widget.plugin_id_hint(payload, self._default_plugin_id)

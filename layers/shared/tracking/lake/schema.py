@@ -97,6 +97,7 @@ def lake_row(event: CanonicalEvent) -> dict[str, Any]:
     """The event's row: every column, times as epoch milliseconds (the writers' timestamp input)."""
     context = event.context
     page = _mapping(context.get("page"))
+    agent = _mapping(context.get("agent"))  # the ingest's classification of the call's agent
     url = _text(page.get("url")) or _text(event.properties.get("url"))
     referrer = _text(page.get("referrer")) or _text(context.get("referer"))
     row: dict[str, Any] = {
@@ -112,10 +113,10 @@ def lake_row(event: CanonicalEvent) -> dict[str, Any]:
         "context": dumps_compact(context),
         "event_time": event.event_time,
         "received_at": event.received_at,
-        "bot": bool(context.get("bot", False)),
-        "browser": None,
-        "os": None,
-        "device": None,
+        "bot": context.get("bot") is True,
+        "browser": _text(agent.get("browser")),
+        "os": _text(agent.get("os")),
+        "device": _text(agent.get("device")),
         "ip": _text(context.get("ip")),
         "url": url,
         "referrer": referrer,

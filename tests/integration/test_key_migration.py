@@ -59,8 +59,9 @@ def test_the_previous_layout_migrated_answers_as_the_previous_version_did(aws: A
     assert every_row(query) == FIXTURE["rows"]
     # As the route sends the service's answer: without its null fields.
     answered = summary(query)
-    # Fields added since the fixture was taken (issue 26): the A/B comparison, the opted-out count.
+    # Fields added since the fixture was taken (issue 26): the A/B comparison, the opted-out and bot counts.
     assert answered.pop("opted_out") == 0
+    assert answered.pop("bots") == 0
     assert set(answered["ab_test"].pop("comparison")) == {"difference", "ci95", "p_value"}
     assert answered == {name: v for name, v in FIXTURE["summary"].items() if v is not None}
     # Nothing is left under a first-layout key; every item sits under a suffixed one, listed.

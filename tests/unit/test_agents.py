@@ -239,3 +239,46 @@ def test_stored_events_keep_the_flag_and_device_and_the_lake_shows_them() -> Non
     row = lake_row(by_dialect["segment"])
     assert (row["bot"], row["browser"], row["os"], row["device"]) == (False, "Mobile Safari", "iOS", "mobile")
     assert lake_row(by_dialect["plugin"])["bot"] is True
+
+
+def _visits(ingest: object, agent: str, tokens: list[str]) -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from tests.unit.test_ingest_service import INFO  # noqa: PLC0415
+
+    for token in tokens:
+        call = {"event": "visitor", "token": token, "ab_test": True, "data": {"chatbot_id": "demo-bot"}}
+        ingest.service.widget(call, replace(INFO, user_agent=agent))  # type: ignore[attr-defined]
+
+
+def test_the_summary_is_unchanged_by_100_bot_visits_which_it_counts_apart() -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from tests.unit.test_ingest_service import NOW, Ingest  # noqa: PLC0415
+    from tracking.query import rollups  # noqa: PLC0415
+
+    day = datetime.fromtimestamp(NOW / 1000, UTC).date()
+    browser = AGENTS[-9][0]  # Chrome on Windows
+    humans = [f"human_{n:04d}_{n % 2}" for n in range(4)]
+
+    def summary(bots: int, include: bool = False) -> dict[str, object]:
+        ingest = Ingest()
+        if include:  # the chatbot's config says bots count
+            from tracking.models.config import PluginConfig  # noqa: PLC0415
+
+            ingest.control.publish("demo-bot", PluginConfig.model_validate({"bots": "include"}))
+        _visits(ingest, browser, humans)
+        _visits(ingest, AGENTS[0][0], [f"crawl_{n:04d}_{n % 2}" for n in range(bots)])  # Googlebot
+        ingest.counted()
+        found = rollups.summary(ingest.aggregates, "demo-bot", None, first=None, last=None, today=day)
+        assert found is not None
+        return found
+
+    clean, crawled = summary(0), summary(100)
+    assert crawled["bots"] == 100
+    assert clean["bots"] == 0
+    for part in ("counts", "funnel", "ab_test"):
+        assert crawled[part] == clean[part], part
+    assert crawled["counts"] == {"visitor": 4}
+    included = summary(100, include=True)
+    assert (included["counts"], included["bots"]) == ({"visitor": 104}, 0)

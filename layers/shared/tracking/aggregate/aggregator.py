@@ -23,7 +23,9 @@ from tracking.aggregate.fold import StreamRecord, group_records
 from tracking.aggregate.funnel import FunnelKey, in_funnel
 from tracking.aggregate.ports import Configs, Index, RejectionSink, Store
 from tracking.aggregate.profiles import ProfileGroups, ProfileKey, decide_links
+from tracking.models.config import PublishedConfig
 from tracking.models.people import PeopleLists, ProfileState
+from tracking.models.rejections import BOTS, RejectionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class Aggregator:
         configs = {plugin: published for plugin, (published, _) in loaded.items()}
         self._bookkeeping.register_unconfigured(records, configs)
         records = self._forget_suppressed(run, records, loaded)
+        records = [bots_apart(record, configs) for record in records]
         grouped = group_records(records)
         run.failures.update(grouped.failed)
         profiles = ProfileGroups()
@@ -167,3 +170,17 @@ def _suppressed(record: StreamRecord, loaded: Mapping[str, tuple[Any, PeopleList
     if event is None or record.event_name != "INSERT":
         return False
     return loaded[event.plugin_id][1].suppresses(event.user_id, event.anonymous_id, event.previous_id)
+
+
+def bots_apart(record: StreamRecord, configs: Mapping[str, PublishedConfig | None]) -> StreamRecord:
+    """A stored bot event of a plugin that leaves bots out counts only in its day's ``BOTS`` count: it
+    becomes a record of that count (as a recorded rejection's counts are), nothing else of it applies
+    (aggregates, rollups, funnel, profile). Every other record is as it was."""
+    event = record.event
+    if event is None or record.event_name != "INSERT" or event.context.get("bot") is not True:
+        return record
+    published = configs.get(event.plugin_id)
+    if published is not None and published.config.bots == "include":
+        return record
+    counted = RejectionRecord(event.plugin_id, event.event_time, event.dialect, (), {BOTS: 1})
+    return StreamRecord(record.seq, record.event_name, None, rejected=counted)

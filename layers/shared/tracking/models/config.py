@@ -164,6 +164,8 @@ class PluginConfig(BaseModel):
     # Currency of prices that arrive without one.
     default_currency: str = "EUR"
     privacy: Privacy = Privacy()
+    # Bot events (flagged at ingest) count nowhere unless "include"; the summary reports them as "bots".
+    bots: Literal["exclude", "include"] = "exclude"
 
     @field_validator("allowed_origins")
     @classmethod

@@ -22,6 +22,9 @@ def cut_payload(text: str, max_bytes: int = PAYLOAD_MAX_BYTES) -> str:
 # Calls a plugin respecting Do Not Track was sent with DNT or GPC: counted with the rejections' counts
 # (nothing of the call kept), reported by the summary as ``opted_out``, never listed as refused.
 OPTED_OUT = "OPTED_OUT"
+# Stored bot events of a plugin that leaves bots out: counted by the aggregator in their own rollup
+# (nothing else of them counts), reported by the summary as ``bots``.
+BOTS = "BOTS"
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ class Summary(Reply):
     ab_test: AbTest
     revenue_eur: int | float
     rejected: dict[str, int] = Field(description="calls refused in these days, per error code")
+    bots: int = Field(description="bot events stored in these days, counted in nothing else (config bots)")
     opted_out: int = Field(
         description="calls not stored as they were sent with DNT or GPC (privacy.respect_dnt)"
     )

@@ -11,7 +11,7 @@ from tracking.api_errors import ValidationFailed
 from tracking.models.aggregates import REJECTED_GROUP
 from tracking.models.config import PublishedConfig
 from tracking.models.funnel import FUNNEL, funnel_step, is_internal_key
-from tracking.models.rejections import OPTED_OUT
+from tracking.models.rejections import BOTS, OPTED_OUT
 from tracking.query.cells import json_number
 from tracking.query.rows import Reader
 from tracking.query.significance import comparison
@@ -180,6 +180,7 @@ def summary(
         (step_users("visitor", "test"), step_users("purchase", "test")),
     )
     opted_out = rejected.pop(OPTED_OUT, 0)  # counted beside the refusals, never refused
+    bots = rejected.pop(BOTS, 0)  # stored bot events, which count nowhere else
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     shown, rest = ranked[:SUMMARY_COUNTS_MAX], ranked[SUMMARY_COUNTS_MAX:]
     other = {"keys": len(rest), "events": sum(n for _, n in rest)} if rest else None
@@ -194,6 +195,7 @@ def summary(
         "revenue_eur": _money(sum(revenue.values(), Decimal(0))),
         "rejected": dict(sorted(rejected.items())),
         "opted_out": opted_out,
+        "bots": bots,
     }
 
 

@@ -102,6 +102,13 @@ def seeded(stack: Stack) -> Stack:
             ).status
             == 200
         )
+    # A crawler loads the page with the widget: stored, flagged, counted apart (the funnel stays at 4).
+    crawler = {"User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
+    visit = {"event": "visitor", "token": "browser_bot_99", "data": {"chatbot_id": "browser-bot"}}
+    assert (
+        stack.request("POST", "/api/analytics/track", visit, headers=crawler, source_ip="127.0.0.60").status
+        == 200
+    )
     purchase = {
         "event": "purchase",
         "token": "browser_vis_00",
@@ -228,6 +235,8 @@ def test_a_person_reads_the_table_and_the_charts(browser: Any, seeded: Stack) ->
     # 1 of control's 3 visitors bought, none of test's 1: the comparison in words, in French.
     sentence = " ".join(page.get_by_test_id("abcompare").inner_text().split())
     assert sentence == "le groupe test convertit 33,3 points de moins, IC 95 % -86,7 à 20,0, p = 0,51"
+    left_out = page.get_by_test_id("left-out").inner_text()
+    assert left_out == "Non comptés ci-dessus : événements de robots 1, appels refusant le suivi 0."
     assert " ".join(page.get_by_test_id("revenue").inner_text().split()) == "91,98 €"  # French money
     assert column_names(page) == ["Utilisateur", "Visites", "Achats"]
     page.close()

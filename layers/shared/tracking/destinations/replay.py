@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from tracking.destinations.messages import event_name, segment_message
+from tracking.destinations.messages import segment_message
 from tracking.destinations.models import Counts, Destination, DestinationRef, Replay
-from tracking.destinations.router import Queue
+from tracking.destinations.router import Queue, matches
 from tracking.lake.questions import Listing, ListingPage
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.storage_failures import LakeQueryFailed
@@ -168,7 +168,6 @@ class Replayer:
         if not keys:
             return []
         now = self._clock()
-        wanted = destination.config.filter
         order = {event_id: place for place, (_, event_id) in enumerate(keys)}
         events = sorted(self._events.stored(replay.ref.plugin_id, keys), key=lambda e: order[e.event_id])
         return [
@@ -181,5 +180,5 @@ class Replayer:
                 "replay_id": replay.replay_id,
             }
             for event in events
-            if event.context.get("bot") is not True and wanted.passes(event.kind, event_name(event))
+            if matches(destination, event)
         ]

@@ -87,9 +87,14 @@ def wants(destination: Destination, event: CanonicalEvent) -> bool:
     config = destination.config
     if not config.enabled or destination.enabled_at is None or event.received_at < destination.enabled_at:
         return False
-    if event.context.get("bot") is True:
-        return False
-    return config.filter.passes(event.kind, event_name(event))
+    return matches(destination, event)
+
+
+def matches(destination: Destination, event: CanonicalEvent) -> bool:
+    """The event is one the destination is sent (a replay too): its filter passes, and no bot's."""
+    return event.context.get("bot") is not True and destination.config.filter.passes(
+        event.kind, event_name(event)
+    )
 
 
 class Router:

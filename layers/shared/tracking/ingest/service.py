@@ -178,8 +178,9 @@ class IngestService:
         self._rejections.record(plugin_id, dialect, rejections)
 
     def _unsuppressed(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
-        """The events of ids nobody asked to forget: a suppressed id's calls are answered as if stored
-        (so its clients do not retry) and leave nothing behind."""
+        """The events of ids nobody asked to forget (a suppressed id's calls are answered as if stored,
+        so its clients do not retry, and leave nothing behind), as they are stored: the caller's
+        address kept as the plugin says, the agent classified."""
         if not events:
             return events
         plugin_id = events[0].plugin_id
@@ -211,9 +212,9 @@ class IngestService:
             )
         published = self._directory.require(plugin_id)
         self._check_origin(published, info.origin)
-        calls = payload.get("events")
-        if self._opted_out(published, "plugin", info, len(calls) if isinstance(calls, list) else 1):
-            return Outcome(accepted=len(calls) if isinstance(calls, list) else 1)
+        calls = _calls(payload.get("events"))
+        if self._opted_out(published, "plugin", info, calls):
+            return Outcome(accepted=calls)
         try:
             events = plugin.to_canonical(plugin.parse(payload), plugin_id, published.config, info)
         except ValidationFailed as error:
@@ -241,9 +242,9 @@ class IngestService:
         if published is None:
             raise Unauthorized("Unknown write key")
         self._check_origin(published, info.origin)
-        calls = payload.get("batch") if route == "batch" else None
-        if self._opted_out(published, "segment", info, len(calls) if isinstance(calls, list) else 1):
-            return Outcome(len(calls) if isinstance(calls, list) else 1)
+        calls = _calls(payload.get("batch") if route == "batch" else None)
+        if self._opted_out(published, "segment", info, calls):
+            return Outcome(calls)
         try:
             request = segment.parse(payload, route, info.context())
             events, unusable = segment.to_canonical(request, published.plugin_id, published.config, info)
@@ -263,3 +264,8 @@ class IngestService:
                 self._sink.put_all(kept)
             return Outcome(len(events), rejected)
         return self._stored(events, info)
+
+
+def _calls(listed: Any) -> int:
+    """How many calls a request holds: its list's length (a plugin's events, a Segment batch), else 1."""
+    return len(listed) if isinstance(listed, list) else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,5 @@ def seed_sample_replay(dynamodb: Any, table: str = "DeliveriesTable") -> None:
     from tracking.storage.replays import ReplayStore  # noqa: PLC0415
 
     ref = DestinationRef("demo-plugin", "crm-webhook")
-    ReplayStore(dynamodb, table).create(
-        Replay(ref, SAMPLE_REPLAY_ID, "2025-11-24", "2025-11-24", 1764016800000)
-    )
+    now = int(time.time() * 1000)  # its record expires 30 days on: one born expired, TTL would remove
+    ReplayStore(dynamodb, table).create(Replay(ref, SAMPLE_REPLAY_ID, "2025-11-24", "2025-11-24", now))

@@ -93,6 +93,10 @@ FIGURES = {
     "destinations.delivery_p99_ms",
     "destinations.events_per_s",
     "destinations.cost_per_million_delivered_usd",
+    # Bots and devices: what classifying a call's user agent costs ingest.
+    "bot_check_us_per_call.cached",
+    "bot_check_us_per_call.uncached",
+    "agents.first_call_ms",
 }
 FULL_ONLY = {
     f"scale.{figure}.{rate}"

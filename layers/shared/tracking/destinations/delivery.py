@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from tracking.destinations.addresses import AddressRefused, Resolver, Target, resolve, target
 from tracking.destinations.messages import SEGMENT_BATCH_MAX, segment_request, webhook_request
 from tracking.destinations.models import Claim, Counts, Destination, DestinationRef, Failure, tallies
+from tracking.destinations.router import Destinations
 from tracking.destinations.sender import Outcome
 from tracking.keys import replay_marker
 
@@ -83,10 +84,6 @@ class Verdict:
 
 
 ACK = Verdict()
-
-
-class Destinations(Protocol):
-    def destination(self, ref: DestinationRef) -> Destination | None: ...
 
 
 class Outbox(Protocol):

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from tracking.destinations.messages import segment_message
 from tracking.destinations.models import Counts, Destination, DestinationRef, Replay
-from tracking.destinations.router import Queue, matches
+from tracking.destinations.router import Counter, Destinations, Queue, matches
 from tracking.lake.questions import Listing, ListingPage
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.storage_failures import LakeQueryFailed
@@ -50,14 +50,6 @@ class ListingSource(Protocol):
 
 class StoredEvents(Protocol):
     def stored(self, plugin_id: str, keys: Sequence[tuple[str, str]]) -> list[CanonicalEvent]: ...
-
-
-class Destinations(Protocol):
-    def destination(self, ref: DestinationRef) -> Destination | None: ...
-
-
-class Counter(Protocol):
-    def count(self, ref: DestinationRef, counts: Counts) -> None: ...
 
 
 class NoLake:

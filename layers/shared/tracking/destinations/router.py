@@ -22,6 +22,12 @@ class DestinationSource(Protocol):
     def destinations(self, plugin_id: str) -> list[Destination]: ...
 
 
+class Destinations(Protocol):
+    """One destination as it is now (``CachedDestinations``): the delivery's and the replay's view."""
+
+    def destination(self, ref: DestinationRef) -> Destination | None: ...
+
+
 class CurrentDestinations(Protocol):
     def destinations(self, plugin_id: str, as_of_ms: int | None = None) -> list[Destination]: ...
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Literal
 
-from tracking.models.canonical import CanonicalEvent
-
 Device = Literal["desktop", "mobile", "tablet", "bot", "other"]
 AGENTS_CACHED = 4096
 AGENT_MAX = 1024  # the longest agent classified (a longer one is cut: the patterns look at its start)
@@ -93,18 +91,13 @@ def _family(part: Any) -> str | None:
     return family if isinstance(family, str) and family and family != "Other" else None
 
 
-def with_agents(events: list[CanonicalEvent]) -> list[CanonicalEvent]:
-    """The events with their agent's classification in ``context`` (``bot``, and ``agent``: browser,
-    OS, device), from a Segment call's ``context.userAgent`` (its user's browser) or else the
-    request's ``User-Agent``. An event without an agent is left as it is."""
-    classified: list[CanonicalEvent] = []
-    for event in events:
-        raw = event.context.get("userAgent")
-        if not isinstance(raw, str) or not raw.strip():
-            raw = event.context.get("user_agent")
-        if not isinstance(raw, str) or not raw.strip():
-            classified.append(event)
-            continue
-        context = {**event.context, **agent_of(raw).context()}
-        classified.append(event.model_copy(update={"context": context}))
-    return classified
+def classified_context(context: dict[str, Any]) -> dict[str, Any]:
+    """An event's context with its agent's classification (``bot``, and ``agent``: browser, OS,
+    device), from a Segment call's ``context.userAgent`` (its user's browser) or else the request's
+    ``User-Agent``; the same dict for an event without an agent."""
+    raw = context.get("userAgent")
+    if not isinstance(raw, str) or not raw.strip():
+        raw = context.get("user_agent")
+    if not isinstance(raw, str) or not raw.strip():
+        return context
+    return {**context, **agent_of(raw).context()}

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
-from typing import Literal
-
-from tracking.models.canonical import CanonicalEvent
+from typing import Any, Literal
 
 IpMode = Literal["truncate", "full", "none"]
 # Address-like runs in free text: dotted quads, and runs of hex groups with colons (checked by parsing).
@@ -37,20 +34,15 @@ def kept_address(raw: str | None, mode: IpMode) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-def with_privacy(events: Sequence[CanonicalEvent], mode: IpMode) -> list[CanonicalEvent]:
-    """The events with ``context.ip`` as the plugin keeps it (removed when nothing is)."""
-    if mode == "full":
-        return list(events)
-    kept: list[CanonicalEvent] = []
-    for event in events:
-        if "ip" not in event.context:
-            kept.append(event)
-            continue
-        context = dict(event.context)
-        address = kept_address(_text(context.pop("ip")), mode)
-        if address is not None:
-            context["ip"] = address
-        kept.append(event.model_copy(update={"context": context}))
+def private_context(context: dict[str, Any], mode: IpMode) -> dict[str, Any]:
+    """An event's context with ``ip`` as the plugin keeps it (removed when nothing is); the same
+    dict when there is nothing to change."""
+    if mode == "full" or "ip" not in context:
+        return context
+    kept = dict(context)
+    address = kept_address(_text(kept.pop("ip")), mode)
+    if address is not None:
+        kept["ip"] = address
     return kept
 
 

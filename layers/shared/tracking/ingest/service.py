@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tracking.api_errors import ApiError, Forbidden, Unauthorized, Unavailable, ValidationFailed
-from tracking.ingest.agents import with_agents
+from tracking.ingest.agents import classified_context
 from tracking.ingest.configs import PluginDirectory
 from tracking.ingest.dialects import plugin, segment, widget, write_keys
-from tracking.ingest.privacy import IpMode, scrubbed, with_privacy
+from tracking.ingest.privacy import IpMode, private_context, scrubbed
 from tracking.ingest.rejections import RejectionLog
 from tracking.json_text import dumps_compact
 from tracking.keys import write_key_budget
@@ -185,8 +185,16 @@ class IngestService:
             return events
         plugin_id = events[0].plugin_id
         people = self._directory.people(plugin_id)
-        kept = [e for e in events if not people.suppresses(e.user_id, e.anonymous_id, e.previous_id)]
-        return with_agents(with_privacy(kept, self._ip_mode(plugin_id)))
+        mode = self._ip_mode(plugin_id)
+        stored = []
+        for event in events:
+            if people.suppresses(event.user_id, event.anonymous_id, event.previous_id):
+                continue
+            context = classified_context(private_context(event.context, mode))
+            stored.append(
+                event if context is event.context else event.model_copy(update={"context": context})
+            )
+        return stored
 
     def widget(self, payload: dict[str, Any], info: RequestInfo) -> Outcome:
         claimed = widget.plugin_id_hint(payload, self._default_plugin_id)

@@ -27,7 +27,7 @@ from tracking.aggregate.fold import (
     fold_rollup,
     rollup_key,
 )
-from tracking.keys import event_pk, is_aggregates_pk
+from tracking.keys import event_pk, is_aggregates_pk, is_internal_key
 from tracking.models.aggregates import AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import PluginConfig, PublishedConfig
@@ -271,7 +271,8 @@ def outcome_of_items(items: Iterable[dict[str, Any]]) -> Outcome:
         if is_aggregates_pk(item["pk"]["S"]):
             state = aggregate_from_item(item)
             aggregates[state.identity] = _aggregate_view(state)
-        elif "day" in item:
+        elif "day" in item and not is_internal_key(item["key"]["S"]):
+            # Key rollups only: the summary's own (funnel, A/B, refunds) are tested with the funnel.
             rollup = rollup_from_item(item)
             key = (rollup.plugin_id, rollup.day, rollup.key, rollup.group)
             rollups[(key, rollup.shard)] = _rollup_view(rollup)

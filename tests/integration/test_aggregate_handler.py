@@ -18,7 +18,15 @@ from tests.integration.conftest import Invoke, body
 from tests.integration.faults import dynamodb_fails
 from tests.streams import canonical, invocation, stream_record
 from tracking.aggregate.stream import MissingShardId
-from tracking.keys import aggregate_sk, event_pk, funnel_key, is_aggregates_pk, rollup_pk
+from tracking.keys import (
+    AB_CONVERSIONS_KEY,
+    AB_USERS_KEY,
+    aggregate_sk,
+    event_pk,
+    funnel_key,
+    is_aggregates_pk,
+    rollup_pk,
+)
 from tracking.storage.dynamo import client
 
 CONFIG = {
@@ -267,6 +275,12 @@ def test_rollups_per_day_key_and_group(aggregate: Invoke, aws: Any, published: N
         ("2025-11-25", "visitor", "control"): (1, 1, Decimal(0)),
         # the ordered funnel: one user entered it (visitor) that day; the buyers never visited
         ("2025-11-25", funnel_key(1), "none"): (0, 1, Decimal(0)),
+        # the A/B groups: each user on the day of their first event that named a group, with their
+        # net revenue; both bought
+        ("2025-11-24", AB_USERS_KEY, "control"): (0, 1, Decimal("100.00")),
+        ("2025-11-24", AB_CONVERSIONS_KEY, "control"): (0, 1, Decimal(0)),
+        ("2025-11-24", AB_USERS_KEY, "test"): (0, 1, Decimal(0)),
+        ("2025-11-24", AB_CONVERSIONS_KEY, "test"): (0, 1, Decimal(0)),
     }
 
 

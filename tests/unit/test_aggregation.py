@@ -17,6 +17,7 @@ from tracking.aggregate.fold import (
     fold_rollup,
 )
 from tracking.aggregate.funnel import RECENT_MAX
+from tracking.keys import AB_CONVERSIONS_KEY, AB_USERS_KEY, REFUNDS_KEY, funnel_key
 from tracking.models.aggregates import (
     ARRAY_MAX_VALUES,
     DAY_FIRSTS_MAX,
@@ -27,7 +28,10 @@ from tracking.models.aggregates import (
 )
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.config import Aggregation
+from tracking.models.funnel import FunnelState
 from tracking.query.cells import cell
+from tracking.storage.aggregate_items import funnel_to_item
+from tracking.storage.dynamo import item_size
 
 NOW = 1_764_016_800_000
 ALL: tuple[Aggregation, ...] = ("increment", "array", "average", "string", "group_array")
@@ -296,3 +300,39 @@ def test_a_group_value_is_counted_under_at_most_200_bytes_of_it() -> None:
     state = applied([StreamRecord(1, "INSERT", event("😀" * 1_000))], ("group_array",))
     ((name, times),) = state.counts.items()
     assert (name, times) == ("😀" * 50, 1)
+
+
+# docs/DESIGN.md's table of item sizes: a funnel item at its largest.
+FUNNEL_ITEM_BOUND = 150_000
+
+
+def test_a_funnel_item_remembering_its_most_stays_within_its_documented_bound() -> None:
+    # The most one record can change: an earlier first visit moves all six steps to another cohort
+    # day (12 changes), an earlier group moves the user and their conversion to the other group (4),
+    # and a refund is taken off (1); amounts as large as an event holds, 200 such records remembered.
+    most = (
+        [("2025-11-24", funnel_key(step), "none", -1, 0) for step in range(1, 7)]
+        + [("2025-11-23", funnel_key(step), "none", 1, 0) for step in range(1, 7)]
+        + [
+            (day, key, group, n, n * 10**20)
+            for day, n, group in (("2025-11-24", -1, "control"), ("2025-11-23", 1, "test"))
+            for key in (AB_USERS_KEY, AB_CONVERSIONS_KEY)
+        ]
+        + [("2025-11-24", REFUNDS_KEY, "none", 0, -(10**20))]
+    )
+    shard = "shardId-00000001764016800000-" + "f" * 8
+    state = FunnelState(
+        "p" * 512,
+        "u" * 512,
+        applied={shard: (10**40, NOW)},
+        entered_at=NOW,
+        done=63,
+        group="control",
+        group_at=NOW,
+        paid=10**20,
+        refunded=10**20,
+        recent={(shard, 10**40 + n): (NOW, tuple(most)) for n in range(RECENT_MAX)},
+    )
+    assert len(most) == 17
+    size = item_size(funnel_to_item(state))
+    assert size <= FUNNEL_ITEM_BOUND

@@ -25,7 +25,7 @@ from tracking.aggregate.aggregator import Aggregator
 from tracking.aggregate.batch import BlockedByEarlierFailure
 from tracking.aggregate.fold import StreamRecord, day_of
 from tracking.aggregate.ports import CurrentConfigs
-from tracking.keys import client_id_pk, event_pk, funnel_key
+from tracking.keys import AB_CONVERSIONS_KEY, AB_USERS_KEY, REFUNDS_KEY, client_id_pk, event_pk, funnel_key
 from tracking.models.aggregates import RollupState
 from tracking.models.canonical import CanonicalEvent
 from tracking.models.funnel import FUNNEL, FunnelState
@@ -233,9 +233,78 @@ def test_the_funnel_counts_each_user_at_each_step_reached_once_whatever_the_repl
             by_step[rollup.key] += rollup.users
     assert by_step == expected
     # The rollups agree with the users' own funnel items.
-    reached = sum((state.counted() for state in world.funnels()), Counter())
-    assert reached == Counter({(day_of(BASE_TIME), step): expected[funnel_key(step)] for step in range(1, 7)})
+    reached = Counter(slot for state in world.funnels() for slot in state.counted())
+    day = day_of(BASE_TIME)
+    assert reached == Counter(
+        {(day, funnel_key(step), "none"): expected[funnel_key(step)] for step in range(1, 7)}
+    )
     assert "p1" in world.control.listed  # a chatbot that sends events and has no config is listed
+
+
+def shoppers(users: int) -> list[CanonicalEvent]:
+    """User n joins A/B group control (even n) or test (odd), through a widget visit or Segment's
+    Experiment Viewed; every third buys for n + 1 EUR, and every user whose n ends in 2 or 5 is
+    refunded 10 EUR, a refund that may arrive before its purchase."""
+    events = []
+    for n in range(users):
+        user, group = f"s{n}", ("control", "test")[n % 2]
+        at = BASE_TIME + n * 1000
+        joined = "visitor" if n % 4 < 2 else "Experiment Viewed"
+        events.append(canonical(joined, None, user=user, at=at, event_id=f"j{n}", ab_group=group))
+        if n % 3 == 0:
+            paid = Decimal(n + 1)
+            events.append(
+                canonical(
+                    "Order Completed",
+                    None,
+                    user=user,
+                    at=at + 5,
+                    event_id=f"o{n}",
+                    commerce="purchase",
+                    total_value_base=paid,
+                )
+            )
+        if n % 10 in (2, 5):
+            events.append(
+                canonical(
+                    "Order Refunded",
+                    None,
+                    user=user,
+                    at=at + 9,
+                    event_id=f"r{n}",
+                    commerce="refund",
+                    total_value_base=Decimal(10),
+                )
+            )
+    return events
+
+
+def test_ab_groups_and_net_revenue_count_once_whatever_the_replays() -> None:
+    world = World(batch_size=3)
+    world.control.configs.clear()
+    events = shoppers(40)
+    random.Random(7).shuffle(events)  # refunds before purchases, purchases before visits
+    world.events.put_all(events)
+    world.stream.deliver(world.container().process)
+    for shard, batch in world.stream.delivered[::2]:
+        world.container().process(shard, batch)
+    found: Counter[tuple[str, str]] = Counter()
+    revenue: Counter[tuple[str, str]] = Counter()
+    for rollup in world.rollups():
+        found[(rollup.key, rollup.group)] += rollup.users
+        revenue[(rollup.key, rollup.group)] += rollup.revenue
+    buyers = [n for n in range(40) if n % 3 == 0]
+    net = {n: max(0, (n + 1 if n % 3 == 0 else 0) - (10 if n % 10 in (2, 5) else 0)) for n in range(40)}
+    for index, group in enumerate(("control", "test")):
+        assert found[(AB_USERS_KEY, group)] == 20
+        assert found[(AB_CONVERSIONS_KEY, group)] == sum(1 for n in buyers if n % 2 == index)
+        assert revenue[(AB_USERS_KEY, group)] == sum(net[n] for n in range(40) if n % 2 == index)
+    # Revenue: the purchases, less each refund as far as its user's purchases go (never below zero).
+    purchases = sum(n + 1 for n in buyers)
+    taken = sum(min(10, n + 1 if n % 3 == 0 else 0) for n in range(40) if n % 10 in (2, 5))
+    assert revenue[("Order Completed", "none")] == purchases
+    assert revenue[(REFUNDS_KEY, "none")] == -taken
+    assert purchases - taken == sum(net.values())
 
 
 def identify(

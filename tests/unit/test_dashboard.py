@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from tracking.api_errors import ValidationFailed
-from tracking.keys import SEP, is_internal_key
+from tracking.keys import AB_CONVERSIONS_KEY, AB_USERS_KEY, REFUNDS_KEY, SEP, is_internal_key
 from tracking.models.aggregates import AggregateState, RollupState, UserItems, UsersPage
 from tracking.models.config import PluginConfig, PublishedConfig
 from tracking.models.funnel import funnel_key
@@ -150,12 +150,20 @@ def test_summary_sums_days_groups_and_shards() -> None:
             rollup("2025-11-24", funnel_key(2), "none", 0, 3),
             rollup("2025-11-25", funnel_key(2), "none", 0, -1),  # a user moved to an earlier cohort
             rollup("2025-11-24", funnel_key(6), "none", 0, 1),
+            # A/B groups: users by the day they joined, with their net revenue, from two shards.
+            rollup("2025-11-24", AB_USERS_KEY, "control", 0, 4, "91.98"),
+            rollup("2025-11-25", AB_USERS_KEY, "control", 0, 1),
+            rollup("2025-11-24", AB_CONVERSIONS_KEY, "control", 0, 1),
+            rollup("2025-11-24", AB_USERS_KEY, "test", 0, 5, "20"),
+            rollup("2025-11-24", AB_USERS_KEY, "test", 0, -1, "-20"),  # a user moved to control
+            rollup("2025-12-01", AB_USERS_KEY, "test", 0, 7),  # outside the range
+            rollup("2025-11-26", REFUNDS_KEY, "none", 0, 0, "-0.50"),  # a refund taken off
         ],
     )
     result = rollups.summary(reader, "bot", None, first="2025-11-24", last="2025-11-30")
     assert result is not None
     assert result["counts"] == {"purchase": 2, "visitor": 10}
-    assert result["revenue_eur"] == 91.99
+    assert result["revenue_eur"] == 91.49
     assert result["ab_test"]["control"] == {
         "users": 5,
         "conversions": 1,
@@ -163,13 +171,50 @@ def test_summary_sums_days_groups_and_shards() -> None:
         "revenue_eur": 91.98,
     }
     assert result["ab_test"]["test"]["conversion_rate"] == 0.0
-    test_users = result["ab_test"]["test"]["users"]
-    assert result["ab_test"]["comparison"] == comparison((5, 1), (test_users, 0))
+    assert result["ab_test"]["test"] == {
+        "users": 4,
+        "conversions": 0,
+        "conversion_rate": 0.0,
+        "revenue_eur": 0,
+    }
+    assert result["ab_test"]["comparison"] == comparison((5, 1), (4, 0))
     assert result["ab_test"]["comparison"]["difference"] == -0.2
     assert [step["users"] for step in result["funnel"]] == [9, 2, 0, 0, 0, 1]
     assert result["funnel"][0]["conversion_overall"] == 1.0
     assert result["funnel"][1]["conversion_from_previous"] == round(2 / 9, 4)
     assert not [key for key in result["counts"] if is_internal_key(key)]  # the funnel's own rollups
+
+
+def test_summary_reads_the_days_before_per_user_ab_groups_as_the_version_before_did() -> None:
+    # An upgraded stack: 24-25 November counted by the version before (visitors and buyers of each
+    # group, purchases' revenue by their events' group), 26 November by users who joined a group.
+    reader = MemoryReader(
+        {},
+        [
+            rollup("2025-11-24", "visitor", "control", 6, 4),
+            rollup("2025-11-25", "purchase", "control", 1, 1, "12.50"),
+            rollup("2025-11-25", "visitor", "test", 3, 3),
+            rollup("2025-11-26", "visitor", "test", 9, 9),  # counted by its A/B rollups below
+            rollup("2025-11-26", "purchase", "test", 1, 1, "7"),
+            rollup("2025-11-26", AB_USERS_KEY, "test", 0, 8, "7"),
+            rollup("2025-11-26", AB_CONVERSIONS_KEY, "test", 0, 1),
+        ],
+    )
+    result = rollups.summary(reader, "bot", None, first="2025-11-24", last="2025-11-26")
+    assert result is not None
+    assert result["ab_test"]["control"] == {
+        "users": 4,
+        "conversions": 1,
+        "conversion_rate": 0.25,
+        "revenue_eur": 12.5,
+    }
+    assert result["ab_test"]["test"] == {
+        "users": 11,
+        "conversions": 1,
+        "conversion_rate": 0.0909,
+        "revenue_eur": 7,
+    }
+    assert result["revenue_eur"] == 19.5
 
 
 def test_summary_without_visitors_has_no_rates_rather_than_a_division_by_zero() -> None:

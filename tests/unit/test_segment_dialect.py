@@ -198,8 +198,46 @@ def test_order_completed_products_become_items_and_a_total_in_eur() -> None:
         ("p1", Decimal("49.99"), 2, "USD"),
         ("s2", Decimal(10), 1, "USD"),
     ]
-    assert event.total_value_base == Decimal("101.18")  # (99.98 + 10) x 0.92
+    assert event.total_value_base == Decimal("919.08")  # its revenue first: 999 USD x 0.92
     assert (event.order_id, event.counts_once_per_order) == ("o-1", True)
+
+
+@pytest.mark.parametrize(
+    ("properties", "total"),
+    [
+        ({"total": 20, "products": [{"price": 5}]}, Decimal("18.40")),  # total, else
+        ({"products": [{"price": 49.99, "quantity": 2}, {"price": "10"}]}, Decimal("101.18")),  # products
+        ({"value": 3}, Decimal("2.76")),  # value, last
+        ({"products": [{"product_id": "unpriced"}]}, None),
+    ],
+)
+def test_an_orders_value_is_its_revenue_else_total_else_its_products(
+    properties: dict[str, Any], total: Decimal | None
+) -> None:
+    for name in ("Order Completed", "Order Refunded"):
+        event = track({"currency": "USD", **properties}, event=name)
+        assert event.total_value_base == total
+
+
+@pytest.mark.parametrize(
+    ("properties", "group"),
+    [
+        ({"experiment_id": "e1", "variation_id": "control"}, "control"),
+        ({"experiment_id": "e1", "variation_id": 0}, "control"),
+        ({"experiment_id": "e1", "variation_name": "A"}, "control"),
+        ({"experiment_id": "e1", "variation_id": "v2", "variation_name": "Control"}, "control"),
+        ({"experiment_id": "e1", "variation_name": "Variant B"}, "test"),
+        ({"experiment_id": "e1", "variation_id": 1}, "test"),
+        ({"experiment_id": "e1"}, None),  # no variation
+        ({"variation_id": "control"}, None),  # no experiment
+        ({"experiment_id": "e1", "variation_id": True}, None),
+    ],
+)
+def test_experiment_viewed_puts_its_user_in_an_ab_group(
+    properties: dict[str, Any], group: str | None
+) -> None:
+    assert track(properties, event="Experiment Viewed").ab_group == group
+    assert track(properties, event="Experiment Started").ab_group is None
 
 
 def test_an_order_without_priced_products_uses_its_revenue() -> None:

@@ -232,8 +232,13 @@ def days_range(first_day: str, last_day: str) -> tuple[str, str]:
     return first_day, f"{last_day} "
 
 
-# Internal keys (never a client's: no key name starts with the separator): a funnel step's rollups.
+# Internal keys (never a client's: no key name starts with the separator): a funnel step's rollups,
+# the A/B groups' users and converted users (by the day they joined their group, with their net
+# revenue), and the refunds taken off revenue (by the day of the event that took them off).
 FUNNEL_KEY_PREFIX = f"{SEP}funnel{SEP}"
+AB_USERS_KEY = f"{SEP}ab{SEP}users"
+AB_CONVERSIONS_KEY = f"{SEP}ab{SEP}conversions"
+REFUNDS_KEY = f"{SEP}refunds"
 
 
 def funnel_key(step: int) -> str:
@@ -297,8 +302,14 @@ UNCONFIGURED_COUNT = {"pk": f"{PLUGIN_INDEX_PK}{SEP}count", "sk": "unconfigured"
 
 
 def destinations_pk(plugin_id: str) -> str:
-    """A plugin's destinations (one item each, sort key its id): one query reads them all."""
+    """A plugin's destinations (one item each, sort key its id): one query reads them all, with the
+    plugin's settings they follow (``DESTINATION_SETTINGS_SK``)."""
     return f"destinations{SEP}{plugin_id}"
+
+
+# Beside a plugin's destinations: what of its published config they follow (its ``bots``), written
+# with the config. No destination id holds the separator, so none is this.
+DESTINATION_SETTINGS_SK = f"{SEP}settings"
 
 
 # -- deliveries table -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from tracking.keys import index_name
 from tracking.models.aggregates import PENDING_IDS_MAX, AggregateKey, AggregateState, RollupKey, RollupState
 from tracking.models.config import PublishedConfig
 from tracking.models.funnel import Change as FunnelChange
-from tracking.models.funnel import FunnelState, funnel_key
+from tracking.models.funnel import FunnelState
 from tracking.models.people import ProfileState
 
 logger = logging.getLogger(__name__)
@@ -318,16 +318,16 @@ class Funnels:
         # A record whose funnel failed has unknown changes: no funnel rollup may pass it.
         ordered = sorted((record for group in groups.values() for record in group), key=lambda r: r.seq)
         stop = next((record.seq for record in ordered if run.failed(record)), None)
-        updates: dict[RollupKey, list[tuple[StreamRecord, int]]] = {}
+        updates: dict[RollupKey, list[tuple[StreamRecord, int, int]]] = {}
         for record in ordered:
             if stop is not None and record.seq >= stop:
                 if not run.failed(record):
                     run.fail([record], BlockedByEarlierFailure(f"held back behind sequence number {stop}"))
                 continue
             assert record.event is not None
-            for cohort_day, step, change in changes.get(record.seq, ()):
-                rollup = (record.event.plugin_id, cohort_day, funnel_key(step), "none")
-                updates.setdefault(rollup, []).append((record, change))
+            for day, key, group, users, cents in changes.get(record.seq, ()):
+                rollup = (record.event.plugin_id, day, key, group)
+                updates.setdefault(rollup, []).append((record, users, cents))
         if not updates:
             return
         wanted = self.rollups.missing(list(updates), run.shard)
@@ -335,11 +335,11 @@ class Funnels:
             stored = self._store.load_rollups(wanted, run.shard) if wanted else {}
         except Exception as exc:
             logger.warning("funnel rollups not read", extra={"error": repr(exc)})
-            run.fail([record for entries in updates.values() for record, _ in entries], exc)
+            run.fail([entry[0] for entries in updates.values() for entry in entries], exc)
             return
         for rollup, entries in updates.items():
             try:
                 self.rollups.save(rollup, run.shard, stored, partial(fold_funnel_rollup, entries=entries))
             except Exception as exc:
                 logger.warning("funnel rollup not written", extra={"rollup": rollup, "error": repr(exc)})
-                run.fail([record for record, _ in entries], exc)
+                run.fail([entry[0] for entry in entries], exc)

@@ -226,16 +226,18 @@ def fold_rollup(state: RollupState, records: Sequence[Counted], reset_at: int) -
 
 
 def fold_funnel_rollup(
-    state: RollupState, entries: Sequence[tuple[StreamRecord, int]]
+    state: RollupState, entries: Sequence[tuple[StreamRecord, int, int]]
 ) -> tuple[RollupState, bool]:
-    """Users at one funnel step of one cohort day, from one shard: each record's +1 or -1, once."""
+    """Users (and revenue) at one of the summary's internal keys (a funnel step of a cohort day, an
+    A/B group, refunds) from one shard: each record's change of users and of cents, once."""
     new = copy.copy(state)
     changed = False
-    for record, change in entries:
+    for record, users, cents in entries:
         if record.seq <= new.seq:
             continue
         new.seq = record.seq
-        new.users += change
+        new.users += users
+        new.revenue += Decimal(cents).scaleb(-2)
         changed = True
     return new, changed
 

@@ -1,9 +1,10 @@
-"""The ordered funnel folded from stream records exactly once (pure logic, like ``fold``).
+"""Each user's funnel, A/B group and revenue folded from stream records exactly once (pure logic,
+like ``fold``; ``models.funnel`` says what is counted).
 
-Each record that moves a user in the funnel yields its changes to the funnel rollups; the funnel item
+Each record that moves a user yields its changes to the summary's rollups; the funnel item
 remembers them for ``SHARD_MEMORY_MS`` so that a retried record, skipped by the item's guard, yields
 the same changes to rollups that did not apply them yet. A record that changes nothing is never
-remembered: a funnel only grows, so it changes nothing when retried either."""
+remembered: it changes nothing when retried either."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ import copy
 from collections.abc import Sequence
 
 from tracking.aggregate.fold import SHARD_MEMORY_MS, StreamRecord, mark_applied
-from tracking.models.funnel import FUNNEL, Change, FunnelState
+from tracking.models.funnel import Change, FunnelState, moves
 
 FunnelKey = tuple[str, str]  # (plugin, user)
 # Moves remembered for retries: a batch's own (at most 100) and others' while their shards may retry.
 RECENT_MAX = 200
 
 
+def _facts(state: FunnelState) -> tuple[object, ...]:
+    return (state.done, state.entered_at, state.group, state.group_at, state.paid, state.refunded)
+
+
 def in_funnel(record: StreamRecord) -> bool:
     event = record.event
-    return record.counts and event is not None and event.key in FUNNEL
+    return record.counts and event is not None and moves(event)
 
 
 def fold_funnel(
@@ -50,21 +55,13 @@ def fold_funnel(
         if event is None or not in_funnel(record):
             changes[record.seq] = ()
             continue
+        was = _facts(new)
         before = new.counted()
-        step = FUNNEL.index(event.key)
-        done, entered = new.done | 1 << step, new.entered_at
-        if step == 0 and (entered is None or event.event_time < entered):
-            entered = event.event_time
-        if (done, entered) == (new.done, new.entered_at):
+        refund = new.apply(event)
+        if _facts(new) == was:
             changes[record.seq] = ()
             continue
-        new.done, new.entered_at = done, entered
-        after = new.counted()
-        moved = tuple(
-            sorted(
-                [(day, n, 1) for (day, n) in after - before] + [(day, n, -1) for (day, n) in before - after]
-            )
-        )
+        moved = tuple(new.changes_since(before) + ([refund] if refund else []))
         changes[record.seq] = moved
         if moved:
             new.recent[(shard, record.seq)] = (now_ms, moved)

@@ -1,4 +1,5 @@
-"""Ecommerce normalization shared by the dialects: product lines, totals in EUR, semantic roles.
+"""Ecommerce normalization shared by the dialects: product lines, totals in EUR, semantic roles
+(Segment's ecommerce and A/B specs).
 
 A widget ``purchase`` and a Segment ``Order Completed`` both end up as canonical items with a
 ``total_value_base`` in EUR, so revenue is comparable whatever sent it.
@@ -12,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tracking.api_errors import ValidationFailed
-from tracking.models.canonical import MAX_AMOUNT, Commerce, Item, number_problem
+from tracking.models.canonical import MAX_AMOUNT, AbGroup, Commerce, Item, number_problem
 from tracking.models.currency import BASE_CURRENCY, CENTS, rate_to_base
 
 logger = logging.getLogger(__name__)
@@ -120,12 +121,41 @@ def segment_items(properties: Mapping[str, Any], commerce: Commerce, default_cur
     return items
 
 
-def segment_order_total(properties: Mapping[str, Any], default_currency: str) -> Decimal | None:
-    """An order's value in EUR when it lists no priced products: ``revenue``, else ``total``, else
-    ``value`` (Segment's order properties, in that order of preference)."""
+def segment_order_total(
+    properties: Mapping[str, Any], items: Iterable[Item], default_currency: str
+) -> Decimal | None:
+    """An order's value in EUR: its ``revenue``, else its ``total``, else the sum of its priced
+    products, else its ``value`` (the contract's order of preference)."""
     currency = as_currency(properties.get("currency")) or default_currency
-    for name in ("revenue", "total", "value"):
-        amount = as_amount(properties.get(name), f"properties.{name}")
+    amounts = {name: as_amount(properties.get(name), f"properties.{name}") for name in ("revenue", "total")}
+    for name, amount in amounts.items():
         if amount is not None:
             return total_in_base([Item(value=amount, currency=currency)], where=f"properties.{name}")
-    return None
+    priced = [item for item in items if item.value is not None]
+    if priced:
+        return total_in_base(priced, where="properties.products")
+    value = as_amount(properties.get("value"), "properties.value")
+    if value is None:
+        return None
+    return total_in_base([Item(value=value, currency=currency)], where="properties.value")
+
+
+# Segment's A/B spec: ``Experiment Viewed`` puts its user in a group; these variations are the control.
+EXPERIMENT_VIEWED = "Experiment Viewed"
+CONTROL_VARIATIONS = frozenset({"control", "0", "a"})
+
+
+def experiment_group(event: str, properties: Mapping[str, Any]) -> AbGroup | None:
+    """The A/B group a track call named ``event`` puts its user in: an ``Experiment Viewed``'s
+    ``control`` when its variation (``variation_id`` or ``variation_name``) is ``control``, ``0`` or
+    ``A``, else ``test``; None for any other call, or one without an ``experiment_id`` or variation."""
+    if event != EXPERIMENT_VIEWED or properties.get("experiment_id") in (None, ""):
+        return None
+    variations = [
+        str(raw).strip().lower()
+        for raw in (properties.get("variation_id"), properties.get("variation_name"))
+        if isinstance(raw, (str, int)) and not isinstance(raw, bool) and str(raw).strip()
+    ]
+    if not variations:
+        return None
+    return "control" if any(v in CONTROL_VARIATIONS for v in variations) else "test"

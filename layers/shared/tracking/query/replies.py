@@ -114,10 +114,12 @@ class FunnelStep(Reply):
 
 
 class AbGroup(Reply):
-    users: int = Field(description="visitors of the group")
+    users: int = Field(description="users who joined the group in these days")
     conversions: int = Field(description="of them, those who purchased")
     conversion_rate: float | None
-    revenue_eur: int | float
+    revenue_eur: int | float = Field(
+        description="their purchases less refunds, in EUR (never below zero for a user)"
+    )
 
 
 class AbComparison(Reply):

@@ -3,12 +3,14 @@ ordered funnel, A/B groups, revenue)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from tracking.api_errors import ValidationFailed
-from tracking.models.aggregates import REJECTED_GROUP
+from tracking.keys import AB_CONVERSIONS_KEY, AB_USERS_KEY, REFUNDS_KEY
+from tracking.models.aggregates import REJECTED_GROUP, RollupState
 from tracking.models.config import PublishedConfig
 from tracking.models.funnel import FUNNEL, funnel_step, is_internal_key
 from tracking.models.rejections import BOTS, OPTED_OUT
@@ -130,8 +132,7 @@ def summary(
     if not rollups and published is None and not reader.has_rollups(plugin_id):
         return None
     counts: dict[str, int] = {}
-    users: dict[tuple[str, str], int] = {}
-    revenue: dict[str, Decimal] = {}
+    purchases, refunds = Decimal(0), Decimal(0)  # refunds taken off: negative
     rejected: dict[str, int] = {}
     in_funnel = [0] * len(FUNNEL)
     for rollup in rollups:
@@ -143,14 +144,11 @@ def summary(
             if 1 <= step <= len(FUNNEL):
                 in_funnel[step - 1] += rollup.users
             continue
-        if is_internal_key(rollup.key):
-            continue
-        counts[rollup.key] = counts.get(rollup.key, 0) + rollup.count
-        users[(rollup.key, rollup.group)] = users.get((rollup.key, rollup.group), 0) + rollup.users
-        revenue[rollup.group] = revenue.get(rollup.group, Decimal(0)) + rollup.revenue
-
-    def step_users(key: str, group: str | None = None) -> int:
-        return sum(n for (k, g), n in users.items() if k == key and (group is None or g == group))
+        if rollup.key == REFUNDS_KEY:
+            refunds += rollup.revenue
+        elif not is_internal_key(rollup.key):
+            counts[rollup.key] = counts.get(rollup.key, 0) + rollup.count
+            purchases += rollup.revenue
 
     # The ordered funnel: the users who first visited in these days, by how far in order they went.
     funnel = []
@@ -166,19 +164,9 @@ def summary(
             }
         )
         previous = reached
-    ab_test = {}
-    for group in GROUPS:
-        visitors, buyers = step_users("visitor", group), step_users("purchase", group)
-        ab_test[group] = {
-            "users": visitors,
-            "conversions": buyers,
-            "conversion_rate": _ratio(buyers, visitors),
-            "revenue_eur": _money(revenue.get(group, Decimal(0))),
-        }
-    ab_test["comparison"] = comparison(
-        (step_users("visitor", "control"), step_users("purchase", "control")),
-        (step_users("visitor", "test"), step_users("purchase", "test")),
-    )
+    ab_test = ab_groups(rollups)
+    # Purchases by the day they were made, less the refunds taken off by the day they were.
+    net_revenue = purchases + refunds
     opted_out = rejected.pop(OPTED_OUT, 0)  # counted beside the refusals, never refused
     bots = rejected.pop(BOTS, 0)  # stored bot events, which count nowhere else
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -192,11 +180,57 @@ def summary(
         "other_counts": other,
         "funnel": funnel,
         "ab_test": ab_test,
-        "revenue_eur": _money(sum(revenue.values(), Decimal(0))),
+        "revenue_eur": _money(net_revenue),
         "rejected": dict(sorted(rejected.items())),
         "opted_out": opted_out,
         "bots": bots,
     }
+
+
+# How the version before per-user A/B groups counted them: a group's visitors and its buyers.
+LEGACY_AB = {"visitor": AB_USERS_KEY, "purchase": AB_CONVERSIONS_KEY}
+
+
+def ab_groups(rollups: Sequence[RollupState]) -> dict[str, Any]:
+    """The A/B groups: the users who joined each in these days, those of them who purchased, and
+    their net revenue (``models.funnel``), with their comparison.
+
+    Days before the first one that holds a group's rollup are read as the version before these
+    rollups counted them (an upgraded stack's earlier days): a group's users are its visitors of the
+    day, its conversions its buyers, its revenue its events' purchases."""
+    kept = [r for r in rollups if r.key in (AB_USERS_KEY, AB_CONVERSIONS_KEY) and r.group in GROUPS]
+    since = min((r.day for r in kept), default=None)
+    users: dict[tuple[str, str], int] = {}
+    revenue: dict[str, Decimal] = {}
+
+    def add(key: str, group: str, n: int, amount: Decimal) -> None:
+        users[(key, group)] = users.get((key, group), 0) + n
+        revenue[group] = revenue.get(group, Decimal(0)) + amount
+
+    for rollup in kept:
+        add(
+            rollup.key,
+            rollup.group,
+            rollup.users,
+            rollup.revenue if rollup.key == AB_USERS_KEY else Decimal(0),
+        )
+    for rollup in rollups:
+        earlier = since is None or rollup.day < since
+        if earlier and rollup.group in GROUPS and not is_internal_key(rollup.key):
+            legacy = LEGACY_AB.get(rollup.key)
+            add(legacy or AB_USERS_KEY, rollup.group, rollup.users if legacy else 0, rollup.revenue)
+    answer: dict[str, Any] = {}
+    for group in GROUPS:
+        members, buyers = users.get((AB_USERS_KEY, group), 0), users.get((AB_CONVERSIONS_KEY, group), 0)
+        answer[group] = {
+            "users": members,
+            "conversions": buyers,
+            "conversion_rate": _ratio(buyers, members),
+            "revenue_eur": _money(revenue.get(group, Decimal(0))),
+        }
+    control, test = ((answer[g]["users"], answer[g]["conversions"]) for g in GROUPS)
+    answer["comparison"] = comparison(control, test)
+    return answer
 
 
 def _ratio(part: int, whole: int | None) -> float | None:

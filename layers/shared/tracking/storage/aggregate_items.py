@@ -25,7 +25,8 @@ from tracking.models.aggregates import (
     UserItems,
     UsersPage,
 )
-from tracking.models.funnel import FunnelState
+from tracking.models.funnel import Change as FunnelChange
+from tracking.models.funnel import FunnelState, funnel_key
 from tracking.models.people import ProfileState
 from tracking.storage.dynamo import AttributeValue, check_size, from_item, to_item
 from tracking.storage.profile_items import ItemsWrite, is_part, is_profile, profile_from_items, profile_write
@@ -46,6 +47,10 @@ def funnel_to_item(state: FunnelState) -> dict[str, AttributeValue]:
         "applied": {shard: [str(seq), when] for shard, (seq, when) in state.applied.items()},
         "done": state.done,
         "entered_at": state.entered_at,
+        "ab_group": state.group,
+        "group_at": state.group_at,
+        "paid": state.paid,
+        "refunded": state.refunded,
     }
     if state.recent:
         values["recent"] = [
@@ -65,11 +70,24 @@ def funnel_from_item(item: dict[str, AttributeValue]) -> FunnelState:
         updated_at=int(values.get("updated_at", 0)),
         entered_at=_optional_int(values.get("entered_at")),
         done=int(values.get("done", 0)),
+        group=values.get("ab_group"),
+        group_at=_optional_int(values.get("group_at")),
+        paid=int(values.get("paid", 0)),
+        refunded=int(values.get("refunded", 0)),
         recent={
-            (shard, int(seq)): (int(when), tuple((str(d), int(n), int(c)) for d, n, c in changes))
+            (shard, int(seq)): (int(when), tuple(_funnel_change(change) for change in changes))
             for shard, seq, when, changes in values.get("recent", [])
         },
     )
+
+
+def _funnel_change(stored: list[Any]) -> FunnelChange:
+    """A remembered change; one written before A/B groups and revenue were kept is (day, step, users)."""
+    if len(stored) == 3:
+        day, step, users = stored
+        return (str(day), funnel_key(int(step)), "none", int(users), 0)
+    day, key, group, users, cents = stored
+    return (str(day), str(key), str(group), int(users), int(cents))
 
 
 def aggregate_item_key(key: AggregateKey) -> dict[str, AttributeValue]:

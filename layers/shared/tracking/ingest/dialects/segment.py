@@ -22,7 +22,7 @@ from tracking.api_errors import (
     validate,
     validation_details,
 )
-from tracking.ingest.commerce import SEGMENT_COMMERCE, segment_items, segment_order_total, total_in_base
+from tracking.ingest import commerce as shop
 from tracking.json_text import dumps_compact
 from tracking.models.canonical import (
     IDENTIFIER_PATTERN,
@@ -336,13 +336,14 @@ def _canonical(
     kind = call.type
     key = call.event if kind == "track" and call.event else kind
     properties = call.properties or {}
-    commerce = SEGMENT_COMMERCE.get(key) if kind == "track" else None
-    items = tuple(segment_items(properties, commerce, config.default_currency)) if commerce else ()
-    total = None
-    if any(item.value is not None for item in items):
-        total = total_in_base(items, where=f"segment {key}")
-    elif commerce in _ORDER_EVENTS:
-        total = segment_order_total(properties, config.default_currency)
+    commerce = shop.SEGMENT_COMMERCE.get(key) if kind == "track" else None
+    items = tuple(shop.segment_items(properties, commerce, config.default_currency)) if commerce else ()
+    if commerce in _ORDER_EVENTS:
+        total = shop.segment_order_total(properties, items, config.default_currency)
+    elif any(item.value is not None for item in items):
+        total = shop.total_in_base(items, where=f"segment {key}")
+    else:
+        total = None
     raw_order = properties.get("order_id")
     order_id = str(raw_order)[:512] if commerce == "purchase" and isinstance(raw_order, (str, int)) else None
     context = {**(request.context or {}), **(call.context or {})}
@@ -375,6 +376,7 @@ def _canonical(
         event_time=at,
         received_at=info.received_at,
         time_adjusted=adjusted,
+        ab_group=shop.experiment_group(key, properties) if kind == "track" else None,
         commerce=commerce,
         items=items,
         currency=items[0].currency if items else None,

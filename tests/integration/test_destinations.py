@@ -280,3 +280,25 @@ def test_a_plugins_failures_are_paged_across_its_destinations_and_removed(aws: A
     failures.remove(DestinationRef("p", "a"), ["a-0", "a-1", "a-2"])
     assert every() == [("b", f"b-{n}") for n in range(3)]
     assert records.stats(DestinationRef("p", "a"))["failed"] == 0  # off the counter too
+
+
+@pytest.mark.parametrize(
+    ("bots", "queued"), [("exclude", ["emoji-reactions"]), ("include", ["emoji-reactions"] * 2)]
+)
+def test_bot_events_are_routed_only_to_a_plugin_that_counts_them(
+    queue_url: str, receiver: str, query: Invoke, bots: str, queued: list[str]
+) -> None:
+    config = sample_event("config-put")
+    config["body"] = json.dumps({**json.loads(config["body"]), "bots": bots})
+    assert query(config)["statusCode"] == 200
+    assert put(query, "crm", hook(receiver, filter={"events": ["emoji-reactions"]}))["statusCode"] == 200
+    stream = sample_event("route-kinesis")
+    for n, record in enumerate(stream["Records"]):
+        change = json.loads(base64.b64decode(record["kinesis"]["data"]))
+        image = change["dynamodb"]["NewImage"]
+        image["received_at"] = {"N": str(2_000_000_000_000)}
+        if n == 0:  # Googlebot's reaction
+            image["context"] = {"S": json.dumps({"bot": True, "agent": {"device": "bot"}})}
+        record["kinesis"]["data"] = base64.b64encode(json.dumps(change).encode()).decode()
+    assert new_container("RouteFunction")(stream) == {"batchItemFailures": []}
+    assert [json.loads(m["Body"])["message"]["event"] for m in received_messages(queue_url)] == queued

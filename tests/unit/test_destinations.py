@@ -230,13 +230,14 @@ def test_the_local_stack_may_deliver_to_http_127_0_0_1_with_a_port() -> None:
 # -- what the router queues -----------------------------------------------------------------------
 
 
-def test_a_destination_wants_events_stored_while_enabled_that_pass_its_filter_and_no_bot() -> None:
+def test_a_destination_wants_events_stored_while_enabled_that_pass_its_filter_and_no_uncounted_bot() -> None:
     hook = destination(filter={"types": ["track"], "events": ["Order Completed", "purchase"]})
     assert wants(hook, event())
     assert not wants(hook, event(key="Product Viewed"))
     assert not wants(hook, event(kind="identify", key="identify"))
     assert not wants(hook, event(received_at=NOW - 120_000))  # stored before it was enabled
     assert not wants(hook, event(context={"bot": True}))
+    assert wants(hook.model_copy(update={"bots": "include"}), event(context={"bot": True}))  # counted
     disabled = destination(enabled=False).model_copy(update={"enabled_at": None})
     assert not wants(disabled, event())
     assert wants(destination(filter={"types": ["identify"]}), event(kind="identify", key="identify"))

@@ -299,6 +299,16 @@ def test_the_local_lake_lists_a_range_in_pages_after_the_last_key_missing_and_re
     assert lake.listing_page(Listing(DAY, DAY, types=("identify",)), "shop", None, 4) == ListingPage([], None)
 
 
+def test_the_lake_lists_bot_events_only_for_a_plugin_that_counts_them(tmp_path: Path) -> None:
+    stored = [
+        shop_event(event_id="m:person", event_time=NOW),
+        shop_event(event_id="m:crawler", event_time=NOW + 1, context={"bot": True}),
+    ]
+    lake = DuckDbLake(lake_of(tmp_path, stored))
+    for bots, keys in ((False, [("u-1", "m:person")]), (True, [("u-1", "m:person"), ("u-1", "m:crawler")])):
+        assert lake.listing_page(Listing(DAY, DAY, bots=bots), "shop", None, 10) == ListingPage(keys, None)
+
+
 class PagedAthena:
     """Athena's API for one query whose answer is read a page at a time (``NextToken``)."""
 
@@ -338,7 +348,7 @@ def test_athena_lists_with_one_query_and_reads_its_answer_a_page_per_chunk() -> 
     assert first is not None
     assert first.keys == []
     (request,) = fake.started
-    assert request["ExecutionParameters"] == ["'shop'", f"'{DAY}'", f"'{DAY}'", "'track'", "'it''s'"]
+    assert request["ExecutionParameters"] == ["'shop'", f"'{DAY}'", f"'{DAY}'", "false", "'track'", "'it''s'"]
     assert "ORDER BY event_time, event_id" in request["QueryString"]
     assert lake.listing_page(listing, "shop", first.position, 3) is None  # still running
     keys: list[tuple[str, str]] = []

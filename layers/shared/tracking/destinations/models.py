@@ -90,6 +90,8 @@ class Destination(BaseModel):
     created_at: int
     updated_at: int
     enabled_at: int | None  # epoch ms it was last enabled; None while disabled
+    # The plugin config's ``bots``: bot events are sent only to a plugin that counts them.
+    bots: Literal["exclude", "include"] = "exclude"
 
     @property
     def ref(self) -> DestinationRef:

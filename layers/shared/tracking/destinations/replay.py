@@ -74,7 +74,7 @@ def control(replay: Replay, chunk: int) -> dict[str, Any]:
 
 def listing_of(replay: Replay, destination: Destination) -> Listing:
     wanted = destination.config.filter
-    return Listing(replay.first, replay.last, wanted.types, wanted.events)
+    return Listing(replay.first, replay.last, wanted.types, wanted.events, bots=destination.bots == "include")
 
 
 def start_replay(

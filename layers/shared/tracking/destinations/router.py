@@ -4,8 +4,8 @@ Kinesis data stream of the table, a consumer of its own), so only stored events 
 or a refused call never reaches a destination.
 
 A destination wants an event stored while it was enabled (``enabled_at``) that passes its filter;
-bot events are never sent. A plugin's destinations are read again when an event is newer than the
-copy a container keeps (``CachedDestinations``)."""
+bot events are sent only when the plugin's config counts them. A plugin's destinations are read
+again when an event is newer than the copy a container keeps (``CachedDestinations``)."""
 
 from __future__ import annotations
 
@@ -97,10 +97,11 @@ def wants(destination: Destination, event: CanonicalEvent) -> bool:
 
 
 def matches(destination: Destination, event: CanonicalEvent) -> bool:
-    """The event is one the destination is sent (a replay too): its filter passes, and no bot's."""
-    return event.context.get("bot") is not True and destination.config.filter.passes(
-        event.kind, event_name(event)
-    )
+    """The event is one the destination is sent (a replay too): its filter passes, and it is no bot's
+    unless the plugin's config counts bots (``bots: include``)."""
+    if event.context.get("bot") is True and destination.bots != "include":
+        return False
+    return destination.config.filter.passes(event.kind, event_name(event))
 
 
 class Router:

@@ -138,20 +138,22 @@ class Retention:
 @dataclass(frozen=True, slots=True)
 class Listing:
     """A replay's events: the keys (user, event id, event time) of a plugin's stored events of
-    ``first``..``last`` that a destination's filter passes, bots left out, in event time order (then
-    id: a total order, so a listing read in pages after a key misses and repeats none)."""
+    ``first``..``last`` that a destination's filter passes, bots left out unless the plugin counts
+    them, in event time order (then id: a total order, so a listing read in pages after a key misses
+    and repeats none)."""
 
     first: str
     last: str
     types: tuple[str, ...] | None = None
     events: tuple[str, ...] | None = None
+    bots: bool = False
 
     def statement(
         self, dialect: Dialect, plugin_id: str, after: tuple[str, str] | None = None, limit: int | None = None
     ) -> Statement:
         """The listing, or (``after``: an event time as text, and an id; ``limit``) one page of it."""
-        where = "plugin_id = ? AND day BETWEEN ? AND ? AND NOT coalesce(bot, false)"
-        parameters: list[str | bool] = [_plugin(dialect, plugin_id), self.first, self.last]
+        where = "plugin_id = ? AND day BETWEEN ? AND ? AND (? OR NOT coalesce(bot, false))"
+        parameters: list[str | bool] = [_plugin(dialect, plugin_id), self.first, self.last, self.bots]
         if self.types is not None:
             where += f" AND type IN ({', '.join('?' for _ in self.types)})"
             parameters.extend(self.types)

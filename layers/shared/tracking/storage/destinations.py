@@ -1,5 +1,6 @@
 """A plugin's destinations in the control table, one item each under the plugin's destinations key
-(one query reads them all: the router reads them once per cache period). The credential is stored
+(one query reads them all, with the settings of the plugin's config they follow: the router reads
+them once per cache period). The credential is stored
 with the config, as the delivery needs it to sign or authenticate; the table is encrypted at rest
 (with the stack's key when one is given) and nothing that reads it for a route shows it."""
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from tracking.destinations.models import Destination, DestinationConfig
 from tracking.json_text import dumps_compact
-from tracking.keys import destinations_pk
+from tracking.keys import DESTINATION_SETTINGS_SK, destinations_pk
 from tracking.storage.dynamo import from_item, query_all, storage_errors, to_item
 
 
@@ -48,7 +49,14 @@ class DestinationStore:
             "read destinations",
             ConsistentRead=True,
         )
-        return [destination_from_values(from_item(item)) for item in items]
+        values = [from_item(item) for item in items]
+        settings = next((v for v in values if v["sk"] == DESTINATION_SETTINGS_SK), {})
+        bots = settings.get("bots", "exclude")  # a config published before destinations followed it
+        return [
+            destination_from_values(v).model_copy(update={"bots": bots})
+            for v in values
+            if v["sk"] != DESTINATION_SETTINGS_SK
+        ]
 
     def save_destination(self, destination: Destination) -> None:
         values = {

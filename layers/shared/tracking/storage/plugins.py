@@ -14,11 +14,13 @@ from botocore.exceptions import ClientError
 from tracking.json_text import dumps_compact
 from tracking.keys import (
     CONFIG_SK,
+    DESTINATION_SETTINGS_SK,
     PEOPLE_SK,
     PLUGIN_INDEX_PK,
     STAMP_SK,
     UNCONFIGURED_COUNT,
     config_pk,
+    destinations_pk,
     suppression_key,
     write_key_pk,
 )
@@ -50,6 +52,13 @@ LIFT_MAX = 90
 def plugin_index_item(plugin_id: str, at: int) -> dict[str, Any]:
     """The plugin's entry in the list of plugins (written with its config, a key, or its first event)."""
     return to_item({"pk": PLUGIN_INDEX_PK, "sk": plugin_id, "plugin_id": plugin_id, "updated_at": at})
+
+
+def settings_item(published: PublishedConfig) -> dict[str, Any]:
+    """What the plugin's destinations follow of its config, read with them (the router has no
+    access to the config itself)."""
+    values = {"pk": destinations_pk(published.plugin_id), "sk": DESTINATION_SETTINGS_SK}
+    return to_item({**values, "bots": published.config.bots})
 
 
 class PluginStore:
@@ -253,6 +262,7 @@ class PluginStore:
             (("config", plugin_id), {"Put": {"TableName": self._table, "Item": config_item, **config_put}}),
             (("index", plugin_id), {"Put": {"TableName": self._table, "Item": index_item}}),
             (("stamp", plugin_id), {"Update": self._stamped(plugin_id)}),
+            (("settings", plugin_id), {"Put": {"TableName": self._table, "Item": settings_item(published)}}),
         ]
         owner = to_item({":plugin": plugin_id})
         for key in published.config.write_keys:

@@ -15,7 +15,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from tests.conftest import SAMPLE_ADMIN_KEY, sample_event
 from tests.helpers import api_event
-from tests.integration.conftest import Invoke, body, new_container, stored_events
+from tests.integration.conftest import Invoke, aggregate_stored_events, body, new_container, stored_events
 from tests.integration.faults import dynamodb_fails
 from tracking.keys import client_id_pk, event_pk
 from tracking.storage.dynamo import client
@@ -398,6 +398,32 @@ def test_a_repeated_message_id_leaves_exactly_one_event(ingest: Invoke, aws: Any
     for _ in range(2):
         assert post(ingest, "/v1/batch", batch, headers=WRITE_KEY_AUTH)["statusCode"] == 200
     assert sorted(e["event_id"] for e in stored_events(aws)) == ["m:msg-1", "m:msg-2"]
+
+
+def test_a_plugin_calls_repeated_message_id_is_stored_and_counted_once(
+    ingest: Invoke, aggregate: Invoke, query: Invoke, aws: Any, demo_config: Any
+) -> None:
+    path = "/v1/plugins/demo-plugin/track"
+    call = {"key": "emoji-reactions", "value": "joy", "user_id": "participant-42", "message_id": "sdk-1"}
+    for _ in range(3):  # a retry whose answer was lost, twice
+        assert post(ingest, path, call)["statusCode"] == 200
+    batch = {"events": [call, call, {**call, "user_id": "participant-7"}, {**call, "message_id": "sdk-2"}]}
+    assert post(ingest, path, batch)["statusCode"] == 200
+    assert post(ingest, path, {**call, "message_id": None})["statusCode"] == 200  # no id: a new event
+    stored = stored_events(aws)
+    assert sorted(e["event_id"] for e in stored if e["event_id"].startswith("m:")) == ["m:sdk-1", "m:sdk-2"]
+    assert len(stored) == 3
+    aggregate_stored_events(aws, aggregate)
+    row = body(
+        query(
+            api_event(
+                "GET", "/v1/plugins/demo-plugin/users/participant-42", headers={"x-api-key": SAMPLE_ADMIN_KEY}
+            )
+        )
+    )
+    assert row["values"]["emoji-reactions"]["value"]["total"] == 3  # sdk-1, sdk-2 and the unnamed one
+    too_long = post(ingest, path, {**call, "message_id": "x" * 129})
+    assert too_long["statusCode"] == 422
 
 
 def test_a_throttled_batch_is_503_and_its_retry_stores_each_call_once(

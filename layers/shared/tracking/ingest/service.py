@@ -31,7 +31,6 @@ WRITE_START_DEADLINE_MS = 4_000
 class EventSink(Protocol):
     def put(self, event: CanonicalEvent) -> bool: ...
     def put_all(self, events: Sequence[CanonicalEvent]) -> None: ...
-    def put_atomic(self, events: Sequence[CanonicalEvent]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +230,9 @@ class IngestService:
         kept = self._unsuppressed(events)
         if kept:
             self._before_writing(info)
-            self._sink.put_atomic(kept)
+            # Calls without a message_id in one transaction (a 503 leaves none of them behind); those
+            # with one each by its claim (a retry stores only what is missing, and counts it once).
+            self._sink.put_all(kept)
         return Outcome(accepted=len(events))
 
     def segment(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tracking.api_errors import ValidationFailed, validate
 from tracking.models.canonical import KEY_MAX_BYTES, CanonicalEvent, Identifier, at_most_bytes
 from tracking.models.config import PluginConfig
-from tracking.models.request import RequestInfo, new_event_ids
+from tracking.models.request import RequestInfo, client_event_id, new_event_ids
 from tracking.payloads import check_numbers
 
 MAX_BATCH = 100
@@ -23,6 +23,8 @@ class PluginTrack(BaseModel):
     key: Annotated[str, Field(min_length=1, max_length=128), at_most_bytes(KEY_MAX_BYTES)]
     value: Any = None
     user_id: Identifier
+    # Unique per plugin, like Segment's messageId: a call whose id the plugin stored is counted once.
+    message_id: str | None = Field(None, min_length=1, max_length=128)
 
 
 class PluginBatch(BaseModel):
@@ -96,13 +98,15 @@ def to_canonical(
         except ValueError as exc:
             problems.append({"field": call.field("value"), "message": str(exc)})
             continue
+        named = client_event_id("m", track.message_id) if track.message_id else None
         events.append(
             CanonicalEvent(
                 plugin_id=plugin_id,
                 user_id=track.user_id,
                 key=track.key,
                 dialect="plugin",
-                event_id=event_id,
+                event_id=named or event_id,
+                message_id=track.message_id,
                 value=value,
                 event_time=info.received_at,
                 received_at=info.received_at,

@@ -141,7 +141,13 @@ class LocalStack:
             thread.join()
         if self.stop.is_set():
             return False
-        self.server = ApiServer((args.host, args.port), self.template.routes(), self.pools, stage="local")
+        self.server = ApiServer(
+            (args.host, args.port),
+            self.template.routes(),
+            self.pools,
+            stage="local",
+            minimum_compression=self.template.minimum_compression(),
+        )
         for mapping in self.template.stream_mappings():
             StreamPoller(
                 database.client("dynamodbstreams"),

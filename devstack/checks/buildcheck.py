@@ -25,6 +25,7 @@ def problems(build: Path = BUILD) -> list[str]:
         "tracking/__init__.py",
         "tracking/query/dashboard.html",
         "tracking/query/openapi.json",
+        "tracking/sdk/tracking.js",
         "pydantic",
         "aws_lambda_powertools",
     ):

@@ -5,6 +5,7 @@ and the handler's answer becomes the HTTP response. Served by werkzeug."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import time
@@ -131,10 +132,12 @@ class ApiServer:
         routes: list[Route],
         pools: Mapping[str, Invoker],
         stage: str = "local",
+        minimum_compression: int | None = None,
     ) -> None:
         self.routes = routes
         self.pools = pools
         self.stage = stage
+        self.minimum_compression = minimum_compression
         self.stopping = False
         self._server = make_server(address[0], address[1], self._app, threaded=True, request_handler=_Quiet)
         self.server_address = self._server.server_address
@@ -193,6 +196,9 @@ class ApiServer:
             logger.exception("handler of %s failed", route.function)
             return 502, JSON, b'{"message":"Internal server error"}'
         status, headers, payload = _http_response(result)
+        headers, payload = compressed(
+            headers, payload, request.headers.get("Accept-Encoding"), self.minimum_compression
+        )
         logger.info(
             "%s %s -> %s (%.1f ms)",
             request.method,
@@ -201,6 +207,18 @@ class ApiServer:
             (time.perf_counter() - started) * 1000,
         )
         return status, headers, payload
+
+
+def compressed(
+    headers: dict[str, str | list[str]], payload: bytes, accepted: str | None, minimum: int | None
+) -> tuple[dict[str, str | list[str]], bytes]:
+    """An answer as API Gateway sends it with ``MinimumCompressionSize``: gzipped when it is that large
+    or larger and the client accepts gzip (and the function did not encode it itself)."""
+    wanted = accepted is not None and "gzip" in {part.split(";")[0].strip() for part in accepted.split(",")}
+    encoded = any(name.lower() == "content-encoding" for name in headers)
+    if minimum is None or len(payload) < minimum or not wanted or encoded:
+        return headers, payload
+    return {**headers, "Content-Encoding": "gzip"}, gzip.compress(payload)
 
 
 class _Quiet(WSGIRequestHandler):

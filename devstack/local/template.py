@@ -233,6 +233,13 @@ class Template:
         # API Gateway prefers literal path segments over variables.
         return sorted(routes, key=lambda route: route.variables)
 
+    def minimum_compression(self) -> int | None:
+        """The API's ``MinimumCompressionSize``: answers this large or larger are gzipped for clients
+        that accept it (None: never)."""
+        (api,) = self.of_type("AWS::Serverless::Api").values()
+        size = api["Properties"].get("MinimumCompressionSize")
+        return None if size is None else int(self.resolve(size))
+
     def gateway_response(self, name: str, context: Mapping[str, str]) -> GatewayReply:
         """What API Gateway answers itself for one of the API's gateway responses (``THROTTLED``,
         ``DEFAULT_5XX``, ...), rendered as API Gateway renders it: each ``$context`` variable of its

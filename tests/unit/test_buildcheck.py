@@ -24,11 +24,12 @@ def fake_build(
     root: Path, native: str = SO, runtime: str = "python3.13", architecture: str = "arm64"
 ) -> Path:
     layer = root / "SharedLayer" / "python"
-    for part in ("tracking/query", "pydantic", "aws_lambda_powertools", "pydantic_core"):
+    for part in ("tracking/query", "tracking/sdk", "pydantic", "aws_lambda_powertools", "pydantic_core"):
         (layer / part).mkdir(parents=True, exist_ok=True)
     for part in (
         "tracking/__init__.py",
         "tracking/query/dashboard.html",
+        "tracking/sdk/tracking.js",
         "tracking/query/openapi.json",
         f"pydantic_core/{native}",
     ):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import re
 import tomllib
 
-from devstack.local.apigw import match, proxy_event
+from devstack.local.apigw import compressed, match, proxy_event
 from devstack.local.template import ROOT, Route, Template
 
 TEMPLATE = Template.load()
@@ -107,3 +108,17 @@ def test_layer_requirements_match_the_project_dependencies() -> None:
     ]
     # boto3 ships with the Lambda runtime; everything else the layer installs must be what we test with.
     assert sorted(layer) == sorted(d for d in project if not re.match(r"boto3\b", d))
+
+
+def test_the_local_api_gzips_as_the_templates_minimum_compression_size_says() -> None:
+    minimum = Template.load().minimum_compression()
+    assert minimum == 1024
+    big, small = b"x" * minimum, b"x" * (minimum - 1)
+    headers, payload = compressed({"Content-Type": "text/javascript"}, big, "gzip, deflate, br", minimum)
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(payload) == big
+    assert compressed({}, small, "gzip", minimum) == ({}, small)  # too small
+    assert compressed({}, big, "identity", minimum) == ({}, big)  # not asked for
+    assert compressed({}, big, None, minimum) == ({}, big)
+    encoded = {"Content-Encoding": "br"}
+    assert compressed(encoded, big, "gzip", minimum) == (encoded, big)  # the function encoded it itself

@@ -172,6 +172,7 @@ BODY_MODELS: dict[str, type[BaseModel]] = {}
 _TEXT_REPLIES = {
     "csv": {"text/csv": {"schema": {"type": "string"}}},
     "html": {"text/html": {"schema": {"type": "string"}}},
+    "javascript": {"text/javascript": {"schema": {"type": "string"}}},
     "json": {"application/json": {"schema": {"type": "object"}}},
     "ndjson": {"application/x-ndjson": {"schema": {"type": "string"}}},
 }

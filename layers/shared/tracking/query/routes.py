@@ -5,7 +5,6 @@ reads its request into a typed model (:mod:`tracking.query.requests`) and makes 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Literal
 
 from tracking.api_errors import ValidationFailed
@@ -28,12 +27,12 @@ from tracking.query.admin import PluginAdmin
 from tracking.query.destination_routes import destination_routes
 from tracking.query.lake import LakeQuestions
 from tracking.query.lake_routes import lake_routes
+from tracking.query.pages import public_routes
 from tracking.query.replies import (
     Column,
     Columns,
     CreatedKey,
     Deletion,
-    Health,
     KeyEntry,
     Keys,
     PluginEntry,
@@ -80,7 +79,7 @@ def create_query_app(
     _dashboard_routes(app, service)
     lake_routes(app, service, lake)
     _people_routes(app, service)
-    _public_routes(app)
+    public_routes(app)
     return app
 
 
@@ -376,22 +375,3 @@ def _people_routes(app: APIGatewayRestResolver, service: QueryService) -> None:
         user_id = path_param(user_id)
         service.lift_suppression(service.managed(_api_key(app), path_param(plugin_id)), user_id)
         return json_response(200, Suppression(user_id=user_id, suppressed=False))
-
-
-def _public_routes(app: APIGatewayRestResolver) -> None:
-    @app.get("/health", **operation("Health", "health", reply=Health))
-    def health() -> Response[str]:
-        return json_response(200, Health())
-
-    @app.get("/dashboard", **operation("The dashboard page", "dashboard", reply="html"))
-    def dashboard_page() -> Response[str]:
-        page = _text("dashboard.html")
-        return Response(200, "text/html; charset=utf-8", page, {"Cache-Control": "no-cache"})
-
-    @app.get("/openapi.json", **operation("This document", "health", reply="json"))
-    def openapi() -> Response[str]:
-        return Response(200, "application/json", _text("openapi.json"))
-
-
-def _text(name: str) -> str:
-    return resources.files("tracking.query").joinpath(name).read_text(encoding="utf-8")

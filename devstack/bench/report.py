@@ -54,6 +54,8 @@ TARGETS: dict[str, tuple[str, float | str]] = {
     # Issue 25: delivery to one healthy receiver keeps up with the load run's ingest rate.
     "destinations.events_per_s": (">=", "load_events_per_s"),
     "scale.rows_page_round_trips.100k": ("<=", 2),
+    # Issue 27: the live view writes once per shard and batch at most, never once per event.
+    "scale.live_writes_per_event.100k": ("<=", 0.01),
 }
 
 
@@ -146,6 +148,7 @@ PER_RATE = (
     "config_reads_per_s",
     "config_stamp_reads_per_s",
     "max_shards_per_item",
+    "live_writes_per_event",
 )
 
 

@@ -75,6 +75,7 @@ FIGURES = {
     ),
     "scale.max_item_kb_traffic",
     "scale.max_shards_per_item.1k",
+    "scale.live_writes_per_event.1k",
     *(
         f"scale.client_named_wcu_per_event.{way}"
         for way in ("keyed_by_id", "claim_then_write", "transaction")

@@ -21,6 +21,7 @@ from tracking.aggregate.bookkeeping import Bookkeeping
 from tracking.aggregate.compaction import RollupCompaction
 from tracking.aggregate.fold import StreamRecord, group_records
 from tracking.aggregate.funnel import FunnelKey, in_funnel
+from tracking.aggregate.live import LiveSink, LiveView
 from tracking.aggregate.ports import Configs, Index, RejectionSink, Store
 from tracking.aggregate.profiles import ProfileGroups, ProfileKey, decide_links
 from tracking.models.config import PublishedConfig
@@ -40,8 +41,10 @@ class Aggregator:
         rejections: RejectionSink,
         clock: Callable[[], float] = time.time,
         workers: int = 8,
+        live: LiveSink | None = None,
     ) -> None:
         self._store = store
+        self._live = LiveView(live, lambda: int(clock() * 1000)) if live is not None else None
         self._configs = configs
         self._index = index
         self._clock = clock
@@ -55,7 +58,13 @@ class Aggregator:
 
     def process(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
-        number) that failed."""
+        number) that failed. The batch's stored events then show in the live view (best effort)."""
+        failures = self._apply(shard, records)
+        if self._live is not None:
+            self._live.after_batch(shard, records)
+        return failures
+
+    def _apply(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:
         run = Run(shard, records[0].seq if records else None)
         plugins = {plugin for record in records if (plugin := _plugin_of(record))}
         if not plugins:

@@ -106,6 +106,12 @@ class Rejections(Reply):
     next_cursor: str | None
 
 
+class RecentEvents(Reply):
+    events: list[dict[str, Any]] = Field(
+        description="the latest stored events, newest first, each as in a user's access export"
+    )
+
+
 class FunnelStep(Reply):
     step: str
     users: int

@@ -28,6 +28,7 @@ from tracking.query.destination_routes import destination_routes
 from tracking.query.lake import LakeQuestions
 from tracking.query.lake_routes import lake_routes
 from tracking.query.pages import public_routes
+from tracking.query.paging import parse_limit
 from tracking.query.replies import (
     Column,
     Columns,
@@ -38,6 +39,7 @@ from tracking.query.replies import (
     PluginEntry,
     Plugins,
     Published,
+    RecentEvents,
     RecordedRejectionReply,
     Rejections,
     RevokedKey,
@@ -56,6 +58,7 @@ KEY_REQUEST = {"type": "object", "properties": {"label": {"type": "string"}}}
 AGGREGATION = QueryParam("aggregation.<key>", "Another of the key's listed aggregations")
 CURSOR = QueryParam("cursor", "next_cursor of the previous page")
 LIMIT = QueryParam("limit", "Users per page", {"type": "integer", "minimum": 1, "maximum": 200})
+RECENT_LIMIT = QueryParam("limit", "Events (default 50)", {"type": "integer", "minimum": 1, "maximum": 200})
 LANG = QueryParam("lang", "Language of the names (falls back to en)")
 SUMMARY_QUERY = (
     QueryParam("chatbot_id", "The chatbot (plugin)", required=True),
@@ -288,6 +291,21 @@ def _dashboard_routes(app: APIGatewayRestResolver, service: QueryService) -> Non
             for found in page.rejections
         ]
         return json_response(200, Rejections(rejections=entries, next_cursor=page.next_cursor))
+
+    @app.get(
+        "/v1/plugins/<plugin_id>/events/recent",
+        **operation(
+            "The plugin's latest stored events, newest first (the live view)",
+            "dashboard",
+            api_key=True,
+            query=(RECENT_LIMIT,),
+            reply=RecentEvents,
+        ),
+    )
+    def get_recent_events(plugin_id: str) -> Response[str]:
+        reading = service.reading(_api_key(app), path_param(plugin_id))
+        events = service.recent_events(reading, parse_limit(params().get("limit")))
+        return json_response(200, RecentEvents(events=events), {"Cache-Control": "no-store"})
 
     @app.get(
         "/v1/plugins/<plugin_id>/series",

@@ -5,6 +5,7 @@ call with a typed request (:mod:`tracking.query.requests`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +14,7 @@ from tracking.api_errors import NotFound
 from tracking.clock import now_ms
 from tracking.models.canonical import is_identifier
 from tracking.models.config import PublishedConfig
+from tracking.models.live import newest
 from tracking.models.people import DeletionStep, PeopleLists, Person, new_deletion_id, suppression_hash
 from tracking.models.rejections import RejectionsPage
 from tracking.models.widget import widget_defaults
@@ -38,6 +40,10 @@ class PluginReader(Protocol):
     def lift_suppression(self, plugin_id: str, hashes: Iterable[str]) -> None: ...
     def list_plugins(self, after: str | None, limit: int) -> tuple[list[str], bool]: ...
     def is_listed(self, plugin_id: str) -> bool: ...
+
+
+class LiveReader(Protocol):
+    def lines(self, plugin_id: str, now_ms: int) -> list[str]: ...
 
 
 class AggregateReader(rows.Reader, Protocol):
@@ -95,9 +101,11 @@ class QueryService:
         events: access.EventsReader,
         deletions: Deletions,
         destinations: PersonForgetter | None = None,
+        live: LiveReader | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._destinations = destinations
+        self._live = live
         self._control = control
         self._aggregates = aggregates
         self._events = events
@@ -174,6 +182,20 @@ class QueryService:
             trait_names=reading.people_lists.trait_names,
         )
         return CsvPart(reading.plugin_id, text, cursor)
+
+    def recent_events(self, reading: Reading, limit: int) -> list[dict[str, Any]]:
+        """The plugin's latest stored events, newest first (every shard's ring merged), each as a
+        user's access export shows it; none of a person since forgotten."""
+        lines = self._live.lines(reading.plugin_id, self._clock()) if self._live is not None else []
+        shown = []
+        for line in newest(lines, len(lines)):
+            event = json.loads(line)
+            ids = (event.get("user_id"), event.get("anonymous_id"), event.get("previous_id"))
+            if not reading.people_lists.suppresses(*ids):
+                shown.append(event)
+            if len(shown) == limit:
+                break
+        return shown
 
     def rejections(self, plugin_id: str, page: PageQuery) -> RejectionsPage:
         """The calls refused for the plugin, newest first (empty when there were none)."""

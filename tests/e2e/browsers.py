@@ -24,12 +24,15 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium(what: str) -> Iterator[Any]:
-    """A launched Chromium; the test is skipped, saying so, where Debian's package is missing."""
+def chromium(what: str, *, user_agent: str | None = None) -> Iterator[Any]:
+    """A launched Chromium; the test is skipped, saying so, where Debian's package is missing.
+    ``user_agent`` replaces headless Chromium's own (a bot's) for every request, those the browser
+    sends for a page already gone (a keepalive fetch on pagehide) included."""
     if CHROMIUM is None:
         pytest.skip(f"Chromium not found: {what} needs Debian's `chromium` package")
+    args = [*CHROMIUM_ARGS, *([f"--user-agent={user_agent}"] if user_agent else [])]
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             yield launched
         finally:

@@ -6,6 +6,7 @@ template's own gateway responses, rendered. It remembers what it saw, headers in
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,10 @@ GATEWAY_RESPONSES = {400: "REQUEST_TOO_LARGE", 429: "THROTTLED", 503: "DEFAULT_5
 CONTEXT = {"$context.httpMethod": "POST", "$context.error.messageString": '"Forbidden"'}
 DROPPED = ("content-length", "connection", "transfer-encoding", "date", "server")
 TEMPLATE = Template.load()
+
+
+class Dropped(Exception):
+    """Raised by a gateway's ``forward`` to drop the client's connection without an answer."""
 
 
 @dataclass
@@ -83,7 +88,12 @@ def _serve(gateway: Gateway) -> ThreadingHTTPServer:
         def _relay(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
-            status, answer_headers, payload = gateway.forward(self.command, self.path, headers, body)
+            try:
+                status, answer_headers, payload = gateway.forward(self.command, self.path, headers, body)
+            except Dropped:  # the connection dropped: no answer at all
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             gateway.seen.append(
                 Seen(self.command, self.path, {k.lower(): v for k, v in headers.items()}, status)
             )

@@ -36,6 +36,7 @@ class Usage:
     write_units: Counter[str] = field(default_factory=Counter)  # by table
     read_units: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # by table
     items_written: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (table, pk, sk)
+    units_by_pk: Counter[str] = field(default_factory=Counter)  # write units, by partition key
     spans: list[tuple[str, float, float]] = field(default_factory=list)  # each request's table, times
 
     def round_trips(self, table: str | None = None) -> int:
@@ -91,6 +92,7 @@ class _Meter:
         self.usage.write_units[table] += factor * write_units(size)
         pk, sk = item.get("pk", {}).get("S", ""), item.get("sk", {}).get("S", "")
         self.usage.items_written[(table, pk, sk)] += 1
+        self.usage.units_by_pk[pk] += factor * write_units(size)
 
     def after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         params = getattr(self._pending, "params", {})

@@ -109,6 +109,7 @@ FULL_ONLY = {
         "config_reads_per_s",
         "config_stamp_reads_per_s",
         "max_shards_per_item",
+        "live_writes_per_event",
     )
     for rate in ("10k", "100k")
 } | {f"lake.query_ms.{name}_1m_events" for name in ("breakdown", "breakdown_column", "retention")}

@@ -11,7 +11,7 @@ from devstack.fakes.table import Table
 from devstack.local.template import Template
 from tests.streams import canonical
 from tracking.aggregate.fold import StreamRecord
-from tracking.aggregate.live import FULL_BATCH, FULL_BATCH_INTERVAL_MS, LiveView
+from tracking.aggregate.live import FULL_BATCH, FULL_BATCH_INTERVAL_MS, RINGS_KEPT, LiveView
 from tracking.keys import live_pks
 from tracking.models.live import RING_MAX, newest
 from tracking.storage.dynamo import item_size
@@ -117,3 +117,13 @@ def test_an_expired_ring_is_not_read_before_dynamodb_removes_it() -> None:
 
 def test_full_batch_is_the_aggregate_functions_batch_size() -> None:
     assert Template.load().stream_mapping("AggregateFunction").batch_size == FULL_BATCH
+
+
+def test_a_container_keeps_a_bounded_number_of_rings_and_reads_a_dropped_one_again() -> None:
+    live, clock = FakeLive(Table()), Clock()
+    view = LiveView(live, clock)
+    for n in range(RINGS_KEPT + 10):  # as many plugins, one event each
+        view.after_batch("s1", [stored(n, plugin=f"plugin-{n}")])
+    assert len(view._rings) == RINGS_KEPT
+    view.after_batch("s1", [stored(1_000, plugin="plugin-0")])  # its ring was dropped: read again
+    assert shown(live, "plugin-0") == ["g:001000", "g:000000"]

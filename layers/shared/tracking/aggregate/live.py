@@ -10,6 +10,7 @@ the next batch's write. The view is best effort: a failed write is logged and ne
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 FULL_BATCH = 100  # the aggregate function's BatchSize (template.yaml; a test keeps them equal)
 FULL_BATCH_INTERVAL_MS = 1_000
+# Rings a container keeps in memory (the most recently written; another is read again from its item):
+# at most this many times a ring's 200 events of at most 8 KB, about 60 KB typically.
+RINGS_KEPT = 64
 
 
 class LiveSink(Protocol):
@@ -57,7 +61,7 @@ class LiveView:
     def __init__(self, sink: LiveSink, clock_ms: Callable[[], int]) -> None:
         self._sink = sink
         self._clock = clock_ms
-        self._rings: dict[tuple[str, str], _Ring] = {}
+        self._rings: OrderedDict[tuple[str, str], _Ring] = OrderedDict()
 
     def after_batch(self, shard: str, records: Sequence[StreamRecord]) -> None:
         """Put the batch's newly stored events in their plugins' rings, and write the rings."""
@@ -84,9 +88,14 @@ class LiveView:
                 logger.warning("live view not written", extra={"plugin_id": plugin_id, "error": repr(exc)})
 
     def _ring(self, plugin_id: str, shard: str) -> _Ring:
-        ring = self._rings.get((plugin_id, shard))
+        key = (plugin_id, shard)
+        ring = self._rings.get(key)
         if ring is None:
             ring = _Ring(self._sink.recent(plugin_id, shard))
             ring.order = {line: line_order(line) for line in ring.lines}
-            self._rings[(plugin_id, shard)] = ring
+            self._rings[key] = ring
+        self._rings.move_to_end(key)
+        for old, kept in list(self._rings.items())[: max(0, len(self._rings) - RINGS_KEPT)]:
+            if not kept.dirty:  # one not written yet stays until its write
+                del self._rings[old]
         return ring

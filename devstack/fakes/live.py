@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from devstack.fakes.table import Table
 from tracking.keys import live_pk, live_pks
-from tracking.storage.live import expired, lines_of, live_item
+from tracking.storage.live import expired, lines_of, live_item, scrub
 
 
 class FakeLive:
@@ -21,6 +21,10 @@ class FakeLive:
     def keep(self, plugin_id: str, shard: str, lines: Sequence[str], now_ms: int) -> None:
         self.table.put(live_item(plugin_id, shard, lines, now_ms))
         self.writes += 1
+
+    def forget(self, plugin_id: str, ids: Sequence[str], now_ms: int) -> int:
+        items = [item for pk in live_pks(plugin_id) for item in self.table.query(pk)]
+        return scrub(items, ids, lambda shard, kept: self.keep(plugin_id, shard, kept, now_ms))
 
     def lines(self, plugin_id: str, now_ms: int) -> list[str]:
         items = [item for pk in live_pks(plugin_id) for item in self.table.query(pk)]

@@ -217,6 +217,29 @@ def test_summary_reads_the_days_before_per_user_ab_groups_as_the_version_before_
     assert result["revenue_eur"] == 19.5
 
 
+def test_a_range_that_holds_only_the_day_a_user_left_reads_no_fewer_than_none() -> None:
+    # A user moved from 25 November to an earlier day (and took a purchase with them): 25 November
+    # alone holds their -1, and the answer is an empty group, not a negative one (nor a 500).
+    reader = MemoryReader(
+        {},
+        [
+            rollup("2025-11-25", AB_USERS_KEY, "test", 0, -1, "-9.5"),
+            rollup("2025-11-25", AB_CONVERSIONS_KEY, "test", 0, -1),
+            rollup("2025-11-25", AB_CONVERSIONS_KEY, "control", 0, 1),
+        ],
+    )
+    result = rollups.summary(reader, "bot", None, first="2025-11-25", last="2025-11-25")
+    assert result is not None
+    assert result["ab_test"]["test"] == {
+        "users": 0,
+        "conversions": 0,
+        "conversion_rate": None,
+        "revenue_eur": 0,
+    }
+    assert result["ab_test"]["control"]["conversions"] == 0  # never more than its users
+    assert result["ab_test"]["comparison"] == {"difference": None, "ci95": None, "p_value": None}
+
+
 def test_summary_without_visitors_has_no_rates_rather_than_a_division_by_zero() -> None:
     result = rollups.summary(
         MemoryReader({}, [rollup("2025-11-24", "purchase", "test", 1, 1)]),

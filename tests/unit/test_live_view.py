@@ -11,7 +11,7 @@ from devstack.fakes.table import Table
 from devstack.local.template import Template
 from tests.streams import canonical
 from tracking.aggregate.fold import StreamRecord
-from tracking.aggregate.live import FULL_BATCH, FULL_BATCH_INTERVAL_MS, RINGS_KEPT, LiveView
+from tracking.aggregate.live import FULL_BATCH, FULL_BATCH_INTERVAL_MS, LiveView
 from tracking.keys import live_pks
 from tracking.models.live import RING_MAX, newest
 from tracking.storage.dynamo import item_size
@@ -119,11 +119,13 @@ def test_full_batch_is_the_aggregate_functions_batch_size() -> None:
     assert Template.load().stream_mapping("AggregateFunction").batch_size == FULL_BATCH
 
 
-def test_a_container_keeps_a_bounded_number_of_rings_and_reads_a_dropped_one_again() -> None:
+def test_a_deletion_scrubs_the_rings_and_a_later_batch_does_not_bring_them_back() -> None:
     live, clock = FakeLive(Table()), Clock()
     view = LiveView(live, clock)
-    for n in range(RINGS_KEPT + 10):  # as many plugins, one event each
-        view.after_batch("s1", [stored(n, plugin=f"plugin-{n}")])
-    assert len(view._rings) == RINGS_KEPT
-    view.after_batch("s1", [stored(1_000, plugin="plugin-0")])  # its ring was dropped: read again
-    assert shown(live, "plugin-0") == ["g:001000", "g:000000"]
+    view.after_batch("s1", [stored(1), stored(2, plugin="p1")])
+    view.after_batch("s2", [stored(3)])
+    assert live.forget("p1", ["u1", "u3"], NOW) == 2
+    assert shown(live) == ["g:000002"]
+    clock.ms += 2_000
+    view.after_batch("s1", [stored(4)])  # the ring is read again, not written back from memory
+    assert shown(live) == ["g:000004", "g:000002"]

@@ -179,6 +179,7 @@ def forgetter(settings: Settings) -> Forgetter:
     from tracking.storage.deliveries import PluginFailures  # noqa: PLC0415
     from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
+    from tracking.storage.live import LiveStore  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
@@ -205,6 +206,7 @@ def forgetter(settings: Settings) -> Forgetter:
         lake=lake,
         lake_flush_seconds=settings.lake_flush_seconds,
         failures=PluginFailures(delivery_store(settings), DestinationStore(client(), settings.control_table)),
+        live=LiveStore(client(), settings.aggregates_table),
     )
 
 

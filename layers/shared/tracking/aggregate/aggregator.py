@@ -59,9 +59,10 @@ class Aggregator:
     def process(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:
         """Apply a batch from ``shard`` (records in sequence order); returns the records (by sequence
         number) that failed. The batch's stored events then show in the live view (best effort)."""
+        self._stored: Sequence[StreamRecord] = ()
         failures = self._apply(shard, records)
         if self._live is not None:
-            self._live.after_batch(shard, records)
+            self._live.after_batch(shard, self._stored)  # none of a suppressed id
         return failures
 
     def _apply(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:
@@ -78,6 +79,7 @@ class Aggregator:
         configs = {plugin: published for plugin, (published, _) in loaded.items()}
         self._bookkeeping.register_unconfigured(records, configs)
         records = self._forget_suppressed(run, records, loaded)
+        self._stored = records
         records = [bots_apart(record, configs) for record in records]
         grouped = group_records(records)
         run.failures.update(grouped.failed)

@@ -84,6 +84,10 @@ class PeopleStore(Protocol):
     def save(self, state: ProfileState) -> None: ...
 
 
+class LiveRings(Protocol):
+    def forget(self, plugin_id: str, ids: Sequence[str], now_ms: int) -> int: ...
+
+
 class Forgetter:
     def __init__(
         self,
@@ -96,11 +100,13 @@ class Forgetter:
         lake: LakeEraser | None = None,
         lake_flush_seconds: float = 0.0,
         failures: DeliveryFailures | None = None,
+        live: LiveRings | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._lake = lake
         self._failures = failures
+        self._live = live
         flush_ms = int(lake_flush_seconds * 1000)
         self._lake_delay_ms = flush_ms + max(LAKE_MARGIN_MIN_MS, flush_ms // 5)
         self._steps = steps
@@ -219,7 +225,10 @@ class Forgetter:
         return self._after_records(work), len(page)
 
     def _after_records(self, work: DeletionStep) -> DeletionStep:
-        """After the records that mention the person: the sweep (when suppressing), else the lake."""
+        """After the records that mention the person, the live view's rings (again after the sweep:
+        calls that came in meanwhile); then the sweep (when suppressing), else the lake."""
+        if self._live is not None:
+            self._live.forget(work.plugin_id, work.ids, int(self._clock() * 1000))
         if work.swept or not work.suppress:
             return self._to_lake(work)
         after = int(self._clock() * 1000) + self._cache_ms + SWEEP_MARGIN_MS

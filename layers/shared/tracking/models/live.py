@@ -28,6 +28,12 @@ def line_order(line: str) -> tuple[int, str]:
     return int(found.get("received_at", 0)), str(found.get("event_id", ""))
 
 
+def merged(*rings: Sequence[str]) -> list[str]:
+    """Rings of lines as one, newest first, each event once (a batch delivered again, a ring read
+    back), at most ``RING_MAX``."""
+    return newest([line for ring in rings for line in ring], RING_MAX)
+
+
 def newest(lines: Sequence[str], limit: int) -> list[str]:
     """The latest ``limit`` events of a plugin's rings (each shard's, merged), newest first."""
     ordered = sorted({line_order(line): line for line in lines}.items(), reverse=True)

@@ -221,12 +221,15 @@ def ab_groups(rollups: Sequence[RollupState]) -> dict[str, Any]:
             add(legacy or AB_USERS_KEY, rollup.group, rollup.users if legacy else 0, rollup.revenue)
     answer: dict[str, Any] = {}
     for group in GROUPS:
-        members, buyers = users.get((AB_USERS_KEY, group), 0), users.get((AB_CONVERSIONS_KEY, group), 0)
+        # A user who moved to an earlier day (or another group) counts -1 on the day they left: a
+        # range holding that day and not the other reads them as gone, never below none.
+        members = max(0, users.get((AB_USERS_KEY, group), 0))
+        buyers = min(members, max(0, users.get((AB_CONVERSIONS_KEY, group), 0)))
         answer[group] = {
             "users": members,
             "conversions": buyers,
             "conversion_rate": _ratio(buyers, members),
-            "revenue_eur": _money(revenue.get(group, Decimal(0))),
+            "revenue_eur": _money(max(Decimal(0), revenue.get(group, Decimal(0)))),
         }
     control, test = ((answer[g]["users"], answer[g]["conversions"]) for g in GROUPS)
     answer["comparison"] = comparison(control, test)

@@ -3,8 +3,9 @@ zlib-compressed JSON lines, expiring a day after their last write (a closed shar
 
 from __future__ import annotations
 
+import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tracking.keys import live_pk, live_pks
@@ -57,6 +58,15 @@ class LiveStore:
         with storage_errors("write live view"):
             self._client.put_item(TableName=self._table, Item=live_item(plugin_id, shard, lines, now_ms))
 
+    def forget(self, plugin_id: str, ids: Sequence[str], now_ms: int) -> int:
+        """Every ring of the plugin rewritten without the events of ``ids``; how many were removed."""
+        items = (
+            item
+            for pk in live_pks(plugin_id)
+            for item in query_all(self._client, self._table, "pk = :pk", {":pk": pk}, "read live view")
+        )
+        return scrub(items, ids, lambda shard, kept: self.keep(plugin_id, shard, kept, now_ms))
+
     def lines(self, plugin_id: str, now_ms: int) -> list[str]:
         """Every shard's ring of the plugin (a query per partition key), but rings expired and not yet
         removed."""
@@ -65,6 +75,30 @@ class LiveStore:
             for item in query_all(self._client, self._table, "pk = :pk", {":pk": pk}, "read live view"):
                 lines += [] if expired(item, now_ms) else lines_of(item)
         return lines
+
+
+def without(lines: Sequence[str], ids: Sequence[str]) -> list[str]:
+    """The lines but those of an event of one of ``ids`` (its user, anonymous or previous id)."""
+    gone = set(ids)
+    kept = []
+    for line in lines:
+        event = json.loads(line)
+        if not {event.get("user_id"), event.get("anonymous_id"), event.get("previous_id")} & gone:
+            kept.append(line)
+    return kept
+
+
+def scrub(items: Iterable[dict[str, Any]], ids: Sequence[str], keep: Callable[[str, list[str]], None]) -> int:
+    """Each ring that holds events of ``ids`` kept again without them (``keep(shard, lines)``); how
+    many events were removed."""
+    removed = 0
+    for item in items:
+        lines = lines_of(item)
+        kept = without(lines, ids)
+        if len(kept) < len(lines):
+            removed += len(lines) - len(kept)
+            keep(item["sk"]["S"], kept)
+    return removed
 
 
 def expired(item: dict[str, Any], now_ms: int) -> bool:

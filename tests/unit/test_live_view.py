@@ -129,3 +129,16 @@ def test_a_deletion_scrubs_the_rings_and_a_later_batch_does_not_bring_them_back(
     clock.ms += 2_000
     view.after_batch("s1", [stored(4)])  # the ring is read again, not written back from memory
     assert shown(live) == ["g:000004", "g:000002"]
+
+
+def test_an_event_nested_deeper_than_a_serializer_goes_shows_as_its_identity() -> None:
+    nested: dict[str, Any] = {}
+    for _ in range(3_000):
+        nested = {"a": nested}
+    live, clock = FakeLive(Table()), Clock()
+    LiveView(live, clock).after_batch("s1", [stored(1, properties=nested), stored(2)])
+    lines = [json.loads(line) for line in newest(live.lines("p1", NOW), 5)]
+    assert [(e["event_id"], e.get("truncated", False)) for e in lines] == [
+        ("g:000002", False),
+        ("g:000001", True),
+    ]

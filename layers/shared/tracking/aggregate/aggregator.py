@@ -62,7 +62,10 @@ class Aggregator:
         self._stored: Sequence[StreamRecord] = ()
         failures = self._apply(shard, records)
         if self._live is not None:
-            self._live.after_batch(shard, self._stored)  # none of a suppressed id
+            try:
+                self._live.after_batch(shard, self._stored)  # none of a suppressed id
+            except Exception as exc:  # the live view is best effort: never the batch's failure
+                logger.warning("live view not updated", extra={"shard": shard, "error": repr(exc)})
         return failures
 
     def _apply(self, shard: str, records: Sequence[StreamRecord]) -> dict[int, BaseException]:

@@ -14,9 +14,13 @@ EVENT_MAX_BYTES = 8_000  # a longer event is kept as its identity, marked trunca
 
 
 def live_line(event: CanonicalEvent) -> str:
-    """An event as a user's access export shows it; past ``EVENT_MAX_BYTES``, its identity only."""
-    line = dumps_compact(event.model_dump(mode="json"))
-    if len(line.encode()) <= EVENT_MAX_BYTES:
+    """An event as a user's access export shows it; past ``EVENT_MAX_BYTES`` (or nested deeper than
+    a serializer goes: a client's properties may be), its identity only."""
+    try:
+        line = dumps_compact(event.model_dump(mode="json"))
+    except (ValueError, RecursionError):
+        line = ""
+    if line and len(line.encode()) <= EVENT_MAX_BYTES:
         return line
     kept = ("event_id", "plugin_id", "user_id", "key", "kind", "dialect", "event_time", "received_at")
     return dumps_compact({**{name: getattr(event, name) for name in kept}, "truncated": True})

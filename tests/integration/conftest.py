@@ -18,6 +18,7 @@ from tracking.keys import CLAIM_KIND, REJECTED_KIND
 from tracking.settings import get_settings
 from tracking.storage.dynamo import from_item
 from tracking.storage.events import event_from_item, is_event
+from tracking.storage.live import lines_of
 
 TEMPLATE = Template.load()
 
@@ -192,3 +193,9 @@ class Stream:
 @pytest.fixture
 def stream(aws: Any, aggregate: Invoke, forget: Invoke, function_env: Any) -> Stream:
     return Stream(aws, aggregate, forget)
+
+
+def readable(item: dict[str, Any]) -> str:
+    """An item as text, the live view's compressed rings included."""
+    rings = "\n".join(lines_of(item)) if "events" in item and "B" in item["events"] else ""
+    return json.dumps({name: value for name, value in item.items() if name != "events"}) + rings

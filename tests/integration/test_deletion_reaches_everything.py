@@ -12,8 +12,7 @@ import pytest
 
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
-from tests.integration.conftest import Invoke, Stream, body, new_container, scan, stored_events
-from tracking.storage.live import lines_of
+from tests.integration.conftest import Invoke, Stream, body, new_container, readable, scan, stored_events
 
 ADMIN = {"x-api-key": SAMPLE_ADMIN_KEY}
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"wk_live_123:").decode()}
@@ -56,12 +55,6 @@ def late_calls(ingest: Invoke) -> None:
     segment(ingest, "/v1/identify", {"userId": PERSON, "messageId": "late-identify", "traits": {"plan": "x"}})
     plugin = {"key": "handouts", "value": "late.pdf", "user_id": PERSON}
     assert ingest(api_event("POST", "/v1/plugins/demo-plugin/track", plugin))["statusCode"] == 200
-
-
-def readable(item: dict[str, Any]) -> str:
-    """An item as text, the live view's compressed rings included."""
-    rings = "\n".join(lines_of(item)) if "events" in item and "B" in item["events"] else ""
-    return json.dumps({name: value for name, value in item.items() if name != "events"}) + rings
 
 
 def test_calls_accepted_just_after_a_suppressing_delete_do_not_outlive_it(

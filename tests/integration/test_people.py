@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import SAMPLE_ADMIN_KEY
 from tests.helpers import api_event
-from tests.integration.conftest import Invoke, Stream, body, scan, stored_events, stored_rejections
+from tests.integration.conftest import Invoke, Stream, body, readable, scan, stored_events, stored_rejections
 from tracking.keys import SEP
 from tracking.storage.dynamo import client
 
@@ -175,7 +175,7 @@ def everything_of(aws: Any, *ids: str) -> list[dict[str, Any]]:
     found = []
     for table in ("EventsTable", "AggregatesTable"):
         for item in scan(aws, table):
-            text = json.dumps(item)
+            text = readable(item)
             if any(f'"{i}"' in text or f"{JSON_SEP}{i}" in text for i in ids):
                 found.append(item)
     return found

@@ -172,7 +172,6 @@ class LocalStack:
         invokers = {name: pool.invoke for name, pool in self.pools.items()}
         start_queue_pollers(self.queues, self.template, invokers, self.stop, args.concurrency)
         self.url = f"http://{args.host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
         state = {
             "url": self.url,
             "dynamodb": database.endpoint,
@@ -181,8 +180,15 @@ class LocalStack:
             "pid": os.getpid(),
             "admin_key": self.key,
         }
-        (self.state_dir / STATE_FILE).write_text(json.dumps(state))
-        (self.state_dir / STATE_FILE).chmod(0o600)  # it holds the admin key
+        # Written before /health answers: whoever sees the stack healthy reads this run's ports,
+        # never those a crashed run left behind. Created 0600 (it holds the admin key) and renamed
+        # into place, so no reader sees half a file.
+        written = self.state_dir / f".{STATE_FILE}.{os.getpid()}"
+        descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(json.dumps(state))
+        os.replace(written, self.state_dir / STATE_FILE)
+        threading.Thread(target=self.server.serve_forever, name="api", daemon=True).start()
         return True
 
     def shut_down(self) -> None:

@@ -183,6 +183,21 @@ def test_data_survives_a_restart_and_ctrl_c_stops_everything(tmp_path: Path) -> 
         stop_stack(second)
 
 
+def test_once_healthy_the_state_file_names_this_run_not_a_crashed_one(tmp_path: Path) -> None:
+    # A run killed with -9 leaves its stack.json behind, naming a DynamoDB Local that is gone.
+    stale = {"url": "http://127.0.0.1:9", "dynamodb": "http://127.0.0.1:9", "database": "dynamodb-local"}
+    (tmp_path / "stack.json").write_text(json.dumps(stale))
+    stack = start_stack(tmp_path, in_memory=True)  # returns on the first healthy answer
+    try:
+        state: dict[str, Any] = json.loads((tmp_path / "stack.json").read_text())
+        assert state["url"] == stack.url
+        assert _answers(int(state["dynamodb"].rsplit(":", 1)[1]))
+        assert (tmp_path / "stack.json").stat().st_mode & 0o777 == 0o600
+        assert not list(tmp_path.glob(".stack.json.*"))
+    finally:
+        stop_stack(stack)
+
+
 def test_without_java_the_stack_falls_back_to_moto_and_says_so(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL_DYNAMODB"}
     env["PATH"] = str(Path(sys.executable).parent)  # a PATH with no java on it

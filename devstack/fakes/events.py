@@ -99,11 +99,6 @@ class FakeEvents:
             if is_client_named(item["sk"]["S"]):
                 self._put(item)
 
-    def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
-        if len(events) > TRANSACTION_MAX:
-            raise ValueError(f"at most {TRANSACTION_MAX} events are written atomically")
-        self.table.put_all([self._item(event) for event in events])
-
     # -- Index ----------------------------------------------------------------------------------------
 
     def put_index(self, plugin_id: str, user_id: str, name: str, entries: Sequence[tuple[str, int]]) -> None:

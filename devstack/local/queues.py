@@ -170,7 +170,8 @@ class Queues:
             self._db.execute("BEGIN IMMEDIATE")
             for receipt in receipts:
                 cursor = self._db.execute(
-                    "DELETE FROM messages WHERE queue = ? AND receipt = ?", (queue, receipt)
+                    "DELETE FROM messages WHERE id = ? AND queue = ? AND receipt = ?",
+                    (_message_of(receipt), queue, receipt),
                 )
                 found.append(cursor.rowcount > 0)
             self._db.execute("COMMIT")
@@ -181,8 +182,8 @@ class Queues:
             raise QueueError("InvalidParameterValue", "VisibilityTimeout must be 0 to 43200 seconds")
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
-                (self._now_ms() + seconds * 1000, queue, receipt),
+                "UPDATE messages SET visible_at = ? WHERE id = ? AND queue = ? AND receipt = ?",
+                (self._now_ms() + seconds * 1000, _message_of(receipt), queue, receipt),
             )
         return cursor.rowcount > 0
 
@@ -199,6 +200,12 @@ class Queues:
     def purge(self, queue: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM messages WHERE queue = ?", (queue,))
+
+
+def _message_of(receipt: str) -> str:
+    """The message a receipt handle names (``{message id}#{random}``): found by its primary key, not
+    by a scan of the queue."""
+    return receipt.split("#", 1)[0]
 
 
 def queue_specs(template: Any) -> list[QueueSpec]:

@@ -145,7 +145,6 @@ def test_event_writes_answer_the_same_on_both() -> None:
             outcome(lambda: sink.put(named)),
             outcome(lambda: sink.put(named)),  # a retry: already stored
             outcome(lambda: sink.put_all([*generated, named, generated[0]])),
-            outcome(lambda: sink.put_atomic(generated * 40)),  # over 100: refused before writing
             outcome(lambda: sink.put(huge)),
             outcome(lambda: sink.put_all([huge, *generated])),  # nothing of the call is written
         ]

@@ -287,13 +287,6 @@ class EventStore:
             self._put_atomic(generated[start : start + TRANSACTION_MAX])
         self._pool.map(self._put, named)
 
-    def put_atomic(self, events: Sequence[CanonicalEvent]) -> None:
-        """All or none (one transaction, at most 100): for a call whose events carry no id of their own,
-        so a 503 never leaves half of it behind for a retry to count twice."""
-        if len(events) > TRANSACTION_MAX:
-            raise ValueError(f"at most {TRANSACTION_MAX} events are written atomically")
-        self._put_atomic([self._item(event) for event in events])
-
     def _put_atomic(self, items: Sequence[StoredItem]) -> None:
         try:
             # botocore gives the call one ClientRequestToken for all its attempts, so its own retries

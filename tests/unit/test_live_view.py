@@ -12,10 +12,11 @@ from devstack.local.template import Template
 from tests.streams import canonical
 from tracking.aggregate.fold import StreamRecord
 from tracking.aggregate.live import FULL_BATCH, FULL_BATCH_INTERVAL_MS, LiveView
-from tracking.keys import live_pks
-from tracking.models.live import RING_MAX, newest
+from tracking.keys import live_head_sk, live_pk, live_pks
+from tracking.models.live import RING_MAX, live_line, newest
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import item_size
-from tracking.storage.live import LIVE_ITEM_MAX_BYTES, live_item
+from tracking.storage.live import HEAD_MAX_BYTES, LIVE_ITEM_MAX_BYTES, live_item
 
 NOW = 1_764_016_800_000
 
@@ -73,14 +74,17 @@ def test_shards_rings_are_merged_when_read() -> None:
 
 def test_full_batches_write_at_most_once_a_second_and_the_next_write_carries_their_events() -> None:
     live, clock = FakeLive(Table()), Clock()
+    added: list[int] = []
+    add = live.add
+    live.add = lambda *args: (added.append(len(args[2])), add(*args))[1]  # type: ignore[method-assign]
     view = LiveView(live, clock)
     for batch in range(5):  # a shard behind: full batches back to back
         view.after_batch("s1", [stored(batch * FULL_BATCH + n) for n in range(1, FULL_BATCH + 1)])
         clock.ms += 100
-    assert live.writes == 1
+    assert added == [FULL_BATCH]
     clock.ms += FULL_BATCH_INTERVAL_MS
     view.after_batch("s1", [stored(10_000)])  # caught up: a small batch writes at once
-    assert live.writes == 2
+    assert added == [FULL_BATCH, RING_MAX]  # the 400 waiting and the new one: the newest 200
     assert shown(live)[:2] == ["g:010000", "g:000500"]
 
 
@@ -106,13 +110,94 @@ def test_an_item_stays_within_its_bound_however_large_its_events() -> None:
         json.dumps({"event_id": f"m:{n}", "received_at": n, "text": f"{n:08x}" * 400})
         for n in range(RING_MAX)
     ]
-    assert item_size(live_item("p1", "s1", lines, NOW)) <= LIVE_ITEM_MAX_BYTES + 200
+    assert item_size(live_item("l", "s1", lines, NOW)) <= LIVE_ITEM_MAX_BYTES + 200
 
 
 def test_an_expired_ring_is_not_read_before_dynamodb_removes_it() -> None:
     live = FakeLive(Table())
-    live.keep("p1", "closed-shard", [json.dumps({"event_id": "g:1", "received_at": 1})], NOW)
+    live.add("p1", "closed-shard", [json.dumps({"event_id": "g:1", "received_at": 1})], NOW)
+    assert live.lines("p1", NOW) != []
     assert live.lines("p1", NOW + 86_400_000 + 1_000) == []
+
+
+def shop_event(n: int) -> StreamRecord:
+    """An analytics.js ``Product Viewed`` as stored: about 1 KB as JSON."""
+    context = {
+        "library": {"name": "analytics.js", "version": "npm:next-1.81.1"},
+        "page": {"path": "/shoes", "referrer": "https://www.google.com/", "title": "Cool shoes | Example"},
+        "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "locale": "en-US",
+        "ip": "203.0.113.0",
+        "browser": "Chrome",
+        "os": "Mac OS X",
+        "device": "Mac",
+    }
+    properties = {"product_id": f"sku-{n * 7919 % 1000}", "price": n % 200 + 0.99, "currency": "USD"}
+    event = canonical(
+        "Product Viewed",
+        None,
+        user=f"anon-{n * 2654435761 % 10**9:09d}",
+        at=NOW + n,
+        event_id=f"ajs-next-{n * 40503 % 10**12:012d}",
+        dialect="segment",
+        context=context,
+        properties=properties,
+    )
+    return StreamRecord(n, "INSERT", event)
+
+
+def test_a_quiet_plugin_pays_for_its_new_events_not_for_the_whole_ring_each_batch() -> None:
+    # One event a batch (a plugin with a call every second or so): a write pays for the small head,
+    # and the ring is rewritten only when the head is full (about 1.9 write units an event). Rewriting
+    # the 200-event ring every batch cost about 6.7.
+    table = Table()
+    live, clock = FakeLive(table), Clock()
+    view = LiveView(live, clock)
+    for n in range(1, 1_001):
+        clock.ms += 1_000
+        view.after_batch("s1", [shop_event(n)])
+    assert table.write_units / 1_000 <= 2.5
+    assert len(shown(live)) == RING_MAX
+    assert shown(live)[0] == json.loads(live_line(shop_event(1_000).event))["event_id"]
+    assert all(
+        item_size(item) <= HEAD_MAX_BYTES + 200
+        for item in table.all_items()
+        if item["sk"]["S"] == live_head_sk("s1")
+    )
+
+
+def test_a_head_moved_into_the_ring_but_not_emptied_shows_its_events_once() -> None:
+    def first_move() -> int:
+        """How many one-event batches fill the head, so that the next moves it into the ring."""
+        table, clock = Table(), Clock()
+        view = LiveView(FakeLive(table), clock)
+        for n in range(1, RING_MAX):
+            view.after_batch("s1", [shop_event(n)])
+            if table.peek((live_pk("p1", "s1"), "s1")):
+                return n
+        raise AssertionError("the head never moved")
+
+    moved_at = first_move()
+    table, clock = Table(), Clock()
+    live = FakeLive(table)
+    view = LiveView(live, clock)
+    for n in range(1, moved_at):
+        view.after_batch("s1", [shop_event(n)])
+    writes = []
+
+    def fail_the_second_write(operation: str) -> None:
+        if operation == "write":
+            writes.append(operation)
+            if len(writes) == 2:
+                raise StorageUnavailable("write live view")
+
+    table.faults = fail_the_second_write
+    view.after_batch("s1", [shop_event(moved_at)])  # the ring written, the head not emptied
+    table.faults = None
+    assert sorted(key[1] for key in table.units_by_item) == ["s1", live_head_sk("s1")]
+    expected = [json.loads(live_line(shop_event(m).event))["event_id"] for m in range(moved_at, 0, -1)]
+    assert shown(live) == expected
 
 
 def test_full_batch_is_the_aggregate_functions_batch_size() -> None:

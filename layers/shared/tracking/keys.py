@@ -256,6 +256,12 @@ def live_pk(plugin_id: str, shard: str) -> str:
     return f"l{SEP}{plugin_id}{SEP}{zlib.crc32(shard.encode()) % LIVE_SUFFIXES}"
 
 
+def live_head_sk(shard: str) -> str:
+    """The sort key of a shard's head: its newest events, written each batch (the ring's sort key is
+    the shard's id)."""
+    return f"{shard}{SEP}h"
+
+
 def live_pks(plugin_id: str) -> list[str]:
     """Every partition key of the plugin's live view (a read queries each)."""
     return [f"l{SEP}{plugin_id}{SEP}{n}" for n in range(LIVE_SUFFIXES)]

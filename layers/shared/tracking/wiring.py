@@ -84,7 +84,7 @@ def aggregator(settings: Settings) -> Aggregator:
     from tracking.aggregate.ports import CurrentConfigs  # noqa: PLC0415
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
-    from tracking.storage.live import LiveStore  # noqa: PLC0415
+    from tracking.storage.live import live_store  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
@@ -93,7 +93,7 @@ def aggregator(settings: Settings) -> Aggregator:
         CurrentConfigs(plugin_store(settings)),
         index=UserEvents(client(), settings.events_table, settings.retention_days),
         rejections=RejectionStore(client(), settings.events_table),
-        live=LiveStore(client(), settings.aggregates_table),
+        live=live_store(client(), settings.aggregates_table),
     )
 
 
@@ -104,7 +104,7 @@ def query_service(settings: Settings) -> QueryService:
     from tracking.storage.aggregates import AggregateStore  # noqa: PLC0415
     from tracking.storage.deletions import DeletionStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
-    from tracking.storage.live import LiveStore  # noqa: PLC0415
+    from tracking.storage.live import live_store  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
@@ -118,7 +118,7 @@ def query_service(settings: Settings) -> QueryService:
         events=UserEvents(client(), settings.events_table, settings.retention_days),
         deletions=DeletionStore(client(), settings.events_table),
         destinations=destinations_admin(settings) if settings.delivery_queue_url else None,
-        live=LiveStore(client(), settings.aggregates_table),
+        live=live_store(client(), settings.aggregates_table),
     )
 
 
@@ -179,7 +179,7 @@ def forgetter(settings: Settings) -> Forgetter:
     from tracking.storage.deliveries import PluginFailures  # noqa: PLC0415
     from tracking.storage.destinations import DestinationStore  # noqa: PLC0415
     from tracking.storage.dynamo import client  # noqa: PLC0415
-    from tracking.storage.live import LiveStore  # noqa: PLC0415
+    from tracking.storage.live import live_store  # noqa: PLC0415
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
     from tracking.storage.user_events import UserEvents  # noqa: PLC0415
 
@@ -206,7 +206,7 @@ def forgetter(settings: Settings) -> Forgetter:
         lake=lake,
         lake_flush_seconds=settings.lake_flush_seconds,
         failures=PluginFailures(delivery_store(settings), DestinationStore(client(), settings.control_table)),
-        live=LiveStore(client(), settings.aggregates_table),
+        live=live_store(client(), settings.aggregates_table),
     )
 
 

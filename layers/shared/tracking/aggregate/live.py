@@ -1,13 +1,14 @@
-"""The live view: each plugin's latest stored events, kept per stream shard (one item each, one
-writer each) and merged when read (``GET /v1/plugins/{p}/events/recent``).
+"""The live view: each plugin's latest stored events, kept per stream shard (one writer each) and
+merged when read (``GET /v1/plugins/{p}/events/recent``).
 
-After each batch the aggregator reads the shard's ring of each plugin the batch stored events of,
-puts the new events in front and writes it back: one read and one write per (plugin, shard) and
-batch, never one per event. The ring is read again each time, not kept in memory, so a ring a
-deletion scrubbed (``forget``) is never written back whole from a container's copy. A full batch
-(the shard is behind, more follow at once) writes at most once a second; its events wait in memory
-for the next batch's write. The view is best effort: a failed write is logged and never fails the
-batch (the events themselves are stored and counted either way); its events wait for the next."""
+After each batch the aggregator hands each (plugin, shard) the batch stored events of its new
+events (``LiveSink.add``, storage/live.py: a small head written each time, moved into the shard's
+ring when full): never a write per event. What is stored is read again before each write, not kept
+in memory, so events a deletion scrubbed (``forget``) are never written back from a container's
+copy. A full batch (the shard is behind, more follow at once) writes at most once a second; its
+events wait in memory for the next batch's write. The view is best effort: a failed write is logged
+and never fails the batch (the events themselves are stored and counted either way); its events
+wait for the next."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tracking.aggregate.fold import StreamRecord
-from tracking.models.live import RING_MAX, live_line, merged
+from tracking.models.live import live_line, merged
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,9 @@ FULL_BATCH_INTERVAL_MS = 1_000
 
 
 class LiveSink(Protocol):
-    def recent(self, plugin_id: str, shard: str) -> list[str]:
-        """The ring a shard's item holds (events as JSON lines, newest first); [] when none."""
-
-    def keep(self, plugin_id: str, shard: str, lines: Sequence[str], now_ms: int) -> None:
-        """Write the shard's ring (the store bounds its size, dropping the oldest)."""
+    def add(self, plugin_id: str, shard: str, lines: Sequence[str], now_ms: int) -> None:
+        """Put newly stored events (JSON lines, newest first) in the shard's view of the plugin, read
+        again first (the store bounds its size, dropping the oldest)."""
 
 
 class LiveView:
@@ -53,8 +52,7 @@ class LiveView:
             if full and now - self._written_at.get(key, 0) < FULL_BATCH_INTERVAL_MS:
                 continue  # written a moment ago: these go with the next batch's write
             try:
-                ring = merged(self._sink.recent(*key), self._pending[key])[:RING_MAX]
-                self._sink.keep(key[0], shard, ring, now)
+                self._sink.add(key[0], shard, self._pending[key], now)
             except Exception as exc:  # never the batch's failure
                 logger.warning("live view not written", extra={"plugin_id": key[0], "error": repr(exc)})
                 continue

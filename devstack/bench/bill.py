@@ -202,7 +202,9 @@ def whole_bill(results: Mapping[str, Any], template: Template) -> dict[str, Any]
         "lake": lake_bill(results, template, workloads) if "lake" in results else {},
         "destinations": (
             destinations_bill(
-                results["lake"]["write"], template.functions()["DeliverFunction"].memory_mb / 1024
+                results["lake"]["write"],
+                template.functions()["DeliverFunction"].memory_mb / 1024,
+                deliver_batch_size(template),
             )
             if "lake" in results
             else {}
@@ -328,38 +330,45 @@ def levers(
 SQS_REQUESTS_PER_MESSAGE = 0.3  # SendMessageBatch, ReceiveMessage and DeleteMessageBatch, 10 a request
 ROUTE_RECORDS_PER_INVOCATION = 100
 ROUTE_SECONDS_PER_INVOCATION = 0.05
-DELIVER_MESSAGES_PER_INVOCATION = 10
-RECEIVER_LATENCY_S = 0.1  # a webhook's answer: a batch's 10 are sent side by side, so one latency
-DELIVER_OVERHEAD_S = 0.05  # the claims, marks, counters and the forgotten-ids read of one batch
-# The claim and the mark (a write unit each); the counters once per destination and batch; the
-# forgotten ids read once per destination and batch (up to 20 ids: about 1 read unit).
-DELIVERY_WRITE_UNITS = 2 + 1 / DELIVER_MESSAGES_PER_INVOCATION
-DELIVERY_READ_UNITS = 1 / DELIVER_MESSAGES_PER_INVOCATION
+RECEIVER_LATENCY_S = 0.1  # a webhook's answer: a batch's messages are sent side by side, so one latency
+DELIVER_OVERHEAD_S_PER_MESSAGE = 0.005  # its claim, and its share of the mark, counters and reads
+# Each message's claim and mark (a write unit each), and the counters once per destination and batch.
+# The forgotten-ids read asks for each message's ids (a user id and an anonymous id at most), and
+# DynamoDB bills a key that is not there as an eventually consistent read of the least size (0.5).
+FORGOTTEN_READ_UNITS_PER_MESSAGE = 2 * 0.5
 
 
-def destinations_bill(lake: Mapping[str, Any], memory_gb: float) -> dict[str, Any]:
+def deliver_batch_size(template: Template) -> int:
+    """The deliver function's batch size (its SQS event source in template.yaml)."""
+    from devstack.local.esm import queue_mappings  # noqa: PLC0415 - the local stack's reader
+
+    return next(m.batch_size for m in queue_mappings(template) if m.function == "DeliverFunction")
+
+
+def destinations_bill(lake: Mapping[str, Any], memory_gb: float, batch: int) -> dict[str, Any]:
     """What one webhook destination adds per million messages delivered, line by line (docs/COST.md,
     "Events out"): the queue's requests, the route and deliver functions, the deliveries table, and
     the router's read of the change stream."""
     gb_seconds = 1e6 * memory_gb * PRICES["lambda_arm64_gb_second"] / 1e6
     route_invocations = 1e6 / ROUTE_RECORDS_PER_INVOCATION
-    deliver_invocations = 1e6 / DELIVER_MESSAGES_PER_INVOCATION
+    deliver_invocations = 1e6 / batch
+    deliver_seconds = RECEIVER_LATENCY_S + DELIVER_OVERHEAD_S_PER_MESSAGE * batch
     lines = {
         "sqs_requests": SQS_REQUESTS_PER_MESSAGE * PRICES["sqs_request"],
         "route_function": route_invocations
         * (PRICES["lambda_request"] / 1e6 + ROUTE_SECONDS_PER_INVOCATION * gb_seconds / 1e6),
         "route_stream_read": 1e6 * lake["change_json_bytes"] / GB * PRICES["kinesis_on_demand_gb_out"],
         "deliver_function": deliver_invocations
-        * (PRICES["lambda_request"] / 1e6 + (RECEIVER_LATENCY_S + DELIVER_OVERHEAD_S) * gb_seconds / 1e6),
-        "deliveries_table": DELIVERY_WRITE_UNITS * PRICES["dynamodb_write_unit"]
-        + DELIVERY_READ_UNITS * PRICES["dynamodb_read_unit"],
+        * (PRICES["lambda_request"] / 1e6 + deliver_seconds * gb_seconds / 1e6),
+        "deliveries_table": (2 + 1 / batch) * PRICES["dynamodb_write_unit"]
+        + FORGOTTEN_READ_UNITS_PER_MESSAGE * PRICES["dynamodb_read_unit"],
     }
     return {
         "usd_per_million_delivered": {name: round(value, 4) for name, value in lines.items()},
         "cost_per_million_delivered_usd": round(sum(lines.values()), 4),
         "assumptions": {
             "receiver_latency_s": RECEIVER_LATENCY_S,
-            "messages_per_deliver_invocation": DELIVER_MESSAGES_PER_INVOCATION,
+            "messages_per_deliver_invocation": batch,
             "sqs_requests_per_message": SQS_REQUESTS_PER_MESSAGE,
         },
     }

@@ -27,6 +27,7 @@ from devstack.local.template import StreamMapping
 logger = logging.getLogger("devstack.local.poller")
 
 POLL_INTERVAL_S = 0.2
+SHARDS_REFRESH_S = 5.0  # how often the shard list is read again (a split adds shards)
 Record = dict[str, Any]
 
 
@@ -110,6 +111,11 @@ class StreamPoller(threading.Thread):
         self._checkpoints = Checkpoints(checkpoint_file(state_dir, mapping.function))
         self._failures = state_dir / "on-failure.jsonl"
         self._finished: set[str] = set()  # closed shards read to their end
+        # Where each shard's next read starts, kept between polls as Lambda's mapping keeps it (a
+        # GetShardIterator each poll was a third of DynamoDB Local's requests under load); read again
+        # from the checkpoint when a batch was cut short or its iterator expired.
+        self._iterators: dict[str, str] = {}
+        self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._shards_per_shard = max(1, shards)
         self.delivered = 0
 
@@ -139,9 +145,15 @@ class StreamPoller(threading.Thread):
                 return shards
             start = {"ExclusiveStartShardId": last}
 
+    def _current_shards(self, stream_arn: str) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if self._listed is None or now - self._listed[0] >= SHARDS_REFRESH_S:
+            self._listed = (now, self._shards(stream_arn))
+        return self._listed[1]
+
     def _poll_once(self, stream_arn: str) -> bool:
         """Read every shard whose parent is done; True when records were delivered."""
-        shards = self._shards(stream_arn)
+        shards = self._current_shards(stream_arn)
         known = {shard["ShardId"] for shard in shards}
         busy = False
         for shard in shards:
@@ -152,35 +164,63 @@ class StreamPoller(threading.Thread):
             busy |= self._read_shard(stream_arn, shard)
         return busy
 
-    def _read_shard(self, stream_arn: str, shard: dict[str, Any]) -> bool:
-        shard_id = shard["ShardId"]
+    def _iterator(self, stream_arn: str, shard_id: str) -> str:
+        kept = self._iterators.pop(shard_id, None)
+        if kept is not None:
+            return kept
         checkpoint = self._checkpoints.get(stream_arn, shard_id)
         position = (
             {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint}
             if checkpoint
             else {"ShardIteratorType": self._mapping.starting_position}
         )
-        iterator = self._streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **position)[
+        iterator: str = self._streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **position)[
             "ShardIterator"
         ]
+        return iterator
+
+    def _records(self, stream_arn: str, shard_id: str, iterator: str, first: bool) -> dict[str, Any]:
+        """A GetRecords; a kept iterator past its 15 minutes is taken again from the checkpoint (only
+        for a batch's first read: later ones raise, and the next poll starts from the checkpoint)."""
+        try:
+            answer: dict[str, Any] = self._streams.get_records(
+                ShardIterator=iterator, Limit=self._mapping.batch_size
+            )
+        except self._streams.exceptions.ExpiredIteratorException:
+            if not first:
+                raise
+            answer = self._streams.get_records(
+                ShardIterator=self._iterator(stream_arn, shard_id), Limit=self._mapping.batch_size
+            )
+        return answer
+
+    def _read_shard(self, stream_arn: str, shard: dict[str, Any]) -> bool:
+        shard_id = shard["ShardId"]
+        iterator: str | None = self._iterator(stream_arn, shard_id)
         gathered: list[dict[str, Any]] = []
         window_ends = None
         while iterator and not self._stop.is_set():
-            answer = self._streams.get_records(ShardIterator=iterator, Limit=self._mapping.batch_size)
+            answer = self._records(stream_arn, shard_id, iterator, first=not gathered)
             iterator = answer.get("NextShardIterator")
             gathered.extend(answer["Records"])
             if gathered and window_ends is None:
                 window_ends = time.monotonic() + self._mapping.batching_window_s
             if len(gathered) >= self._mapping.batch_size or (window_ends and time.monotonic() >= window_ends):
                 break
-            if not answer["Records"]:
-                if window_ends is None or iterator is None:
-                    break
+            if not answer["Records"] and (window_ends is None or iterator is None):
+                break
+            if len(answer["Records"]) < self._mapping.batch_size and window_ends is not None:
+                # At the shard's tip: read again in a moment, as Lambda polls a shard a few times a
+                # second (reading again at once was a loop of GetRecords calls of a record or two).
                 self._stop.wait(min(POLL_INTERVAL_S, max(0.0, window_ends - time.monotonic())))
         if iterator is None and not gathered:
             self._finished.add(shard_id)
+            self._listed = None  # a closed shard: its children are listed at once
         if not gathered:
+            if iterator is not None and not self._stop.is_set():
+                self._iterators[shard_id] = iterator
             return False
+        whole = len(gathered) <= self._mapping.batch_size
         gathered = gathered[: self._mapping.batch_size]
         records = [lambda_record(r, stream_arn) for r in gathered]
         wanted = [r for r in records if passes_filters(self._mapping, r)]
@@ -203,4 +243,6 @@ class StreamPoller(threading.Thread):
             return True
         self.delivered += len(wanted)
         self._checkpoints.set(stream_arn, shard_id, gathered[-1]["dynamodb"]["SequenceNumber"])
+        if whole and iterator is not None:  # else the next read starts again from the checkpoint
+            self._iterators[shard_id] = iterator
         return True

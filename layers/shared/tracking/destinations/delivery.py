@@ -6,7 +6,7 @@ a message delivered already is acknowledged without sending, and one that anothe
 sending waits. Then:
 
 - a ``webhook`` gets one signed POST per message, the batch's messages side by side, each over a
-  kept connection of its own (a silent webhook holds its batch for one timeout, not ten);
+  kept connection of its own (a silent webhook holds its batch for one timeout, not twenty);
 - a ``segment`` destination gets ``POST {url}/v1/batch`` with up to 100 messages (never a delete
   message: those are for webhooks).
 
@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY_S = 30
 LONGEST_RETRY_S = 3600
 BUSY_RETRY_S = 30  # another delivery holds the message's lease: look again after this
-SENDS_AT_ONCE = 32  # a container's webhook requests in flight at once (a batch's 10, several destinations)
+SENDS_AT_ONCE = 32  # a container's webhook requests in flight at once (a batch's 20, several destinations)
+DESTINATIONS_AT_ONCE = 20  # a batch's destinations sent side by side: all of a batch of 20
 QUEUE_MAX_DELAY_S = 43_200  # SQS's longest visibility timeout
 
 
@@ -142,7 +143,7 @@ class Delivery:
         first_retry_s: int = FIRST_RETRY_S,
         allow_local: bool = False,
         resolver: Resolver = resolve,
-        workers: int = 8,
+        workers: int = DESTINATIONS_AT_ONCE,
         replays: ReplayCounter | None = None,
     ) -> None:
         self._destinations = destinations

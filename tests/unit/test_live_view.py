@@ -16,7 +16,7 @@ from tracking.keys import live_head_sk, live_pk, live_pks
 from tracking.models.live import RING_MAX, live_line, newest
 from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import item_size
-from tracking.storage.live import HEAD_MAX_BYTES, LIVE_ITEM_MAX_BYTES, live_item
+from tracking.storage.live import HEAD_MAX_BYTES, LIVE_ITEM_MAX_BYTES, lines_of, live_item
 
 NOW = 1_764_016_800_000
 
@@ -227,3 +227,17 @@ def test_an_event_nested_deeper_than_a_serializer_goes_shows_as_its_identity() -
         ("g:000002", False),
         ("g:000001", True),
     ]
+
+
+def test_a_busy_shards_batch_goes_straight_to_the_ring_in_one_write_and_the_head_keeps_its_events() -> None:
+    table = Table()
+    live, clock = FakeLive(table), Clock()
+    view = LiveView(live, clock)
+    view.after_batch("s1", [shop_event(1)])  # a quiet moment: the head
+    writes = table.writes
+    clock.ms += 2_000
+    view.after_batch("s1", [shop_event(n) for n in range(2, 62)])  # 60 events: more than a head holds
+    assert table.writes == writes + 1
+    assert lines_of(table.peek((live_pk("p1", "s1"), live_head_sk("s1")))) == [live_line(shop_event(1).event)]
+    expected = [json.loads(live_line(shop_event(n).event))["event_id"] for n in range(61, 0, -1)]
+    assert shown(live) == expected

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tracking.keys import live_head_sk, live_pk, live_pks
-from tracking.models.live import RING_MAX, merged
+from tracking.models.live import merged
 from tracking.storage.dynamo import AttributeValue, query_all, storage_errors, to_item
 
 # A ring's events at most (compressed): the oldest go past it. A read of a plugin's live view reads
@@ -81,18 +81,26 @@ class LiveStore:
         self.writes = 0
 
     def add(self, plugin_id: str, shard: str, lines: Sequence[str], now_ms: int) -> None:
-        """Put newly stored events (newest first) in the shard's head, read again first: a head a
-        deletion scrubbed is never written back from a copy. A full head moves into the ring (written
-        first: a failure between the two writes leaves events in both, shown once)."""
+        """Put newly stored events (newest first) in the shard's view, what is stored read again first
+        (a head or ring a deletion scrubbed is never written back from a copy):
+
+        - events that fit in the head with what it holds go there (one small write);
+        - events too many for even an empty head (a busy shard's batch) go straight to the ring, and
+          the head keeps what it holds (read with the ring): one write, as many as the ring alone;
+        - otherwise the head is full: it moves into the ring with the events (written first: a
+          failure between the two writes leaves events in both, shown once) and starts again."""
         pk, head_sk = live_pk(plugin_id, shard), live_head_sk(shard)
-        head = self._items.get(pk, head_sk)
-        combined = merged(lines, lines_of(head))
+        if len(pack(lines)) > HEAD_MAX_BYTES:
+            self._put(live_item(pk, shard, merged(lines, lines_of(self._items.get(pk, shard))), now_ms))
+            return
+        head = lines_of(self._items.get(pk, head_sk))
+        combined = merged(lines, head)
         if len(pack(combined)) <= HEAD_MAX_BYTES:
             self._put(live_item(pk, head_sk, combined, now_ms))
             return
         ring = lines_of(self._items.get(pk, shard))
-        self._put(live_item(pk, shard, merged(combined, ring)[:RING_MAX], now_ms))
-        if head is not None and lines_of(head):
+        self._put(live_item(pk, shard, merged(combined, ring), now_ms))
+        if head:
             self._put(live_item(pk, head_sk, [], now_ms))
 
     def lines(self, plugin_id: str, now_ms: int) -> list[str]:

@@ -112,8 +112,9 @@ class StreamPoller(threading.Thread):
         self._failures = state_dir / "on-failure.jsonl"
         self._finished: set[str] = set()  # closed shards read to their end
         # Where each shard's next read starts, kept between polls as Lambda's mapping keeps it (a
-        # GetShardIterator each poll was a third of DynamoDB Local's requests under load); read again
-        # from the checkpoint when a batch was cut short or its iterator expired.
+        # DescribeStream and a GetShardIterator each poll were a fifth of DynamoDB Local's requests
+        # under load); read again from the checkpoint when a batch was cut short or its iterator
+        # expired.
         self._iterators: dict[str, str] = {}
         self._listed: tuple[float, list[dict[str, Any]]] | None = None
         self._shards_per_shard = max(1, shards)

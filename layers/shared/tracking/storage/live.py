@@ -4,8 +4,8 @@ zlib-compressed JSON lines, newest first, expiring a day after their last write:
 - the **head** (sort key ``live_head_sk(shard)``): the newest events, at most ``HEAD_MAX_BYTES`` compressed,
   read and written by each batch;
 - the **ring** (sort key the shard's id): up to ``RING_MAX`` older events, at most
-  ``LIVE_ITEM_MAX_BYTES``, written only when the head is full (the head's events move into it and
-  the head starts again).
+  ``LIVE_ITEM_MAX_BYTES``, written when the head is full (the head's events move into it and the
+  head starts again), or when a batch brings more than a head holds (``LiveStore.add``).
 
 DynamoDB bills a write by the item's size, so a batch of a few events pays for the small head, not
 for the whole ring (200 events of about 1 KB are 7 to 14 KB compressed): a plugin with one event a

@@ -3,6 +3,7 @@ the plugin's people lists, write keys, the list of chatbots without a config, an
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -166,6 +167,10 @@ class FakeBudgets:
     with an IP's first request; a grant never takes the budget past its limit."""
 
     windows: dict[str, _Window] = field(default_factory=dict)
+    salts: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # day: (salt, expires_at)
+
+    def daily_salt(self, day: str, expires_at: int) -> bytes:
+        return self.salts.setdefault(day, (secrets.token_bytes(32), expires_at))[0]
 
     def reserve(
         self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int, *, joining: bool = True

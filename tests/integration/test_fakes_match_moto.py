@@ -177,6 +177,17 @@ def test_budgets_grant_the_same_on_both() -> None:
     assert run(FakeBudgets()) == on_moto(lambda dynamodb: run(ControlStore(dynamodb, "ControlTable")))
 
 
+def test_a_days_salt_is_made_once_and_kept_on_both() -> None:
+    def run(store: Any) -> list[Any]:
+        first = store.daily_salt("2026-12-07", 1_796_860_800)
+        again = store.daily_salt("2026-12-07", 1_796_900_000)
+        other = store.daily_salt("2026-12-08", 1_796_947_200)
+        return [len(first), first == again, first == other]
+
+    assert run(FakeBudgets()) == on_moto(lambda dynamodb: run(ControlStore(dynamodb, "ControlTable")))
+    assert run(FakeBudgets()) == [32, True, False]
+
+
 def test_plugin_lists_answer_the_same_on_both() -> None:
     def run(store: Any) -> list[Any]:
         answers = [store.register_plugin(f"bot-{n}", NOW) for n in (1, 2, 1, 3, 4)]

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from devstack.fakes.control import FakeBudgets
 from tests.unit.test_ingest_service import INFO, Ingest, body
-from tracking.api_errors import ValidationFailed
-from tracking.ingest.privacy import kept_address, scrubbed
+from tracking.api_errors import RateLimited, ValidationFailed
+from tracking.ingest.privacy import PseudonymousBudgets, kept_address, scrubbed
 from tracking.lake.schema import lake_row
 from tracking.models.config import PluginConfig
 from tracking.models.rejections import OPTED_OUT
+from tracking.ratelimit import RateLimiter
 
 SEGMENT_AUTH = "Basic d2tfbGl2ZV8xMjM6"  # wk_live_123:
 
@@ -103,3 +105,30 @@ def test_a_call_with_dnt_or_gpc_is_answered_stored_nowhere_and_counted_as_opted_
     plain = Ingest()
     assert plain.service.plugin("demo-plugin", body("plugin-track"), opted).accepted == 1
     assert len(plain.events.events()) == 1
+
+
+def test_the_rate_limit_keeps_a_days_pseudonym_of_an_address_shared_by_containers() -> None:
+    budgets = FakeBudgets()
+    day = 1_796_601_600_000  # 2026-12-07 00:00 UTC, in ms
+    seconds = iter(range(day // 1000 + 10, day // 1000 + 20))
+    one, two = (
+        RateLimiter(PseudonymousBudgets(budgets, budgets), 3, clock=lambda: next(seconds)) for _ in "12"
+    )
+    one.check("203.0.113.42")
+    two.check("203.0.113.42")
+    one.check("203.0.113.42")
+    with pytest.raises(RateLimited):  # both containers counted in one window
+        two.check("203.0.113.42")
+    (name,) = budgets.windows
+    assert "203.0.113" not in name
+    assert len(name) == 32
+    assert budgets.salts["2026-12-07"][1] == day // 1000 + 2 * 86_400  # expires a day after its day
+
+    # The next day the same address has another name (a new salt): yesterday's windows link to nothing.
+    later = PseudonymousBudgets(budgets, budgets)
+    later.reserve("203.0.113.42", 1, 3, 60_000, day + 86_400_000)
+    assert len(budgets.windows) == 2
+    assert set(budgets.salts) == {"2026-12-07", "2026-12-08"}
+    # A lease is given back to the window it came from, named by the day that window opened.
+    later.release("203.0.113.42", budgets.windows[name].start, 1)
+    assert budgets.windows[name].used == 2

@@ -300,6 +300,11 @@ def rate_pk(client: str) -> str:
     return f"ratelimit{SEP}{client}"
 
 
+def salt_pk(day: str) -> str:
+    """The day's secret salt of the per-IP rate limit's pseudonyms (``ingest/privacy.py``)."""
+    return f"salt{SEP}{day}"
+
+
 def quota_name(key_name: str) -> str:
     """Whom a key's daily quota is kept for (never an IP: no IP holds the separator)."""
     return f"key{SEP}{key_name}"

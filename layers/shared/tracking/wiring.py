@@ -60,6 +60,7 @@ def dashboard_key_store(settings: Settings) -> DashboardKeyStore:
 
 def ingest_service(settings: Settings) -> IngestService:
     from tracking.ingest.configs import PluginDirectory  # noqa: PLC0415
+    from tracking.ingest.privacy import PseudonymousBudgets  # noqa: PLC0415
     from tracking.ingest.rejections import RejectionLog  # noqa: PLC0415
     from tracking.ingest.service import IngestService  # noqa: PLC0415
     from tracking.ratelimit import RateLimiter  # noqa: PLC0415
@@ -68,12 +69,14 @@ def ingest_service(settings: Settings) -> IngestService:
     from tracking.storage.rejections import RejectionStore  # noqa: PLC0415
 
     limit, lease = settings.rate_limit_per_minute, settings.rate_limit_max_lease
+    budgets = budget_store(settings)
     return IngestService(
         directory=PluginDirectory(plugin_store(settings), settings.config_cache_seconds),
         sink=EventStore(client(), settings.events_table, settings.retention_days),
-        limiter=RateLimiter(budget_store(settings), limit, max_lease=lease),
+        # Windows kept under the day's pseudonym of an address, never the address.
+        limiter=RateLimiter(PseudonymousBudgets(budgets, budgets), limit, max_lease=lease),
         # A source's budget is large: a lease of 64 requests costs one write.
-        key_limiter=RateLimiter(budget_store(settings), settings.write_key_rate_per_minute, max_lease=64),
+        key_limiter=RateLimiter(budgets, settings.write_key_rate_per_minute, max_lease=64),
         rejections=RejectionLog(RejectionStore(client(), settings.events_table)),
         default_plugin_id=settings.default_plugin_id,
     )

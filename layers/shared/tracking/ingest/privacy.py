@@ -3,13 +3,24 @@ stored: by default an IPv4 address keeps its first three octets (/24) and an IPv
 48 bits, the rest zeroed; a plugin's ``privacy.ip`` may keep it whole (``full``) or drop it
 (``none``). The stored event's ``context.ip`` (the caller's, or one a Segment call names itself) and
 the text kept of a refused call are both treated. Whether a call asks not to be tracked (``DNT: 1``,
-``Sec-GPC: 1``) is read here too."""
+``Sec-GPC: 1``) is read here too.
+
+The per-IP rate limit must tell callers apart, so it cannot keep a truncated address; it keeps a
+pseudonym instead (:class:`PseudonymousBudgets`): a keyed hash of the whole address under a secret
+salt of the day, as Plausible counts visitors. The salt is random, shared by every container through
+the control table and expires a day after its day: from then on no stored window can be linked to an
+address, even by someone who reads the table."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
-from typing import Any, Literal
+import time
+from typing import Any, Literal, Protocol
+
+from tracking.models.control import Grant
+from tracking.ratelimit import RateStore
 
 IpMode = Literal["truncate", "full", "none"]
 # Address-like runs in free text: dotted quads, and runs of hex groups with colons (checked by parsing).
@@ -64,3 +75,44 @@ def scrubbed(text: str, mode: IpMode) -> str:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+DAY_S = 86_400
+
+
+class DailySalts(Protocol):
+    def daily_salt(self, day: str, expires_at: int) -> bytes: ...
+
+
+class PseudonymousBudgets:
+    """A :class:`~tracking.ratelimit.RateStore` whose windows are kept under the day's pseudonym of
+    an address, never the address (the limiter in memory still holds it, for a minute).
+
+    A window is named by the day its request arrived in (``release`` by the day its window opened),
+    so at midnight UTC a caller starts a new window under a new name: one window in a day is reset
+    early, which the limit allows (it is an abuse guard, not a quota)."""
+
+    def __init__(self, store: RateStore, salts: DailySalts) -> None:
+        self._store = store
+        self._salts = salts
+        self._day: tuple[int, bytes] | None = None  # the latest day's salt; an older one is read again
+
+    def _pseudonym(self, client_ip: str, at_ms: int) -> str:
+        day = at_ms // 1000 // DAY_S
+        if self._day is None or self._day[0] != day:
+            name = time.strftime("%Y-%m-%d", time.gmtime(day * DAY_S))
+            salt = self._salts.daily_salt(name, (day + 2) * DAY_S)
+            if self._day is None or day > self._day[0]:
+                self._day = (day, salt)
+        else:
+            salt = self._day[1]
+        return hashlib.blake2b(client_ip.encode(), key=salt, digest_size=16).hexdigest()
+
+    def reserve(
+        self, client_ip: str, want: int, limit: int, window_ms: int, now_ms: int, *, joining: bool = True
+    ) -> Grant:
+        name = self._pseudonym(client_ip, now_ms)
+        return self._store.reserve(name, want, limit, window_ms, now_ms, joining=joining)
+
+    def release(self, client_ip: str, window_start: int, count: int) -> None:
+        self._store.release(self._pseudonym(client_ip, window_start), window_start, count)

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tracking.keys import rate_pk
+from tracking.keys import rate_pk, salt_pk
 from tracking.models.control import Grant
 from tracking.storage.dynamo import error_code, from_item, storage_errors, to_item
 
@@ -111,3 +112,26 @@ class BudgetStore:
                 return False
             raise
         return True
+
+    def daily_salt(self, day: str, expires_at: int) -> bytes:
+        """The day's secret salt, shared by every container: the first to ask creates it (a random
+        32 bytes, written only if absent); it expires at ``expires_at`` (epoch seconds), after which
+        no pseudonym of that day can be linked to an address again."""
+        key = to_item({"pk": salt_pk(day), "sk": "salt"})
+        with storage_errors("rate limit"):
+            found = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+            if found is not None:
+                return bytes(found["salt"]["B"])
+            salt = secrets.token_bytes(32)
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={**key, "salt": {"B": salt}, **to_item({"expires_at": expires_at})},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                found = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
+                return bytes(found["salt"]["B"])
+        return salt

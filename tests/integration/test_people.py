@@ -143,6 +143,9 @@ def test_the_right_of_access_lists_every_event_in_event_time_order(
     # 20 more client-named events: past what an aggregate lists itself, they move to an index item.
     for n in range(20):
         rating(ingest, "U", 1, message_id=f"msg-bulk-{n}", timestamp=f"2025-11-24T08:{n:02d}:00Z")
+    # One sent from their phone: the export shows its device as stored (context.bot, context.agent).
+    phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"  # noqa: E501
+    rating(ingest, "U", 2, message_id="msg-phone", context={"userAgent": phone})
     anonymous_then_identified.aggregate()
     lines: list[dict[str, Any]] = []
     cursor = None
@@ -159,7 +162,10 @@ def test_the_right_of_access_lists_every_event_in_event_time_order(
             break
     times = [line["event_time"] for line in lines]
     assert times == sorted(times)
-    assert len(lines) == 2 + 1 + 1 + 20  # A's two, U's rating, the identify, the bulk
+    assert len(lines) == 2 + 1 + 1 + 20 + 1  # A's two, U's rating, the identify, the bulk, the phone's
+    (sent,) = [line for line in lines if line.get("message_id") == "msg-phone"]
+    assert sent["context"]["bot"] is False
+    assert sent["context"]["agent"] == {"browser": "Mobile Safari", "os": "iOS", "device": "mobile"}
     assert {line["user_id"] for line in lines} == {"A", "U"}
     dashboard_key = query(api_event("POST", "/v1/plugins/demo-plugin/keys", headers=ADMIN))
     reader = {"x-api-key": body(dashboard_key)["key"]}

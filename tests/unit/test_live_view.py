@@ -76,7 +76,7 @@ def test_full_batches_write_at_most_once_a_second_and_the_next_write_carries_the
     live, clock = FakeLive(Table()), Clock()
     added: list[int] = []
     add = live.add
-    live.add = lambda *args: (added.append(len(args[2])), add(*args))[1]  # type: ignore[method-assign]
+    live.add = lambda *args, **kw: (added.append(len(args[2])), add(*args, **kw))[1]  # type: ignore[method-assign]
     view = LiveView(live, clock)
     for batch in range(5):  # a shard behind: full batches back to back
         view.after_batch("s1", [stored(batch * FULL_BATCH + n) for n in range(1, FULL_BATCH + 1)])
@@ -86,6 +86,31 @@ def test_full_batches_write_at_most_once_a_second_and_the_next_write_carries_the
     view.after_batch("s1", [stored(10_000)])  # caught up: a small batch writes at once
     assert added == [FULL_BATCH, RING_MAX]  # the 400 waiting and the new one: the newest 200
     assert shown(live)[:2] == ["g:010000", "g:000500"]
+
+
+def test_full_batches_handed_to_other_containers_are_written_at_most_once_a_second_too() -> None:
+    """Lambda gives a shard's next batch to whichever container is free: the time of the last write is
+    read with the item, so a busy shard is written once a second however many containers share it."""
+    live, clock = FakeLive(Table()), Clock()
+    containers = [LiveView(live, clock) for _ in range(10)]
+    for batch, view in enumerate(containers):
+        view.after_batch("s1", [stored(batch * FULL_BATCH + n) for n in range(1, FULL_BATCH + 1)])
+        clock.ms += 50
+    assert live.writes == 1
+    clock.ms += FULL_BATCH_INTERVAL_MS
+    containers[-1].after_batch("s1", [stored(5_000 + n) for n in range(1, FULL_BATCH + 1)])
+    assert live.writes == 2
+    assert shown(live)[:2] == ["g:005100", "g:005099"]
+    # What a container held back for a shard it no longer gets is dropped after a minute: its next
+    # write of that shard carries only its new event (memory stays bounded as shards come and go).
+    clock.ms += 61_000
+    added: list[int] = []
+    add = live.add
+    live.add = lambda *args, **kw: (added.append(len(args[2])), add(*args, **kw))[1]  # type: ignore[method-assign]
+    containers[3].after_batch("s2", [stored(9_000)])
+    containers[3].after_batch("s1", [stored(9_001)])
+    assert added == [1, 1]  # not the 100 it held back for s1
+    assert shown(live)[:3] == ["g:009001", "g:009000", "g:005100"]
 
 
 def test_a_failed_write_never_fails_the_batch_and_the_next_write_catches_up() -> None:

@@ -54,6 +54,13 @@ def live_item(pk: str, sk: str, lines: Sequence[str], now_ms: int) -> Item:
     return item
 
 
+def _too_soon(item: dict[str, Any] | None, unless_after: int | None) -> bool:
+    """The item was written after ``unless_after`` (ms), if one is given."""
+    if unless_after is None or not item or "updated_at" not in item:
+        return False
+    return int(item["updated_at"]["N"]) > unless_after
+
+
 def lines_of(item: dict[str, Any] | None) -> list[str]:
     if not item or "events" not in item:
         return []
@@ -80,9 +87,20 @@ class LiveStore:
         self._items = items
         self.writes = 0
 
-    def add(self, plugin_id: str, shard: str, lines: Sequence[str], now_ms: int) -> None:
+    def add(
+        self,
+        plugin_id: str,
+        shard: str,
+        lines: Sequence[str],
+        now_ms: int,
+        *,
+        unless_after: int | None = None,
+    ) -> bool:
         """Put newly stored events (newest first) in the shard's view, what is stored read again first
-        (a head or ring a deletion scrubbed is never written back from a copy):
+        (a head or ring a deletion scrubbed is never written back from a copy); whether it wrote.
+        ``unless_after``: write nothing if the item this write would replace was written after it
+        (a busy shard's batches are written at most once an interval, whichever container has them:
+        the time is read with the item, which is read before any write anyway).
 
         - events that fit in the head with what it holds go there (one small write);
         - events too many for even an empty head (a busy shard's batch) go straight to the ring, and
@@ -91,17 +109,24 @@ class LiveStore:
           failure between the two writes leaves events in both, shown once) and starts again."""
         pk, head_sk = live_pk(plugin_id, shard), live_head_sk(shard)
         if len(pack(lines)) > HEAD_MAX_BYTES:
-            self._put(live_item(pk, shard, merged(lines, lines_of(self._items.get(pk, shard))), now_ms))
-            return
-        head = lines_of(self._items.get(pk, head_sk))
+            ring_item = self._items.get(pk, shard)
+            if _too_soon(ring_item, unless_after):
+                return False
+            self._put(live_item(pk, shard, merged(lines, lines_of(ring_item)), now_ms))
+            return True
+        head_item = self._items.get(pk, head_sk)
+        if _too_soon(head_item, unless_after):
+            return False
+        head = lines_of(head_item)
         combined = merged(lines, head)
         if len(pack(combined)) <= HEAD_MAX_BYTES:
             self._put(live_item(pk, head_sk, combined, now_ms))
-            return
+            return True
         ring = lines_of(self._items.get(pk, shard))
         self._put(live_item(pk, shard, merged(combined, ring), now_ms))
         if head:
             self._put(live_item(pk, head_sk, [], now_ms))
+        return True
 
     def lines(self, plugin_id: str, now_ms: int) -> list[str]:
         """Every line of the plugin's heads and rings (a query per partition key), but those of items

@@ -181,13 +181,19 @@ class StreamPoller(threading.Thread):
         return iterator
 
     def _records(self, stream_arn: str, shard_id: str, iterator: str, first: bool) -> dict[str, Any]:
-        """A GetRecords; a kept iterator past its 15 minutes is taken again from the checkpoint (only
-        for a batch's first read: later ones raise, and the next poll starts from the checkpoint)."""
+        """A GetRecords; a kept iterator past its 15 minutes, or one DynamoDB Local no longer takes
+        (one taken at the horizon of a shard that was still empty answers TrimmedDataAccess once its
+        first records come), is taken again from the checkpoint: only for a batch's first read, later
+        ones raise, and the next poll starts from the checkpoint."""
+        stale = (
+            self._streams.exceptions.ExpiredIteratorException,
+            self._streams.exceptions.TrimmedDataAccessException,
+        )
         try:
             answer: dict[str, Any] = self._streams.get_records(
                 ShardIterator=iterator, Limit=self._mapping.batch_size
             )
-        except self._streams.exceptions.ExpiredIteratorException:
+        except stale:
             if not first:
                 raise
             answer = self._streams.get_records(

@@ -95,17 +95,15 @@ class PseudonymousBudgets:
     def __init__(self, store: RateStore, salts: DailySalts) -> None:
         self._store = store
         self._salts = salts
-        self._day: tuple[int, bytes] | None = None  # the latest day's salt; an older one is read again
+        self._kept: dict[int, bytes] = {}  # the salts of the latest two days read, by day number
 
     def _pseudonym(self, client_ip: str, at_ms: int) -> str:
         day = at_ms // 1000 // DAY_S
-        if self._day is None or self._day[0] != day:
+        salt = self._kept.get(day)
+        if salt is None:
             name = time.strftime("%Y-%m-%d", time.gmtime(day * DAY_S))
             salt = self._salts.daily_salt(name, (day + 2) * DAY_S)
-            if self._day is None or day > self._day[0]:
-                self._day = (day, salt)
-        else:
-            salt = self._day[1]
+            self._kept = {d: s for d, s in self._kept.items() if d > day - 2} | {day: salt}
         return hashlib.blake2b(client_ip.encode(), key=salt, digest_size=16).hexdigest()
 
     def reserve(

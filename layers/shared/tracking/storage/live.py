@@ -42,10 +42,11 @@ def pack(lines: Sequence[str]) -> bytes:
     return zlib.compress("\n".join(lines).encode(), 6)
 
 
-def live_item(pk: str, sk: str, lines: Sequence[str], now_ms: int) -> Item:
-    """An item of these lines (newest first), the oldest left out past ``LIVE_ITEM_MAX_BYTES``."""
+def live_item(pk: str, sk: str, lines: Sequence[str], now_ms: int, packed: bytes | None = None) -> Item:
+    """An item of these lines (newest first), the oldest left out past ``LIVE_ITEM_MAX_BYTES``;
+    ``packed``: the lines already compressed."""
     kept = list(lines)
-    packed = pack(kept)
+    packed = pack(kept) if packed is None else packed
     while kept and len(packed) > LIVE_ITEM_MAX_BYTES:
         kept = kept[: len(kept) * 3 // 4]
         packed = pack(kept)
@@ -119,8 +120,9 @@ class LiveStore:
             return False
         head = lines_of(head_item)
         combined = merged(lines, head)
-        if len(pack(combined)) <= HEAD_MAX_BYTES:
-            self._put(live_item(pk, head_sk, combined, now_ms))
+        packed = pack(combined)
+        if len(packed) <= HEAD_MAX_BYTES:
+            self._put(live_item(pk, head_sk, combined, now_ms, packed))
             return True
         ring = lines_of(self._items.get(pk, shard))
         self._put(live_item(pk, shard, merged(combined, ring), now_ms))

@@ -44,6 +44,7 @@ from tracking.storage.dynamo import (
     AttributeValue,
     Workers,
     batch_delete,
+    batch_get,
     cancellation_codes,
     error_code,
     from_item,
@@ -61,9 +62,7 @@ from tracking.storage.rollup_items import (
 from tracking.storage.rollups import RollupStore
 from tracking.storage.spread import Suffixes, SuffixRecorder, suffix_starts, walk_users
 
-BATCH_GET_MAX = 100
 PROFILE_READ_ATTEMPTS = 3
-UNPROCESSED_RETRIES = 6
 PARALLEL_QUERIES = 64  # the client's connections (storage.dynamo.CLIENT_CONFIG)
 
 
@@ -166,21 +165,10 @@ class AggregateStore:
 
     def _batch_get(
         self, keys: list[dict[str, AttributeValue]], consistent: bool = True
-    ) -> Iterator[dict[str, AttributeValue]]:
-        for start in range(0, len(keys), BATCH_GET_MAX):
-            pending: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + BATCH_GET_MAX], "ConsistentRead": consistent}
-            }
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                with storage_errors("read aggregates"):
-                    answer = self._client.batch_get_item(RequestItems=pending)
-                yield from answer.get("Responses", {}).get(self._table, [])
-                pending = answer.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                if attempt == UNPROCESSED_RETRIES:
-                    raise StorageUnavailable("Storage is throttling reads of aggregates")
-                self._sleep(min(0.05 * 2**attempt, 1.0))
+    ) -> list[dict[str, AttributeValue]]:
+        return batch_get(
+            self._client, self._table, keys, "read aggregates", self._sleep, consistent=consistent
+        )
 
     def get_aggregate(self, key: AggregateKey) -> AggregateState | None:
         with storage_errors("read aggregate"):
@@ -190,7 +178,9 @@ class AggregateStore:
         return aggregate_from_item(answer["Item"]) if "Item" in answer else None
 
     def load_funnels(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], FunnelState]:
-        """The stored funnel items of these (plugin, user) pairs, read consistently."""
+        """The stored funnel items of these (plugin, user) pairs, read eventually consistently (half the
+        price): as an aggregate's, a funnel item's write is conditional on the version read, so a
+        stale copy only costs a conflict and a consistent re-read (``get_funnel``)."""
         wanted = [
             to_item({"pk": funnel_pk(plugin_id, user_id), "sk": user_id}) for plugin_id, user_id in keys
         ]

@@ -204,12 +204,17 @@ def batch_get(
     keys: Sequence[dict[str, AttributeValue]],
     action: str,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    consistent: bool = False,
 ) -> list[dict[str, AttributeValue]]:
     """Every item of these keys that exists, 100 keys to a request, what DynamoDB leaves unprocessed
-    read again (after a pause); raises ``StorageUnavailable`` if it keeps leaving some."""
+    read again (after a pause); raises ``StorageUnavailable`` if it keeps leaving some.
+    ``consistent``: strongly consistent reads (twice the price)."""
     items: list[dict[str, AttributeValue]] = []
     for start in range(0, len(keys), BATCH_GET_MAX):
-        pending: dict[str, Any] = {table: {"Keys": list(keys[start : start + BATCH_GET_MAX])}}
+        pending: dict[str, Any] = {
+            table: {"Keys": list(keys[start : start + BATCH_GET_MAX]), "ConsistentRead": consistent}
+        }
         for attempt in range(UNPROCESSED_RETRIES + 1):
             with storage_errors(action):
                 answer = client.batch_get_item(RequestItems=pending)

@@ -6,8 +6,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from devstack.local.capacity import metered
+from tests.integration.faults import dynamodb_fails
 from tracking.api_errors import RateLimited
 from tracking.ingest.dialects.widget import parse, to_canonical
 from tracking.keys import client_id_pk, event_pk, rate_pk
@@ -296,3 +298,24 @@ def test_a_budget_others_keep_changing_grants_nothing_rather_than_one_unreserved
             "before-parameter-build.dynamodb.UpdateItem", another_container_takes_one
         )
     assert limited.value.retry_after == 1
+
+
+def test_a_days_salt_whose_write_answer_was_lost_is_read_back_and_one_never_written_is_a_503(
+    aws: Any,
+) -> None:
+    """The rate limit's salt (ingest/privacy.py): a put that landed but whose answer was lost is read
+    back, so every container agrees on one salt; a put that never landed leaves the call a 503."""
+    store = ControlStore(client(), "ControlTable")
+
+    def lost(**_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    client().meta.events.register("after-call.dynamodb.PutItem", lost)
+    try:
+        salt = store.daily_salt("2026-12-07", 1_796_774_400)
+    finally:
+        client().meta.events.unregister("after-call.dynamodb.PutItem", lost)
+    assert len(salt) == 32
+    assert ControlStore(client(), "ControlTable").daily_salt("2026-12-07", 1_796_774_400) == salt
+    with dynamodb_fails("PutItem"), pytest.raises(StorageUnavailable):
+        store.daily_salt("2026-12-08", 1_796_860_800)

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from tracking.keys import rate_pk, salt_pk
 from tracking.models.control import Grant
+from tracking.models.storage_failures import StorageUnavailable
 from tracking.storage.dynamo import error_code, from_item, storage_errors, to_item
 
 logger = logging.getLogger(__name__)
@@ -116,22 +117,32 @@ class BudgetStore:
     def daily_salt(self, day: str, expires_at: int) -> bytes:
         """The day's secret salt, shared by every container: the first to ask creates it (a random
         32 bytes, written only if absent); it expires at ``expires_at`` (epoch seconds), after which
-        no pseudonym of that day can be linked to an address again."""
+        no pseudonym of that day can be linked to an address again. A write whose answer was lost
+        is read back (it may have landed) before the caller is told storage is unavailable."""
         key = to_item({"pk": salt_pk(day), "sk": "salt"})
-        with storage_errors("rate limit"):
-            found = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-            if found is not None:
-                return bytes(found["salt"]["B"])
-            salt = secrets.token_bytes(32)
-            try:
+        found = self._salt(key)
+        if found is not None:
+            return found
+        salt = secrets.token_bytes(32)
+        try:
+            with storage_errors("rate limit"):
                 self._client.put_item(
                     TableName=self._table,
                     Item={**key, "salt": {"B": salt}, **to_item({"expires_at": expires_at})},
                     ConditionExpression="attribute_not_exists(pk)",
                 )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                found = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
-                return bytes(found["salt"]["B"])
-        return salt
+            return salt
+        except ClientError as exc:  # the condition failed: another container made it first
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        except StorageUnavailable:
+            pass  # throttled, or the answer lost: whether a salt is there now is read below
+        found = self._salt(key)
+        if found is None:
+            raise StorageUnavailable("Storage is unavailable (rate limit); retry later")
+        return found
+
+    def _salt(self, key: dict[str, Any]) -> bytes | None:
+        with storage_errors("rate limit"):
+            item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return bytes(item["salt"]["B"]) if item else None
